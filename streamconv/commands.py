@@ -1,0 +1,110 @@
+"""The command line: a thin typer layer over the library API."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .convert import convert as convert_volume
+from .engine.plan import format_size
+from .errors import StreamconvError
+from .progress import scale_bars, wanted
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Convert brain-imaging data to the Neuroglancer precomputed format.")
+
+
+@app.callback()
+def _group() -> None:
+    """Convert brain-imaging data to the Neuroglancer precomputed format."""
+
+
+class VolumeType(str, Enum):
+    image = "image"
+    segmentation = "segmentation"
+
+
+class Method(str, Enum):
+    average = "average"
+    majority = "majority"
+    stride = "stride"
+
+
+Memory = Annotated[Optional[str], typer.Option(
+    help="Bound on the memory of the whole process tree, e.g. 512MiB, 8GiB "
+         "[default: half of the available memory]")]
+Workers = Annotated[Optional[int], typer.Option(
+    help="Worker processes [default: CPU count]; 0 runs everything in one process")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log the plan (slabs, workers, memory).")]
+Debug = Annotated[bool, typer.Option(help="Show the traceback of an error.")]
+
+
+@app.command()
+def convert(
+    input: Annotated[Path, typer.Argument(help="Volume readable by nibabel (NIfTI, MGH/MGZ, MINC, Analyze).")],
+    output: Annotated[Path, typer.Argument(help="Output directory.")],
+    memory: Memory = None,
+    workers: Workers = None,
+    type: Annotated[VolumeType, typer.Option("--type", help="Layer type.")] = VolumeType.image,
+    chunk_size: Annotated[int, typer.Option(help="Chunk edge in voxels, a power of two.")] = 64,
+    max_scales: Annotated[Optional[int], typer.Option(help="At most this many scales.")] = None,
+    downsampling: Annotated[Optional[Method], typer.Option(
+        help="[default: average for images, majority for segmentations]")] = None,
+    ignore_scaling: Annotated[bool, typer.Option(help="Ignore the header's scl_slope/scl_inter.")] = False,
+    skip_empty: Annotated[bool, typer.Option(help="Do not write chunks that are all zero.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace what the output already holds.")] = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    debug: Debug = False,
+) -> None:
+    """Convert a volume: info, full-resolution chunks and every pyramid scale, in one pass."""
+    _logging(verbose)
+    with _errors(debug), scale_bars(wanted(quiet)) as progress:
+        report = convert_volume(
+            input, output, volume_type=type.value, chunk_size=chunk_size, max_scales=max_scales,
+            downsampling_method=downsampling.value if downsampling else None, memory=memory,
+            workers=workers, ignore_scaling=ignore_scaling, skip_empty=skip_empty,
+            overwrite=overwrite, progress=progress)
+    if not quiet:
+        typer.echo(f"{report.output}: {len(report.scales)} scales, {report.chunks_written} chunks, "
+                   f"{format_size(report.bytes_written)} in {report.seconds:.1f} s", err=True)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(format="%(message)s", level=logging.INFO if verbose else logging.WARNING,
+                        stream=sys.stderr)
+
+
+class _errors:
+    """Turn errors into one line on stderr and an exit code; a traceback only with --debug."""
+
+    def __init__(self, debug: bool) -> None:
+        self.debug = debug
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None or self.debug:
+            return False
+        if isinstance(exc, StreamconvError):
+            typer.echo(f"streamconv: error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code)
+        if isinstance(exc, KeyboardInterrupt):
+            typer.echo("streamconv: interrupted", err=True)
+            raise typer.Exit(130)
+        if isinstance(exc, Exception):
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            typer.echo(f"streamconv: internal error: {message} (rerun with --debug for details)", err=True)
+            raise typer.Exit(1)
+        return False
+
+
+def main() -> None:
+    app()

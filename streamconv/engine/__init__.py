@@ -1,0 +1,1 @@
+"""The streaming engine: planning (plan), buffers, executors, tasks and the pipeline."""

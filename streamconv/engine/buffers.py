@@ -1,0 +1,69 @@
+"""Slab buffers shared between the main process and workers, as files in /dev/shm.
+
+A worker maps a buffer for the length of one task and unmaps it when the task's arrays die, so
+its resident memory holds only what that task touched. Files are named after the owning pid, so
+buffers left by a killed run are found and removed by the next one.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+_PREFIX = "streamconv-"
+
+
+def _shm_dir() -> Path:
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+
+
+@dataclass(frozen=True)
+class SlabRef:
+    """A picklable handle on a buffer: what a task needs to map it."""
+
+    path: str
+    shape: tuple[int, int, int, int]  # (c, z, y, x)
+    dtype: str
+
+    def array(self) -> np.ndarray:
+        """The buffer as an array; the mapping lasts as long as the array or a view of it."""
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            size = int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+            mm = mmap.mmap(fd, max(size, 1))
+        finally:
+            os.close(fd)
+        return np.ndarray(self.shape, self.dtype, buffer=mm)
+
+
+class SlabBuffer:
+    """A buffer owned by the main process; `close` removes it."""
+
+    def __init__(self, shape: tuple[int, int, int, int], dtype: np.dtype) -> None:
+        fd, path = tempfile.mkstemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=_shm_dir())
+        try:
+            os.ftruncate(fd, max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1))
+        finally:
+            os.close(fd)
+        self.ref = SlabRef(path, tuple(shape), np.dtype(dtype).str)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        Path(self.ref.path).unlink(missing_ok=True)
+
+
+def remove_stale_buffers() -> None:
+    """Remove buffers whose owning process is gone (a run that was killed)."""
+    for path in _shm_dir().glob(f"{_PREFIX}*"):
+        try:
+            pid = int(path.name[len(_PREFIX):].split("-")[0])
+        except ValueError:
+            continue
+        if not psutil.pid_exists(pid):
+            path.unlink(missing_ok=True)

@@ -1,0 +1,173 @@
+"""The streaming pipeline: slabs flow from the source through every scale of the pyramid.
+
+Each scale holds a few slab buffers. A full-resolution slab is filled by read tasks; once full
+it is *sealed*: band tasks write its chunks and downsample it into the next scale's open slab,
+which is sealed in turn when all its planes have arrived. A buffer is reused once its band tasks
+are done. One loop in the main process reacts to finished tasks, so reading, encoding, writing
+and downsampling of different slabs and scales overlap, and memory is bounded by the buffers.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import StreamconvError
+from ..geometry import Scale, ceil_div
+from ..sources import Source
+from ..storage import Store
+from .buffers import SlabBuffer
+from .executor import InlineExecutor
+from .plan import Plan
+from .tasks import Band, Downsample, fill, process_band
+
+#: progress(scale index, chunks done, bytes written)
+ProgressFn = Callable[[int, int, int], None]
+
+
+@dataclass(eq=False)
+class _Slab:
+    level: int
+    index: int
+    z0: int
+    z1: int
+    buffer: SlabBuffer
+    scheduled: int = 0   # planes whose fill tasks have been submitted
+    pending: int = 0     # fill tasks not finished
+    users: int = 0       # band tasks not finished
+    sealed: bool = False
+    target: "_Slab | None" = field(default=None, repr=False)
+
+
+@dataclass
+class Totals:
+    chunks: int = 0
+    written: int = 0
+    nbytes: int = 0
+
+
+class Pipeline:
+    def __init__(self, source: Source, scales: list[Scale], store: Store, encoding: str,
+                 method: str, skip_empty: bool, plan: Plan, executor: Executor,
+                 progress: ProgressFn | None = None) -> None:
+        self.source, self.scales, self.store, self.plan = source, scales, store, plan
+        self.encoding, self.method, self.skip_empty = encoding, method, skip_empty
+        self.executor = executor
+        # A source that must read in order is read by one thread of this process.
+        self.reader: Executor = executor if source.parallel_reads or isinstance(executor, InlineExecutor) \
+            else ThreadPoolExecutor(1, thread_name_prefix="streamconv-read")
+        self.progress = progress
+        self.totals = Totals()
+        self._buffers: list[list[SlabBuffer]] = [[] for _ in scales]
+        self._free: list[list[SlabBuffer]] = [[] for _ in scales]
+        self._open: list[dict[int, _Slab]] = [{} for _ in scales]
+        self._futures: dict[Future, tuple[str, _Slab]] = {}
+
+    def run(self) -> Totals:
+        try:
+            s0 = self.plan.slab_planes[0]
+            for index in range(ceil_div(self.scales[0].size[2], s0)):
+                for level in range(len(self.scales)):
+                    self._slab(level, (index * s0 // self._zfactor(level)) // self.plan.slab_planes[level])
+                self._fill(self._open[0][index])
+            while self._futures:
+                self._wait_one()
+            return self.totals
+        except BaseException:
+            for future in self._futures:
+                future.cancel()
+            raise
+        finally:
+            if self.reader is not self.executor:
+                self.reader.shutdown(wait=True, cancel_futures=True)
+            for buffers in self._buffers:
+                for buffer in buffers:
+                    buffer.close()
+
+    def _zfactor(self, level: int) -> int:
+        f = 1
+        for s in self.scales[1:level + 1]:
+            f *= s.factor[2]
+        return f
+
+    def _slab(self, level: int, index: int) -> _Slab:
+        """The open slab `index` of a scale, opening it on a free buffer (waiting for one)."""
+        slab = self._open[level].get(index)
+        if slab is not None:
+            return slab
+        scale, planes = self.scales[level], self.plan.slab_planes[level]
+        while not self._free[level] and len(self._buffers[level]) >= self.plan.buffers[level]:
+            self._wait_one()
+        if self._free[level]:
+            buffer = self._free[level].pop()
+        else:
+            buffer = SlabBuffer((self.source.num_channels, planes, scale.size[1], scale.size[0]),
+                                self.source.dtype)
+            self._buffers[level].append(buffer)
+        z0 = index * planes
+        slab = self._open[level][index] = _Slab(level, index, z0, min(z0 + planes, scale.size[2]), buffer)
+        return slab
+
+    def _submit(self, executor: Executor, kind: str, slab: _Slab, fn: Callable, *args: object) -> None:
+        self._futures[executor.submit(fn, *args)] = (kind, slab)
+
+    def _fill(self, slab: _Slab) -> None:
+        step = self.plan.fill_planes if self.source.parallel_reads else slab.z1 - slab.z0
+        for z in range(slab.z0, slab.z1, step):
+            slab.pending += 1
+            self._submit(self.reader, "fill", slab, fill, self.source, z, min(z + step, slab.z1),
+                         slab.buffer.ref, slab.z0)
+        slab.scheduled = slab.z1 - slab.z0
+
+    def _wait_one(self) -> None:
+        if not self._futures:
+            raise RuntimeError("pipeline stalled: waiting with no task in flight")
+        done, _ = wait(self._futures, return_when=FIRST_COMPLETED)
+        for future in done:
+            kind, slab = self._futures.pop(future)
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                raise StreamconvError("a worker process died (killed, or out of memory?); "
+                                      "lower --memory or --workers and run again") from None
+            if kind == "fill":
+                slab.pending -= 1
+                self._maybe_seal(slab)
+            else:
+                visited, written, nbytes = result
+                self.totals.chunks += visited
+                self.totals.written += written
+                self.totals.nbytes += nbytes
+                if self.progress:
+                    self.progress(slab.level, visited, nbytes)
+                slab.users -= 1
+                if slab.target is not None:
+                    slab.target.pending -= 1
+                    self._maybe_seal(slab.target)
+                if slab.users == 0:
+                    del self._open[slab.level][slab.index]
+                    self._free[slab.level].append(slab.buffer)
+
+    def _maybe_seal(self, slab: _Slab) -> None:
+        if slab.sealed or slab.pending or slab.scheduled < slab.z1 - slab.z0:
+            return
+        slab.sealed = True
+        level, scale = slab.level, self.scales[slab.level]
+        down = None
+        if level + 1 < len(self.scales):
+            nxt = self.scales[level + 1]
+            fz = nxt.factor[2]
+            target = self._open[level + 1][(slab.z0 // fz) // self.plan.slab_planes[level + 1]]
+            target.scheduled += ceil_div(slab.z1, fz) - slab.z0 // fz
+            slab.target = target
+            down = Downsample(target.buffer.ref, target.z0, nxt.factor, self.method)
+        rows = self.plan.band_rows[level]
+        for y0 in range(0, scale.size[1], rows):
+            band = Band(slab.buffer.ref, slab.z0, scale, slab.z0, slab.z1, y0,
+                        min(y0 + rows, scale.size[1]), self.store, self.encoding, self.skip_empty, down)
+            slab.users += 1
+            if slab.target is not None:
+                slab.target.pending += 1
+            self._submit(self.executor, "band", slab, process_band, band)

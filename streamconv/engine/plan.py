@@ -1,0 +1,134 @@
+"""The memory planner: slab thickness, buffers and task sizes from a budget of bytes.
+
+Model of the whole process tree (docs/design.md): the main process, one forkserver and the
+workers each cost a base; slab buffers are counted once; each worker adds what one task touches
+(its band of a slab, the downsampled rows it writes, and kernel temporaries).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import psutil
+
+from ..errors import UsageError
+from ..geometry import Scale, ceil_div
+
+MiB = 1 << 20
+WORKER_BASE = 48 * MiB       # a forked worker with numpy and the task code loaded
+BAND_TARGET = 16 * MiB       # bytes of slab a band task reads, when the budget allows
+SLAB_TARGET = 64 * MiB       # thicker full-resolution slabs only while they stay this small
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": MiB, "mb": 1000 ** 2,
+          "mib": MiB, "g": 1 << 30, "gb": 1000 ** 3, "gib": 1 << 30, "t": 1 << 40, "tb": 1000 ** 4,
+          "tib": 1 << 40}
+
+
+def parse_size(text: str | int) -> int:
+    """'512MiB', '2G', '1.5GB' or a number of bytes."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise UsageError(f"cannot read the size {text!r} (examples: 512MiB, 2GiB, 4G)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def format_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def default_budget() -> int:
+    """Half of the memory available now: room for the page cache and everything else."""
+    return psutil.virtual_memory().available // 2
+
+
+@dataclass(frozen=True)
+class Plan:
+    slab_planes: tuple[int, ...]   # planes per slab, per scale
+    buffers: tuple[int, ...]       # slab buffers per scale (2 lets filling overlap processing)
+    band_rows: tuple[int, ...]     # rows per band task, per scale
+    fill_planes: int               # planes per read task (parallel sources)
+    workers: int
+    budget: int
+    estimate: int
+    minimum: int
+
+    def describe(self, scales: list[Scale]) -> str:
+        lines = [f"memory: budget {format_size(self.budget)}, planned {format_size(self.estimate)}, "
+                 f"minimum {format_size(self.minimum)}; {self.workers} workers"]
+        for k, s in enumerate(scales):
+            lines.append(f"scale {k} {s.key}: size {s.size}, chunks {s.chunk_size}, slab "
+                         f"{self.slab_planes[k]} planes x {self.buffers[k]} buffers, bands of "
+                         f"{self.band_rows[k]} rows")
+        return "\n".join(lines)
+
+
+def _units(scales: list[Scale]) -> tuple[list[int], list[int]]:
+    """Smallest slab thickness and band height per scale: whole chunks and whole factor pairs."""
+    zs, ys = [], []
+    for k, s in enumerate(scales):
+        nxt = scales[k + 1].factor if k + 1 < len(scales) else (1, 1, 1)
+        zs.append(math.lcm(s.chunk_size[2], nxt[2]))
+        ys.append(math.lcm(s.chunk_size[1], nxt[1]))
+    return zs, ys
+
+
+def make_plan(scales: list[Scale], channels: int, dtype: np.dtype, workers: int, budget: int,
+              parallel_reads: bool, main_base: int | None = None) -> Plan:
+    """The most comfortable plan that fits `budget`, or a UsageError that states the minimum."""
+    item = channels * np.dtype(dtype).itemsize
+    zunit, yunit = _units(scales)
+    base = (psutil.Process().memory_info().rss if main_base is None else main_base)
+    base += (workers + 1) * WORKER_BASE if workers else 0
+
+    def slabs(m: int) -> list[int]:
+        out = []
+        for k, s in enumerate(scales):
+            planes = zunit[k] * m if k == 0 else max(zunit[k], out[-1] // s.factor[2])
+            out.append(min(planes, ceil_div(s.size[2], zunit[k]) * zunit[k]))
+        return out
+
+    def estimate(m: int, nbuf: int, band_bytes: int) -> tuple[int, list[int], list[int], int]:
+        planes = slabs(m)
+        rows = [_band_rows(s, planes[k], yunit[k], item, band_bytes, workers) for k, s in enumerate(scales)]
+        buffers = [nbuf] * len(scales)
+        total = base + sum(b * p * s.size[1] * s.size[0] * item
+                           for b, p, s in zip(buffers, planes, scales))
+        touch = max(p * r * s.size[0] * (item * 2 + 48 * channels)
+                    for p, r, s in zip(planes, rows, scales))
+        fill = ceil_div(planes[0], max(1, 2 * workers))
+        touch = max(touch, fill * scales[0].size[0] * scales[0].size[1] * item * (1 if parallel_reads else 0))
+        total += max(workers, 1) * touch
+        return total, planes, rows, fill
+
+    minimum = estimate(1, 1, 0)[0]
+    if minimum > budget:
+        raise UsageError(f"--memory {format_size(budget)} is below the {format_size(minimum)} this "
+                         f"conversion needs with {workers} workers")
+    best = (1, 1, 0)
+    for candidate in [(1, 2, 0), (1, 2, BAND_TARGET)]:
+        if estimate(*candidate)[0] <= budget:
+            best = candidate
+    m, nbuf, band_bytes = best
+    full = scales[0].size[0] * scales[0].size[1] * item
+    while (2 * m * zunit[0] <= ceil_div(scales[0].size[2], zunit[0]) * zunit[0]
+           and 2 * m * zunit[0] * full <= SLAB_TARGET and estimate(2 * m, nbuf, band_bytes)[0] <= budget):
+        m *= 2
+    total, planes, rows, fill = estimate(m, nbuf, band_bytes)
+    return Plan(tuple(planes), (nbuf,) * len(scales), tuple(rows), fill, workers, budget, total, minimum)
+
+
+def _band_rows(scale: Scale, planes: int, unit: int, item: int, band_bytes: int, workers: int) -> int:
+    """Rows per band: whole units, about `band_bytes` of slab, and enough bands for the workers."""
+    height = ceil_div(scale.size[1], unit) * unit
+    per_unit = planes * unit * scale.size[0] * item
+    n = max(1, band_bytes // max(per_unit, 1))
+    n = min(n, max(1, height // unit // max(1, 2 * workers)))
+    return unit * n

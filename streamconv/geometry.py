@@ -1,0 +1,97 @@
+"""Frozen value types for the pyramid: scales, chunk grids and chunk names.
+
+Axes are always given as (x, y, z), as in the precomputed `info` file. In-memory arrays are
+(channel, z, y, x) in C order, whose bytes are exactly the format's Fortran-order [x, y, z, c] layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+Vec3 = tuple[int, int, int]
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class Box:
+    """A half-open box of voxels [start, stop) in (x, y, z)."""
+
+    start: Vec3
+    stop: Vec3
+
+    @property
+    def shape(self) -> Vec3:
+        return tuple(b - a for a, b in zip(self.start, self.stop))  # type: ignore[return-value]
+
+    @property
+    def name(self) -> str:
+        """Unsharded chunk file name: `x0-x1_y0-y1_z0-z1` in absolute voxels."""
+        return "_".join(f"{a}-{b}" for a, b in zip(self.start, self.stop))
+
+    def zyx(self) -> tuple[slice, slice, slice]:
+        """Slices that cut this box out of a (c, z, y, x) array anchored at the origin."""
+        return (slice(self.start[2], self.stop[2]), slice(self.start[1], self.stop[1]),
+                slice(self.start[0], self.stop[0]))
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One level of the pyramid, with the factor that derives it from the previous level."""
+
+    key: str
+    size: Vec3
+    resolution: tuple[float, float, float]
+    chunk_size: Vec3
+    factor: Vec3  # (1, 1, 1) for scale 0
+
+    def __post_init__(self) -> None:
+        if min(self.size) < 1 or min(self.chunk_size) < 1:
+            raise ValueError(f"invalid scale {self}")
+        if any(f not in (1, 2) for f in self.factor):
+            raise ValueError(f"downsampling factors must be 1 or 2, got {self.factor}")
+
+    @property
+    def grid(self) -> Vec3:
+        return tuple(ceil_div(s, c) for s, c in zip(self.size, self.chunk_size))  # type: ignore[return-value]
+
+    @property
+    def num_chunks(self) -> int:
+        gx, gy, gz = self.grid
+        return gx * gy * gz
+
+    def chunk(self, gx: int, gy: int, gz: int) -> Box:
+        """Grid cell (gx, gy, gz), clipped at the upper edge of the volume."""
+        start = (gx * self.chunk_size[0], gy * self.chunk_size[1], gz * self.chunk_size[2])
+        stop = tuple(min(a + c, s) for a, c, s in zip(start, self.chunk_size, self.size))
+        return Box(start, stop)  # type: ignore[arg-type]
+
+    def chunks_in(self, y0: int, y1: int, z0: int, z1: int) -> Iterator[Box]:
+        """Chunks whose y and z extents lie within [y0, y1) x [z0, z1) (chunk-aligned bounds)."""
+        cx, cy, cz = self.chunk_size
+        for gz in range(z0 // cz, ceil_div(z1, cz)):
+            for gy in range(y0 // cy, ceil_div(y1, cy)):
+                for gx in range(self.grid[0]):
+                    yield self.chunk(gx, gy, gz)
+
+    def info(self) -> dict:
+        return {
+            "key": self.key,
+            "size": list(self.size),
+            "voxel_offset": [0, 0, 0],
+            "resolution": [_json_number(r) for r in self.resolution],
+            "chunk_sizes": [list(self.chunk_size)],
+            "encoding": "raw",
+        }
+
+
+def _json_number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def format_key(resolution: tuple[float, float, float]) -> str:
+    """Scale key `<rx>_<ry>_<rz>` in nm, integers without a decimal point."""
+    return "_".join(str(_json_number(r)) for r in resolution)

@@ -1,0 +1,77 @@
+"""The pyramid plan and the `info` file, with neuroglancer-scripts' rules for anisotropic data.
+
+On anisotropic data only the finer axes are halved until voxels are near isotropic, then all axes;
+chunk shapes keep a roughly isotropic physical extent with about `chunk_size**3` voxels; scales are
+added until the whole volume fits in one chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from .errors import UsageError
+from .geometry import Scale, Vec3, ceil_div, format_key
+
+VOLUME_TYPES = ("image", "segmentation")
+
+
+def check_chunk_size(chunk_size: int) -> None:
+    if chunk_size < 1 or chunk_size & (chunk_size - 1):
+        raise UsageError(f"--chunk-size must be a power of two, got {chunk_size}")
+
+
+def plan_scales(size: Sequence[int], resolution: Sequence[float], chunk_size: int = 64,
+                max_scales: int | None = None) -> list[Scale]:
+    """Scales from full resolution down to one chunk; `resolution` in nm, (x, y, z)."""
+    check_chunk_size(chunk_size)
+    if max_scales is not None and max_scales < 1:
+        raise UsageError(f"--max-scales must be at least 1, got {max_scales}")
+    if min(size) < 1:
+        raise UsageError(f"every axis needs at least one voxel, got size {tuple(size)}")
+    finest = min(resolution)
+    delays = [round(math.log2(r / finest)) for r in resolution]
+    exponent = chunk_size.bit_length() - 1
+
+    scales: list[Scale] = []
+    sizes, factors, res = list(size), [1, 1, 1], [float(r) for r in resolution]
+    level = 0
+    while True:
+        chunk = _chunk_shape(level, delays, exponent)
+        scales.append(Scale(format_key(tuple(res)), tuple(sizes), tuple(res),  # type: ignore[arg-type]
+                            chunk, tuple(factors)))  # type: ignore[arg-type]
+        fits = all(s <= c for s, c in zip(sizes, chunk))
+        if fits or len(scales) == max_scales:
+            return scales
+        level += 1
+        # An axis is halved once its delay has passed, unless it is already one voxel thick.
+        factors = [2 if level > d and s > 1 else 1 for d, s in zip(delays, sizes)]
+        sizes = [ceil_div(s, f) for s, f in zip(sizes, factors)]
+        res = [r * f for r, f in zip(res, factors)]
+
+
+def _chunk_shape(level: int, delays: list[int], exponent: int) -> Vec3:
+    """Chunk shape of a level: longer along the finer axes while they are not yet downsampled."""
+    aniso = [max(0, max(delays) - d - level) for d in delays]
+    excess = sum(aniso) - 3 * exponent
+    if excess > 0:
+        reduce_by = ceil_div(excess, sum(1 for a in aniso if a))
+        aniso = [max(a - reduce_by, 0) for a in aniso]
+    base = exponent - (sum(aniso) + 1) // 3
+    return tuple(2 ** max(0, base + a) for a in aniso)  # type: ignore[return-value]
+
+
+def make_info(scales: Sequence[Scale], data_type: str, num_channels: int,
+              volume_type: str = "image") -> dict:
+    """The `info` JSON of a pyramid."""
+    if volume_type not in VOLUME_TYPES:
+        raise UsageError(f"--type must be one of {', '.join(VOLUME_TYPES)}, got {volume_type!r}")
+    if volume_type == "segmentation" and num_channels != 1:
+        raise UsageError(f"a segmentation must have one channel, the input has {num_channels}")
+    return {
+        "@type": "neuroglancer_multiscale_volume",
+        "type": volume_type,
+        "data_type": data_type,
+        "num_channels": num_channels,
+        "scales": [s.info() for s in scales],
+    }

@@ -1,0 +1,239 @@
+"""Readers: every input becomes a `Source` that fills (channel, z, y, x) slabs on request.
+
+A source says whether its reads may run in worker processes at the same time (`parallel_reads`);
+one that must read in order (a gzip stream) is read by one thread of the main process instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from . import dtypes
+from .errors import DataError
+from .geometry import Vec3
+
+_UNIT_NM = {"meter": Decimal(10) ** 9, "mm": Decimal(10) ** 6, "micron": Decimal(1000),
+            "unknown": Decimal(10) ** 6}
+
+
+class Source(Protocol):
+    """What the engine needs from an input."""
+
+    shape: Vec3                       # (x, y, z) voxels
+    num_channels: int
+    dtype: np.dtype                   # output type, native byte order
+    resolution: tuple[float, float, float]  # nm
+    parallel_reads: bool
+
+    def read(self, z0: int, z1: int, out: np.ndarray) -> None:
+        """Fill `out`, shaped (channels, z1 - z0, y, x), with planes [z0, z1)."""
+
+    def fingerprint(self) -> dict:
+        """What identifies this input, for the journal."""
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class _RawLayout:
+    """An uncompressed or gzip-compressed array in Fortran order at a byte offset: read directly.
+
+    Plain files are read with pread (stateless, so safe in many processes at once); compressed
+    streams keep one forward-only handle per channel.
+    """
+
+    path: str
+    offset: int
+    disk_dtype: np.dtype
+    shape: Vec3
+    channels: int
+    rgb: bool
+    slope: float
+    inter: float
+    out_dtype: np.dtype
+    compressed: bool
+    _handles: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_handles": {}}
+
+    def read(self, z0: int, z1: int, out: np.ndarray) -> None:
+        x, y, z = self.shape
+        plane = x * y * self.disk_dtype.itemsize
+        direct = (not self.rgb and self.slope == 1.0 and self.inter == 0.0
+                  and self.disk_dtype == out.dtype)
+        for c in range(1 if self.rgb else self.channels):
+            start = self.offset + plane * (z0 + z * c)
+            if direct:
+                self._read_into(c, start, memoryview(out[c].reshape(-1).view(np.uint8)))
+                continue
+            raw = np.empty((z1 - z0, y, x), self.disk_dtype)
+            self._read_into(c, start, memoryview(raw.reshape(-1).view(np.uint8)))
+            if self.rgb:
+                for k in range(self.channels):
+                    out[k] = raw[self.disk_dtype.names[k]]
+            else:
+                dtypes.convert(raw, out[c], self.slope, self.inter)
+
+    def _read_into(self, channel: int, start: int, buf: memoryview) -> None:
+        if not self.compressed:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                done = 0
+                while done < len(buf):
+                    n = os.preadv(fd, [buf[done:]], start + done)
+                    if n == 0:
+                        raise DataError(f"{self.path}: file is truncated (expected "
+                                        f"{start + len(buf)} bytes of image data)")
+                    done += n
+            finally:
+                os.close(fd)
+            return
+        from nibabel.openers import ImageOpener
+
+        handle = self._handles.get(channel)
+        if handle is None or handle.tell() > start:
+            handle = self._handles[channel] = ImageOpener(self.path, "rb")
+        try:
+            handle.seek(start)
+            n = handle.readinto(buf)
+        except (OSError, EOFError, ValueError) as exc:
+            raise DataError(f"{self.path}: cannot decompress image data ({exc})") from exc
+        if n != len(buf):
+            raise DataError(f"{self.path}: file is truncated (image data ends early)")
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+
+
+class NibabelSource:
+    """Any volume nibabel reads: NIfTI-1/2, MGH/MGZ, MINC, Analyze.
+
+    Formats stored as a plain array are read directly at the right byte offset (no copy of the
+    whole volume, pread in parallel for uncompressed files); others through nibabel's proxy.
+    A fourth axis longer than one becomes channels; RGB voxel types become three channels.
+    """
+
+    def __init__(self, path: str | os.PathLike, ignore_scaling: bool = False) -> None:
+        import nibabel
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(f"{self.path}: no such file")
+        try:
+            self._img = nibabel.load(str(self.path))
+        except Exception as exc:  # nibabel raises many kinds for a file it cannot read
+            raise DataError(f"{self.path}: not a volume nibabel can read ({_one_line(exc)})") from exc
+        img = self._img
+        shape = tuple(int(s) for s in img.shape)
+        extra = [s for s in shape[3:] if s != 1]
+        if len(shape) < 3 or len(extra) > 1:
+            raise DataError(f"{self.path}: expected a 3-D volume or a 4-D volume of channels, "
+                            f"got shape {shape}")
+        self.shape: Vec3 = shape[:3]  # type: ignore[assignment]
+        if min(self.shape) < 1:
+            raise DataError(f"{self.path}: a zero-size axis in shape {shape}")
+        disk_dtype = np.dtype(img.get_data_dtype())
+        rgb = disk_dtype.names is not None
+        self.num_channels = len(disk_dtype.names) if rgb else (extra[0] if extra else 1)
+
+        proxy = img.dataobj
+        slope, inter = 1.0, 0.0
+        if not ignore_scaling:
+            slope = float(getattr(proxy, "slope", 1.0))
+            inter = float(getattr(proxy, "inter", 0.0))
+            slope = 1.0 if not np.isfinite(slope) or slope == 0 else slope
+            inter = 0.0 if not np.isfinite(inter) else inter
+        self._slope, self._inter = slope, inter
+        if rgb:
+            in_dtype = np.dtype(disk_dtype[0])
+        elif slope != 1.0 or inter != 0.0:
+            in_dtype = np.dtype(np.float64)
+        elif _is_plain(proxy):
+            in_dtype = disk_dtype
+        else:  # MINC and friends scale on read: ask for one voxel to learn the type
+            in_dtype = np.asarray(proxy[(0,) * len(shape)]).dtype
+        self.dtype = dtypes.output_dtype(in_dtype, self._value_range)
+        self.resolution = self._resolution()
+
+        self._raw: _RawLayout | None = None
+        if _is_plain(proxy) and len(shape) <= 4 or (rgb and _is_plain(proxy)):
+            from nibabel.openers import ImageOpener
+
+            file_like = proxy.file_like
+            compressed = str(file_like).endswith(tuple(k for k in ImageOpener.compress_ext_map if k))
+            self._raw = _RawLayout(str(file_like), int(proxy.offset), disk_dtype, self.shape,
+                                   self.num_channels, rgb, slope, inter, self.dtype, compressed)
+        self.parallel_reads = self._raw is not None and not self._raw.compressed
+
+    def _resolution(self) -> tuple[float, float, float]:
+        header = self._img.header
+        zooms = header.get_zooms()[:3]
+        unit = "mm"
+        if hasattr(header, "get_xyzt_units"):
+            unit = header.get_xyzt_units()[0] or "unknown"
+        factor = _UNIT_NM.get(unit, _UNIT_NM["mm"])
+        # Go through the shortest decimal of the stored float32 so that 2.2 mm is 2200000 nm.
+        res = tuple(float(abs(Decimal(str(np.float32(z)))) * factor) for z in zooms)
+        if min(res) <= 0 or not all(np.isfinite(res)):
+            raise DataError(f"{self.path}: voxel sizes {tuple(zooms)} are not positive")
+        return res  # type: ignore[return-value]
+
+    def _value_range(self) -> tuple[int, int]:
+        lo, hi = None, None
+        z = self.shape[2]
+        for z0 in range(0, z, 16):
+            block = np.asarray(self._img.dataobj[:, :, z0:min(z0 + 16, z)])
+            lo = block.min() if lo is None else min(lo, block.min())
+            hi = block.max() if hi is None else max(hi, block.max())
+        return int(lo), int(hi)
+
+    def read(self, z0: int, z1: int, out: np.ndarray) -> None:
+        try:
+            if self._raw is not None:
+                self._raw.read(z0, z1, out)
+                return
+            block = np.asarray(self._img.dataobj[:, :, z0:z1])
+        except DataError:
+            raise
+        except (OSError, EOFError, ValueError) as exc:
+            raise DataError(f"{self.path}: cannot read planes {z0}-{z1} ({_one_line(exc)})") from exc
+        block = block.reshape(block.shape[:3] + (-1,))  # (x, y, z, c)
+        dtypes.convert(block.transpose(3, 2, 1, 0), out, self._slope, self._inter)
+
+    def fingerprint(self) -> dict:
+        st = self.path.stat()
+        return {"path": str(self.path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                "shape": list(self.shape), "channels": self.num_channels, "dtype": self.dtype.name}
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+
+    def __getstate__(self) -> dict:
+        if not self.parallel_reads:
+            raise TypeError("a sequential source stays in the main process")
+        return {**self.__dict__, "_img": None}
+
+
+def _is_plain(proxy: object) -> bool:
+    from nibabel.arrayproxy import ArrayProxy
+
+    return type(proxy) is ArrayProxy and getattr(proxy, "order", "F") == "F"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def open_source(path: str | os.PathLike, ignore_scaling: bool = False) -> Source:
+    """The source for a path (volumes now; slice stacks come with their own reader)."""
+    return NibabelSource(path, ignore_scaling=ignore_scaling)

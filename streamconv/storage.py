@@ -1,0 +1,96 @@
+"""Where chunk bytes go. A store maps keys (`/`-separated paths) to bytes.
+
+Local directories today; object stores and shard files plug in behind the same four calls.
+Stores are picklable so that worker processes write their own chunks.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator, Protocol
+
+from .errors import OutputError
+
+
+class Store(Protocol):
+    url: str
+
+    def write(self, key: str, data: bytes) -> None:
+        """Store `data` under `key` atomically: a reader sees the old value or the new, never half."""
+
+    def read(self, key: str) -> bytes | None:
+        """The bytes under `key`, or None when there are none."""
+
+    def delete(self, key: str) -> None:
+        """Remove `key` and everything below it, if present."""
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys directly below `prefix`."""
+
+
+class LocalStore:
+    """A directory on a local filesystem; writes go to a temporary name, then rename."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.url = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _output_error(path, exc) from exc
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _output_error(self._path(key), exc) from exc
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        base = self._path(prefix)
+        if base.is_dir():
+            for name in sorted(os.listdir(base)):
+                yield f"{prefix.rstrip('/')}/{name}" if prefix else name
+
+
+def _output_error(path: Path, exc: OSError) -> OutputError:
+    if exc.errno == errno.ENOSPC:
+        return OutputError(f"{path.parent}: no space left on the output device")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"{path.parent}: output is not writable ({exc.strerror})")
+    return OutputError(f"{path}: cannot write ({exc.strerror or exc})")
+
+
+def open_store(url: str | os.PathLike) -> Store:
+    """The store for an output location (a local path for now)."""
+    return LocalStore(url)
