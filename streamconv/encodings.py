@@ -12,7 +12,7 @@ from .errors import DataError
 class Codec(Protocol):
     name: str
 
-    def encode(self, chunk: np.ndarray) -> bytes:
+    def encode(self, chunk: np.ndarray) -> bytes | memoryview:
         """Bytes of one chunk file for `chunk`, shaped (channels, z, y, x)."""
 
     def decode(self, data: bytes, shape: tuple[int, int, int, int], dtype: np.dtype) -> np.ndarray:
@@ -24,8 +24,9 @@ class RawCodec:
 
     name = "raw"
 
-    def encode(self, chunk: np.ndarray) -> bytes:
-        return np.ascontiguousarray(chunk, dtype=chunk.dtype.newbyteorder("<")).tobytes()
+    def encode(self, chunk: np.ndarray) -> memoryview:
+        # One copy: the contiguous array's own buffer is what gets written.
+        return memoryview(np.ascontiguousarray(chunk, dtype=chunk.dtype.newbyteorder("<"))).cast("B")
 
     def decode(self, data: bytes, shape: tuple[int, int, int, int], dtype: np.dtype) -> np.ndarray:
         expected = int(np.prod(shape)) * np.dtype(dtype).itemsize

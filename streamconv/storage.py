@@ -18,7 +18,7 @@ from .errors import OutputError
 class Store(Protocol):
     url: str
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: bytes | memoryview) -> None:
         """Store `data` under `key` atomically: a reader sees the old value or the new, never half."""
 
     def read(self, key: str) -> bytes | None:
@@ -41,7 +41,7 @@ class LocalStore:
     def _path(self, key: str) -> Path:
         return self.root / key
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: bytes | memoryview) -> None:
         path = self._path(key)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:

@@ -101,8 +101,10 @@ def make_plan(scales: list[Scale], channels: int, dtype: np.dtype, workers: int,
         buffers = [nbuf] * len(scales)
         total = base + sum(b * p * s.size[1] * s.size[0] * item
                            for b, p, s in zip(buffers, planes, scales))
-        touch = max(p * r * s.size[0] * (item * 2 + 48 * channels)
-                    for p, r, s in zip(planes, rows, scales))
+        # A band task maps its band of the slab and the rows it downsamples into, and works
+        # one output plane at a time (temporaries of a few wide copies of two input planes).
+        touch = max(p * r * s.size[0] * item * 3 // 2 + 64 * r * s.size[0] * channels
+                    + 2 * item * math.prod(s.chunk_size) for p, r, s in zip(planes, rows, scales))
         fill = ceil_div(planes[0], max(1, 2 * workers))
         touch = max(touch, fill * scales[0].size[0] * scales[0].size[1] * item * (1 if parallel_reads else 0))
         total += max(workers, 1) * touch
