@@ -11,7 +11,7 @@ from typing import Callable
 
 from . import downsampling
 from .engine.buffers import remove_stale_buffers
-from .engine.executor import make_executor
+from .engine.executor import executor
 from .engine.journal import prepare_output, write_job
 from .engine.pipeline import Pipeline, ProgressFn
 from .engine.plan import Plan, default_budget, make_plan, parse_size
@@ -62,7 +62,8 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
             raise UsageError(f"a segmentation needs integer labels, {input} holds {source.dtype}")
         scales = plan_scales(source.shape, source.resolution, chunk_size, max_scales)
         info = make_info(scales, source.dtype.name, source.num_channels, volume_type)
-        plan = make_plan(scales, source.num_channels, source.dtype, workers, budget, source.parallel_reads)
+        plan = make_plan(scales, source.num_channels, source.dtype, workers, budget,
+                         source.parallel_reads, source.stream_axis)
         log.info("%s", plan.describe(scales))
 
         store = open_store(output)
@@ -71,13 +72,9 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
                "skip_empty": skip_empty, "complete": False}
         write_job(store, job)
         remove_stale_buffers()
-        executor = make_executor(workers)
-        try:
-            pipeline = Pipeline(source, scales, store, "raw", method, skip_empty, plan, executor,
-                                progress(scales) if progress else None)
-            totals = pipeline.run()
-        finally:
-            executor.shutdown(wait=True, cancel_futures=True)
+        with executor(workers) as pool:
+            totals = Pipeline(source, scales, store, "raw", method, skip_empty, plan, pool,
+                              progress(scales) if progress else None).run()
         store.write("info", json.dumps(info, indent=1).encode())
         write_job(store, {**job, "complete": True})
     finally:

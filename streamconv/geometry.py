@@ -32,10 +32,10 @@ class Box:
         """Unsharded chunk file name: `x0-x1_y0-y1_z0-z1` in absolute voxels."""
         return "_".join(f"{a}-{b}" for a, b in zip(self.start, self.stop))
 
-    def zyx(self) -> tuple[slice, slice, slice]:
-        """Slices that cut this box out of a (c, z, y, x) array anchored at the origin."""
-        return (slice(self.start[2], self.stop[2]), slice(self.start[1], self.stop[1]),
-                slice(self.start[0], self.stop[0]))
+    def index(self, origin: Vec3 = (0, 0, 0)) -> tuple[slice, slice, slice, slice]:
+        """Index that cuts this box out of a (c, z, y, x) array whose first voxel is `origin`."""
+        return (slice(None),) + tuple(slice(a - o, b - o) for a, b, o in
+                                      reversed(list(zip(self.start, self.stop, origin))))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -69,12 +69,12 @@ class Scale:
         stop = tuple(min(a + c, s) for a, c, s in zip(start, self.chunk_size, self.size))
         return Box(start, stop)  # type: ignore[arg-type]
 
-    def chunks_in(self, y0: int, y1: int, z0: int, z1: int) -> Iterator[Box]:
-        """Chunks whose y and z extents lie within [y0, y1) x [z0, z1) (chunk-aligned bounds)."""
-        cx, cy, cz = self.chunk_size
-        for gz in range(z0 // cz, ceil_div(z1, cz)):
-            for gy in range(y0 // cy, ceil_div(y1, cy)):
-                for gx in range(self.grid[0]):
+    def chunks_in(self, start: Vec3, stop: Vec3) -> Iterator[Box]:
+        """Chunks whose extent lies within the chunk-aligned region [start, stop)."""
+        ranges = [range(a // c, ceil_div(b, c)) for a, b, c in zip(start, stop, self.chunk_size)]
+        for gz in ranges[2]:
+            for gy in ranges[1]:
+                for gx in ranges[0]:
                     yield self.chunk(gx, gy, gz)
 
     def info(self) -> dict:

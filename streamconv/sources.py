@@ -30,9 +30,10 @@ class Source(Protocol):
     dtype: np.dtype                   # output type, native byte order
     resolution: tuple[float, float, float]  # nm
     parallel_reads: bool
+    stream_axis: int                  # the axis read in planes: 2 (z) for volumes
 
-    def read(self, z0: int, z1: int, out: np.ndarray) -> None:
-        """Fill `out`, shaped (channels, z1 - z0, y, x), with planes [z0, z1)."""
+    def read(self, p0: int, p1: int, out: np.ndarray) -> None:
+        """Fill `out`, a (channel, z, y, x) array, with planes [p0, p1) along `stream_axis`."""
 
     def fingerprint(self) -> dict:
         """What identifies this input, for the journal."""
@@ -121,6 +122,8 @@ class NibabelSource:
     whole volume, pread in parallel for uncompressed files); others through nibabel's proxy.
     A fourth axis longer than one becomes channels; RGB voxel types become three channels.
     """
+
+    stream_axis = 2  # volumes are stored x fastest: z planes are contiguous
 
     def __init__(self, path: str | os.PathLike, ignore_scaling: bool = False) -> None:
         import nibabel

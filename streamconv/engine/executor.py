@@ -7,8 +7,10 @@ whose futures quack the same, later) with one loop.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 
 class InlineExecutor(Executor):
@@ -23,10 +25,38 @@ class InlineExecutor(Executor):
         return future
 
 
-def make_executor(workers: int) -> Executor:
-    """`workers` processes, forked from a small server that has only the task code loaded."""
+@contextmanager
+def executor(workers: int) -> Iterator[Executor]:
+    """`workers` processes forked from a server that has only the task code loaded (0: inline).
+
+    Workers start lazily, on submit, and a started worker would normally re-run the caller's
+    `__main__` script; a user's script without an `if __name__ == "__main__"` guard would then
+    convert again in every worker. While the pool is in use `__main__` is hidden from worker
+    start-up: tasks never need it.
+    """
     if workers == 0:
-        return InlineExecutor()
+        yield InlineExecutor()
+        return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["streamconv.engine.tasks"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
+        with _main_hidden():
+            yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _main_hidden() -> Iterator[None]:
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__}
+    if main is not None:
+        main.__dict__.pop("__file__", None)
+        main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import StreamconvError
-from ..geometry import Scale, ceil_div
+from ..geometry import Box, Scale, ceil_div
 from ..sources import Source
 from ..storage import Store
 from .buffers import SlabBuffer
 from .executor import InlineExecutor
-from .plan import Plan
+from .plan import Plan, band_axis
 from .tasks import Band, Downsample, fill, process_band
 
 #: progress(scale index, chunks done, bytes written)
@@ -29,10 +29,12 @@ ProgressFn = Callable[[int, int, int], None]
 
 @dataclass(eq=False)
 class _Slab:
+    """Planes [p0, p1) along the stream axis of one scale, held in one buffer."""
+
     level: int
     index: int
-    z0: int
-    z1: int
+    p0: int
+    p1: int
     buffer: SlabBuffer
     scheduled: int = 0   # planes whose fill tasks have been submitted
     pending: int = 0     # fill tasks not finished
@@ -59,6 +61,7 @@ class Pipeline:
         self.reader: Executor = executor if source.parallel_reads or isinstance(executor, InlineExecutor) \
             else ThreadPoolExecutor(1, thread_name_prefix="streamconv-read")
         self.progress = progress
+        self.axis = plan.stream_axis
         self.totals = Totals()
         self._buffers: list[list[SlabBuffer]] = [[] for _ in scales]
         self._free: list[list[SlabBuffer]] = [[] for _ in scales]
@@ -68,9 +71,13 @@ class Pipeline:
     def run(self) -> Totals:
         try:
             s0 = self.plan.slab_planes[0]
-            for index in range(ceil_div(self.scales[0].size[2], s0)):
-                for level in range(len(self.scales)):
-                    self._slab(level, (index * s0 // self._zfactor(level)) // self.plan.slab_planes[level])
+            for index in range(ceil_div(self.scales[0].size[self.axis], s0)):
+                # Open, on every scale, the slab this one feeds: waiting for a free buffer
+                # here is the backpressure that bounds memory.
+                factor = 1
+                for level, scale in enumerate(self.scales):
+                    factor *= scale.factor[self.axis]
+                    self._slab(level, (index * s0 // factor) // self.plan.slab_planes[level])
                 self._fill(self._open[0][index])
             while self._futures:
                 self._wait_one()
@@ -86,12 +93,6 @@ class Pipeline:
                 for buffer in buffers:
                     buffer.close()
 
-    def _zfactor(self, level: int) -> int:
-        f = 1
-        for s in self.scales[1:level + 1]:
-            f *= s.factor[2]
-        return f
-
     def _slab(self, level: int, index: int) -> _Slab:
         """The open slab `index` of a scale, opening it on a free buffer (waiting for one)."""
         slab = self._open[level].get(index)
@@ -103,23 +104,29 @@ class Pipeline:
         if self._free[level]:
             buffer = self._free[level].pop()
         else:
-            buffer = SlabBuffer((self.source.num_channels, planes, scale.size[1], scale.size[0]),
-                                self.source.dtype)
+            x, y, z = self.plan.slab_shape(scale, level)
+            buffer = SlabBuffer((self.source.num_channels, z, y, x), self.source.dtype)
             self._buffers[level].append(buffer)
-        z0 = index * planes
-        slab = self._open[level][index] = _Slab(level, index, z0, min(z0 + planes, scale.size[2]), buffer)
+        p0 = index * planes
+        slab = _Slab(level, index, p0, min(p0 + planes, scale.size[self.axis]), buffer)
+        self._open[level][index] = slab
         return slab
+
+    def _origin(self, slab: _Slab) -> tuple[int, int, int]:
+        origin = [0, 0, 0]
+        origin[self.axis] = slab.p0
+        return tuple(origin)  # type: ignore[return-value]
 
     def _submit(self, executor: Executor, kind: str, slab: _Slab, fn: Callable, *args: object) -> None:
         self._futures[executor.submit(fn, *args)] = (kind, slab)
 
     def _fill(self, slab: _Slab) -> None:
-        step = self.plan.fill_planes if self.source.parallel_reads else slab.z1 - slab.z0
-        for z in range(slab.z0, slab.z1, step):
+        step = self.plan.fill_planes if self.source.parallel_reads else slab.p1 - slab.p0
+        for p in range(slab.p0, slab.p1, step):
             slab.pending += 1
-            self._submit(self.reader, "fill", slab, fill, self.source, z, min(z + step, slab.z1),
-                         slab.buffer.ref, slab.z0)
-        slab.scheduled = slab.z1 - slab.z0
+            self._submit(self.reader, "fill", slab, fill, self.source, p, min(p + step, slab.p1),
+                         slab.buffer.ref, slab.p0)
+        slab.scheduled = slab.p1 - slab.p0
 
     def _wait_one(self) -> None:
         if not self._futures:
@@ -151,22 +158,25 @@ class Pipeline:
                     self._free[slab.level].append(slab.buffer)
 
     def _maybe_seal(self, slab: _Slab) -> None:
-        if slab.sealed or slab.pending or slab.scheduled < slab.z1 - slab.z0:
+        if slab.sealed or slab.pending or slab.scheduled < slab.p1 - slab.p0:
             return
         slab.sealed = True
-        level, scale = slab.level, self.scales[slab.level]
+        level, scale, axis = slab.level, self.scales[slab.level], self.axis
         down = None
         if level + 1 < len(self.scales):
             nxt = self.scales[level + 1]
-            fz = nxt.factor[2]
-            target = self._open[level + 1][(slab.z0 // fz) // self.plan.slab_planes[level + 1]]
-            target.scheduled += ceil_div(slab.z1, fz) - slab.z0 // fz
+            f = nxt.factor[axis]
+            target = self._open[level + 1][(slab.p0 // f) // self.plan.slab_planes[level + 1]]
+            target.scheduled += ceil_div(slab.p1, f) - slab.p0 // f
             slab.target = target
-            down = Downsample(target.buffer.ref, target.z0, nxt.factor, self.method)
-        rows = self.plan.band_rows[level]
-        for y0 in range(0, scale.size[1], rows):
-            band = Band(slab.buffer.ref, slab.z0, scale, slab.z0, slab.z1, y0,
-                        min(y0 + rows, scale.size[1]), self.store, self.encoding, self.skip_empty, down)
+            down = Downsample(target.buffer.ref, self._origin(target), nxt.factor, self.method)
+        b_ax, rows = band_axis(axis), self.plan.band_rows[level]
+        for r0 in range(0, scale.size[b_ax], rows):
+            start, stop = [0, 0, 0], list(scale.size)
+            start[axis], stop[axis] = slab.p0, slab.p1
+            start[b_ax], stop[b_ax] = r0, min(r0 + rows, scale.size[b_ax])
+            band = Band(slab.buffer.ref, self._origin(slab), scale, Box(tuple(start), tuple(stop)),  # type: ignore[arg-type]
+                        self.store, self.encoding, self.skip_empty, down)
             slab.users += 1
             if slab.target is not None:
                 slab.target.pending += 1

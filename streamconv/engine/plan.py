@@ -49,20 +49,34 @@ def default_budget() -> int:
     return psutil.virtual_memory().available // 2
 
 
+def band_axis(stream_axis: int) -> int:
+    """The axis bands are cut along: y, or z when slabs run along y."""
+    return 2 if stream_axis == 1 else 1
+
+
 @dataclass(frozen=True)
 class Plan:
+    stream_axis: int               # slabs are planes along this axis (0 x, 1 y, 2 z)
     slab_planes: tuple[int, ...]   # planes per slab, per scale
     buffers: tuple[int, ...]       # slab buffers per scale (2 lets filling overlap processing)
-    band_rows: tuple[int, ...]     # rows per band task, per scale
+    band_rows: tuple[int, ...]     # rows (along band_axis) per band task, per scale
     fill_planes: int               # planes per read task (parallel sources)
     workers: int
     budget: int
     estimate: int
     minimum: int
 
+    def slab_shape(self, scale: Scale, level: int) -> tuple[int, int, int]:
+        """(x, y, z) extent of a slab buffer of a scale."""
+        shape = list(scale.size)
+        shape[self.stream_axis] = self.slab_planes[level]
+        return tuple(shape)  # type: ignore[return-value]
+
     def describe(self, scales: list[Scale]) -> str:
+        axis = "xyz"
         lines = [f"memory: budget {format_size(self.budget)}, planned {format_size(self.estimate)}, "
-                 f"minimum {format_size(self.minimum)}; {self.workers} workers"]
+                 f"minimum {format_size(self.minimum)}; {self.workers} workers; slabs along "
+                 f"{axis[self.stream_axis]}, bands along {axis[band_axis(self.stream_axis)]}"]
         for k, s in enumerate(scales):
             lines.append(f"scale {k} {s.key}: size {s.size}, chunks {s.chunk_size}, slab "
                          f"{self.slab_planes[k]} planes x {self.buffers[k]} buffers, bands of "
@@ -70,43 +84,42 @@ class Plan:
         return "\n".join(lines)
 
 
-def _units(scales: list[Scale]) -> tuple[list[int], list[int]]:
-    """Smallest slab thickness and band height per scale: whole chunks and whole factor pairs."""
-    zs, ys = [], []
-    for k, s in enumerate(scales):
-        nxt = scales[k + 1].factor if k + 1 < len(scales) else (1, 1, 1)
-        zs.append(math.lcm(s.chunk_size[2], nxt[2]))
-        ys.append(math.lcm(s.chunk_size[1], nxt[1]))
-    return zs, ys
+def _unit(scales: list[Scale], k: int, axis: int) -> int:
+    """Smallest slab or band extent along an axis: whole chunks and whole downsampling pairs."""
+    nxt = scales[k + 1].factor[axis] if k + 1 < len(scales) else 1
+    return math.lcm(scales[k].chunk_size[axis], nxt)
 
 
 def make_plan(scales: list[Scale], channels: int, dtype: np.dtype, workers: int, budget: int,
-              parallel_reads: bool, main_base: int | None = None) -> Plan:
+              parallel_reads: bool, stream_axis: int = 2, main_base: int | None = None) -> Plan:
     """The most comfortable plan that fits `budget`, or a UsageError that states the minimum."""
     item = channels * np.dtype(dtype).itemsize
-    zunit, yunit = _units(scales)
+    s_ax, b_ax = stream_axis, band_axis(stream_axis)
+    r_ax = 3 - s_ax - b_ax
+    sunit = [_unit(scales, k, s_ax) for k in range(len(scales))]
+    bunit = [_unit(scales, k, b_ax) for k in range(len(scales))]
     base = (psutil.Process().memory_info().rss if main_base is None else main_base)
     base += (workers + 1) * WORKER_BASE if workers else 0
 
     def slabs(m: int) -> list[int]:
-        out = []
+        out: list[int] = []
         for k, s in enumerate(scales):
-            planes = zunit[k] * m if k == 0 else max(zunit[k], out[-1] // s.factor[2])
-            out.append(min(planes, ceil_div(s.size[2], zunit[k]) * zunit[k]))
+            planes = sunit[k] * m if k == 0 else max(sunit[k], out[-1] // s.factor[s_ax])
+            out.append(min(planes, ceil_div(s.size[s_ax], sunit[k]) * sunit[k]))
         return out
 
     def estimate(m: int, nbuf: int, band_bytes: int) -> tuple[int, list[int], list[int], int]:
         planes = slabs(m)
-        rows = [_band_rows(s, planes[k], yunit[k], item, band_bytes, workers) for k, s in enumerate(scales)]
-        buffers = [nbuf] * len(scales)
-        total = base + sum(b * p * s.size[1] * s.size[0] * item
-                           for b, p, s in zip(buffers, planes, scales))
-        # A band task maps its band of the slab and the rows it downsamples into, and works
-        # one output plane at a time (temporaries of a few wide copies of two input planes).
-        touch = max(p * r * s.size[0] * item * 3 // 2 + 64 * r * s.size[0] * channels
+        rows = [_band_rows(s.size[b_ax], planes[k] * s.size[r_ax] * item, bunit[k], band_bytes, workers)
+                for k, s in enumerate(scales)]
+        total = base + sum(nbuf * p * s.size[b_ax] * s.size[r_ax] * item for p, s in zip(planes, scales))
+        # A band task maps its band of the slab and the part it downsamples into, and works one
+        # output plane at a time (temporaries: a few wide copies of two input planes).
+        touch = max(p * r * s.size[r_ax] * item * 3 // 2 + 64 * r * s.size[r_ax] * channels
                     + 2 * item * math.prod(s.chunk_size) for p, r, s in zip(planes, rows, scales))
         fill = ceil_div(planes[0], max(1, 2 * workers))
-        touch = max(touch, fill * scales[0].size[0] * scales[0].size[1] * item * (1 if parallel_reads else 0))
+        if parallel_reads:
+            touch = max(touch, fill * scales[0].size[b_ax] * scales[0].size[r_ax] * item)
         total += max(workers, 1) * touch
         return total, planes, rows, fill
 
@@ -119,18 +132,19 @@ def make_plan(scales: list[Scale], channels: int, dtype: np.dtype, workers: int,
         if estimate(*candidate)[0] <= budget:
             best = candidate
     m, nbuf, band_bytes = best
-    full = scales[0].size[0] * scales[0].size[1] * item
-    while (2 * m * zunit[0] <= ceil_div(scales[0].size[2], zunit[0]) * zunit[0]
-           and 2 * m * zunit[0] * full <= SLAB_TARGET and estimate(2 * m, nbuf, band_bytes)[0] <= budget):
+    plane = scales[0].size[b_ax] * scales[0].size[r_ax] * item
+    whole = ceil_div(scales[0].size[s_ax], sunit[0]) * sunit[0]
+    while (2 * m * sunit[0] <= whole and 2 * m * sunit[0] * plane <= SLAB_TARGET
+           and estimate(2 * m, nbuf, band_bytes)[0] <= budget):
         m *= 2
     total, planes, rows, fill = estimate(m, nbuf, band_bytes)
-    return Plan(tuple(planes), (nbuf,) * len(scales), tuple(rows), fill, workers, budget, total, minimum)
+    return Plan(stream_axis, tuple(planes), (nbuf,) * len(scales), tuple(rows), fill, workers,
+                budget, total, minimum)
 
 
-def _band_rows(scale: Scale, planes: int, unit: int, item: int, band_bytes: int, workers: int) -> int:
+def _band_rows(extent: int, row_bytes: int, unit: int, band_bytes: int, workers: int) -> int:
     """Rows per band: whole units, about `band_bytes` of slab, and enough bands for the workers."""
-    height = ceil_div(scale.size[1], unit) * unit
-    per_unit = planes * unit * scale.size[0] * item
-    n = max(1, band_bytes // max(per_unit, 1))
-    n = min(n, max(1, height // unit // max(1, 2 * workers)))
+    units = ceil_div(extent, unit)
+    n = max(1, band_bytes // max(unit * row_bytes, 1))
+    n = min(n, max(1, units // max(1, 2 * workers)))
     return unit * n

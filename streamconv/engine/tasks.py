@@ -6,39 +6,38 @@ from dataclasses import dataclass
 
 from ..downsampling import downsample
 from ..encodings import get_codec
-from ..geometry import Scale, ceil_div
+from ..geometry import Box, Scale, Vec3
 from ..sources import Source
 from ..storage import Store
 from .buffers import SlabRef
 
 
-def fill(source: Source, z0: int, z1: int, ref: SlabRef, first_plane: int) -> None:
-    """Read planes [z0, z1) of the source into a slab buffer that starts at `first_plane`."""
+def fill(source: Source, p0: int, p1: int, ref: SlabRef, first_plane: int) -> None:
+    """Read planes [p0, p1) along the source's stream axis into a slab that starts at `first_plane`."""
     slab = ref.array()
-    source.read(z0, z1, slab[:, z0 - first_plane:z1 - first_plane])
+    index = [slice(None)] * 4
+    index[3 - source.stream_axis] = slice(p0 - first_plane, p1 - first_plane)
+    source.read(p0, p1, slab[tuple(index)])
 
 
 @dataclass(frozen=True)
 class Downsample:
-    """Where a band's downsampled planes go: a slab of the next scale."""
+    """Where a band's downsampled voxels go: a slab of the next scale."""
 
     target: SlabRef
-    first_plane: int  # global index of the target slab's first plane
-    factor: tuple[int, int, int]
+    origin: Vec3  # voxel of the next scale at the target slab's first element
+    factor: Vec3
     method: str
 
 
 @dataclass(frozen=True)
 class Band:
-    """Rows [y0, y1) of planes [z0, z1) of one scale's slab: write their chunks, downsample them."""
+    """A chunk-aligned region of one scale's slab: write its chunks, downsample it."""
 
     source: SlabRef
-    first_plane: int
+    origin: Vec3  # voxel of the scale at the slab's first element
     scale: Scale
-    z0: int
-    z1: int
-    y0: int
-    y1: int
+    region: Box
     store: Store
     encoding: str
     skip_empty: bool
@@ -47,13 +46,11 @@ class Band:
 
 def process_band(band: Band) -> tuple[int, int, int]:
     """Returns (chunks visited, chunks written, bytes written)."""
-    slab = band.source.array()
-    view = slab[:, band.z0 - band.first_plane:band.z1 - band.first_plane, band.y0:band.y1]
+    view = band.source.array()[band.region.index(band.origin)]
     codec = get_codec(band.encoding)
     visited = written = nbytes = 0
-    for box in band.scale.chunks_in(band.y0, band.y1, band.z0, band.z1):
-        chunk = view[:, box.start[2] - band.z0:box.stop[2] - band.z0,
-                     box.start[1] - band.y0:box.stop[1] - band.y0, box.start[0]:box.stop[0]]
+    for box in band.scale.chunks_in(band.region.start, band.region.stop):
+        chunk = view[box.index(band.region.start)]
         visited += 1
         if band.skip_empty and not chunk.any():
             continue
@@ -63,9 +60,8 @@ def process_band(band: Band) -> tuple[int, int, int]:
         nbytes += len(data)
     if band.down is not None:
         d = band.down
-        fx, fy, fz = d.factor
-        target = d.target.array()
-        z0, y0 = band.z0 // fz - d.first_plane, band.y0 // fy
-        out = target[:, z0:z0 + ceil_div(band.z1 - band.z0, fz), y0:y0 + ceil_div(band.y1 - band.y0, fy)]
+        start = tuple(a // f for a, f in zip(band.region.start, d.factor))
+        stop = tuple(-(-b // f) for b, f in zip(band.region.stop, d.factor))
+        out = d.target.array()[Box(start, stop).index(d.origin)]  # type: ignore[arg-type]
         downsample(view, d.factor, d.method, out=out)
     return visited, written, nbytes
