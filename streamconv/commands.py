@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 from enum import Enum
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -47,7 +46,9 @@ Debug = Annotated[bool, typer.Option(help="Show the traceback of an error.")]
 
 @app.command()
 def convert(
-    input: Annotated[Path, typer.Argument(help="Volume readable by nibabel (NIfTI, MGH/MGZ, MINC, Analyze).")],
+    input: Annotated[str, typer.Argument(help="A volume nibabel reads (NIfTI, MGH/MGZ, MINC, Analyze), "
+                                          "or a slice stack: a directory, a quoted glob, a list file or a "
+                                          "multi-page TIFF.")],
     output: Annotated[Path, typer.Argument(help="Output directory.")],
     memory: Memory = None,
     workers: Workers = None,
@@ -57,19 +58,26 @@ def convert(
     downsampling: Annotated[Optional[Method], typer.Option(
         help="[default: average for images, majority for segmentations]")] = None,
     ignore_scaling: Annotated[bool, typer.Option(help="Ignore the header's scl_slope/scl_inter.")] = False,
+    resolution: Annotated[Optional[str], typer.Option(
+        help="Voxel size X,Y,Z in nm, or with a unit: 20um, 0.02mm,0.02mm,0.04mm")] = None,
+    input_orientation: Annotated[Optional[str], typer.Option(
+        help="Slice stacks: directions of column, row and slice, e.g. RIA [default: RAS]")] = None,
+    fill_missing: Annotated[Optional[float], typer.Option(
+        help="Slice stacks: fill missing or unreadable sections with this value")] = None,
     skip_empty: Annotated[bool, typer.Option(help="Do not write chunks that are all zero.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace what the output already holds.")] = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
     debug: Debug = False,
 ) -> None:
-    """Convert a volume: info, full-resolution chunks and every pyramid scale, in one pass."""
+    """Convert a volume or slice stack: info, full-resolution chunks and every scale, in one pass."""
     _logging(verbose)
     with _errors(debug), scale_bars(wanted(quiet)) as progress:
         report = convert_volume(
             input, output, volume_type=type.value, chunk_size=chunk_size, max_scales=max_scales,
             downsampling_method=downsampling.value if downsampling else None, memory=memory,
-            workers=workers, ignore_scaling=ignore_scaling, skip_empty=skip_empty,
+            workers=workers, ignore_scaling=ignore_scaling, resolution=resolution,
+            input_orientation=input_orientation, fill_missing=fill_missing, skip_empty=skip_empty,
             overwrite=overwrite, progress=progress)
     if not quiet:
         typer.echo(f"{report.output}: {len(report.scales)} scales, {report.chunks_written} chunks, "

@@ -16,7 +16,7 @@ from .engine.journal import prepare_output, write_job
 from .engine.pipeline import Pipeline, ProgressFn
 from .engine.plan import Plan, default_budget, make_plan, parse_size
 from .errors import UsageError
-from .geometry import Scale
+from .geometry import Scale, parse_resolution
 from .pyramid import make_info, plan_scales
 from .sources import open_source
 from .storage import open_store
@@ -40,11 +40,17 @@ class Report:
 def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type: str = "image",
             chunk_size: int = 64, max_scales: int | None = None, downsampling_method: str | None = None,
             memory: str | int | None = None, workers: int | None = None, ignore_scaling: bool = False,
+            resolution: str | tuple[float, float, float] | None = None,
+            input_orientation: str | None = None, fill_missing: float | None = None,
             skip_empty: bool = False, overwrite: bool = False,
             progress: "Callable[[list[Scale]], ProgressFn] | None" = None) -> Report:
-    """Convert a volume to a precomputed pyramid: info, full resolution and every scale.
+    """Convert a volume or a slice stack to a precomputed pyramid: info, full resolution and
+    every scale.
 
-    `memory` bounds the whole process tree ('512MiB'; default: half of the available memory);
+    `input` is a volume file nibabel reads, or a slice stack: a directory of sections, a glob,
+    a text file listing sections, or a multi-page TIFF (`input_orientation`: a code such as
+    RIA, as neuroglancer-scripts; `fill_missing`: the value of missing or unreadable sections).
+    `resolution` ('20um', or X,Y,Z in nm) overrides what the input says. `memory` bounds the whole process tree ('512MiB'; default: half of the available memory);
     `workers` is the number of processes (default: CPU count; 0 runs everything in this
     process); `progress`, given the scales, returns a callback fed (scale, chunks, bytes).
     """
@@ -56,7 +62,10 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
         raise UsageError(f"--workers must be 0 or more, got {workers}")
     budget = default_budget() if memory is None else parse_size(memory)
 
-    source = open_source(input, ignore_scaling=ignore_scaling)
+    if isinstance(resolution, str):
+        resolution = parse_resolution(resolution)
+    source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
+                         orientation=input_orientation, fill_missing=fill_missing)
     try:
         if volume_type == "segmentation" and source.dtype.kind == "f":
             raise UsageError(f"a segmentation needs integer labels, {input} holds {source.dtype}")

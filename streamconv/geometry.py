@@ -95,3 +95,30 @@ def _json_number(value: float) -> float | int:
 def format_key(resolution: tuple[float, float, float]) -> str:
     """Scale key `<rx>_<ry>_<rz>` in nm, integers without a decimal point."""
     return "_".join(str(_json_number(r)) for r in resolution)
+
+
+_LENGTH_NM = {"": 1.0, "nm": 1.0, "um": 1e3, "µm": 1e3, "micron": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9}
+
+
+def parse_resolution(text: str) -> tuple[float, float, float]:
+    """'21166.67,20000,21166.67' (nm), '20um' (isotropic) or '0.02mm,0.02mm,0.04mm' -> nm (x, y, z)."""
+    from .errors import UsageError
+
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) == 1:
+        parts *= 3
+    values = []
+    for part in parts:
+        number = part.rstrip("abcdefghijklmnopqrstuvwxyzµ")
+        unit = part[len(number):].strip()
+        try:
+            value = float(number) * _LENGTH_NM[unit]
+        except (ValueError, KeyError):
+            value = float("nan")
+        if not value > 0 or value == float("inf"):
+            raise UsageError(f"cannot read the resolution {text!r}: give X,Y,Z in nm, or with a unit "
+                             "(20um, 0.02mm)")
+        values.append(value)
+    if len(values) != 3:
+        raise UsageError(f"the resolution {text!r} needs one value or three (X,Y,Z)")
+    return tuple(values)  # type: ignore[return-value]

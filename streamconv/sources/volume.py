@@ -1,8 +1,4 @@
-"""Readers: every input becomes a `Source` that fills (channel, z, y, x) slabs on request.
-
-A source says whether its reads may run in worker processes at the same time (`parallel_reads`);
-one that must read in order (a gzip stream) is read by one thread of the main process instead.
-"""
+"""Volumes that nibabel reads, read slab by slab along z."""
 
 from __future__ import annotations
 
@@ -10,35 +6,16 @@ import os
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from . import dtypes
-from .errors import DataError
-from .geometry import Vec3
+from .. import dtypes
+from ..errors import DataError
+from ..geometry import Vec3
+from .base import one_line
 
 _UNIT_NM = {"meter": Decimal(10) ** 9, "mm": Decimal(10) ** 6, "micron": Decimal(1000),
             "unknown": Decimal(10) ** 6}
-
-
-class Source(Protocol):
-    """What the engine needs from an input."""
-
-    shape: Vec3                       # (x, y, z) voxels
-    num_channels: int
-    dtype: np.dtype                   # output type, native byte order
-    resolution: tuple[float, float, float]  # nm
-    parallel_reads: bool
-    stream_axis: int                  # the axis read in planes: 2 (z) for volumes
-
-    def read(self, p0: int, p1: int, out: np.ndarray) -> None:
-        """Fill `out`, a (channel, z, y, x) array, with planes [p0, p1) along `stream_axis`."""
-
-    def fingerprint(self) -> dict:
-        """What identifies this input, for the journal."""
-
-    def close(self) -> None: ...
 
 
 @dataclass
@@ -134,7 +111,7 @@ class NibabelSource:
         try:
             self._img = nibabel.load(str(self.path))
         except Exception as exc:  # nibabel raises many kinds for a file it cannot read
-            raise DataError(f"{self.path}: not a volume nibabel can read ({_one_line(exc)})") from exc
+            raise DataError(f"{self.path}: not a volume nibabel can read ({one_line(exc)})") from exc
         img = self._img
         shape = tuple(int(s) for s in img.shape)
         extra = [s for s in shape[3:] if s != 1]
@@ -208,7 +185,7 @@ class NibabelSource:
         except DataError:
             raise
         except (OSError, EOFError, ValueError) as exc:
-            raise DataError(f"{self.path}: cannot read planes {z0}-{z1} ({_one_line(exc)})") from exc
+            raise DataError(f"{self.path}: cannot read planes {z0}-{z1} ({one_line(exc)})") from exc
         block = block.reshape(block.shape[:3] + (-1,))  # (x, y, z, c)
         dtypes.convert(block.transpose(3, 2, 1, 0), out, self._slope, self._inter)
 
@@ -233,10 +210,3 @@ def _is_plain(proxy: object) -> bool:
     return type(proxy) is ArrayProxy and getattr(proxy, "order", "F") == "F"
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def open_source(path: str | os.PathLike, ignore_scaling: bool = False) -> Source:
-    """The source for a path (volumes now; slice stacks come with their own reader)."""
-    return NibabelSource(path, ignore_scaling=ignore_scaling)

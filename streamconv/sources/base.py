@@ -1,0 +1,37 @@
+"""What the engine needs from an input: a `Source` fills (channel, z, y, x) slabs on request.
+
+A source says whether its reads may run in worker processes at the same time (`parallel_reads`);
+one that must read in order (a gzip stream) is read by one thread of the main process instead.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from ..geometry import Vec3
+
+
+class Source(Protocol):
+    """What the engine needs from an input."""
+
+    shape: Vec3                       # (x, y, z) voxels
+    num_channels: int
+    dtype: np.dtype                   # output type, native byte order
+    resolution: tuple[float, float, float]  # nm
+    parallel_reads: bool
+    stream_axis: int                  # the axis read in planes: 2 (z) for volumes
+
+    def read(self, p0: int, p1: int, out: np.ndarray) -> None:
+        """Fill `out`, a (channel, z, y, x) array, with planes [p0, p1) along `stream_axis`."""
+
+    def fingerprint(self) -> dict:
+        """What identifies this input, for the journal."""
+
+    def close(self) -> None: ...
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line, for error messages."""
+    return " ".join(str(exc).split()) or type(exc).__name__

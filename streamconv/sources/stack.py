@@ -1,0 +1,292 @@
+"""Slice stacks: thousands of 2-D sections (TIFF, PNG, JPEG, JPEG 2000, WebP) as one volume.
+
+Every section is checked before anything is written: it exists, its header reads, it is not
+truncated, and its shape, type and channel count match the others. Sections are decoded in the
+workers, each straight into the shared slab, in the orientation the code asks for.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import re
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import DataError, UsageError
+from ..geometry import Vec3
+from .base import one_line
+from .orientation import Orientation
+
+log = logging.getLogger("streamconv")
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".jp2", ".j2k", ".webp")
+_TIFF = (".tif", ".tiff")
+_PIL_MODES = {"L": ("uint8", 1), "LA": ("uint8", 2), "RGB": ("uint8", 3), "RGBA": ("uint8", 4),
+              "I;16": ("uint16", 1), "I;16B": ("uint16", 1), "I;16L": ("uint16", 1),
+              "I": ("int32", 1), "F": ("float32", 1)}
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One section: a file, a page of a multi-page TIFF, or a gap to fill (path None)."""
+
+    path: str | None
+    page: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.path} (page {self.page})" if self.page is not None else str(self.path)
+
+
+@dataclass(frozen=True)
+class Layout:
+    rows: int
+    columns: int
+    channels: int
+    dtype: str
+
+
+def natural_key(text: str) -> list:
+    """Sort key that puts s2.png before s10.png."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def is_stack(spec: str) -> bool:
+    """Whether an input names a slice stack rather than a volume file."""
+    path = Path(spec)
+    if any(c in spec for c in "*?[") and not path.exists():
+        return True
+    if path.is_dir():
+        return True
+    suffix = path.suffix.lower()
+    return suffix in (".txt", ".lst", ".list") or suffix in IMAGE_SUFFIXES
+
+
+def list_slices(spec: str, fill_missing: bool) -> list[Slice]:
+    """The sections of a stack, in order, from a directory, a glob, a list file or a TIFF."""
+    path = Path(spec)
+    if path.is_dir():
+        files = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        origin = f"directory {path}"
+    elif path.suffix.lower() in (".txt", ".lst", ".list") and path.is_file():
+        lines = [line.strip() for line in path.read_text().splitlines()]
+        return [Slice(str(path.parent / line)) for line in lines if line and not line.startswith("#")] \
+            or _empty(f"list {path}")
+    elif path.suffix.lower() in _TIFF and path.is_file():
+        return _tiff_pages(path)
+    elif path.exists():
+        files = [path]
+        origin = str(path)
+    else:
+        files = [Path(p) for p in glob.glob(spec) if Path(p).is_file()]
+        origin = f"pattern {spec!r}" if any(c in spec for c in "*?[") else None
+        if origin is None:
+            raise DataError(f"{spec}: no such file or directory")
+    if not files:
+        _empty(origin)
+    files.sort(key=lambda p: natural_key(p.name))
+    return _with_gaps(files, fill_missing)
+
+
+def _empty(origin: str) -> list[Slice]:
+    raise DataError(f"{origin} holds no sections ({', '.join(IMAGE_SUFFIXES)})")
+
+
+def _tiff_pages(path: Path) -> list[Slice]:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            pages = len(tif.pages)
+    except Exception as exc:  # tifffile raises several kinds for a bad file
+        raise DataError(f"{path}: not a readable TIFF ({one_line(exc)})") from exc
+    return [Slice(str(path), k) for k in range(pages)] if pages > 1 else [Slice(str(path))]
+
+
+def _with_gaps(files: list[Path], fill_missing: bool) -> list[Slice]:
+    """Sections in order; numbered names with a hole in their sequence are missing sections."""
+    numbered = [re.fullmatch(r"(.*?)(\d+)(\D*)", p.name) for p in files]
+    slices = [Slice(str(p)) for p in files]
+    if len(files) < 2 or not all(numbered) or len({(m.group(1), m.group(3)) for m in numbered}) != 1:
+        return slices
+    numbers = [int(m.group(2)) for m in numbered]
+    step = 0
+    for a, b in zip(numbers, numbers[1:]):
+        step = gcd(step, b - a)
+    if step == 0:
+        return slices
+    present = dict(zip(numbers, slices))
+    missing = [n for n in range(numbers[0], numbers[-1] + 1, step) if n not in present]
+    if missing and not fill_missing:
+        m = numbered[0]
+        names = ", ".join(f"{m.group(1)}{n:0{len(m.group(2))}d}{m.group(3)}" for n in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise DataError(f"sections missing from the numbered series in {files[0].parent}: "
+                        f"{names}{more}; pass --fill-missing VALUE to fill them")
+    if missing:
+        log.warning("filling %d missing sections: %s", len(missing), ", ".join(map(str, missing[:10])))
+    return [present.get(n, Slice(None)) for n in range(numbers[0], numbers[-1] + 1, step)]
+
+
+def probe(s: Slice) -> Layout:
+    """Shape, type and channels from the header, after a check that the file is complete."""
+    path = Path(s.path)  # type: ignore[arg-type]
+    if not path.is_file():
+        raise DataError(f"{s.name}: section file is missing")
+    try:
+        if path.suffix.lower() in _TIFF:
+            return _probe_tiff(path, s.page)
+        _check_complete(path)
+        from PIL import Image
+
+        with Image.open(path) as img:
+            if img.mode not in _PIL_MODES:
+                raise DataError(f"{s.name}: image mode {img.mode} is not supported "
+                                "(grey, grey+alpha, RGB, RGBA; 8 or 16 bits)")
+            dtype, channels = _PIL_MODES[img.mode]
+            return Layout(img.height, img.width, channels, dtype)
+    except DataError:
+        raise
+    except Exception as exc:  # decoders raise many kinds for a damaged file
+        raise DataError(f"{s.name}: cannot read the image ({one_line(exc)})") from exc
+
+
+def _probe_tiff(path: Path, page: int | None) -> Layout:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        p = tif.pages[page or 0]
+        size = path.stat().st_size
+        if any(o + n > size for o, n in zip(p.dataoffsets, p.databytecounts)):
+            raise DataError(f"{path}: file is truncated (image data runs past its end)")
+        shape = p.shape
+        channels = p.samplesperpixel
+        rows, columns = (shape[-3], shape[-2]) if channels > 1 and len(shape) >= 3 else shape[-2:]
+        return Layout(int(rows), int(columns), int(channels), np.dtype(p.dtype).name)
+
+
+def _check_complete(path: Path) -> None:
+    """Truncation shows at the end of the file: PNG ends with IEND, JPEG with EOI, WebP in RIFF."""
+    suffix = path.suffix.lower()
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 32))
+        tail = f.read()
+        f.seek(0)
+        head = f.read(12)
+    ok = True
+    if suffix == ".png":
+        ok = tail.endswith(b"IEND\xaeB`\x82")
+    elif suffix in (".jpg", ".jpeg"):
+        ok = b"\xff\xd9" in tail
+    elif suffix == ".webp" and head[:4] == b"RIFF":
+        ok = int.from_bytes(head[4:8], "little") + 8 <= size
+    if not ok:
+        raise DataError(f"{path}: file is truncated")
+
+
+def decode(s: Slice) -> np.ndarray:
+    """The pixels of a section as (rows, columns, channels)."""
+    try:
+        if s.path.lower().endswith(_TIFF):  # type: ignore[union-attr]
+            import tifffile
+
+            image = tifffile.imread(s.path, key=s.page or 0)
+        else:
+            import imagecodecs
+
+            image = imagecodecs.imread(s.path)
+    except Exception as exc:  # decoders raise many kinds for a damaged file
+        raise DataError(f"{s.name}: cannot decode the image ({one_line(exc)})") from exc
+    return image.reshape(image.shape[:2] + (-1,))
+
+
+class SliceStack:
+    """A stack of sections; planes along the slice axis are read in parallel by the workers."""
+
+    parallel_reads = True
+
+    def __init__(self, spec: str, orientation: str = "RAS",
+                 resolution: tuple[float, float, float] | None = None,
+                 fill_missing: float | None = None) -> None:
+        self.spec = spec
+        self.orientation = Orientation.parse(orientation)
+        self.slices = list_slices(spec, fill_missing is not None)
+        self.fill_value = fill_missing
+        layout = self._validate()
+        self.layout = layout
+        self.num_channels = layout.channels
+        self.dtype = dtypes.output_dtype(np.dtype(layout.dtype), lambda: (0, 0))
+        self.shape: Vec3 = self.orientation.output_shape(layout.columns, layout.rows, len(self.slices))
+        self.stream_axis = self.orientation.axes[2]
+        if resolution is None:
+            raise UsageError("a slice stack needs --resolution X,Y,Z (in nm, or e.g. 20um)")
+        self.resolution = resolution
+
+    def _validate(self) -> Layout:
+        """Probe every section; a bad one ends the run now, or is filled with --fill-missing."""
+        layouts: dict[Layout, Slice] = {}
+        for k, s in enumerate(self.slices):
+            if s.path is None:
+                continue
+            try:
+                layout = probe(s)
+            except DataError as exc:
+                if self.fill_value is None:
+                    raise
+                log.warning("filling section %s with %s: %s", s.name, self.fill_value, exc)
+                self.slices[k] = Slice(None)
+                continue
+            if layouts and layout not in layouts:
+                first, other = next(iter(layouts.items()))
+                raise DataError(f"{s.name}: {_describe(layout)} differs from {other.name}: "
+                                f"{_describe(first)}")
+            layouts.setdefault(layout, s)
+        if not layouts:
+            raise DataError(f"{self.spec}: no readable section")
+        return next(iter(layouts))
+
+    def read(self, p0: int, p1: int, out: np.ndarray) -> None:
+        columns, rows, slices = self.orientation.axes
+        fc, fr, fs = self.orientation.flips
+        n = len(self.slices)
+        for p in range(p0, p1):
+            s = self.slices[n - 1 - p if fs else p]
+            index = [slice(None)] * 4
+            index[3 - slices] = p - p0
+            plane = out[tuple(index)]  # (c, a, b): the two other axes in array order
+            if s.path is None:
+                plane[...] = self.fill_value
+                continue
+            image = decode(s)
+            if image.shape != (self.layout.rows, self.layout.columns, self.layout.channels):
+                raise DataError(f"{s.name}: decoded shape {image.shape} differs from the header")
+            image = image[::-1 if fr else 1, ::-1 if fc else 1]
+            image = np.moveaxis(image, 2, 0)  # (c, rows, columns)
+            if 3 - rows > 3 - columns:  # rows are the later array axis of the plane
+                image = image.transpose(0, 2, 1)
+            dtypes.convert(image, plane)
+
+    def fingerprint(self) -> dict:
+        files = []
+        for s in self.slices:
+            if s.path is None:
+                files.append(None)
+            else:
+                st = Path(s.path).stat()
+                files.append([s.path, s.page, st.st_size, st.st_mtime_ns])
+        return {"stack": self.spec, "slices": files, "orientation": self.orientation.axes,
+                "flips": self.orientation.flips, "fill": self.fill_value}
+
+    def close(self) -> None:
+        pass
+
+
+def _describe(layout: Layout) -> str:
+    return f"{layout.columns}x{layout.rows} {layout.dtype} with {layout.channels} channel(s)"
