@@ -108,37 +108,41 @@ def make_plan(scales: list[Scale], channels: int, dtype: np.dtype, workers: int,
             out.append(min(planes, ceil_div(s.size[s_ax], sunit[k]) * sunit[k]))
         return out
 
-    def estimate(m: int, nbuf: int, band_bytes: int) -> tuple[int, list[int], list[int], int]:
+    def estimate(m: int, overlap: int, band_bytes: int) -> tuple[int, list[int], list[int], list[int], int]:
+        """Bytes for slab multiple `m`, `overlap` (0: one buffer per scale, 1: two above full
+        resolution, 2: two everywhere) and bands of about `band_bytes`."""
         planes = slabs(m)
+        nbuf = [2 if overlap == 2 or (overlap == 1 and k > 0) else 1 for k in range(len(scales))]
         rows = [_band_rows(s.size[b_ax], planes[k] * s.size[r_ax] * item, bunit[k], band_bytes, workers)
                 for k, s in enumerate(scales)]
-        total = base + sum(nbuf * p * s.size[b_ax] * s.size[r_ax] * item for p, s in zip(planes, scales))
+        total = base + sum(n * p * s.size[b_ax] * s.size[r_ax] * item for n, p, s in zip(nbuf, planes, scales))
         # A band task maps its band of the slab and the part it downsamples into, and works one
         # output plane at a time (temporaries: a few wide copies of two input planes).
         touch = max(p * r * s.size[r_ax] * item * 3 // 2 + 64 * r * s.size[r_ax] * channels
                     + 2 * item * math.prod(s.chunk_size) for p, r, s in zip(planes, rows, scales))
-        fill = ceil_div(planes[0], max(1, 2 * workers))
-        if parallel_reads:
-            touch = max(touch, fill * scales[0].size[b_ax] * scales[0].size[r_ax] * item)
+        # A read task fills a few planes (a decoded section and its reoriented copy besides).
+        plane = scales[0].size[b_ax] * scales[0].size[r_ax] * item
+        fill = max(1, min(ceil_div(planes[0], max(1, 2 * workers)), BAND_TARGET // max(plane, 1)))
+        touch = max(touch, 3 * fill * plane)
         total += max(workers, 1) * touch
-        return total, planes, rows, fill
+        return total, planes, nbuf, rows, fill
 
-    minimum = estimate(1, 1, 0)[0]
+    minimum = estimate(1, 0, 0)[0]
     if minimum > budget:
         raise UsageError(f"--memory {format_size(budget)} is below the {format_size(minimum)} this "
                          f"conversion needs with {workers} workers")
-    best = (1, 1, 0)
-    for candidate in [(1, 2, 0), (1, 2, BAND_TARGET)]:
+    best = (1, 0, 0)
+    for candidate in [(1, 1, 0), (1, 2, 0), (1, 2, BAND_TARGET)]:
         if estimate(*candidate)[0] <= budget:
             best = candidate
-    m, nbuf, band_bytes = best
+    m, overlap, band_bytes = best
     plane = scales[0].size[b_ax] * scales[0].size[r_ax] * item
     whole = ceil_div(scales[0].size[s_ax], sunit[0]) * sunit[0]
     while (2 * m * sunit[0] <= whole and 2 * m * sunit[0] * plane <= SLAB_TARGET
-           and estimate(2 * m, nbuf, band_bytes)[0] <= budget):
+           and estimate(2 * m, overlap, band_bytes)[0] <= budget):
         m *= 2
-    total, planes, rows, fill = estimate(m, nbuf, band_bytes)
-    return Plan(stream_axis, tuple(planes), (nbuf,) * len(scales), tuple(rows), fill, workers,
+    total, planes, nbuf, rows, fill = estimate(m, overlap, band_bytes)
+    return Plan(stream_axis, tuple(planes), tuple(nbuf), tuple(rows), fill, workers,
                 budget, total, minimum)
 
 
