@@ -49,7 +49,7 @@ def convert(
     input: Annotated[str, typer.Argument(help="A volume nibabel reads (NIfTI, MGH/MGZ, MINC, Analyze), "
                                           "or a slice stack: a directory, a quoted glob, a list file or a "
                                           "multi-page TIFF.")],
-    output: Annotated[Path, typer.Argument(help="Output directory.")],
+    output: Annotated[str, typer.Argument(help="Output directory.")],
     memory: Memory = None,
     workers: Workers = None,
     type: Annotated[VolumeType, typer.Option("--type", help="Layer type.")] = VolumeType.image,
