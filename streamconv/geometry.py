@@ -97,7 +97,7 @@ def format_key(resolution: tuple[float, float, float]) -> str:
     return "_".join(str(_json_number(r)) for r in resolution)
 
 
-_LENGTH_NM = {"": 1.0, "nm": 1.0, "um": 1e3, "µm": 1e3, "micron": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9}
+LENGTH_NM = {"": 1.0, "nm": 1.0, "um": 1e3, "µm": 1e3, "micron": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9}
 
 
 def parse_resolution(text: str) -> tuple[float, float, float]:
@@ -112,7 +112,7 @@ def parse_resolution(text: str) -> tuple[float, float, float]:
         number = part.rstrip("abcdefghijklmnopqrstuvwxyzµ")
         unit = part[len(number):].strip()
         try:
-            value = float(number) * _LENGTH_NM[unit]
+            value = float(number) * LENGTH_NM[unit]
         except (ValueError, KeyError):
             value = float("nan")
         if not value > 0 or value == float("inf"):

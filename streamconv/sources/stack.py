@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import DataError, UsageError
-from ..geometry import Vec3
+from ..geometry import LENGTH_NM, Vec3
 from .base import one_line
 from .orientation import Orientation
 
@@ -226,8 +226,40 @@ class SliceStack:
         self.shape: Vec3 = self.orientation.output_shape(layout.columns, layout.rows, len(self.slices))
         self.stream_axis = self.orientation.axes[2]
         if resolution is None:
-            raise UsageError("a slice stack needs --resolution X,Y,Z (in nm, or e.g. 20um)")
+            resolution = self._tiff_resolution()
+        if resolution is None:
+            raise UsageError("a slice stack needs --resolution X,Y,Z (in nm, or e.g. 20um); "
+                             "only TIFF files that record all three voxel sizes carry it")
         self.resolution = resolution
+
+    def _tiff_resolution(self) -> tuple[float, float, float] | None:
+        """Voxel size from the first TIFF's tags: pixel sizes, and ImageJ's slice spacing."""
+        first = next(s for s in self.slices if s.path is not None)
+        if not first.path.lower().endswith(_TIFF):  # type: ignore[union-attr]
+            return None
+        import tifffile
+
+        with tifffile.TiffFile(first.path) as tif:
+            tags = tif.pages[0].tags
+            meta = tif.imagej_metadata or {}
+            unit_tag = tags.get("ResolutionUnit")
+            unit = {2: 25.4e6, 3: 1e7}.get(int(unit_tag.value) if unit_tag else 2)
+            if meta.get("unit") is not None:
+                unit = LENGTH_NM.get(str(meta["unit"]))
+            sizes = []
+            for name in ("XResolution", "YResolution"):
+                tag = tags.get(name)
+                if tag is None or unit is None or not tag.value[0]:
+                    return None
+                sizes.append(unit * tag.value[1] / tag.value[0])
+            spacing = meta.get("spacing")
+            if spacing is None or unit is None:
+                return None
+            sizes.append(unit * float(spacing))
+        resolution = [0.0, 0.0, 0.0]
+        for axis, size in zip(self.orientation.axes, sizes):
+            resolution[axis] = size
+        return tuple(resolution)  # type: ignore[return-value]
 
     def _validate(self) -> Layout:
         """Probe every section; a bad one ends the run now, or is filled with --fill-missing."""
