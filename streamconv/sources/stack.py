@@ -223,6 +223,10 @@ class SliceStack:
         self.layout = layout
         self.num_channels = layout.channels
         self.dtype = dtypes.output_dtype(np.dtype(layout.dtype), lambda: (0, 0))
+        if fill_missing is not None and self.dtype.kind in "iu":
+            info = np.iinfo(self.dtype)
+            if fill_missing != int(fill_missing) or not info.min <= fill_missing <= info.max:
+                raise UsageError(f"--fill-missing {fill_missing:g} is not a {self.dtype} value")
         self.shape: Vec3 = self.orientation.output_shape(layout.columns, layout.rows, len(self.slices))
         self.stream_axis = self.orientation.axes[2]
         if resolution is None:
