@@ -1,0 +1,163 @@
+"""Slice stacks: a stack made from a real volume converts to the same bytes as the volume;
+orientation codes permute and flip as they say; bad stacks stop before writing anything."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import imagecodecs
+import nibabel as nib
+import numpy as np
+import pytest
+import tensorstore as ts
+import tifffile
+from nilearn.datasets import MNI152_FILE_PATH
+
+import streamconv
+from streamconv.errors import DataError, UsageError
+
+STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
+
+
+def read_all(out: Path) -> np.ndarray:
+    spec = {"driver": "neuroglancer_precomputed", "kvstore": {"driver": "file", "path": f"{out}/"}}
+    return ts.open(spec).result().read().result()
+
+
+def chunk_files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and ".streamconv" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def mni() -> np.ndarray:
+    return np.asarray(nib.load(MNI152_FILE_PATH).dataobj)
+
+
+def test_png_and_tiff_stacks_of_a_real_volume_equal_the_volume(mni, tmp_path):
+    pngs = tmp_path / "png"
+    pngs.mkdir()
+    for z in range(mni.shape[2]):  # rows run along y, columns along x: orientation RAS
+        imagecodecs.imwrite(pngs / f"mni_{z}.png", np.ascontiguousarray(mni[:, :, z].T))
+    tiff = tmp_path / "mni16.tif"
+    mni16 = mni.astype(np.uint16) * 257
+    tifffile.imwrite(tiff, np.ascontiguousarray(mni16.transpose(2, 1, 0)))
+    nii16 = tmp_path / "mni16.nii"
+    nib.save(nib.Nifti1Image(mni16, np.eye(4)), nii16)
+
+    streamconv.convert(MNI152_FILE_PATH, tmp_path / "volume", workers=2)
+    streamconv.convert(pngs, tmp_path / "from_png", workers=2, resolution="1mm")
+    assert chunk_files(tmp_path / "from_png") == chunk_files(tmp_path / "volume")
+
+    streamconv.convert(nii16, tmp_path / "volume16", workers=0)
+    streamconv.convert(tiff, tmp_path / "from_tiff", workers=0, resolution="1mm")
+    assert chunk_files(tmp_path / "from_tiff") == chunk_files(tmp_path / "volume16")
+
+
+def reference_orientation(volume: np.ndarray, code: str) -> np.ndarray:
+    """Plain numpy: input axes (column, row, slice) to RAS output axes, flipping L, P and I."""
+    axis = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}
+    for a, letter in enumerate(code):
+        if letter in "LPI":
+            volume = np.flip(volume, axis=a)
+    return np.transpose(volume, np.argsort([axis[c] for c in code]))
+
+
+@pytest.mark.parametrize("code", ["RAS", "RIA", "LPI", "ASR", "IPL", "SRA", "PIR"])
+def test_orientation_codes_permute_and_flip(tmp_path, code):
+    rng = np.random.default_rng(7)
+    columns, rows, slices = 37, 23, 29
+    images = [rng.integers(0, 255, (rows, columns), dtype=np.uint8) for _ in range(slices)]
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    for k, image in enumerate(images):
+        imagecodecs.imwrite(stack / f"s{k}.png", image)
+    volume = np.stack([image.T for image in images], axis=2)  # (column, row, slice)
+    out = tmp_path / "out"
+    streamconv.convert(str(stack), out, workers=2, resolution="1,2,3", input_orientation=code,
+                       chunk_size=8)
+    assert np.array_equal(read_all(out)[..., 0], reference_orientation(volume, code))
+
+
+def test_sections_sort_naturally_and_a_glob_and_list_file_work(tmp_path):
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    for k in range(12):  # s2 must come before s10
+        imagecodecs.imwrite(stack / f"s{k}.png", np.full((4, 5), k, np.uint8))
+    (tmp_path / "list.txt").write_text("".join(f"stack/s{k}.png\n" for k in range(12)))
+    for name, spec in [("dir", stack), ("glob", f"{stack}/s*.png"), ("list", tmp_path / "list.txt")]:
+        streamconv.convert(spec, tmp_path / name, workers=0, resolution="1um")
+        assert list(read_all(tmp_path / name)[0, 0, :, 0]) == list(range(12))
+
+
+def test_rgb_sections_become_three_channels(tmp_path):
+    rng = np.random.default_rng(3)
+    stack = tmp_path / "rgb"
+    stack.mkdir()
+    images = [rng.integers(0, 255, (9, 11, 3), dtype=np.uint8) for _ in range(5)]
+    for k, image in enumerate(images):
+        imagecodecs.imwrite(stack / f"c{k}.png", image)
+    streamconv.convert(stack, tmp_path / "out", workers=0, resolution="1um")
+    expected = np.stack([image.transpose(1, 0, 2) for image in images], axis=2)  # x, y, z, c
+    assert np.array_equal(read_all(tmp_path / "out"), expected)
+
+
+def make_bad_stack(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    """A stack with one defect, and the file the error must name."""
+    stack = tmp_path / kind
+    stack.mkdir()
+    for k in range(6):
+        shape = (21, 30) if kind == "size" and k == 3 else (20, 30)
+        dtype = np.uint16 if kind == "dtype" and k == 4 else np.uint8
+        if kind != "empty":
+            imagecodecs.imwrite(stack / f"s{k}.png", np.full(shape, k, dtype))
+    if kind == "missing":
+        (stack / "s2.png").unlink()
+        return stack, "s2.png"
+    if kind == "truncated":
+        data = (stack / "s3.png").read_bytes()
+        (stack / "s3.png").write_bytes(data[: len(data) // 2])
+        return stack, "s3.png"
+    return stack, {"size": "s3.png", "dtype": "s4.png", "empty": str(stack)}[kind]
+
+
+@pytest.mark.parametrize("kind", ["missing", "truncated", "size", "dtype", "empty"])
+def test_bad_stacks_fail_with_one_line_naming_the_file_and_write_nothing(tmp_path, kind):
+    stack, culprit = make_bad_stack(tmp_path, kind)
+    out = tmp_path / "out"
+    run = subprocess.run([STREAMCONV, "convert", str(stack), str(out), "--resolution", "1um"],
+                         capture_output=True, text=True)
+    assert run.returncode == 1
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and culprit in lines[0] and "Traceback" not in run.stderr
+    assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
+
+
+def test_fill_missing_fills_gaps_and_unreadable_sections(tmp_path):
+    stack, _ = make_bad_stack(tmp_path, "missing")
+    data = (stack / "s4.png").read_bytes()
+    (stack / "s4.png").write_bytes(data[:20])  # truncated as well
+    streamconv.convert(stack, tmp_path / "out", workers=0, resolution="1um", fill_missing=9)
+    assert list(read_all(tmp_path / "out")[0, 0, :, 0]) == [0, 1, 9, 3, 9, 5]
+    with pytest.raises(UsageError):
+        streamconv.convert(stack, tmp_path / "out2", workers=0, resolution="1um", fill_missing=300)
+
+
+def test_resolution_comes_from_tiff_tags_or_must_be_given(tmp_path):
+    volume = np.arange(5 * 20 * 30, dtype=np.uint16).reshape(5, 20, 30)
+    tifffile.imwrite(tmp_path / "ij.tif", volume, imagej=True, resolution=(2, 4),
+                     metadata={"spacing": 2.0, "unit": "um", "axes": "ZYX"})
+    report = streamconv.convert(tmp_path / "ij.tif", tmp_path / "out", workers=0)
+    assert report.scales[0].resolution == (500, 250, 2000)
+    imagecodecs.imwrite(tmp_path / "one.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(UsageError, match="--resolution"):
+        streamconv.convert(tmp_path / "one.png", tmp_path / "out2", workers=0)
+
+
+def test_orientation_is_for_stacks_only(tmp_path):
+    with pytest.raises(UsageError):
+        streamconv.convert(MNI152_FILE_PATH, tmp_path / "out", input_orientation="RIA")
+    with pytest.raises(DataError):
+        streamconv.convert(tmp_path / "absent*.png", tmp_path / "out", resolution="1um")
