@@ -66,6 +66,8 @@ def convert(
         help="Slice stacks: fill missing or unreadable sections with this value")] = None,
     skip_empty: Annotated[bool, typer.Option(help="Do not write chunks that are all zero.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace what the output already holds.")] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Finish an unfinished run of the same conversion in OUTPUT; --no-resume refuses.")] = True,
     quiet: Quiet = False,
     verbose: Verbose = False,
     debug: Debug = False,
@@ -78,10 +80,12 @@ def convert(
             downsampling_method=downsampling.value if downsampling else None, memory=memory,
             workers=workers, ignore_scaling=ignore_scaling, resolution=resolution,
             input_orientation=input_orientation, fill_missing=fill_missing, skip_empty=skip_empty,
-            overwrite=overwrite, progress=progress)
+            overwrite=overwrite, resume=resume, progress=progress)
     if not quiet:
+        resumed = (f" (resumed: {report.skipped_slabs + report.replayed_slabs} slabs were done, "
+                   f"{report.replayed_slabs} read back)" if report.resumed else "")
         typer.echo(f"{report.output}: {len(report.scales)} scales, {report.chunks_written} chunks, "
-                   f"{format_size(report.bytes_written)} in {report.seconds:.1f} s", err=True)
+                   f"{format_size(report.bytes_written)} in {report.seconds:.1f} s{resumed}", err=True)
 
 
 def _logging(verbose: bool) -> None:

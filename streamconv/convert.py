@@ -5,21 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 from . import downsampling
 from .engine.buffers import remove_stale_buffers
 from .engine.executor import executor
-from .engine.journal import prepare_output, write_job
+from .engine.journal import STATE_DIR, Journal, Lock, prepare_output, write_job
 from .engine.pipeline import Pipeline, ProgressFn
 from .engine.plan import Plan, default_budget, make_plan, parse_size
-from .errors import UsageError
+from .errors import StreamconvError, UsageError
 from .geometry import Scale, parse_resolution
 from .pyramid import make_info, plan_scales
 from .sources import open_source
-from .storage import open_store
+from .storage import LocalStore, open_store
 
 log = logging.getLogger("streamconv")
 
@@ -31,10 +34,19 @@ class Report:
     output: str
     scales: list[Scale]
     plan: Plan
-    chunks: int
+    chunks: int           # chunks visited by this run
     chunks_written: int
     bytes_written: int
     seconds: float
+    resumed: bool = False
+    skipped_slabs: int = 0   # complete before this run
+    replayed_slabs: int = 0  # complete before, read back to rebuild a coarser scale
+
+
+class Interrupted(StreamconvError):
+    """Stopped by Ctrl-C or SIGTERM; the output is resumable."""
+
+    exit_code = 130
 
 
 def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type: str = "image",
@@ -42,17 +54,20 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
             memory: str | int | None = None, workers: int | None = None, ignore_scaling: bool = False,
             resolution: str | tuple[float, float, float] | None = None,
             input_orientation: str | None = None, fill_missing: float | None = None,
-            skip_empty: bool = False, overwrite: bool = False,
-            progress: "Callable[[list[Scale]], ProgressFn] | None" = None) -> Report:
+            skip_empty: bool = False, overwrite: bool = False, resume: bool = True,
+            progress: Callable[[list[Scale]], ProgressFn] | None = None) -> Report:
     """Convert a volume or a slice stack to a precomputed pyramid: info, full resolution and
     every scale.
 
     `input` is a volume file nibabel reads, or a slice stack: a directory of sections, a glob,
     a text file listing sections, or a multi-page TIFF (`input_orientation`: a code such as
     RIA, as neuroglancer-scripts; `fill_missing`: the value of missing or unreadable sections).
-    `resolution` ('20um', or X,Y,Z in nm) overrides what the input says. `memory` bounds the whole process tree ('512MiB'; default: half of the available memory);
-    `workers` is the number of processes (default: CPU count; 0 runs everything in this
-    process); `progress`, given the scales, returns a callback fed (scale, chunks, bytes).
+    `resolution` ('20um', or X,Y,Z in nm) overrides what the input says. `memory` bounds
+    the whole process tree ('512MiB'; default: half of the available memory); `workers` is the
+    number of processes (default: CPU count; 0 runs everything in this process). An output
+    holding an unfinished run of the same conversion is resumed (`resume=False` refuses);
+    `overwrite` starts over. `progress`, given the scales, returns a callback fed
+    (scale, chunks, bytes).
     """
     started = time.perf_counter()
     method = downsampling_method or downsampling.default_method(volume_type)
@@ -61,9 +76,9 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
     if workers < 0:
         raise UsageError(f"--workers must be 0 or more, got {workers}")
     budget = default_budget() if memory is None else parse_size(memory)
-
     if isinstance(resolution, str):
         resolution = parse_resolution(resolution)
+
     source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
                          orientation=input_orientation, fill_missing=fill_missing)
     try:
@@ -74,19 +89,65 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
         plan = make_plan(scales, source.num_channels, source.dtype, workers, budget,
                          source.parallel_reads, source.stream_axis)
         log.info("%s", plan.describe(scales))
-
-        store = open_store(output)
-        prepare_output(store, [s.key for s in scales], overwrite)
+        # Everything that changes the bytes written; slab size too, since journal entries are slabs.
         job = {"input": source.fingerprint(), "info": info, "downsampling": method,
-               "skip_empty": skip_empty, "complete": False}
-        write_job(store, job)
-        remove_stale_buffers()
-        with executor(workers) as pool:
-            totals = Pipeline(source, scales, store, "raw", method, skip_empty, plan, pool,
-                              progress(scales) if progress else None).run()
-        store.write("info", json.dumps(info, indent=1).encode())
-        write_job(store, {**job, "complete": True})
+               "skip_empty": skip_empty, "slab_planes": list(plan.slab_planes),
+               "stream_axis": plan.stream_axis}
+        store = open_store(output)
+        state = _state_dir(store)
+        lock = Lock(state)
+        lock.acquire()
+        try:
+            resumed = prepare_output(store, [s.key for s in scales], job, overwrite, resume)
+            journal = Journal(state)
+            done = frozenset(journal.completed()) if resumed else frozenset()
+            if resumed:
+                log.warning("resuming: %d slabs were complete", len(done))
+            else:
+                write_job(store, {"job": job, "complete": False})
+            remove_stale_buffers()
+            journal.open()
+            try:
+                with executor(workers) as pool, _signals_interrupt():
+                    totals = Pipeline(source, scales, store, "raw", method, skip_empty, plan, pool,
+                                      progress(scales) if progress else None, done,
+                                      journal.record).run()
+            finally:
+                journal.close()
+            store.write("info", json.dumps(info, indent=1).encode())
+            write_job(store, {"job": job, "complete": True})
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted; run the same command again to resume {output}") from None
+        except StreamconvError as exc:
+            if exc.resumable:
+                exc.args = (f"{exc}; run the same command again to resume",)
+            raise
+        finally:
+            lock.release()
     finally:
         source.close()
     return Report(str(output), scales, plan, totals.chunks, totals.written, totals.nbytes,
-                  time.perf_counter() - started)
+                  time.perf_counter() - started, resumed, totals.skipped_slabs, totals.replayed_slabs)
+
+
+def _state_dir(store: object) -> Path:
+    if not isinstance(store, LocalStore):
+        raise UsageError("only local output directories are supported for now")
+    return store.root / STATE_DIR
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM stops the run like Ctrl-C: the pool is stopped and the journal kept."""
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -2,9 +2,13 @@
 
 
 class StreamconvError(Exception):
-    """Base of every error streamconv reports to a user; `exit_code` is the CLI's."""
+    """Base of every error streamconv reports to a user; `exit_code` is the CLI's.
+
+    `resumable`: running the same command again (after the cause is gone) finishes the job.
+    """
 
     exit_code = 1
+    resumable = False
 
 
 class UsageError(StreamconvError):
@@ -19,3 +23,15 @@ class DataError(StreamconvError):
 
 class OutputError(StreamconvError):
     """The output cannot be written or already holds something we must not touch: exit 1."""
+
+
+class NoSpaceError(OutputError):
+    """The output device is full: free space and run again to resume."""
+
+    resumable = True
+
+
+class WorkerDied(StreamconvError):
+    """A worker process was killed (out of memory, or by hand)."""
+
+    resumable = True

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator, Protocol
 
-from .errors import OutputError
+from .errors import NoSpaceError, OutputError
 
 
 class Store(Protocol):
@@ -85,7 +85,7 @@ class LocalStore:
 
 def _output_error(path: Path, exc: OSError) -> OutputError:
     if exc.errno == errno.ENOSPC:
-        return OutputError(f"{path.parent}: no space left on the output device")
+        return NoSpaceError(f"{path.parent}: no space left on the output device")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError(f"{path.parent}: output is not writable ({exc.strerror})")
     return OutputError(f"{path}: cannot write ({exc.strerror or exc})")

@@ -7,6 +7,7 @@ whose futures quack the same, later) with one loop.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -39,12 +40,17 @@ def executor(workers: int) -> Iterator[Executor]:
         return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["streamconv.engine.tasks"])
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_sigint)
     try:
         with _main_hidden():
             yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ignore_sigint() -> None:
+    """Ctrl-C reaches the whole process group; the main process alone decides how to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextmanager

@@ -5,6 +5,10 @@ it is *sealed*: band tasks write its chunks and downsample it into the next scal
 which is sealed in turn when all its planes have arrived. A buffer is reused once its band tasks
 are done. One loop in the main process reacts to finished tasks, so reading, encoding, writing
 and downsampling of different slabs and scales overlap, and memory is bounded by the buffers.
+
+Resuming, a slab recorded complete is skipped, unless the slab it feeds on the next scale is
+not complete: then it is *replayed*, read back from its chunks on disk and only downsampled, so
+a lost partial slab of a coarser scale is rebuilt from what the finer scale already holds.
 """
 
 from __future__ import annotations
@@ -14,14 +18,14 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import StreamconvError
+from ..errors import WorkerDied
 from ..geometry import Box, Scale, ceil_div
 from ..sources import Source
 from ..storage import Store
 from .buffers import SlabBuffer
 from .executor import InlineExecutor
 from .plan import Plan, band_axis
-from .tasks import Band, Downsample, fill, process_band
+from .tasks import Band, Downsample, fill, fill_from_store, process_band
 
 #: progress(scale index, chunks done, bytes written)
 ProgressFn = Callable[[int, int, int], None]
@@ -40,6 +44,7 @@ class _Slab:
     pending: int = 0     # fill tasks not finished
     users: int = 0       # band tasks not finished
     sealed: bool = False
+    replay: bool = False  # complete already: read back and downsampled, not written
     target: "_Slab | None" = field(default=None, repr=False)
 
 
@@ -48,12 +53,15 @@ class Totals:
     chunks: int = 0
     written: int = 0
     nbytes: int = 0
+    skipped_slabs: int = 0   # complete before this run, not touched
+    replayed_slabs: int = 0  # complete before this run, read back to rebuild the next scale
 
 
 class Pipeline:
     def __init__(self, source: Source, scales: list[Scale], store: Store, encoding: str,
                  method: str, skip_empty: bool, plan: Plan, executor: Executor,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: ProgressFn | None = None, done: frozenset[tuple[int, int]] = frozenset(),
+                 on_slab_done: Callable[[int, int], None] | None = None) -> None:
         self.source, self.scales, self.store, self.plan = source, scales, store, plan
         self.encoding, self.method, self.skip_empty = encoding, method, skip_empty
         self.executor = executor
@@ -61,12 +69,14 @@ class Pipeline:
         self.reader: Executor = executor if source.parallel_reads or isinstance(executor, InlineExecutor) \
             else ThreadPoolExecutor(1, thread_name_prefix="streamconv-read")
         self.progress = progress
+        self.done, self.on_slab_done = done, on_slab_done
         self.axis = plan.stream_axis
         self.totals = Totals()
         self._buffers: list[list[SlabBuffer]] = [[] for _ in scales]
         self._free: list[list[SlabBuffer]] = [[] for _ in scales]
         self._open: list[dict[int, _Slab]] = [{} for _ in scales]
         self._futures: dict[Future, tuple[str, _Slab]] = {}
+        self._seen: set[tuple[int, int]] = set()
 
     def run(self) -> Totals:
         try:
@@ -78,7 +88,9 @@ class Pipeline:
                 for level, scale in enumerate(self.scales):
                     factor *= scale.factor[self.axis]
                     self._slab(level, (index * s0 // factor) // self.plan.slab_planes[level])
-                self._fill(self._open[0][index])
+                slab = self._open[0].get(index)
+                if slab is not None and not slab.replay:
+                    self._fill(slab)
             while self._futures:
                 self._wait_one()
             return self.totals
@@ -93,11 +105,23 @@ class Pipeline:
                 for buffer in buffers:
                     buffer.close()
 
-    def _slab(self, level: int, index: int) -> _Slab:
-        """The open slab `index` of a scale, opening it on a free buffer (waiting for one)."""
+    def _target_index(self, level: int, index: int) -> int:
+        """Index of the slab of scale `level + 1` that slab `index` of `level` feeds."""
+        f = self.scales[level + 1].factor[self.axis]
+        return (index * self.plan.slab_planes[level] // f) // self.plan.slab_planes[level + 1]
+
+    def _slab(self, level: int, index: int) -> _Slab | None:
+        """The open slab `index` of a scale, opening it on a free buffer (waiting for one);
+        None for a slab complete before this run whose next slab is complete too."""
         slab = self._open[level].get(index)
-        if slab is not None:
+        if slab is not None or (level, index) in self._seen:
             return slab
+        self._seen.add((level, index))
+        replay = (level, index) in self.done
+        if replay and (level + 1 == len(self.scales)
+                       or (level + 1, self._target_index(level, index)) in self.done):
+            self.totals.skipped_slabs += 1
+            return None
         scale, planes = self.scales[level], self.plan.slab_planes[level]
         while not self._free[level] and len(self._buffers[level]) >= self.plan.buffers[level]:
             self._wait_one()
@@ -108,8 +132,15 @@ class Pipeline:
             buffer = SlabBuffer((self.source.num_channels, z, y, x), self.source.dtype)
             self._buffers[level].append(buffer)
         p0 = index * planes
-        slab = _Slab(level, index, p0, min(p0 + planes, scale.size[self.axis]), buffer)
+        slab = _Slab(level, index, p0, min(p0 + planes, scale.size[self.axis]), buffer, replay=replay)
         self._open[level][index] = slab
+        if replay:
+            self.totals.replayed_slabs += 1
+            for region in self._bands(slab):
+                slab.pending += 1
+                self._submit(self.executor, "fill", slab, fill_from_store, self.store, scale,
+                             self.encoding, region, buffer.ref, self._origin(slab))
+            slab.scheduled = slab.p1 - slab.p0
         return slab
 
     def _origin(self, slab: _Slab) -> tuple[int, int, int]:
@@ -132,13 +163,16 @@ class Pipeline:
         if not self._futures:
             raise RuntimeError("pipeline stalled: waiting with no task in flight")
         done, _ = wait(self._futures, return_when=FIRST_COMPLETED)
-        for future in done:
+        # In submission order, and every success before the first failure is raised, so that
+        # each slab that did complete is recorded.
+        failure: BaseException | None = None
+        for future in [f for f in self._futures if f in done]:
             kind, slab = self._futures.pop(future)
-            try:
-                result = future.result()
-            except BrokenProcessPool:
-                raise StreamconvError("a worker process died (killed, or out of memory?); "
-                                      "lower --memory or --workers and run again") from None
+            error = future.exception()
+            if error is not None:
+                failure = failure or error
+                continue
+            result = future.result()
             if kind == "fill":
                 slab.pending -= 1
                 self._maybe_seal(slab)
@@ -156,6 +190,13 @@ class Pipeline:
                 if slab.users == 0:
                     del self._open[slab.level][slab.index]
                     self._free[slab.level].append(slab.buffer)
+                    if self.on_slab_done and not slab.replay:
+                        self.on_slab_done(slab.level, slab.index)
+        if isinstance(failure, BrokenProcessPool):
+            raise WorkerDied("a worker process died (killed, or out of memory?); "
+                             "lower --memory or --workers if it happens again") from None
+        if failure is not None:
+            raise failure
 
     def _maybe_seal(self, slab: _Slab) -> None:
         if slab.sealed or slab.pending or slab.scheduled < slab.p1 - slab.p0:
@@ -166,18 +207,26 @@ class Pipeline:
         if level + 1 < len(self.scales):
             nxt = self.scales[level + 1]
             f = nxt.factor[axis]
-            target = self._open[level + 1][(slab.p0 // f) // self.plan.slab_planes[level + 1]]
+            target = self._open[level + 1][self._target_index(level, slab.index)]
             target.scheduled += ceil_div(slab.p1, f) - slab.p0 // f
             slab.target = target
             down = Downsample(target.buffer.ref, self._origin(target), nxt.factor, self.method)
-        b_ax, rows = band_axis(axis), self.plan.band_rows[level]
-        for r0 in range(0, scale.size[b_ax], rows):
-            start, stop = [0, 0, 0], list(scale.size)
-            start[axis], stop[axis] = slab.p0, slab.p1
-            start[b_ax], stop[b_ax] = r0, min(r0 + rows, scale.size[b_ax])
-            band = Band(slab.buffer.ref, self._origin(slab), scale, Box(tuple(start), tuple(stop)),  # type: ignore[arg-type]
-                        self.store, self.encoding, self.skip_empty, down)
+        for region in self._bands(slab):
+            band = Band(slab.buffer.ref, self._origin(slab), scale, region, self.store,
+                        self.encoding, self.skip_empty, down, write=not slab.replay)
             slab.users += 1
             if slab.target is not None:
                 slab.target.pending += 1
             self._submit(self.executor, "band", slab, process_band, band)
+
+    def _bands(self, slab: _Slab) -> list[Box]:
+        """The slab cut along the band axis into regions of whole chunks."""
+        scale = self.scales[slab.level]
+        b_ax, rows = band_axis(self.axis), self.plan.band_rows[slab.level]
+        regions = []
+        for r0 in range(0, scale.size[b_ax], rows):
+            start, stop = [0, 0, 0], list(scale.size)
+            start[self.axis], stop[self.axis] = slab.p0, slab.p1
+            start[b_ax], stop[b_ax] = r0, min(r0 + rows, scale.size[b_ax])
+            regions.append(Box(tuple(start), tuple(stop)))  # type: ignore[arg-type]
+        return regions

@@ -138,7 +138,8 @@ def make_plan(scales: list[Scale], channels: int, dtype: np.dtype, workers: int,
     m, overlap, band_bytes = best
     plane = scales[0].size[b_ax] * scales[0].size[r_ax] * item
     whole = ceil_div(scales[0].size[s_ax], sunit[0]) * sunit[0]
-    while (2 * m * sunit[0] <= whole and 2 * m * sunit[0] * plane <= SLAB_TARGET
+    # Thicker slabs mean fewer rounds, but keep at least four so that reading overlaps the rest.
+    while (4 * 2 * m * sunit[0] <= whole and 2 * m * sunit[0] * plane <= SLAB_TARGET
            and estimate(2 * m, overlap, band_bytes)[0] <= budget):
         m *= 2
     total, planes, nbuf, rows, fill = estimate(m, overlap, band_bytes)

@@ -20,6 +20,20 @@ def fill(source: Source, p0: int, p1: int, ref: SlabRef, first_plane: int) -> No
     source.read(p0, p1, slab[tuple(index)])
 
 
+def fill_from_store(store: Store, scale: Scale, encoding: str, region: Box, ref: SlabRef,
+                    origin: Vec3) -> None:
+    """Read back a region of a scale already written, to rebuild what a lost slab held."""
+    slab = ref.array()
+    codec = get_codec(encoding)
+    for box in scale.chunks_in(region.start, region.stop):
+        out = slab[box.index(origin)]
+        data = store.read(f"{scale.key}/{box.name}")
+        if data is None:  # skipped as empty
+            out[...] = 0
+        else:
+            out[...] = codec.decode(data, out.shape, out.dtype)
+
+
 @dataclass(frozen=True)
 class Downsample:
     """Where a band's downsampled voxels go: a slab of the next scale."""
@@ -42,6 +56,7 @@ class Band:
     encoding: str
     skip_empty: bool
     down: Downsample | None
+    write: bool = True  # False when replaying a slab whose chunks are already written
 
 
 def process_band(band: Band) -> tuple[int, int, int]:
@@ -49,7 +64,8 @@ def process_band(band: Band) -> tuple[int, int, int]:
     view = band.source.array()[band.region.index(band.origin)]
     codec = get_codec(band.encoding)
     visited = written = nbytes = 0
-    for box in band.scale.chunks_in(band.region.start, band.region.stop):
+    boxes = band.scale.chunks_in(band.region.start, band.region.stop) if band.write else ()
+    for box in boxes:
         chunk = view[box.index(band.region.start)]
         visited += 1
         if band.skip_empty and not chunk.any():
