@@ -13,6 +13,7 @@ from .convert import convert as convert_volume
 from .engine.plan import format_size
 from .errors import StreamconvError
 from .progress import scale_bars, wanted
+from .verify import verify as verify_output
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Convert brain-imaging data to the Neuroglancer precomputed format.")
@@ -86,6 +87,34 @@ def convert(
                    f"{report.replayed_slabs} read back)" if report.resumed else "")
         typer.echo(f"{report.output}: {len(report.scales)} scales, {report.chunks_written} chunks, "
                    f"{format_size(report.bytes_written)} in {report.seconds:.1f} s{resumed}", err=True)
+
+
+@app.command()
+def verify(
+    input: Annotated[str, typer.Argument(help="The input the output was converted from.")],
+    output: Annotated[str, typer.Argument(help="A precomputed volume on disk, ours or another tool's.")],
+    ignore_scaling: Annotated[bool, typer.Option(help="As given to convert.")] = False,
+    resolution: Annotated[Optional[str], typer.Option(help="As given to convert.")] = None,
+    input_orientation: Annotated[Optional[str], typer.Option(help="As given to convert.")] = None,
+    fill_missing: Annotated[Optional[float], typer.Option(help="As given to convert.")] = None,
+    min_psnr: Annotated[float, typer.Option(help="Lossy encodings: lowest PSNR accepted, dB.")] = 30.0,
+    debug: Debug = False,
+) -> None:
+    """Check an output against its input: scale 0 voxel for voxel, every chunk of every scale."""
+    with _errors(debug):
+        report = verify_output(input, output, ignore_scaling=ignore_scaling, resolution=resolution,
+                               input_orientation=input_orientation, fill_missing=fill_missing,
+                               min_psnr=min_psnr)
+    psnr = f", scale 0 PSNR {report.min_psnr:.1f} dB" if report.min_psnr != float("inf") else ""
+    summary = (f"{output}: {report.scales} scales, {report.chunks} chunks checked, "
+               f"{report.absent} absent (read as zeros){psnr}")
+    if report.ok:
+        typer.echo(f"{summary}: ok", err=True)
+        return
+    typer.echo(f"streamconv: error: {report.problems[0]}"
+               + (f" (and {len(report.problems) - 1} more problems)" if len(report.problems) > 1 else ""),
+               err=True)
+    raise typer.Exit(1)
 
 
 def _logging(verbose: bool) -> None:

@@ -46,13 +46,12 @@ class Scale:
     size: Vec3
     resolution: tuple[float, float, float]
     chunk_size: Vec3
-    factor: Vec3  # (1, 1, 1) for scale 0
+    factor: Vec3  # from the previous scale; (1, 1, 1) for scale 0
+    voxel_offset: Vec3 = (0, 0, 0)
 
     def __post_init__(self) -> None:
-        if min(self.size) < 1 or min(self.chunk_size) < 1:
+        if min(self.size) < 1 or min(self.chunk_size) < 1 or min(self.factor) < 1:
             raise ValueError(f"invalid scale {self}")
-        if any(f not in (1, 2) for f in self.factor):
-            raise ValueError(f"downsampling factors must be 1 or 2, got {self.factor}")
 
     @property
     def grid(self) -> Vec3:
@@ -65,13 +64,15 @@ class Scale:
 
     def chunk(self, gx: int, gy: int, gz: int) -> Box:
         """Grid cell (gx, gy, gz), clipped at the upper edge of the volume."""
-        start = (gx * self.chunk_size[0], gy * self.chunk_size[1], gz * self.chunk_size[2])
-        stop = tuple(min(a + c, s) for a, c, s in zip(start, self.chunk_size, self.size))
+        start = tuple(o + g * c for o, g, c in zip(self.voxel_offset, (gx, gy, gz), self.chunk_size))
+        stop = tuple(min(a + c, o + s) for a, c, o, s in
+                     zip(start, self.chunk_size, self.voxel_offset, self.size))
         return Box(start, stop)  # type: ignore[arg-type]
 
     def chunks_in(self, start: Vec3, stop: Vec3) -> Iterator[Box]:
         """Chunks whose extent lies within the chunk-aligned region [start, stop)."""
-        ranges = [range(a // c, ceil_div(b, c)) for a, b, c in zip(start, stop, self.chunk_size)]
+        ranges = [range((a - o) // c, ceil_div(b - o, c))
+                  for a, b, c, o in zip(start, stop, self.chunk_size, self.voxel_offset)]
         for gz in ranges[2]:
             for gy in ranges[1]:
                 for gx in ranges[0]:
@@ -81,7 +82,7 @@ class Scale:
         return {
             "key": self.key,
             "size": list(self.size),
-            "voxel_offset": [0, 0, 0],
+            "voxel_offset": list(self.voxel_offset),
             "resolution": [_json_number(r) for r in self.resolution],
             "chunk_sizes": [list(self.chunk_size)],
             "encoding": "raw",
