@@ -153,6 +153,13 @@ class NibabelSource:
             self._raw = _RawLayout(str(file_like), int(proxy.offset), disk_dtype, self.shape,
                                    self.num_channels, rgb, slope, inter, self.dtype, compressed)
         self.parallel_reads = self._raw is not None and not self._raw.compressed
+        if self.parallel_reads:  # a short plain file is found now, before anything is written
+            need = self._raw.offset + int(np.prod(self.shape)) * self.num_channels * (
+                disk_dtype.itemsize // (self.num_channels if rgb else 1))
+            have = os.path.getsize(self._raw.path)
+            if have < need:
+                raise DataError(f"{self._raw.path}: file is truncated ({have} bytes, the header "
+                                f"needs {need})")
 
     def _resolution(self) -> tuple[float, float, float]:
         header = self._img.header
