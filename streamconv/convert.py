@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Callable, Iterator
 from . import downsampling
 from .engine.buffers import remove_stale_buffers
 from .engine.executor import executor
-from .engine.journal import STATE_DIR, Journal, Lock, prepare_output, write_job
+from .engine.journal import STATE_DIR, Journal, Lock, prepare_output, remove_temporary, write_job
 from .engine.pipeline import Pipeline, ProgressFn
 from .engine.plan import Plan, default_budget, make_plan, parse_size
 from .errors import StreamconvError, UsageError
@@ -41,12 +42,6 @@ class Report:
     resumed: bool = False
     skipped_slabs: int = 0   # complete before this run
     replayed_slabs: int = 0  # complete before, read back to rebuild a coarser scale
-
-
-class Interrupted(StreamconvError):
-    """Stopped by Ctrl-C or SIGTERM; the output is resumable."""
-
-    exit_code = 130
 
 
 def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type: str = "image",
@@ -90,9 +85,10 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
                          source.parallel_reads, source.stream_axis)
         log.info("%s", plan.describe(scales))
         # Everything that changes the bytes written; slab size too, since journal entries are slabs.
-        job = {"input": source.fingerprint(), "info": info, "downsampling": method,
-               "skip_empty": skip_empty, "slab_planes": list(plan.slab_planes),
-               "stream_axis": plan.stream_axis}
+        job = json.loads(json.dumps({  # as stored, so that it compares equal when read back
+            "input": source.fingerprint(), "info": info, "downsampling": method,
+            "skip_empty": skip_empty, "slab_planes": list(plan.slab_planes),
+            "stream_axis": plan.stream_axis}))
         store = open_store(output)
         state = _state_dir(store)
         lock = Lock(state)
@@ -108,17 +104,16 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
             remove_stale_buffers()
             journal.open()
             try:
-                with executor(workers) as pool, _signals_interrupt():
+                with executor(workers) as pool, _stop_on_signals() as stop:
                     totals = Pipeline(source, scales, store, "raw", method, skip_empty, plan, pool,
                                       progress(scales) if progress else None, done,
-                                      journal.record).run()
+                                      journal.record, stop.is_set).run()
             finally:
                 journal.close()
             store.write("info", json.dumps(info, indent=1).encode())
             write_job(store, {"job": job, "complete": True})
-        except KeyboardInterrupt:
-            raise Interrupted(f"interrupted; run the same command again to resume {output}") from None
         except StreamconvError as exc:
+            remove_temporary(store, [s.key for s in scales])
             if exc.resumable:
                 exc.args = (f"{exc}; run the same command again to resume",)
             raise
@@ -137,17 +132,17 @@ def _state_dir(store: object) -> Path:
 
 
 @contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """SIGTERM stops the run like Ctrl-C: the pool is stopped and the journal kept."""
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """Ctrl-C and SIGTERM ask the pipeline to stop at its next safe point (never in the
+    middle of a write or of the pool's bookkeeping); the journal keeps what is done."""
+    stop = threading.Event()
     try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
+        previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals to the caller
+        yield stop
         return
     try:
-        yield
+        yield stop
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)

