@@ -70,7 +70,11 @@ class Lock:
         self.path = directory / "lock"
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{self.path.parent.parent}: cannot create the output "
+                              f"({exc.strerror or exc})") from exc
         me = f"{os.getpid()} {boot_id()}"
         for _ in range(2):
             try:

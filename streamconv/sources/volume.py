@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -81,10 +82,18 @@ class _RawLayout:
         try:
             handle.seek(start)
             n = handle.readinto(buf)
-        except (OSError, EOFError, ValueError) as exc:
+            if n == len(buf) and self._ends_data(channel, start + n):
+                while handle.read(1 << 20):  # to the end, where gzip checks its CRC
+                    pass
+        except (OSError, EOFError, ValueError, zlib.error) as exc:
             raise DataError(f"{self.path}: cannot decompress image data ({exc})") from exc
         if n != len(buf):
             raise DataError(f"{self.path}: file is truncated (image data ends early)")
+
+    def _ends_data(self, channel: int, end: int) -> bool:
+        x, y, z = self.shape
+        last = self.channels - 1 if not self.rgb else 0
+        return channel == last and end == self.offset + x * y * z * self.disk_dtype.itemsize * (last + 1)
 
     def close(self) -> None:
         for handle in self._handles.values():
@@ -141,7 +150,10 @@ class NibabelSource:
             in_dtype = disk_dtype
         else:  # MINC and friends scale on read: ask for one voxel to learn the type
             in_dtype = np.asarray(proxy[(0,) * len(shape)]).dtype
-        self.dtype = dtypes.output_dtype(in_dtype, self._value_range)
+        try:
+            self.dtype = dtypes.output_dtype(in_dtype, self._value_range)
+        except DataError as exc:
+            raise DataError(f"{self.path}: {exc}") from None
         self.resolution = self._resolution()
 
         self._raw: _RawLayout | None = None
