@@ -1,0 +1,69 @@
+"""The memory planner and the pyramid plan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamconv.engine.plan import make_plan, parse_size
+from streamconv.errors import UsageError
+from streamconv.pyramid import plan_scales
+
+MiB = 1 << 20
+
+
+def test_sizes_read_as_people_write_them():
+    assert parse_size("512MiB") == 512 * MiB
+    assert parse_size("2G") == 2 << 30
+    assert parse_size("1.5GiB") == 3 << 29
+    assert parse_size("4GB") == 4 * 10 ** 9
+    assert parse_size(1000) == 1000
+    with pytest.raises(UsageError):
+        parse_size("plenty")
+
+
+@pytest.mark.parametrize("budget", ["300MiB", "512MiB", "2GiB", "16GiB"])
+def test_plans_fit_their_budget_or_name_the_minimum(budget):
+    scales = plan_scales((1024, 1024, 1024), (1e6, 1e6, 1e6))
+    try:
+        plan = make_plan(scales, 1, np.dtype("uint8"), 2, parse_size(budget), True, main_base=60 * MiB)
+    except UsageError as exc:
+        assert "below" in str(exc) and "MiB" in str(exc)
+        return
+    assert plan.minimum <= plan.estimate <= plan.budget
+    assert all(p % 64 == 0 for p in plan.slab_planes)  # whole chunk rows and downsampling pairs
+    for k in range(1, len(scales)):  # a slab's output always lands in one slab of the next scale
+        assert plan.slab_planes[k] >= plan.slab_planes[k - 1] // 2
+
+
+def test_more_memory_buys_overlap_not_less():
+    scales = plan_scales((6572, 256, 5711), (21166.67, 20000, 21166.67))
+    tight = make_plan(scales, 1, np.dtype("uint8"), 2, 4 << 30, True, stream_axis=1, main_base=60 * MiB)
+    roomy = make_plan(scales, 1, np.dtype("uint8"), 2, 16 << 30, True, stream_axis=1, main_base=60 * MiB)
+    assert tight.estimate <= 4 << 30 and tight.buffers[0] == 1
+    assert roomy.buffers[0] == 2 and roomy.estimate > tight.estimate
+
+
+def test_isotropic_pyramid_halves_everything_until_one_chunk():
+    scales = plan_scales((197, 233, 189), (1e6, 1e6, 1e6))
+    assert [s.factor for s in scales] == [(1, 1, 1), (2, 2, 2), (2, 2, 2)]
+    assert scales[-1].size == (50, 59, 48) and scales[-1].num_chunks == 1
+
+
+def test_anisotropic_pyramid_halves_the_fine_axes_first():
+    scales = plan_scales((1000, 1000, 100), (4, 4, 40))
+    assert [s.factor for s in scales[1:4]] == [(2, 2, 1)] * 3
+    assert scales[0].chunk_size[0] == scales[0].chunk_size[1] > scales[0].chunk_size[2]
+    assert scales[0].key == "4_4_40" and scales[1].key == "8_8_40"
+    assert len(plan_scales((1000, 1000, 100), (4, 4, 40), max_scales=2)) == 2
+
+
+def test_one_voxel_axes_are_not_halved():
+    scales = plan_scales((300, 200, 1), (1, 1, 1), chunk_size=32)
+    assert all(s.factor[2] == 1 and s.size[2] == 1 for s in scales)
+
+
+@pytest.mark.parametrize("chunk", [0, 3, 48])
+def test_chunk_size_must_be_a_power_of_two(chunk):
+    with pytest.raises(UsageError, match="power of two"):
+        plan_scales((10, 10, 10), (1, 1, 1), chunk_size=chunk)
