@@ -1,0 +1,263 @@
+"""Benchmarks: streamconv against neuroglancer-scripts and the I/O floor, in one run.
+
+    python tools/bench.py volume --shape 1024,1024,1024 --dtype uint8 --memory 512MiB
+    python tools/bench.py volume --shape 512,512,512 --dtype uint32 --labels 1000 --memory 1GiB
+    python tools/bench.py stack --count 256 --memory 4GiB
+
+Each contestant runs as a child process; its wall time and the peak memory of its whole process
+tree (sum of RSS, and sum of PSS, which counts shared pages once) are sampled every 20 ms.
+Before each run the output is removed, the filesystem synced and the input read once, so every
+contestant starts from the same page cache. The floor reads the input once and writes files of
+the same count and sizes as streamconv's output, nothing else. neuroglancer-scripts (a bench
+dependency: `pip install .[bench]`) runs its documented steps with `--flat --no-gzip` and the
+same chunk size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).parent))
+from make_sections import make_sections  # noqa: E402
+from make_volume import make_volume  # noqa: E402
+
+BIN = Path(sys.executable).parent
+MiB = 1 << 20
+
+
+@dataclass
+class Measurement:
+    name: str
+    seconds: float
+    peak_rss: int
+    peak_pss: int
+    output_bytes: int = 0
+
+
+def measure(name: str, commands: list[list[str]]) -> Measurement:
+    """Run commands one after another; time them and sample the process tree's memory."""
+    peak_rss = peak_pss = 0
+    started = time.perf_counter()
+    for cmd in commands:
+        proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stop = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak_rss, peak_pss
+            while not stop.is_set():
+                rss = pss = 0
+                try:
+                    tree = [proc] + proc.children(recursive=True)
+                except psutil.NoSuchProcess:
+                    break
+                for p in tree:
+                    try:
+                        info = p.memory_full_info()
+                        rss, pss = rss + info.rss, pss + info.pss
+                    except psutil.Error:
+                        pass
+                peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+                stop.wait(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, err = proc.communicate()
+        stop.set()
+        sampler.join()
+        if proc.returncode:
+            raise SystemExit(f"{name}: {' '.join(cmd)} failed:\n{err.decode()[-2000:]}")
+    return Measurement(name, time.perf_counter() - started, peak_rss, peak_pss)
+
+
+def tree_files(root: Path) -> list[tuple[str, int]]:
+    """Chunk files of an output (relative path, size), without info and streamconv's state."""
+    return [(str(p.relative_to(root)), p.stat().st_size) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "info" and ".streamconv" not in p.parts]
+
+
+def settle(inputs: list[Path], *outputs: Path) -> None:
+    for out in outputs:
+        shutil.rmtree(out, ignore_errors=True)
+    os.sync()
+    for path in inputs:  # the same warm page cache for everyone
+        with open(path, "rb") as f:
+            while f.read(64 * MiB):
+                pass
+
+
+def floor(inputs_file: str, sizes_file: str, out: str) -> None:
+    """The I/O floor: read every input once, write files of the given sizes, nothing else."""
+    buf = bytearray(64 * MiB)
+    for path in json.loads(Path(inputs_file).read_text()):
+        with open(path, "rb", buffering=0) as f:
+            while f.readinto(buf):
+                pass
+    view = memoryview(buf)
+    made = set()
+    for rel, size in json.loads(Path(sizes_file).read_text()):
+        target = Path(out) / rel
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        with open(target, "wb") as f:
+            f.write(view[:size])
+
+
+def run_floor(work: Path, inputs: list[Path], reference: Path) -> Measurement:
+    (work / "floor-inputs.json").write_text(json.dumps([str(p) for p in inputs]))
+    (work / "floor-sizes.json").write_text(json.dumps(tree_files(reference)))
+    out = work / "out-floor"
+    settle(inputs, out)
+    return measure("I/O floor", [[sys.executable, __file__, "floor", str(work / "floor-inputs.json"),
+                                  str(work / "floor-sizes.json"), str(out)]])
+
+
+def bench(name: str, work: Path, inputs: list[Path], streamconv_cmd, ngscripts_cmds, repeat: int,
+          skip_ngscripts: bool) -> list[Measurement]:
+    ours = work / "out-streamconv"
+    settle(inputs, ours)
+    subprocess.run(streamconv_cmd(ours), check=True, capture_output=True)  # warm-up, and the sizes
+    results: list[Measurement] = []
+    for _ in range(repeat):
+        results.append(run_floor(work, inputs, ours))
+        settle(inputs, ours)
+        m = measure("streamconv", [streamconv_cmd(ours)])
+        m.output_bytes = sum(size for _, size in tree_files(ours))
+        results.append(m)
+    if not skip_ngscripts:
+        theirs = work / "out-ngscripts"
+        settle(inputs, theirs)
+        theirs.mkdir()
+        m = measure("neuroglancer-scripts", ngscripts_cmds(theirs))
+        m.output_bytes = sum(size for _, size in tree_files(theirs))
+        results.append(m)
+    report(name, results)
+    return results
+
+
+def best(results: list[Measurement], name: str) -> Measurement | None:
+    found = [m for m in results if m.name == name]
+    return min(found, key=lambda m: m.seconds) if found else None
+
+
+def report(name: str, results: list[Measurement]) -> None:
+    print(f"\n{name} on {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+          f"Python {platform.python_version()}")
+    print(f"{'contestant':24} {'seconds':>8} {'peak RSS sum':>13} {'peak PSS sum':>13} {'output':>10}")
+    for m in results:
+        print(f"{m.name:24} {m.seconds:8.2f} {m.peak_rss / MiB:9.0f} MiB {m.peak_pss / MiB:9.0f} MiB "
+              f"{m.output_bytes / MiB:6.0f} MiB")
+    ours, low, theirs = best(results, "streamconv"), best(results, "I/O floor"), best(results, "neuroglancer-scripts")
+    if ours and low:
+        print(f"streamconv / I/O floor: {ours.seconds / low.seconds:.2f}x (best of each)")
+        pairs = [(a.seconds / b.seconds) for a, b in zip(
+            [m for m in results if m.name == "streamconv"], [m for m in results if m.name == "I/O floor"])]
+        print("  per round (floor run just before):", ", ".join(f"{r:.2f}x" for r in pairs))
+    if ours and theirs:
+        print(f"neuroglancer-scripts / streamconv: {theirs.seconds / ours.seconds:.1f}x")
+
+
+def volume_bench(args) -> list[Measurement]:
+    shape = tuple(int(n) for n in args.shape.split(","))
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    tag = f"{'x'.join(map(str, shape))}-{args.dtype}" + (f"-labels{args.labels}" if args.labels else "")
+    vol = make_volume(work / f"vol-{tag}.nii", shape, args.dtype, args.labels)
+    segmentation = ["--type", "segmentation"] if args.labels else []
+
+    def ours(out: Path) -> list[str]:
+        return [str(BIN / "streamconv"), "convert", str(vol), str(out), "--memory", args.memory,
+                "--workers", str(args.workers), "--chunk-size", "64", "-q", *segmentation, *args.extra]
+
+    def theirs(out: Path) -> list[list[str]]:
+        method = ["--downscaling-method", "majority"] if args.labels else []
+        return [[str(BIN / "volume-to-precomputed"), "--generate-info", str(vol), str(out)],
+                [str(BIN / "generate-scales-info"), str(out / "info_fullres.json"), str(out),
+                 "--target-chunk-size", "64", *segmentation, *args.ng_extra],
+                [str(BIN / "volume-to-precomputed"), "--flat", "--no-gzip", str(vol), str(out)],
+                [str(BIN / "compute-scales"), "--flat", "--no-gzip", *method, str(out)]]
+
+    return bench(f"volume {tag}", work, [vol], ours, theirs, args.repeat, args.skip_ngscripts)
+
+
+def stack_bench(args) -> list[Measurement]:
+    work = Path(args.workdir)
+    sections_dir = work / f"sections-{args.width}x{args.height}"
+    paths = [Path(p) for p in make_sections(sections_dir, args.count, args.width, args.height)]
+    stack = work / f"stack-{args.count}"
+    if not stack.exists():  # the first `count` sections, as a directory of their own
+        stack.mkdir(parents=True)
+        for p in paths:
+            os.link(p, stack / p.name)
+    resolution = "21166.67,20000,21166.67"
+
+    def ours(out: Path) -> list[str]:
+        return [str(BIN / "streamconv"), "convert", str(stack), str(out), "--resolution", resolution,
+                "--input-orientation", "RIA", "--memory", args.memory, "--workers", str(args.workers),
+                "-q", *args.extra]
+
+    def theirs(out: Path) -> list[list[str]]:
+        info = {"type": "image", "data_type": "uint8", "num_channels": 1,
+                "scales": [{"size": [args.width, args.count, args.height], "voxel_offset": [0, 0, 0],
+                            "resolution": [float(r) for r in resolution.split(",")]}]}
+        (out / "info_fullres.json").write_text(json.dumps(info))
+        return [[str(BIN / "generate-scales-info"), str(out / "info_fullres.json"), str(out),
+                 "--target-chunk-size", "64"],
+                [str(BIN / "slices-to-precomputed"), "--input-orientation", "RIA", "--flat",
+                 "--no-gzip", str(stack), str(out)],
+                [str(BIN / "compute-scales"), "--flat", "--no-gzip", str(out)]]
+
+    results = bench(f"stack of {args.count} sections {args.width}x{args.height}", work,
+                    sorted(stack.iterdir()), ours, theirs, args.repeat, args.skip_ngscripts)
+    ours_best = best(results, "streamconv")
+    if ours_best:
+        full = ours_best.seconds / args.count * 7404
+        print(f"extrapolated to BigBrain's 7404 sections: {full / 3600:.1f} h "
+              f"({ours_best.seconds / args.count:.2f} s per section)")
+    return results
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "floor":
+        floor(*sys.argv[2:5])
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    for name in ("volume", "stack"):
+        p = sub.add_parser(name)
+        p.add_argument("--workdir", default="/tmp/streamconv-bench")
+        p.add_argument("--memory", default="512MiB")
+        p.add_argument("--workers", type=int, default=os.cpu_count())
+        p.add_argument("--repeat", type=int, default=3)
+        p.add_argument("--skip-ngscripts", action="store_true")
+        p.add_argument("--json", help="save the measurements here")
+        p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more streamconv options")
+        if name == "volume":
+            p.add_argument("--shape", default="1024,1024,1024")
+            p.add_argument("--dtype", default="uint8")
+            p.add_argument("--labels", type=int)
+            p.add_argument("--ng-extra", nargs="*", default=[], help="more generate-scales-info options")
+        else:
+            p.add_argument("--count", type=int, default=256)
+            p.add_argument("--width", type=int, default=6572)
+            p.add_argument("--height", type=int, default=5711)
+    args = parser.parse_args()
+    results = volume_bench(args) if args.what == "volume" else stack_bench(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(m) for m in results], indent=1))
+
+
+if __name__ == "__main__":
+    main()
