@@ -29,6 +29,18 @@ class VolumeType(str, Enum):
     segmentation = "segmentation"
 
 
+class Encoding(str, Enum):
+    raw = "raw"
+    jpeg = "jpeg"
+    png = "png"
+    compressed_segmentation = "compressed_segmentation"
+
+
+class Plane(str, Enum):
+    xy = "xy"
+    xz = "xz"
+
+
 class Method(str, Enum):
     average = "average"
     majority = "majority"
@@ -65,6 +77,11 @@ def convert(
         help="Slice stacks: directions of column, row and slice, e.g. RIA [default: RAS]")] = None,
     fill_missing: Annotated[Optional[float], typer.Option(
         help="Slice stacks: fill missing or unreadable sections with this value")] = None,
+    encoding: Annotated[Encoding, typer.Option(help="Chunk encoding.")] = Encoding.raw,
+    jpeg_quality: Annotated[int, typer.Option(help="JPEG quality, 1-100.")] = 90,
+    jpeg_plane: Annotated[Plane, typer.Option(help="Plane of the JPEG images, as neuroglancer-scripts.")] = Plane.xy,
+    cseg_block_size: Annotated[str, typer.Option(help="compressed_segmentation block, X,Y,Z.")] = "8,8,8",
+    gzip: Annotated[bool, typer.Option(help="Write gzip-compressed <chunk>.gz files.")] = False,
     skip_empty: Annotated[bool, typer.Option(help="Do not write chunks that are all zero.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace what the output already holds.")] = False,
     resume: Annotated[bool, typer.Option(
@@ -80,7 +97,9 @@ def convert(
             input, output, volume_type=type.value, chunk_size=chunk_size, max_scales=max_scales,
             downsampling_method=downsampling.value if downsampling else None, memory=memory,
             workers=workers, ignore_scaling=ignore_scaling, resolution=resolution,
-            input_orientation=input_orientation, fill_missing=fill_missing, skip_empty=skip_empty,
+            input_orientation=input_orientation, fill_missing=fill_missing,
+            encoding=encoding.value, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane.value,
+            cseg_block_size=_triple(cseg_block_size, "--cseg-block-size"), gzip=gzip, skip_empty=skip_empty,
             overwrite=overwrite, resume=resume, progress=progress)
     if not quiet:
         resumed = (f" (resumed: {report.skipped_slabs + report.replayed_slabs} slabs were done, "
@@ -115,6 +134,16 @@ def verify(
                + (f" (and {len(report.problems) - 1} more problems)" if len(report.problems) > 1 else ""),
                err=True)
     raise typer.Exit(1)
+
+
+def _triple(text: str, option: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise typer.BadParameter(f"{option} takes three integers X,Y,Z, got {text!r}")
+    return values  # type: ignore[return-value]
 
 
 def _logging(verbose: bool) -> None:

@@ -85,7 +85,6 @@ class Scale:
             "voxel_offset": list(self.voxel_offset),
             "resolution": [_json_number(r) for r in self.resolution],
             "chunk_sizes": [list(self.chunk_size)],
-            "encoding": "raw",
         }
 
 

@@ -62,8 +62,8 @@ def _chunk_shape(level: int, delays: list[int], exponent: int) -> Vec3:
 
 
 def make_info(scales: Sequence[Scale], data_type: str, num_channels: int,
-              volume_type: str = "image") -> dict:
-    """The `info` JSON of a pyramid."""
+              volume_type: str = "image", encoding: dict | None = None) -> dict:
+    """The `info` JSON of a pyramid; `encoding` holds the per-scale encoding members."""
     if volume_type not in VOLUME_TYPES:
         raise UsageError(f"--type must be one of {', '.join(VOLUME_TYPES)}, got {volume_type!r}")
     if volume_type == "segmentation" and num_channels != 1:
@@ -73,5 +73,5 @@ def make_info(scales: Sequence[Scale], data_type: str, num_channels: int,
         "type": volume_type,
         "data_type": data_type,
         "num_channels": num_channels,
-        "scales": [s.info() for s in scales],
+        "scales": [{**s.info(), **(encoding or {"encoding": "raw"})} for s in scales],
     }

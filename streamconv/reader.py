@@ -9,14 +9,13 @@ zeros, as in Neuroglancer and tensorstore.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from .encodings import get_codec
+from .encodings import codec_for_scale, gzip_decompress
 from .errors import DataError
 from .geometry import Box, Scale
 from .storage import Store, open_store
@@ -52,9 +51,9 @@ class Volume:
             data = self.store.read(name + ".gz")
             if data is not None:
                 try:
-                    return gzip.decompress(data)
-                except (OSError, EOFError) as exc:
-                    raise DataError(f"{self.store.url}/{name}.gz: not gzip data ({exc})") from exc
+                    return gzip_decompress(data)
+                except DataError as exc:
+                    raise DataError(f"{self.store.url}/{name}.gz: {exc}") from exc
         return None
 
     def read_chunk(self, level: int, box: Box) -> np.ndarray | None:
@@ -65,7 +64,7 @@ class Volume:
         x, y, z = box.shape
         shape = (self.num_channels, z, y, x)
         try:
-            return get_codec(self.encoding(level)).decode(data, shape, self.dtype)
+            return codec_for_scale(self.info["scales"][level]).decode(data, shape, self.dtype)
         except DataError as exc:
             raise DataError(f"{self.store.url}/{self.scales[level].key}/{box.name}: {exc}") from exc
 

@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..encodings import ChunkFormat
 from ..errors import Interrupted, WorkerDied
 from ..geometry import Box, Scale, ceil_div
 from ..sources import Source
@@ -58,13 +59,13 @@ class Totals:
 
 
 class Pipeline:
-    def __init__(self, source: Source, scales: list[Scale], store: Store, encoding: str,
+    def __init__(self, source: Source, scales: list[Scale], store: Store, fmt: ChunkFormat,
                  method: str, skip_empty: bool, plan: Plan, executor: Executor,
                  progress: ProgressFn | None = None, done: frozenset[tuple[int, int]] = frozenset(),
                  on_slab_done: Callable[[int, int], None] | None = None,
                  should_stop: Callable[[], bool] = lambda: False) -> None:
         self.source, self.scales, self.store, self.plan = source, scales, store, plan
-        self.encoding, self.method, self.skip_empty = encoding, method, skip_empty
+        self.fmt, self.method, self.skip_empty = fmt, method, skip_empty
         self.executor = executor
         # A source that must read in order is read by one thread of this process.
         self.reader: Executor = executor if source.parallel_reads or isinstance(executor, InlineExecutor) \
@@ -141,7 +142,7 @@ class Pipeline:
             for region in self._bands(slab):
                 slab.pending += 1
                 self._submit(self.executor, "fill", slab, fill_from_store, self.store, scale,
-                             self.encoding, region, buffer.ref, self._origin(slab))
+                             self.fmt, region, buffer.ref, self._origin(slab))
             slab.scheduled = slab.p1 - slab.p0
         return slab
 
@@ -224,7 +225,7 @@ class Pipeline:
             down = Downsample(target.buffer.ref, self._origin(target), nxt.factor, self.method)
         for region in self._bands(slab):
             band = Band(slab.buffer.ref, self._origin(slab), scale, region, self.store,
-                        self.encoding, self.skip_empty, down, write=not slab.replay)
+                        self.fmt, self.skip_empty, down, write=not slab.replay)
             slab.users += 1
             if slab.target is not None:
                 slab.target.pending += 1

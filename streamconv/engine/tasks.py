@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..downsampling import downsample
-from ..encodings import get_codec
+from ..encodings import ChunkFormat
 from ..geometry import Box, Scale, Vec3
 from ..sources import Source
 from ..storage import Store
@@ -20,18 +20,17 @@ def fill(source: Source, p0: int, p1: int, ref: SlabRef, first_plane: int) -> No
     source.read(p0, p1, slab[tuple(index)])
 
 
-def fill_from_store(store: Store, scale: Scale, encoding: str, region: Box, ref: SlabRef,
+def fill_from_store(store: Store, scale: Scale, fmt: ChunkFormat, region: Box, ref: SlabRef,
                     origin: Vec3) -> None:
     """Read back a region of a scale already written, to rebuild what a lost slab held."""
     slab = ref.array()
-    codec = get_codec(encoding)
     for box in scale.chunks_in(region.start, region.stop):
         out = slab[box.index(origin)]
-        data = store.read(f"{scale.key}/{box.name}")
+        data = store.read(fmt.key(scale.key, box.name))
         if data is None:  # skipped as empty
             out[...] = 0
         else:
-            out[...] = codec.decode(data, out.shape, out.dtype)
+            out[...] = fmt.decode(data, out.shape, out.dtype)
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class Band:
     scale: Scale
     region: Box
     store: Store
-    encoding: str
+    fmt: ChunkFormat
     skip_empty: bool
     down: Downsample | None
     write: bool = True  # False when replaying a slab whose chunks are already written
@@ -62,7 +61,6 @@ class Band:
 def process_band(band: Band) -> tuple[int, int, int]:
     """Returns (chunks visited, chunks written, bytes written)."""
     view = band.source.array()[band.region.index(band.origin)]
-    codec = get_codec(band.encoding)
     visited = written = nbytes = 0
     boxes = band.scale.chunks_in(band.region.start, band.region.stop) if band.write else ()
     for box in boxes:
@@ -70,8 +68,8 @@ def process_band(band: Band) -> tuple[int, int, int]:
         visited += 1
         if band.skip_empty and not chunk.any():
             continue
-        data = codec.encode(chunk)
-        band.store.write(f"{band.scale.key}/{box.name}", data)
+        data = band.fmt.encode(chunk)
+        band.store.write(band.fmt.key(band.scale.key, box.name), data)
         written += 1
         nbytes += len(data)
     if band.down is not None:

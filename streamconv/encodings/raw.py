@@ -1,0 +1,27 @@
+"""`raw`: little-endian values, x fastest, then y, z, channel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError
+
+
+@dataclass(frozen=True)
+class Raw:
+    name = "raw"
+
+    def encode(self, chunk: np.ndarray) -> memoryview:
+        # The C-order bytes of (c, z, y, x); one copy, whose buffer is written as it is.
+        return memoryview(np.ascontiguousarray(chunk, dtype=chunk.dtype.newbyteorder("<"))).cast("B")
+
+    def decode(self, data: bytes, shape: tuple[int, int, int, int], dtype: np.dtype) -> np.ndarray:
+        expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if len(data) != expected:
+            raise DataError(f"raw chunk of {len(data)} bytes, expected {expected} for {shape[::-1]}")
+        return np.frombuffer(data, np.dtype(dtype).newbyteorder("<")).reshape(shape).astype(dtype)
+
+    def info(self) -> dict:
+        return {"encoding": "raw"}
