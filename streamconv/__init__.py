@@ -1,7 +1,10 @@
 """streamconv: brain-imaging volumes to the Neuroglancer precomputed format, streamed."""
 
 from .convert import Report, convert
+from .convert_chunks import convert_chunks
 from .errors import DataError, OutputError, StreamconvError, UsageError
+from .verify import VerifyReport, verify
 
-__all__ = ["convert", "Report", "StreamconvError", "UsageError", "DataError", "OutputError"]
+__all__ = ["convert", "convert_chunks", "verify", "Report", "VerifyReport", "StreamconvError",
+           "UsageError", "DataError", "OutputError"]
 __version__ = "0.1.0"

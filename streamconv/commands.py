@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from .convert import convert as convert_volume
+from .convert_chunks import convert_chunks
 from .engine.plan import format_size
 from .errors import StreamconvError
 from .progress import scale_bars, wanted
@@ -106,6 +107,33 @@ def convert(
                    f"{report.replayed_slabs} read back)" if report.resumed else "")
         typer.echo(f"{report.output}: {len(report.scales)} scales, {report.chunks_written} chunks, "
                    f"{format_size(report.bytes_written)} in {report.seconds:.1f} s{resumed}", err=True)
+
+
+@app.command("convert-chunks")
+def convert_chunks_command(
+    source: Annotated[str, typer.Argument(help="A precomputed volume: a directory or an http(s) URL.")],
+    destination: Annotated[str, typer.Argument(help="The directory to write the re-encoded chunks to.")],
+    encoding: Annotated[Optional[Encoding], typer.Option(
+        help="Target encoding of every scale [default: from the destination's info]")] = None,
+    copy_info: Annotated[bool, typer.Option(help="Keep the source's encoding (and copy its info).")] = False,
+    jpeg_quality: Annotated[int, typer.Option(help="JPEG quality, 1-100.")] = 90,
+    jpeg_plane: Annotated[Plane, typer.Option(help="Plane of the JPEG images.")] = Plane.xy,
+    cseg_block_size: Annotated[str, typer.Option(help="compressed_segmentation block, X,Y,Z.")] = "8,8,8",
+    gzip: Annotated[bool, typer.Option(help="Write gzip-compressed <chunk>.gz files.")] = False,
+    memory: Memory = None,
+    workers: Workers = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Re-encode an existing pyramid into a new directory (as neuroglancer-scripts' convert-chunks)."""
+    with _errors(debug):
+        done = convert_chunks(source, destination, encoding=encoding.value if encoding else None,
+                              copy_info=copy_info, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane.value,
+                              cseg_block_size=_triple(cseg_block_size, "--cseg-block-size"), gzip=gzip,
+                              memory=memory, workers=workers)
+    if not quiet:
+        typer.echo(f"{destination}: {done.chunks - done.absent} chunks re-encoded "
+                   f"({done.absent} absent), {format_size(done.bytes_written)}", err=True)
 
 
 @app.command()

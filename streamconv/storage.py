@@ -91,6 +91,39 @@ def _output_error(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"{path}: cannot write ({exc.strerror or exc})")
 
 
+class HttpStore:
+    """A precomputed volume served over http(s), read only (convert-chunks, verify)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def read(self, key: str) -> bytes | None:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/{key}", timeout=60) as response:
+                return response.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code in (403, 404):  # what Neuroglancer reads as "no chunk here"
+                return None
+            raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
+
+    def write(self, key: str, data: bytes | memoryview) -> None:
+        raise OutputError(f"{self.url}: http locations are read only")
+
+    def delete(self, key: str) -> None:
+        raise OutputError(f"{self.url}: http locations are read only")
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return iter(())
+
+
 def open_store(url: str | os.PathLike) -> Store:
-    """The store for an output location (a local path for now)."""
-    return LocalStore(url)
+    """The store for a location: a local path, or an http(s) URL (read only)."""
+    text = os.fspath(url)
+    if text.startswith(("http://", "https://")):
+        return HttpStore(text)
+    return LocalStore(text)

@@ -1,0 +1,118 @@
+"""`convert-chunks`: re-encode an existing pyramid (ours or anyone's, on disk or over http)
+into a new directory, in parallel, as neuroglancer-scripts' convert-chunks does.
+
+The target encoding comes from `encoding` (every scale), or from the source (`copy_info`), or
+from an info file already in the destination (made by `generate-scales-info --encoding`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import FIRST_COMPLETED, wait
+from dataclasses import dataclass
+
+import numpy as np
+
+from .encodings import ChunkFormat, check_encoding, codec_for_scale, make_codec, stored_dtype
+from .engine.executor import executor
+from .engine.plan import WORKER_BASE, default_budget, format_size, parse_size
+from .errors import UsageError
+from .geometry import Box
+from .reader import Volume, open_volume
+from .storage import Store, open_store
+
+
+@dataclass(frozen=True)
+class Recoded:
+    chunks: int
+    absent: int
+    bytes_written: int
+
+
+def target_info(source: dict, destination: Store, encoding: str | None, copy_info: bool,
+                jpeg_quality: int, jpeg_plane: str, cseg_block_size: tuple[int, int, int]) -> dict:
+    """The destination's info: the source's with each scale's encoding replaced."""
+    if encoding is None and not copy_info:
+        existing = destination.read("info")
+        if existing is None:
+            raise UsageError("give --encoding, or --copy-info, or create the destination's info first "
+                             "(generate-scales-info --encoding)")
+        return json.loads(existing)
+    info = json.loads(json.dumps(source))
+    if encoding is None:
+        return info
+    codec = make_codec(encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
+                       cseg_block_size=cseg_block_size)
+    info["data_type"] = stored_dtype(encoding, np.dtype(info["data_type"]), info["type"]).name
+    for scale in info["scales"]:
+        for member in ("encoding", "compressed_segmentation_block_size", "jpeg_quality", "png_level"):
+            scale.pop(member, None)
+        scale.update(codec.info())
+    return info
+
+
+def _recode(src: Volume, level: int, boxes: list[Box], dst: Store, key: str, fmt: ChunkFormat,
+            dtype: str) -> tuple[int, int, int]:
+    """Worker task: re-encode some chunks of one scale. Returns (chunks, absent, bytes)."""
+    absent = nbytes = 0
+    for box in boxes:
+        chunk = src.read_chunk(level, box)
+        if chunk is None:
+            absent += 1
+            continue
+        data = fmt.encode(chunk.astype(dtype, copy=False))
+        dst.write(fmt.key(key, box.name), data)
+        nbytes += len(data)
+    return len(boxes), absent, nbytes
+
+
+def convert_chunks(source: str | os.PathLike, destination: str | os.PathLike, *,
+                   encoding: str | None = None, copy_info: bool = False, jpeg_quality: int = 90,
+                   jpeg_plane: str = "xy", cseg_block_size: tuple[int, int, int] = (8, 8, 8),
+                   gzip: bool = False, memory: str | int | None = None,
+                   workers: int | None = None) -> Recoded:
+    """Re-encode every chunk of `source` into `destination`; absent chunks stay absent."""
+    src = open_volume(source)
+    dst = open_store(destination)
+    info = target_info(src.info, dst, encoding, copy_info, jpeg_quality, jpeg_plane, cseg_block_size)
+    if len(info["scales"]) != len(src.scales) or any(
+            a["size"] != b["size"] or a["chunk_sizes"] != b["chunk_sizes"]
+            for a, b in zip(info["scales"], src.info["scales"])):
+        raise UsageError("the destination's info does not have the source's scales and chunk sizes")
+    workers = os.cpu_count() or 1 if workers is None else workers
+    budget = default_budget() if memory is None else parse_size(memory)
+    chunk_bytes = max(np.prod(s.chunk_size) for s in src.scales) * src.num_channels * 8
+    need = (workers + 1) * WORKER_BASE + max(workers, 1) * 6 * chunk_bytes
+    if need > budget:
+        raise UsageError(f"--memory {format_size(budget)} is below the {format_size(need)} "
+                         f"convert-chunks needs with {workers} workers")
+    for scale in info["scales"]:
+        check_encoding(scale["encoding"], np.dtype(info["data_type"]), info["num_channels"], info["type"])
+    total = Recoded(0, 0, 0)
+    in_flight = 4 * max(workers, 1)  # bounded queue: memory stays flat on any number of chunks
+    with executor(workers) as pool:
+        pending: set = set()
+        for level, scale in enumerate(src.scales):
+            fmt = ChunkFormat(codec_for_scale(info["scales"][level]), gzip)
+            gx, gy, gz = scale.grid
+            for k in range(gz):
+                for j in range(gy):
+                    boxes = [scale.chunk(i, j, k) for i in range(gx)]
+                    while len(pending) >= in_flight:
+                        total = _collect(pending, total)
+                    pending.add(pool.submit(_recode, src, level, boxes, dst, info["scales"][level]["key"],
+                                            fmt, info["data_type"]))
+        while pending:
+            total = _collect(pending, total)
+    dst.write("info", json.dumps(info).encode())
+    return total
+
+
+def _collect(pending: set, total: Recoded) -> Recoded:
+    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+    for future in done:
+        pending.discard(future)
+        chunks, absent, nbytes = future.result()
+        total = Recoded(total.chunks + chunks, total.absent + absent, total.bytes_written + nbytes)
+    return total
