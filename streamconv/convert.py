@@ -8,23 +8,24 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 from . import downsampling
-from .encodings import ChunkFormat, check_encoding, make_codec, stored_dtype
+from .encodings import ChunkFormat, Codec, Jpeg, check_encoding, make_codec, stored_dtype
 from .engine.buffers import remove_stale_buffers
 from .engine.executor import executor
 from .engine.journal import STATE_DIR, Journal, Lock, prepare_output, remove_temporary, write_job
-from .engine.pipeline import Pipeline, ProgressFn
+from .engine.pipeline import Pipeline, ProgressFn, Totals
 from .engine.plan import Plan, default_budget, make_plan, parse_size
 from .errors import StreamconvError, UsageError
 from .geometry import Scale, parse_resolution
 from .pyramid import make_info, plan_scales
-from .sources import open_source
-from .storage import LocalStore, open_store
+from .sources import Source, open_source
+from .storage import LocalStore, Store, open_store
 
 log = logging.getLogger("streamconv")
 
@@ -80,63 +81,93 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
     codec = make_codec(encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
                        cseg_block_size=cseg_block_size)
 
-    source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
-                         orientation=input_orientation, fill_missing=fill_missing)
-    try:
-        if volume_type == "segmentation" and source.dtype.kind == "f":
-            raise UsageError(f"a segmentation needs integer labels, {input} holds {source.dtype}")
-        stored = stored_dtype(encoding, source.dtype, volume_type)
-        if stored != source.dtype:
-            log.warning("%s labels are stored as %s for compressed_segmentation", source.dtype, stored)
-        check_encoding(encoding, stored, source.num_channels, volume_type)
-        scales = plan_scales(source.shape, source.resolution, chunk_size, max_scales)
-        if encoding == "jpeg":
-            check_jpeg_chunks(scales, jpeg_plane)
-        info = make_info(scales, stored.name, source.num_channels, volume_type, codec.info())
-        plan = make_plan(scales, source.num_channels, source.dtype, workers, budget,
-                         source.parallel_reads, source.stream_axis)
-        log.info("%s", plan.describe(scales))
-        # Everything that changes the bytes written; slab size too, since journal entries are slabs.
-        job = json.loads(json.dumps({  # as stored, so that it compares equal when read back
-            "input": source.fingerprint(), "info": info, "downsampling": method,
-            "encoding": repr(codec), "gzip": gzip,
-            "skip_empty": skip_empty, "slab_planes": list(plan.slab_planes),
-            "stream_axis": plan.stream_axis}))
-        store = open_store(output)
-        state = _state_dir(store)
-        lock = Lock(state)
-        lock.acquire()
+    with executor(workers) as pool:
+        for _ in range(workers):  # start the workers now, while headers are read
+            pool.submit(int)
+        source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
+                             orientation=input_orientation, fill_missing=fill_missing)
         try:
-            resumed = prepare_output(store, [s.key for s in scales], job, overwrite, resume)
-            journal = Journal(state)
-            done = frozenset(journal.completed()) if resumed else frozenset()
-            if resumed:
-                log.warning("resuming: %d slabs were complete", len(done))
-            else:
-                write_job(store, {"job": job, "complete": False})
-            remove_stale_buffers()
-            journal.open()
-            try:
-                with executor(workers) as pool, _stop_on_signals() as stop:
-                    totals = Pipeline(source, scales, store, ChunkFormat(codec, gzip), method,
-                                      skip_empty, plan, pool,
-                                      progress(scales) if progress else None, done,
-                                      journal.record, stop.is_set).run()
-            finally:
-                journal.close()
-            store.write("info", json.dumps(info).encode())
-            write_job(store, {"job": job, "complete": True})
-        except StreamconvError as exc:
-            remove_temporary(store, [s.key for s in scales])
-            if exc.resumable:
-                exc.args = (f"{exc}; run the same command again to resume",)
-            raise
+            job = _describe(source, volume_type, chunk_size, max_scales, codec, method, gzip,
+                            skip_empty, workers, budget)
+            totals, resumed = _write(source, job, open_store(output), pool, overwrite, resume, progress)
         finally:
-            lock.release()
-    finally:
-        source.close()
-    return Report(str(output), scales, plan, totals.chunks, totals.written, totals.nbytes,
+            source.close()
+    return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
                   time.perf_counter() - started, resumed, totals.skipped_slabs, totals.replayed_slabs)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A conversion, decided: what to write and how, and the description kept in the journal."""
+
+    scales: list[Scale]
+    info: dict
+    plan: Plan
+    fmt: ChunkFormat
+    method: str
+    skip_empty: bool
+    record: dict  # everything that changes the bytes written, as stored in job.json
+
+
+def _describe(source: Source, volume_type: str, chunk_size: int, max_scales: int | None,
+              codec: Codec, method: str, gzip: bool, skip_empty: bool, workers: int,
+              budget: int) -> _Job:
+    """Check the request against the input and plan it; nothing is written yet."""
+    if volume_type == "segmentation" and source.dtype.kind == "f":
+        raise UsageError(f"a segmentation needs integer labels, the input holds {source.dtype}")
+    stored = stored_dtype(codec.name, source.dtype, volume_type)
+    if stored != source.dtype:
+        log.warning("%s labels are stored as %s for compressed_segmentation", source.dtype, stored)
+    check_encoding(codec.name, stored, source.num_channels, volume_type)
+    scales = plan_scales(source.shape, source.resolution, chunk_size, max_scales)
+    if isinstance(codec, Jpeg):
+        check_jpeg_chunks(scales, codec.plane)
+    info = make_info(scales, stored.name, source.num_channels, volume_type, codec.info())
+    plan = make_plan(scales, source.num_channels, source.dtype, workers, budget,
+                     source.parallel_reads, source.stream_axis)
+    log.info("%s", plan.describe(scales))
+    record = json.loads(json.dumps({  # as stored, so that it compares equal when read back
+        "input": source.fingerprint(), "info": info, "downsampling": method,
+        "encoding": repr(codec), "gzip": gzip, "skip_empty": skip_empty,
+        # journal entries are slabs: their size is part of the job
+        "slab_planes": list(plan.slab_planes), "stream_axis": plan.stream_axis}))
+    return _Job(scales, info, plan, ChunkFormat(codec, gzip), method, skip_empty, record)
+
+
+def _write(source: Source, job: _Job, store: Store, pool: Executor, overwrite: bool, resume: bool,
+           progress: Callable[[list[Scale]], ProgressFn] | None) -> tuple[Totals, bool]:
+    """Run the pipeline under the output's lock and journal; the info is written last."""
+    keys = [s.key for s in job.scales]
+    state = _state_dir(store)
+    lock = Lock(state)
+    lock.acquire()
+    try:
+        resumed = prepare_output(store, keys, job.record, overwrite, resume)
+        journal = Journal(state)
+        done = frozenset(journal.completed()) if resumed else frozenset()
+        if resumed:
+            log.warning("resuming: %d slabs were complete", len(done))
+        else:
+            write_job(store, {"job": job.record, "complete": False})
+        remove_stale_buffers()
+        journal.open()
+        try:
+            with _stop_on_signals() as stop:
+                totals = Pipeline(source, job.scales, store, job.fmt, job.method, job.skip_empty,
+                                  job.plan, pool, progress(job.scales) if progress else None, done,
+                                  journal.record, stop.is_set).run()
+        finally:
+            journal.close()
+        store.write("info", json.dumps(job.info).encode())
+        write_job(store, {"job": job.record, "complete": True})
+        return totals, resumed
+    except StreamconvError as exc:
+        remove_temporary(store, keys)
+        if exc.resumable:
+            exc.args = (f"{exc}; run the same command again to resume",)
+        raise
+    finally:
+        lock.release()
 
 
 def check_jpeg_chunks(scales: list[Scale], plane: str) -> None:

@@ -123,22 +123,23 @@ def test_resume_refuses_a_changed_input_or_parameters(tmp_path, volume):
 
 
 def test_a_second_run_is_locked_out_and_a_stale_lock_is_taken_over(tmp_path, volume):
+    from streamconv.engine.journal import boot_id
+
     out = tmp_path / "out"
-    first = subprocess.Popen([STREAMCONV, "convert", str(volume), str(out), "-q", "--chunk-size", "32"],
-                             start_new_session=True)
+    lock = out / ".streamconv" / "lock"
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen(["sleep", "60"])  # a live process that holds the output
     try:
-        lock = out / ".streamconv" / "lock"
-        for _ in range(200):
-            if lock.exists():
-                break
-            time.sleep(0.01)
-        second = run(str(volume), str(out))
-        assert second.returncode == 1 and "another run" in second.stderr
+        lock.write_text(f"{holder.pid} {boot_id()}")
+        second = run(str(volume), str(out), "--chunk-size", "32")
+        assert second.returncode == 1 and "another run" in second.stderr and str(holder.pid) in second.stderr
+        assert not (out / "info").exists()
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-    assert lock.exists()  # left by the killed run: stale now
+        holder.kill()
+        holder.wait()
+    assert lock.exists()  # its process is gone: stale now, and taken over
     assert run(str(volume), str(out), "-q", "--chunk-size", "32").returncode == 0
+    assert not lock.exists() and (out / "info").exists()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
