@@ -158,7 +158,7 @@ def _write(source: Source, job: _Job, store: Store, pool: Executor, overwrite: b
                                   journal.record, stop.is_set).run()
         finally:
             journal.close()
-        store.write("info", json.dumps(job.info).encode())
+        store.write("info", json.dumps(job.info).encode(), durable=True)
         write_job(store, {"job": job.record, "complete": True})
         return totals, resumed
     except StreamconvError as exc:

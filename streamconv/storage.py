@@ -18,8 +18,10 @@ from .errors import NoSpaceError, OutputError
 class Store(Protocol):
     url: str
 
-    def write(self, key: str, data: bytes | memoryview) -> None:
-        """Store `data` under `key` atomically: a reader sees the old value or the new, never half."""
+    def write(self, key: str, data: bytes | memoryview, durable: bool = False) -> None:
+        """Store `data` under `key` atomically: a reader sees the old value or the new, never half.
+        `durable`: on disk before this returns, even across a power loss (for info and job
+        records; chunks are made durable in batches by the journal)."""
 
     def read(self, key: str) -> bytes | None:
         """The bytes under `key`, or None when there are none."""
@@ -41,7 +43,7 @@ class LocalStore:
     def _path(self, key: str) -> Path:
         return self.root / key
 
-    def write(self, key: str, data: bytes | memoryview) -> None:
+    def write(self, key: str, data: bytes | memoryview, durable: bool = False) -> None:
         path = self._path(key)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
@@ -54,9 +56,13 @@ class LocalStore:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, path)
+            if durable:
+                _fsync_dir(path.parent)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise _output_error(path, exc) from exc
@@ -81,6 +87,15 @@ class LocalStore:
         if base.is_dir():
             for name in sorted(os.listdir(base)):
                 yield f"{prefix.rstrip('/')}/{name}" if prefix else name
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable: fsync the directory that holds the name."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _output_error(path: Path, exc: OSError) -> OutputError:
@@ -111,7 +126,7 @@ class HttpStore:
         except (urllib.error.URLError, OSError) as exc:
             raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
 
-    def write(self, key: str, data: bytes | memoryview) -> None:
+    def write(self, key: str, data: bytes | memoryview, durable: bool = False) -> None:
         raise OutputError(f"{self.url}: http locations are read only")
 
     def delete(self, key: str) -> None:

@@ -103,3 +103,22 @@ def test_convert_chunks_reencodes_local_and_http_sources(tmp_path, mni):
         assert np.array_equal(read_scale(tmp_path / "back", level), read_scale(tmp_path / "raw", level))
     with pytest.raises(UsageError, match="--encoding"):
         convert_chunks(tmp_path / "raw", tmp_path / "nowhere", workers=0)
+
+
+def test_verify_reads_other_tools_layouts(tmp_path, mni):
+    """neuroglancer-scripts' default layout: nested x/y/z directories and gzipped files."""
+    import gzip
+
+    streamconv.convert(MNI152_FILE_PATH, tmp_path / "flat", workers=0)
+    nested = tmp_path / "nested"
+    nested.mkdir()
+    (nested / "info").write_bytes((tmp_path / "flat" / "info").read_bytes())
+    for chunk in (tmp_path / "flat").glob("*/*-*_*-*_*-*"):
+        x, y, z = chunk.name.split("_")
+        target = nested / chunk.parent.name / x / y / f"{z}.gz"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(gzip.compress(chunk.read_bytes()))
+    report = streamconv.verify(MNI152_FILE_PATH, nested)
+    assert report.ok and report.chunks == 57 and report.absent == 0
+    (nested / "1000000_1000000_1000000" / "0-64" / "0-64" / "0-64.gz").write_bytes(gzip.compress(b"junk"))
+    assert not streamconv.verify(MNI152_FILE_PATH, nested).ok

@@ -1,7 +1,8 @@
 """Benchmarks: streamconv against neuroglancer-scripts and the I/O floor, in one run.
 
     python tools/bench.py volume --shape 1024,1024,1024 --dtype uint8 --memory 512MiB
-    python tools/bench.py volume --shape 512,512,512 --dtype uint32 --labels 1000 --memory 1GiB
+    python tools/bench.py volume --shape 512,512,512 --dtype uint32 --labels 1000 --memory 1GiB \
+        --encoding compressed_segmentation
     python tools/bench.py stack --count 256 --memory 4GiB
 
 Each contestant runs as a child process; its wall time and the peak memory of its whole process
@@ -174,22 +175,24 @@ def volume_bench(args) -> list[Measurement]:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     tag = f"{'x'.join(map(str, shape))}-{args.dtype}" + (f"-labels{args.labels}" if args.labels else "")
+    name = f"volume {tag}, {args.encoding}"
     vol = make_volume(work / f"vol-{tag}.nii", shape, args.dtype, args.labels)
     segmentation = ["--type", "segmentation"] if args.labels else []
 
     def ours(out: Path) -> list[str]:
         return [str(BIN / "streamconv"), "convert", str(vol), str(out), "--memory", args.memory,
-                "--workers", str(args.workers), "--chunk-size", "64", "-q", *segmentation, *args.extra]
+                "--workers", str(args.workers), "--chunk-size", "64", "--encoding", args.encoding, "-q",
+                *segmentation, *args.extra]
 
     def theirs(out: Path) -> list[list[str]]:
         method = ["--downscaling-method", "majority"] if args.labels else []
         return [[str(BIN / "volume-to-precomputed"), "--generate-info", str(vol), str(out)],
                 [str(BIN / "generate-scales-info"), str(out / "info_fullres.json"), str(out),
-                 "--target-chunk-size", "64", *segmentation, *args.ng_extra],
+                 "--target-chunk-size", "64", "--encoding", args.encoding, *segmentation],
                 [str(BIN / "volume-to-precomputed"), "--flat", "--no-gzip", str(vol), str(out)],
                 [str(BIN / "compute-scales"), "--flat", "--no-gzip", *method, str(out)]]
 
-    return bench(f"volume {tag}", work, [vol], ours, theirs, args.repeat, args.skip_ngscripts)
+    return bench(name, work, [vol], ours, theirs, args.repeat, args.skip_ngscripts)
 
 
 def stack_bench(args) -> list[Measurement]:
@@ -248,7 +251,7 @@ def main() -> None:
             p.add_argument("--shape", default="1024,1024,1024")
             p.add_argument("--dtype", default="uint8")
             p.add_argument("--labels", type=int)
-            p.add_argument("--ng-extra", nargs="*", default=[], help="more generate-scales-info options")
+            p.add_argument("--encoding", default="raw", help="for both streamconv and neuroglancer-scripts")
         else:
             p.add_argument("--count", type=int, default=256)
             p.add_argument("--width", type=int, default=6572)

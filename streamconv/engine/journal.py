@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def read_job(store: Store) -> dict | None:
 
 
 def write_job(store: Store, job: dict) -> None:
-    store.write(JOB_KEY, json.dumps(job, indent=1, sort_keys=True).encode())
+    store.write(JOB_KEY, json.dumps(job, indent=1, sort_keys=True).encode(), durable=True)
 
 
 def difference(old: dict, new: dict, path: str = "") -> str | None:
@@ -186,13 +187,15 @@ def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bo
             raise OutputError(f"{store.url}/{key} already holds files; pass --overwrite to replace them")
     return False
 
+_TEMPORARY = re.compile(r"\..+\.\d+\.tmp")
+
 
 def remove_temporary(store: Store, scale_keys: list[str]) -> None:
-    """Delete half-written chunk files (`.<name>.<pid>.tmp`) that a killed run left."""
-    for key in scale_keys:
+    """Delete half-written files (`.<name>.<pid>.tmp`) that a killed run left: chunks, and the
+    info and job records."""
+    for key in [*scale_keys, STATE_DIR, ""]:
         for name in store.list(key):
-            base = name.rsplit("/", 1)[-1]
-            if base.startswith(".") and base.endswith(".tmp"):
+            if _TEMPORARY.fullmatch(name.rsplit("/", 1)[-1]):
                 store.delete(name)
 
 
