@@ -18,12 +18,14 @@ from . import downsampling
 from .encodings import ChunkFormat, Codec, Jpeg, check_encoding, make_codec, stored_dtype
 from .engine.buffers import remove_stale_buffers
 from .engine.executor import executor
-from .engine.journal import STATE_DIR, Journal, Lock, prepare_output, remove_temporary, write_job
+from .engine.journal import (CONVERT, STATE_DIR, Journal, Lock, prepare_output, remove_temporary,
+                             state_key, write_job)
 from .engine.pipeline import Pipeline, ProgressFn, Totals
 from .engine.plan import Plan, default_budget, make_plan, parse_size
 from .errors import StreamconvError, UsageError
-from .geometry import Scale, parse_resolution
+from .geometry import Scale, ceil_div, parse_resolution
 from .pyramid import make_info, plan_scales
+from .reader import Volume
 from .sources import Source, open_source
 from .storage import LocalStore, Store, open_store
 
@@ -107,6 +109,9 @@ class _Job:
     method: str
     skip_empty: bool
     record: dict  # everything that changes the bytes written, as stored in job.json
+    step: str = CONVERT  # or a step of the step-by-step workflow (its own job record)
+    first: int = 0       # scales below this one are on disk already: read, not written
+    outside_value: float | None = None
 
 
 def _describe(source: Source, volume_type: str, chunk_size: int, max_scales: int | None,
@@ -136,33 +141,39 @@ def _describe(source: Source, volume_type: str, chunk_size: int, max_scales: int
 
 def _write(source: Source, job: _Job, store: Store, pool: Executor, overwrite: bool, resume: bool,
            progress: Callable[[list[Scale]], ProgressFn] | None) -> tuple[Totals, bool]:
-    """Run the pipeline under the output's lock and journal; the info is written last."""
-    keys = [s.key for s in job.scales]
-    state = _state_dir(store)
-    lock = Lock(state)
+    """Run the pipeline under the output's lock and the step's journal; `convert` writes the
+    info last."""
+    keys = [s.key for s in job.scales[job.first:]]
+    root = _state_dir(store).parent
+    lock = Lock(root / STATE_DIR)
     lock.acquire()
     try:
-        resumed = prepare_output(store, keys, job.record, overwrite, resume)
-        journal = Journal(state)
-        done = frozenset(journal.completed()) if resumed else frozenset()
+        resumed = prepare_output(store, keys, job.record, overwrite, resume, job.step)
+        journal = Journal(root / state_key(job.step))
+        done = set(journal.completed()) if resumed else set()
         if resumed:
             log.warning("resuming: %d slabs were complete", len(done))
         else:
-            write_job(store, {"job": job.record, "complete": False})
+            write_job(store, {"job": job.record, "complete": False}, job.step)
+        for level in range(job.first):  # on disk already: only read back to downsample
+            planes = job.plan.slab_planes[level]
+            done.update((level, i) for i in range(ceil_div(job.scales[level].size[job.plan.stream_axis], planes)))
         remove_stale_buffers()
         journal.open()
         try:
             with _stop_on_signals() as stop:
-                totals = Pipeline(source, job.scales, store, job.fmt, job.method, job.skip_empty,
-                                  job.plan, pool, progress(job.scales) if progress else None, done,
-                                  journal.record, stop.is_set).run()
+                totals = Pipeline(source, Volume(store, job.info, job.scales), job.fmt, job.method,
+                                  job.skip_empty, job.plan, pool,
+                                  progress(job.scales) if progress else None, frozenset(done),
+                                  journal.record, stop.is_set, job.outside_value).run()
         finally:
             journal.close()
-        store.write("info", json.dumps(job.info).encode(), durable=True)
-        write_job(store, {"job": job.record, "complete": True})
+        if job.step == CONVERT:
+            store.write("info", json.dumps(job.info).encode(), durable=True)
+        write_job(store, {"job": job.record, "complete": True}, job.step)
         return totals, resumed
     except StreamconvError as exc:
-        remove_temporary(store, keys)
+        remove_temporary(store, keys, job.step)
         if exc.resumable:
             exc.args = (f"{exc}; run the same command again to resume",)
         raise

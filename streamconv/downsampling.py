@@ -41,10 +41,19 @@ def output_shape(shape: tuple[int, ...], factor: Vec3) -> tuple[int, int, int, i
     return (c, ceil_div(z, fz), ceil_div(y, fy), ceil_div(x, fx))
 
 
-def downsample(src: np.ndarray, factor: Vec3, method: str, out: np.ndarray | None = None) -> np.ndarray:
-    """Downsample `src` (c, z, y, x) by `factor` (x, y, z) into `out` (allocated if None)."""
+def downsample(src: np.ndarray, factor: Vec3, method: str, out: np.ndarray | None = None,
+               outside: float | None = None) -> np.ndarray:
+    """Downsample `src` (c, z, y, x) by `factor` (x, y, z) into `out` (allocated if None).
+
+    `outside`: for average, the value of the voxels past an odd edge, which then count in the
+    edge blocks (neuroglancer-scripts' --outside-value, e.g. 255 for a white background)."""
     if out is None:
         out = np.empty(output_shape(src.shape, factor), src.dtype)
+    if method == "average" and outside is not None:
+        pad = [(0, 0)] + [(0, f - 1 if f == 2 and n % 2 else 0)
+                          for n, f in zip(src.shape[1:], factor[::-1])]
+        if any(p[1] for p in pad):
+            src = np.pad(src, pad, constant_values=src.dtype.type(outside))
     if method == "stride":
         fx, fy, fz = factor
         out[...] = src[:, ::fz, ::fy, ::fx]

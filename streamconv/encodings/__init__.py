@@ -82,9 +82,9 @@ def check_encoding(name: str, dtype: np.dtype, channels: int, volume_type: str) 
                          "(8 and 16-bit segmentations are widened to uint32)")
 
 
-def gzip_compress(data: bytes | memoryview) -> bytes:
+def gzip_compress(data: bytes | memoryview, level: int = 6) -> bytes:
     """RFC 1952 gzip (what readers expect), never a bare zlib stream; reproducible (mtime 0)."""
-    return gzip.compress(bytes(data), compresslevel=6, mtime=0)
+    return gzip.compress(bytes(data), compresslevel=level, mtime=0)
 
 
 def gzip_decompress(data: bytes) -> bytes:
@@ -100,13 +100,14 @@ class ChunkFormat:
 
     codec: Codec
     gzip: bool = False
+    level: int = 6  # gzip compression level
 
     def key(self, scale_key: str, name: str) -> str:
         return f"{scale_key}/{name}.gz" if self.gzip else f"{scale_key}/{name}"
 
     def encode(self, chunk: np.ndarray) -> bytes | memoryview:
         data = self.codec.encode(chunk)
-        return gzip_compress(data) if self.gzip else data
+        return gzip_compress(data, self.level) if self.gzip else data
 
     def decode(self, data: bytes, shape: tuple[int, int, int, int], dtype: np.dtype) -> np.ndarray:
         return self.codec.decode(gzip_decompress(data) if self.gzip else data, shape, dtype)

@@ -1,5 +1,8 @@
 """The job record, the journal and the lock, in `<output>/.streamconv/`.
 
+Each step has its own job record and journal: `convert` at the top of `.streamconv/`, the
+step-by-step commands in `.streamconv/<step>/` (e.g. `fullres`, `scales`); the lock is shared.
+
 * `job.json` says what this output is a conversion *of*: the input's fingerprint and every
   parameter that changes bytes, and whether the run finished.
 * `journal` gets one line per slab whose chunks are all written and whose downsampled planes
@@ -25,7 +28,7 @@ from ..errors import OutputError, UsageError
 from ..storage import Store
 
 STATE_DIR = ".streamconv"
-JOB_KEY = f"{STATE_DIR}/job.json"
+CONVERT = "convert"  # the step that writes everything, info included
 CHECKPOINT_SECONDS = 30.0
 
 
@@ -36,13 +39,19 @@ def boot_id() -> str:
         return str(psutil.boot_time())
 
 
-def read_job(store: Store) -> dict | None:
-    data = store.read(JOB_KEY)
+def state_key(step: str) -> str:
+    """Where a step keeps its job record and journal."""
+    return STATE_DIR if step == CONVERT else f"{STATE_DIR}/{step}"
+
+
+def read_job(store: Store, step: str = CONVERT) -> dict | None:
+    data = store.read(f"{state_key(step)}/job.json")
     return None if data is None else json.loads(data)
 
 
-def write_job(store: Store, job: dict) -> None:
-    store.write(JOB_KEY, json.dumps(job, indent=1, sort_keys=True).encode(), durable=True)
+def write_job(store: Store, job: dict, step: str = CONVERT) -> None:
+    store.write(f"{state_key(step)}/job.json", json.dumps(job, indent=1, sort_keys=True).encode(),
+                durable=True)
 
 
 def difference(old: dict, new: dict, path: str = "") -> str | None:
@@ -155,20 +164,21 @@ class Journal:
 
 
 def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bool,
-                   resume: bool) -> bool:
+                   resume: bool, step: str = CONVERT) -> bool:
     """Make the output ready for `job`; True when an unfinished run of the same job resumes.
 
     Refuses an output that holds something else, unless `overwrite`, which removes only what
-    streamconv writes.
+    this step writes. `convert` writes the info too; the other steps start from an info.
     """
-    old = read_job(store)
-    old_info = store.read("info")
+    old = read_job(store, step)
+    old_info = store.read("info") if step == CONVERT else None
     if overwrite:
-        _remove_ours(store, scale_keys, old_info)
+        _remove_ours(store, scale_keys, old_info, step)
         return False
     if old is not None:
         if old.get("complete"):
-            raise OutputError(f"{store.url} already holds a finished conversion; "
+            what = "conversion" if step == CONVERT else f"run of this step ({', '.join(scale_keys)})"
+            raise OutputError(f"{store.url} already holds a finished {what}; "
                               "pass --overwrite to replace it")
         changed = difference(old.get("job", {}), job)
         if changed:
@@ -177,7 +187,7 @@ def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bo
         if not resume:
             raise UsageError(f"{store.url} holds an unfinished run of this conversion; "
                              "run without --no-resume to finish it, or pass --overwrite")
-        remove_temporary(store, scale_keys)
+        remove_temporary(store, scale_keys, step)
         return True
     if old_info is not None:
         raise OutputError(f"{store.url} already holds a dataset (an info file); "
@@ -190,22 +200,24 @@ def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bo
 _TEMPORARY = re.compile(r"\..+\.\d+\.tmp")
 
 
-def remove_temporary(store: Store, scale_keys: list[str]) -> None:
+def remove_temporary(store: Store, scale_keys: list[str], step: str = CONVERT) -> None:
     """Delete half-written files (`.<name>.<pid>.tmp`) that a killed run left: chunks, and the
     info and job records."""
-    for key in [*scale_keys, STATE_DIR, ""]:
+    for key in [*scale_keys, state_key(step), ""]:
         for name in store.list(key):
             if _TEMPORARY.fullmatch(name.rsplit("/", 1)[-1]):
                 store.delete(name)
 
 
-def _remove_ours(store: Store, scale_keys: list[str], old_info: bytes | None) -> None:
+def _remove_ours(store: Store, scale_keys: list[str], old_info: bytes | None, step: str) -> None:
     keys = set(scale_keys)
     if old_info is not None:
         try:
             keys |= {s["key"] for s in json.loads(old_info).get("scales", [])}
         except (ValueError, KeyError, TypeError, AttributeError):
             pass
-    for key in sorted(keys) + ["info", JOB_KEY, f"{STATE_DIR}/journal"]:
+    state = state_key(step)
+    mine = ["info"] if step == CONVERT else []
+    for key in sorted(keys) + mine + [f"{state}/job.json", f"{state}/journal"]:
         if key and not os.path.isabs(key) and ".." not in Path(key).parts:
             store.delete(key)

@@ -21,8 +21,8 @@ from typing import Callable
 from ..encodings import ChunkFormat
 from ..errors import Interrupted, WorkerDied
 from ..geometry import Box, Scale, ceil_div
+from ..reader import Volume
 from ..sources import Source
-from ..storage import Store
 from .buffers import SlabBuffer
 from .executor import InlineExecutor
 from .plan import Plan, band_axis
@@ -59,13 +59,17 @@ class Totals:
 
 
 class Pipeline:
-    def __init__(self, source: Source, scales: list[Scale], store: Store, fmt: ChunkFormat,
-                 method: str, skip_empty: bool, plan: Plan, executor: Executor,
+    def __init__(self, source: Source, volume: Volume, fmt: ChunkFormat, method: str,
+                 skip_empty: bool, plan: Plan, executor: Executor,
                  progress: ProgressFn | None = None, done: frozenset[tuple[int, int]] = frozenset(),
                  on_slab_done: Callable[[int, int], None] | None = None,
-                 should_stop: Callable[[], bool] = lambda: False) -> None:
-        self.source, self.scales, self.store, self.plan = source, scales, store, plan
+                 should_stop: Callable[[], bool] = lambda: False,
+                 outside_value: float | None = None) -> None:
+        """`volume`: the output's scales, where chunks are written and complete slabs read back."""
+        self.source, self.volume, self.plan = source, volume, plan
+        self.scales, self.store = volume.scales, volume.store
         self.fmt, self.method, self.skip_empty = fmt, method, skip_empty
+        self.outside_value = outside_value
         self.executor = executor
         # A source that must read in order is read by one thread of this process.
         self.reader: Executor = executor if source.parallel_reads or isinstance(executor, InlineExecutor) \
@@ -74,9 +78,9 @@ class Pipeline:
         self.done, self.on_slab_done, self.should_stop = done, on_slab_done, should_stop
         self.axis = plan.stream_axis
         self.totals = Totals()
-        self._buffers: list[list[SlabBuffer]] = [[] for _ in scales]
-        self._free: list[list[SlabBuffer]] = [[] for _ in scales]
-        self._open: list[dict[int, _Slab]] = [{} for _ in scales]
+        self._buffers: list[list[SlabBuffer]] = [[] for _ in self.scales]
+        self._free: list[list[SlabBuffer]] = [[] for _ in self.scales]
+        self._open: list[dict[int, _Slab]] = [{} for _ in self.scales]
         self._futures: dict[Future, tuple[str, _Slab]] = {}
         self._seen: set[tuple[int, int]] = set()
 
@@ -141,8 +145,8 @@ class Pipeline:
             self.totals.replayed_slabs += 1
             for region in self._bands(slab):
                 slab.pending += 1
-                self._submit(self.executor, "fill", slab, fill_from_store, self.store, scale,
-                             self.fmt, region, buffer.ref, self._origin(slab))
+                self._submit(self.executor, "fill", slab, fill_from_store, self.volume, level,
+                             region, buffer.ref, self._origin(slab))
             slab.scheduled = slab.p1 - slab.p0
         return slab
 
@@ -222,7 +226,8 @@ class Pipeline:
             target = self._open[level + 1][self._target_index(level, slab.index)]
             target.scheduled += ceil_div(slab.p1, f) - slab.p0 // f
             slab.target = target
-            down = Downsample(target.buffer.ref, self._origin(target), nxt.factor, self.method)
+            down = Downsample(target.buffer.ref, self._origin(target), nxt.factor, self.method,
+                              self.outside_value)
         for region in self._bands(slab):
             band = Band(slab.buffer.ref, self._origin(slab), scale, region, self.store,
                         self.fmt, self.skip_empty, down, write=not slab.replay)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..downsampling import downsample
 from ..encodings import ChunkFormat
 from ..geometry import Box, Scale, Vec3
+from ..reader import Volume
 from ..sources import Source
 from ..storage import Store
 from .buffers import SlabRef
@@ -20,17 +21,14 @@ def fill(source: Source, p0: int, p1: int, ref: SlabRef, first_plane: int) -> No
     source.read(p0, p1, slab[tuple(index)])
 
 
-def fill_from_store(store: Store, scale: Scale, fmt: ChunkFormat, region: Box, ref: SlabRef,
-                    origin: Vec3) -> None:
-    """Read back a region of a scale already written, to rebuild what a lost slab held."""
+def fill_from_store(volume: Volume, level: int, region: Box, ref: SlabRef, origin: Vec3) -> None:
+    """Read back a region of a scale already on disk: to rebuild what a lost slab held, or to
+    compute the scales above chunks another step (or tool) wrote."""
     slab = ref.array()
-    for box in scale.chunks_in(region.start, region.stop):
+    for box in volume.scales[level].chunks_in(region.start, region.stop):
         out = slab[box.index(origin)]
-        data = store.read(fmt.key(scale.key, box.name))
-        if data is None:  # skipped as empty
-            out[...] = 0
-        else:
-            out[...] = fmt.decode(data, out.shape, out.dtype)
+        chunk = volume.read_chunk(level, box)
+        out[...] = 0 if chunk is None else chunk  # absent: skipped as empty
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,7 @@ class Downsample:
     origin: Vec3  # voxel of the next scale at the target slab's first element
     factor: Vec3
     method: str
+    outside: float | None = None  # average: the value past an odd edge
 
 
 @dataclass(frozen=True)
@@ -77,5 +76,5 @@ def process_band(band: Band) -> tuple[int, int, int]:
         start = tuple(a // f for a, f in zip(band.region.start, d.factor))
         stop = tuple(-(-b // f) for b, f in zip(band.region.stop, d.factor))
         out = d.target.array()[Box(start, stop).index(d.origin)]  # type: ignore[arg-type]
-        downsample(view, d.factor, d.method, out=out)
+        downsample(view, d.factor, d.method, out=out, outside=d.outside)
     return visited, written, nbytes
