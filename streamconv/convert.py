@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
+
 from . import downsampling
-from .encodings import ChunkFormat, Codec, Jpeg, check_encoding, make_codec, stored_dtype
+from .encodings import ChunkFormat, make_codec
 from .engine.buffers import remove_stale_buffers
 from .engine.executor import executor
 from .engine.journal import (CONVERT, STATE_DIR, Journal, Lock, prepare_output, remove_temporary,
@@ -24,9 +26,10 @@ from .engine.pipeline import Pipeline, ProgressFn, Totals
 from .engine.plan import Plan, default_budget, make_plan, parse_size
 from .errors import StreamconvError, UsageError
 from .geometry import Scale, ceil_div, parse_resolution
-from .pyramid import make_info, plan_scales
+from .pyramid import plan_pyramid
 from .reader import Volume
 from .sources import Source, open_source
+from .sources.rescale import Rescaled
 from .storage import LocalStore, Store, open_store
 
 log = logging.getLogger("streamconv")
@@ -50,7 +53,9 @@ class Report:
 
 def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type: str = "image",
             chunk_size: int = 64, max_scales: int | None = None, downsampling_method: str | None = None,
-            memory: str | int | None = None, workers: int | None = None, ignore_scaling: bool = False,
+            outside_value: float | None = None, memory: str | int | None = None,
+            workers: int | None = None, ignore_scaling: bool = False,
+            input_range: tuple[float, float] | None = None,
             resolution: str | tuple[float, float, float] | None = None,
             input_orientation: str | None = None, fill_missing: float | None = None,
             encoding: str = "raw", jpeg_quality: int = 90, jpeg_plane: str = "xy",
@@ -63,44 +68,48 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
     `input` is a volume file nibabel reads, or a slice stack: a directory of sections, a glob,
     a text file listing sections, or a multi-page TIFF (`input_orientation`: a code such as
     RIA, as neuroglancer-scripts; `fill_missing`: the value of missing or unreadable sections).
-    `resolution` ('20um', or X,Y,Z in nm) overrides what the input says. `encoding` is raw,
-    jpeg, png or compressed_segmentation; `gzip` writes `<chunk>.gz` files. `memory` bounds
-    the whole process tree ('512MiB'; default: half of the available memory); `workers` is the
-    number of processes (default: CPU count; 0 runs everything in this process). An output
-    holding an unfinished run of the same conversion is resumed (`resume=False` refuses);
-    `overwrite` starts over. `progress`, given the scales, returns a callback fed
-    (scale, chunks, bytes).
+    `resolution` ('20um', or X,Y,Z in nm) overrides what the input says; `input_range` maps
+    those input values onto 0..1 in float32 (neuroglancer-scripts' --input-min/--input-max).
+    `encoding` is raw, jpeg, png or compressed_segmentation; `gzip` writes `<chunk>.gz` files.
+    `outside_value`: average downsampling counts the voxels past odd edges as this value.
+    `memory` bounds the whole process tree ('512MiB'; default: half of the available memory);
+    `workers` is the number of processes (default: CPU count; 0 runs everything in this
+    process). An output holding an unfinished run of the same conversion is resumed
+    (`resume=False` refuses); `overwrite` starts over. `progress`, given the scales, returns a
+    callback fed (scale, chunks, bytes).
     """
-    started = time.perf_counter()
     method = downsampling_method or downsampling.default_method(volume_type)
     downsampling.check_method(method)
-    workers = os.cpu_count() or 1 if workers is None else workers
-    if workers < 0:
-        raise UsageError(f"--workers must be 0 or more, got {workers}")
-    budget = default_budget() if memory is None else parse_size(memory)
+    workers, budget = resources(workers, memory)
     if isinstance(resolution, str):
         resolution = parse_resolution(resolution)
     codec = make_codec(encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
                        cseg_block_size=cseg_block_size)
 
-    with executor(workers) as pool:
-        for _ in range(workers):  # start the workers now, while headers are read
-            pool.submit(int)
+    def describe() -> tuple[Source, Job]:
         source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
                              orientation=input_orientation, fill_missing=fill_missing)
-        try:
-            job = _describe(source, volume_type, chunk_size, max_scales, codec, method, gzip,
-                            skip_empty, workers, budget)
-            totals, resumed = _write(source, job, open_store(output), pool, overwrite, resume, progress)
-        finally:
-            source.close()
-    return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
-                  time.perf_counter() - started, resumed, totals.skipped_slabs, totals.replayed_slabs)
+        if input_range is not None:
+            source = Rescaled(source, np.dtype("float32"), input_range)
+        with closing_on_error(source):
+            scales, info = plan_pyramid(source.shape, source.resolution, source.dtype,
+                                        source.num_channels, volume_type, chunk_size, max_scales, codec)
+            check_outside_value(outside_value, source.dtype)
+            plan = make_plan(scales, source.num_channels, source.dtype, workers, budget,
+                             source.parallel_reads, source.stream_axis)
+            record = job_record(source, plan, info=info, downsampling=method,
+                                outside_value=outside_value, encoding=repr(codec), gzip=gzip,
+                                skip_empty=skip_empty)
+            return source, Job(scales, info, plan, ChunkFormat(codec, gzip), method, skip_empty,
+                               record, outside_value=outside_value)
+
+    return run_job(describe, output, workers, overwrite, resume, progress)
 
 
 @dataclass(frozen=True)
-class _Job:
-    """A conversion, decided: what to write and how, and the description kept in the journal."""
+class Job:
+    """A conversion or one step of it, decided: what to write and how, and the description
+    kept in the journal."""
 
     scales: list[Scale]
     info: dict
@@ -114,35 +123,62 @@ class _Job:
     outside_value: float | None = None
 
 
-def _describe(source: Source, volume_type: str, chunk_size: int, max_scales: int | None,
-              codec: Codec, method: str, gzip: bool, skip_empty: bool, workers: int,
-              budget: int) -> _Job:
-    """Check the request against the input and plan it; nothing is written yet."""
-    if volume_type == "segmentation" and source.dtype.kind == "f":
-        raise UsageError(f"a segmentation needs integer labels, the input holds {source.dtype}")
-    stored = stored_dtype(codec.name, source.dtype, volume_type)
-    if stored != source.dtype:
-        log.warning("%s labels are stored as %s for compressed_segmentation", source.dtype, stored)
-    check_encoding(codec.name, stored, source.num_channels, volume_type)
-    scales = plan_scales(source.shape, source.resolution, chunk_size, max_scales)
-    if isinstance(codec, Jpeg):
-        check_jpeg_chunks(scales, codec.plane)
-    info = make_info(scales, stored.name, source.num_channels, volume_type, codec.info())
-    plan = make_plan(scales, source.num_channels, source.dtype, workers, budget,
-                     source.parallel_reads, source.stream_axis)
-    log.info("%s", plan.describe(scales))
-    record = json.loads(json.dumps({  # as stored, so that it compares equal when read back
-        "input": source.fingerprint(), "info": info, "downsampling": method,
-        "encoding": repr(codec), "gzip": gzip, "skip_empty": skip_empty,
-        # journal entries are slabs: their size is part of the job
+def resources(workers: int | None, memory: str | int | None) -> tuple[int, int]:
+    """Worker count (default: CPU count) and memory budget in bytes (default: half of what is
+    available)."""
+    workers = os.cpu_count() or 1 if workers is None else workers
+    if workers < 0:
+        raise UsageError(f"--workers must be 0 or more, got {workers}")
+    return workers, default_budget() if memory is None else parse_size(memory)
+
+
+def job_record(source: Source, plan: Plan, **parameters: object) -> dict:
+    """What job.json keeps: the input's fingerprint, the parameters that change bytes, and the
+    slab size (journal entries are slabs)."""
+    return json.loads(json.dumps({  # as stored, so that it compares equal when read back
+        "input": source.fingerprint(), **parameters,
         "slab_planes": list(plan.slab_planes), "stream_axis": plan.stream_axis}))
-    return _Job(scales, info, plan, ChunkFormat(codec, gzip), method, skip_empty, record)
 
 
-def _write(source: Source, job: _Job, store: Store, pool: Executor, overwrite: bool, resume: bool,
+def check_outside_value(value: float | None, dtype: np.dtype) -> None:
+    if value is None or dtype.kind == "f":
+        return
+    info = np.iinfo(dtype)
+    if value != int(value) or not info.min <= value <= info.max:
+        raise UsageError(f"--outside-value {value} is not a value of {dtype}")
+
+
+@contextmanager
+def closing_on_error(source: Source) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        source.close()
+        raise
+
+
+def run_job(describe: Callable[[], tuple[Source, Job]], output: str | os.PathLike, workers: int,
+            overwrite: bool, resume: bool,
+            progress: Callable[[list[Scale]], ProgressFn] | None) -> Report:
+    """Start the workers, open and plan the job (`describe`) while they start, then write it."""
+    started = time.perf_counter()
+    with executor(workers) as pool:
+        for _ in range(workers):  # start the workers now, while headers are read
+            pool.submit(int)
+        source, job = describe()
+        try:
+            totals, resumed = _write(source, job, open_store(output), pool, overwrite, resume, progress)
+        finally:
+            source.close()
+    return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
+                  time.perf_counter() - started, resumed, totals.skipped_slabs, totals.replayed_slabs)
+
+
+def _write(source: Source, job: Job, store: Store, pool: Executor, overwrite: bool, resume: bool,
            progress: Callable[[list[Scale]], ProgressFn] | None) -> tuple[Totals, bool]:
     """Run the pipeline under the output's lock and the step's journal; `convert` writes the
     info last."""
+    log.info("%s", job.plan.describe(job.scales))
     keys = [s.key for s in job.scales[job.first:]]
     root = _state_dir(store).parent
     lock = Lock(root / STATE_DIR)
@@ -179,15 +215,6 @@ def _write(source: Source, job: _Job, store: Store, pool: Executor, overwrite: b
         raise
     finally:
         lock.release()
-
-
-def check_jpeg_chunks(scales: list[Scale], plane: str) -> None:
-    """A JPEG side is at most 65535 pixels: a chunk's image is (z*y, x), or (z, y*x) for xz."""
-    for s in scales:
-        x, y, z = s.chunk_size
-        if max((z * y, x) if plane == "xy" else (z, y * x)) > 65535:
-            raise UsageError(f"chunks of {x}x{y}x{z} make JPEG images over 65535 pixels high; "
-                             "use a smaller --chunk-size")
 
 
 def _state_dir(store: object) -> Path:

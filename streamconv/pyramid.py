@@ -10,8 +10,15 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import logging
+
+import numpy as np
+
+from .encodings import Codec, Jpeg, check_encoding, stored_dtype
 from .errors import UsageError
 from .geometry import Scale, Vec3, ceil_div, format_key
+
+log = logging.getLogger("streamconv")
 
 VOLUME_TYPES = ("image", "segmentation")
 
@@ -75,3 +82,30 @@ def make_info(scales: Sequence[Scale], data_type: str, num_channels: int,
         "num_channels": num_channels,
         "scales": [{**s.info(), **(encoding or {"encoding": "raw"})} for s in scales],
     }
+
+
+def plan_pyramid(size: Sequence[int], resolution: Sequence[float], dtype: np.dtype,
+                 num_channels: int, volume_type: str, chunk_size: int, max_scales: int | None,
+                 codec: Codec) -> tuple[list[Scale], dict]:
+    """The scales and the info for data of `dtype`, checked against the encoding's rules: the
+    one decision shared by `convert` and `generate-scales-info`."""
+    dtype = np.dtype(dtype)
+    if volume_type == "segmentation" and dtype.kind == "f":
+        raise UsageError(f"a segmentation needs integer labels, the input holds {dtype}")
+    stored = stored_dtype(codec.name, dtype, volume_type)
+    if stored != dtype:
+        log.warning("%s labels are stored as %s for compressed_segmentation", dtype, stored)
+    check_encoding(codec.name, stored, num_channels, volume_type)
+    scales = plan_scales(size, resolution, chunk_size, max_scales)
+    if isinstance(codec, Jpeg):
+        check_jpeg_chunks(scales, codec.plane)
+    return scales, make_info(scales, stored.name, num_channels, volume_type, codec.info())
+
+
+def check_jpeg_chunks(scales: list[Scale], plane: str) -> None:
+    """A JPEG side is at most 65535 pixels: a chunk's image is (z*y, x), or (z, y*x) for xz."""
+    for s in scales:
+        x, y, z = s.chunk_size
+        if max((z * y, x) if plane == "xy" else (z, y * x)) > 65535:
+            raise UsageError(f"chunks of {x}x{y}x{z} make JPEG images over 65535 pixels high; "
+                             "use a smaller --chunk-size")

@@ -20,7 +20,7 @@ from typing import Callable
 
 from ..encodings import ChunkFormat
 from ..errors import Interrupted, WorkerDied
-from ..geometry import Box, Scale, ceil_div
+from ..geometry import Box, ceil_div
 from ..reader import Volume
 from ..sources import Source
 from .buffers import SlabBuffer
