@@ -60,7 +60,8 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
             input_orientation: str | None = None, fill_missing: float | None = None,
             encoding: str = "raw", jpeg_quality: int = 90, jpeg_plane: str = "xy",
             cseg_block_size: tuple[int, int, int] = (8, 8, 8), gzip: bool = False,
-            skip_empty: bool = False, overwrite: bool = False, resume: bool = True,
+            compresslevel: int = 6, skip_empty: bool = False, overwrite: bool = False,
+            resume: bool = True,
             progress: Callable[[list[Scale]], ProgressFn] | None = None) -> Report:
     """Convert a volume or a slice stack to a precomputed pyramid: info, full resolution and
     every scale.
@@ -70,7 +71,8 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
     RIA, as neuroglancer-scripts; `fill_missing`: the value of missing or unreadable sections).
     `resolution` ('20um', or X,Y,Z in nm) overrides what the input says; `input_range` maps
     those input values onto 0..1 in float32 (neuroglancer-scripts' --input-min/--input-max).
-    `encoding` is raw, jpeg, png or compressed_segmentation; `gzip` writes `<chunk>.gz` files.
+    `encoding` is raw, jpeg, png or compressed_segmentation; `gzip` writes `<chunk>.gz` files
+    (at `compresslevel`).
     `outside_value`: average downsampling counts the voxels past odd edges as this value.
     `memory` bounds the whole process tree ('512MiB'; default: half of the available memory);
     `workers` is the number of processes (default: CPU count; 0 runs everything in this
@@ -99,9 +101,9 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
                              source.parallel_reads, source.stream_axis)
             record = job_record(source, plan, info=info, downsampling=method,
                                 outside_value=outside_value, encoding=repr(codec), gzip=gzip,
-                                skip_empty=skip_empty)
-            return source, Job(scales, info, plan, ChunkFormat(codec, gzip), method, skip_empty,
-                               record, outside_value=outside_value)
+                                level=compresslevel if gzip else None, skip_empty=skip_empty)
+            return source, Job(scales, info, plan, ChunkFormat(codec, gzip, compresslevel), method,
+                               skip_empty, record, outside_value=outside_value)
 
     return run_job(describe, output, workers, overwrite, resume, progress)
 

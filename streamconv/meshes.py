@@ -1,0 +1,208 @@
+"""Surface meshes in Neuroglancer's legacy single-resolution format, as neuroglancer-scripts'
+mesh-to-precomputed and link-mesh-fragments write them.
+
+A fragment file is little-endian: uint32 vertex count, float32 x y z per vertex (nm), then
+uint32 vertex indices, three per triangle. `<mesh dir>/<label>:0` lists the fragments of a
+label (`{"fragments": [...]}`), `<mesh dir>/info` says `neuroglancer_legacy_mesh`, and the
+volume's info names the mesh directory under "mesh".
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .encodings import gzip_compress
+from .engine.journal import STATE_DIR, Lock
+from .errors import DataError, UsageError
+from .sources.base import one_line
+from .storage import LocalStore, Store, open_store
+
+log = logging.getLogger("streamconv")
+
+MESH_INFO = {"@type": "neuroglancer_legacy_mesh"}
+NM_PER_MM = 1e6
+
+
+def read_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(vertices N x 3 float64, in the file's units, taken as mm; triangles M x 3) of a GIfTI
+    surface (nibabel) or an OBJ, PLY, STL, OFF or VTK mesh (meshio)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        if path.name.lower().endswith((".gii", ".gii.gz")):
+            import nibabel
+
+            image = nibabel.load(str(path))
+            points = [a.data for a in image.get_arrays_from_intent("NIFTI_INTENT_POINTSET")]
+            faces = [a.data for a in image.get_arrays_from_intent("NIFTI_INTENT_TRIANGLE")]
+            if len(points) != 1 or len(faces) != 1:
+                raise DataError(f"{path}: a GIfTI surface needs one pointset and one triangle "
+                                f"array, found {len(points)} and {len(faces)}")
+            vertices, triangles = points[0], faces[0]
+        else:
+            import meshio
+
+            mesh = meshio.read(str(path))
+            vertices = mesh.points
+            cells = [c.data for c in mesh.cells if c.type == "triangle"]
+            if not cells:
+                kinds = sorted({c.type for c in mesh.cells}) or ["none"]
+                raise DataError(f"{path}: no triangles (cells: {', '.join(kinds)}); only "
+                                "triangle meshes are supported")
+            triangles = np.concatenate(cells)
+    except DataError:
+        raise
+    except Exception as exc:  # readers raise many kinds for a file they cannot read
+        raise DataError(f"{path}: not a mesh that can be read ({one_line(exc)})") from exc
+    vertices = np.asarray(vertices, np.float64)[:, :3]
+    triangles = np.asarray(triangles)
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or triangles.ndim != 2 or triangles.shape[1] != 3:
+        raise DataError(f"{path}: expected N x 3 vertices and M x 3 triangles")
+    if not np.isfinite(vertices).all():
+        raise DataError(f"{path}: vertex coordinates that are not finite")
+    if triangles.size and (triangles.min() < 0 or triangles.max() >= len(vertices)):
+        raise DataError(f"{path}: triangles refer to vertices that do not exist")
+    return vertices, triangles.astype(np.uint32)
+
+
+def parse_transform(text: str) -> np.ndarray:
+    """A 3x4 or 4x4 affine from 12 or 16 comma-separated numbers, row-major, translation in mm."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (12, 16):
+        raise UsageError(f"--coord-transform takes 12 or 16 comma-separated numbers, got {text!r}")
+    matrix = np.eye(4)
+    matrix[:3] = np.reshape(values, (-1, 4))[:3]
+    return matrix
+
+
+def transform(vertices: np.ndarray, triangles: np.ndarray,
+              matrix: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Apply an affine (mm); a mirroring one (negative determinant) reverses the winding of
+    every triangle so that normals still point outwards."""
+    if matrix is None:
+        return vertices, triangles
+    vertices = vertices @ matrix[:3, :3].T + matrix[:3, 3]
+    if np.linalg.det(matrix[:3, :3]) < 0:
+        triangles = triangles[:, ::-1]
+    return vertices, triangles
+
+
+def encode_fragment(vertices_nm: np.ndarray, triangles: np.ndarray) -> bytes:
+    return b"".join([np.uint32(len(vertices_nm)).astype("<u4").tobytes(),
+                     np.ascontiguousarray(vertices_nm, "<f4").tobytes(),
+                     np.ascontiguousarray(triangles, "<u4").tobytes()])
+
+
+def decode_fragment(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(vertices N x 3 float32 in nm, triangles M x 3 uint32) of a legacy fragment file."""
+    n = int(np.frombuffer(data, "<u4", 1)[0])
+    vertices = np.frombuffer(data, "<f4", 3 * n, 4).reshape(n, 3)
+    triangles = np.frombuffer(data, "<u4", offset=4 + 12 * n).reshape(-1, 3)
+    return vertices, triangles
+
+
+def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
+                        coord_transform: str | None = None, mesh_dir: str | None = None,
+                        mesh_name: str | None = None, gzip: bool = False,
+                        compresslevel: int = 6) -> str:
+    """Write one mesh as a fragment of the dataset at `output`; returns the fragment's key.
+    Coordinates are taken as mm, transformed by `coord_transform`, and stored in nm."""
+    matrix = parse_transform(coord_transform) if coord_transform else None
+    vertices, triangles = transform(*read_mesh(mesh), matrix)
+    name = mesh_name or _stem(Path(mesh))
+    if "/" in name or name in ("", ".", "..", "info"):
+        raise UsageError(f"--mesh-name {name!r} is not a valid file name")
+    store = open_store(output)
+    with _locked(store):
+        info = _info(store)
+        directory = mesh_dir or info.get("mesh", "mesh")
+        if info.get("mesh", directory) != directory:
+            raise UsageError(f"--mesh-dir {directory} differs from the info's mesh directory "
+                             f"{info['mesh']!r}")
+        if info.get("type") != "segmentation":
+            log.warning("the dataset's type is %r, not segmentation: Neuroglancer shows meshes "
+                        "of segmentations only", info.get("type"))
+        data = encode_fragment(vertices * NM_PER_MM, triangles)
+        key = f"{directory}/{name}.gz" if gzip else f"{directory}/{name}"
+        store.write(key, gzip_compress(data, compresslevel) if gzip else data)
+        store.write(f"{directory}/info", json.dumps(MESH_INFO).encode())
+        if info.get("mesh") != directory:
+            store.write("info", json.dumps({**info, "mesh": directory}).encode(), durable=True)
+    return key
+
+
+def link_mesh_fragments(table: str | os.PathLike, output: str | os.PathLike, *,
+                        colon_suffix: bool = True) -> int:
+    """Write the manifest of each label of a CSV (label, fragment, fragment...); returns how
+    many. `colon_suffix=False` names them `<label>` for filesystems without colons."""
+    store = open_store(output)
+    info = _info(store)
+    if "mesh" not in info:
+        raise UsageError(f"{store.url}/info has no \"mesh\" directory: run mesh-to-precomputed first")
+    directory = info["mesh"]
+    try:
+        with open(table, newline="") as f:
+            rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+    except OSError as exc:
+        raise DataError(f"{table}: cannot read ({exc.strerror or exc})") from exc
+    manifests = {}
+    for number, row in enumerate(rows, 1):
+        try:
+            label = int(row[0])
+        except ValueError:
+            raise DataError(f"{table}, line {number}: the first cell must be an integer label, "
+                            f"got {row[0]!r}") from None
+        fragments = [cell.strip() for cell in row[1:] if cell.strip()]
+        for fragment in fragments:
+            key = f"{directory}/{fragment}"
+            if store.read(key) is None and store.read(key + ".gz") is None:
+                log.warning("label %d: the fragment %s does not exist", label, key)
+        manifests[f"{directory}/{label}:0" if colon_suffix else f"{directory}/{label}"] = fragments
+    with _locked(store):
+        for key, fragments in manifests.items():
+            store.write(key, json.dumps({"fragments": fragments}, separators=(",", ":")).encode())
+    return len(manifests)
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".gz", ".gii", ".obj", ".ply", ".stl", ".off", ".vtk", ".vtp"):
+        if name.lower().endswith(suffix):
+            name = name[:-len(suffix)]
+    return name
+
+
+def _info(store: Store) -> dict:
+    raw = store.read("info")
+    if raw is None:
+        raise UsageError(f"{store.url}/info does not exist: create the dataset first "
+                         "(convert, or generate-scales-info)")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise DataError(f"{store.url}/info: not JSON ({exc})") from exc
+
+
+class _locked:
+    """Hold the output's lock: a running conversion rewrites the info at its end."""
+
+    def __init__(self, store: Store) -> None:
+        if not isinstance(store, LocalStore):
+            raise UsageError("only local output directories are supported for now")
+        self.lock = Lock(store.root / STATE_DIR)
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()

@@ -1,0 +1,252 @@
+"""The step-by-step workflow of neuroglancer-scripts, on our engine.
+
+    volume-to-precomputed --generate-info IN OUT   ->  OUT/info_fullres.json (check or edit it)
+    generate-scales-info OUT/info_fullres.json OUT ->  OUT/info, every scale planned
+    volume-to-precomputed IN OUT                   ->  full-resolution chunks (or slices-to-precomputed)
+    compute-scales OUT                             ->  every lower scale, from the chunks on disk
+
+Each step that writes chunks runs on the streaming engine with its own job record and journal
+(`.streamconv/fullres`, `.streamconv/scales`), so it is parallel, bounded in memory and resumable,
+and the chunk files are byte-identical to what `streamconv convert` writes for the same choices.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import downsampling
+from .convert import Job, Report, check_outside_value, closing_on_error, job_record, resources, run_job
+from .encodings import ENCODINGS, ChunkFormat, check_encoding, codec_for_scale, make_codec
+from .engine.journal import read_job
+from .engine.pipeline import ProgressFn
+from .engine.plan import make_plan
+from .errors import DataError, OutputError, UsageError
+from .geometry import Scale, ceil_div, parse_resolution
+from .pyramid import plan_pyramid
+from .reader import Volume, open_volume
+from .sources import Source, open_source
+from .sources.precomputed import PrecomputedSource
+from .sources.rescale import Rescaled
+from .sources.stack import is_stack
+from .storage import open_store
+
+log = logging.getLogger("streamconv")
+
+INFO_FULLRES = "info_fullres.json"
+FULLRES, SCALES = "fullres", "scales"  # the steps' job records
+
+
+def generate_info(input: str | os.PathLike, output: str | os.PathLike, *,
+                  ignore_scaling: bool = False, input_range: tuple[float, float] | None = None,
+                  resolution: str | None = None, input_orientation: str | None = None) -> Path:
+    """Write `output/info_fullres.json`, the full-resolution metadata of the input, for the
+    user to check or edit (data type, resolution, type) before generate-scales-info."""
+    source = _open(input, ignore_scaling, input_range,
+                   parse_resolution(resolution) if resolution else None, input_orientation, None)
+    try:
+        info = {"type": "image", "data_type": source.dtype.name, "num_channels": source.num_channels,
+                "scales": [{"encoding": "raw", "size": list(source.shape),
+                            "resolution": list(source.resolution), "voxel_offset": [0, 0, 0]}]}
+    finally:
+        source.close()
+    open_store(output).write(INFO_FULLRES, (json.dumps(info, indent=4) + "\n").encode())
+    return Path(output) / INFO_FULLRES
+
+
+def generate_scales_info(fullres_info: str | os.PathLike, output: str | os.PathLike, *,
+                         max_scales: int | None = None, target_chunk_size: int = 64,
+                         volume_type: str | None = None, encoding: str | None = None,
+                         jpeg_plane: str = "xy", cseg_block_size: tuple[int, int, int] = (8, 8, 8),
+                         overwrite: bool = False) -> dict:
+    """Plan every scale from a full-resolution info and write `output/info`, with the same
+    rules as `convert` (type and encoding default to the file's, then image and raw)."""
+    try:
+        full = json.loads(Path(fullres_info).read_text())
+        scale = full["scales"][0]
+        size, res = [int(v) for v in scale["size"]], [float(v) for v in scale["resolution"]]
+        dtype, channels = np.dtype(full["data_type"]), int(full.get("num_channels", 1))
+    except OSError as exc:
+        raise DataError(f"{fullres_info}: cannot read ({exc.strerror or exc})") from exc
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise DataError(f"{fullres_info}: not a full-resolution info file ({exc})") from exc
+    if any(scale.get("voxel_offset", [0, 0, 0])):
+        raise UsageError(f"{fullres_info}: a non-zero voxel_offset is not supported")
+    volume_type = volume_type or full.get("type", "image")
+    encoding = encoding or scale.get("encoding", "raw")
+    block = tuple(scale.get("compressed_segmentation_block_size", cseg_block_size))
+    codec = make_codec(encoding, jpeg_plane=jpeg_plane, cseg_block_size=block)  # type: ignore[arg-type]
+    _, info = plan_pyramid(size, res, dtype, channels, volume_type, target_chunk_size, max_scales, codec)
+    store = open_store(output)
+    old = store.read("info")
+    if old is not None and not overwrite and json.loads(old) != info:
+        raise OutputError(f"{store.url} already holds a different info file; pass --overwrite "
+                          "to replace it")
+    store.write("info", json.dumps(info).encode(), durable=True)
+    return info
+
+
+def write_full_resolution(input: str | os.PathLike, output: str | os.PathLike, *,
+                          ignore_scaling: bool = False,
+                          input_range: tuple[float, float] | None = None,
+                          input_orientation: str | None = None, fill_missing: float | None = None,
+                          gzip: bool = False, compresslevel: int = 6,
+                          memory: str | int | None = None, workers: int | None = None,
+                          overwrite: bool = False, resume: bool = True,
+                          progress: Callable[[list[Scale]], ProgressFn] | None = None) -> Report:
+    """Write the full-resolution chunks that `output/info` describes, from a volume or a slice
+    stack (volume-to-precomputed, slices-to-precomputed). Values become the info's data type
+    (rounded and clipped, or mapped from `input_range` onto the type's range)."""
+    workers, budget = resources(workers, memory)
+    volume = _volume_with_info(output)
+    scale, info = volume.scales[0], volume.info
+
+    def describe() -> tuple[Source, Job]:
+        # a stack's resolution is the info's; a volume's header is checked against it below
+        source = _open(input, ignore_scaling, None, scale.resolution if is_stack(os.fspath(input)) else None,
+                       input_orientation, fill_missing)
+        with closing_on_error(source):
+            if tuple(source.shape) != tuple(scale.size) or source.num_channels != volume.num_channels:
+                raise DataError(f"{input}: {source.num_channels} channel(s) of {tuple(source.shape)} "
+                                f"voxels, but {output}/info has {volume.num_channels} of "
+                                f"{tuple(scale.size)}")
+            if not np.allclose(source.resolution, scale.resolution, rtol=1e-3):
+                log.warning("the input's voxel size %s nm differs from the info's %s nm; the info's "
+                            "is kept", source.resolution, scale.resolution)
+            if source.dtype != volume.dtype or input_range is not None:
+                source = Rescaled(source, volume.dtype, input_range)
+            codec = codec_for_scale(info["scales"][0])
+            check_encoding(codec.name, volume.dtype, volume.num_channels, info.get("type", "image"))
+            plan = make_plan([scale], source.num_channels, source.dtype, workers, budget,
+                             source.parallel_reads, source.stream_axis)
+            record = job_record(source, plan, info=info, encoding=repr(codec), gzip=gzip,
+                                level=compresslevel if gzip else None)
+            return source, Job([scale], info, plan, ChunkFormat(codec, gzip, compresslevel),
+                               "stride", False, record, step=FULLRES)
+
+    return run_job(describe, output, workers, overwrite, resume, progress)
+
+
+def compute_scales(output: str | os.PathLike, *, downscaling_method: str = "auto",
+                   outside_value: float | None = None, gzip: bool = False, compresslevel: int = 6,
+                   memory: str | int | None = None, workers: int | None = None,
+                   overwrite: bool = False, resume: bool = True,
+                   progress: Callable[[list[Scale]], ProgressFn] | None = None) -> Report:
+    """Compute every scale of `output/info` below the full resolution from the chunks on disk
+    (ours or another tool's), each from the one above, as `convert` does."""
+    workers, budget = resources(workers, memory)
+    volume = _volume_with_info(output)
+    info, scales = volume.info, volume.scales
+    method = (downsampling.default_method(info.get("type", "image"))
+              if downscaling_method == "auto" else downscaling_method)
+    downsampling.check_method(method)
+    check_outside_value(outside_value, volume.dtype)
+    _check_pyramid(volume)
+    fullres = read_job(volume.store, FULLRES)
+    if fullres is not None and not fullres.get("complete"):
+        raise OutputError(f"{output}: the full-resolution chunks are unfinished; run "
+                          "volume-to-precomputed (or slices-to-precomputed) again to finish them")
+    codecs = {repr(codec_for_scale(s)) for s in info["scales"][1:]}
+    if len(codecs) > 1:
+        raise UsageError(f"{output}/info: the lower scales have different encodings; "
+                         "one encoding for all is supported")
+    codec = codec_for_scale(info["scales"][-1])
+
+    def describe() -> tuple[Source, Job]:
+        source = PrecomputedSource(volume)
+        plan = make_plan(scales, source.num_channels, source.dtype, workers, budget, True, 2)
+        record = job_record(source, plan, info=info, downsampling=method,
+                            outside_value=outside_value, encoding=repr(codec), gzip=gzip,
+                            level=compresslevel if gzip else None)
+        return source, Job(scales, info, plan, ChunkFormat(codec, gzip, compresslevel), method,
+                           False, record, step=SCALES, first=1, outside_value=outside_value)
+
+    if len(scales) == 1:
+        raise UsageError(f"{output}/info has one scale: nothing to compute")
+    return run_job(describe, output, workers, overwrite, resume, progress)
+
+
+def _open(input: str | os.PathLike, ignore_scaling: bool, input_range: tuple[float, float] | None,
+          resolution: tuple[float, float, float] | None, orientation: str | None,
+          fill_missing: float | None) -> Source:
+    source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
+                         orientation=orientation, fill_missing=fill_missing)
+    if input_range is not None:  # as neuroglancer-scripts: values mapped onto 0..1, float32
+        source = Rescaled(source, np.dtype("float32"), input_range)
+    return source
+
+
+def _volume_with_info(output: str | os.PathLike) -> Volume:
+    if open_store(output).read("info") is None:
+        raise UsageError(f"{output}/info does not exist: run generate-scales-info first")
+    return open_volume(output)
+
+
+def _check_pyramid(volume: Volume) -> None:
+    """Each scale must halve (or keep) each axis of the one above, as the engine computes."""
+    for above, scale in zip(volume.scales, volume.scales[1:]):
+        expected = tuple(-(-n // f) for n, f in zip(above.size, scale.factor))
+        if any(f not in (1, 2) for f in scale.factor) or tuple(scale.size) != expected:
+            raise UsageError(f"{volume.store.url}/info: scale {scale.key} is not {above.key} "
+                             "downsampled by 1 or 2 per axis; only such pyramids are supported")
+
+
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What a pyramid costs: per scale (key, chunks, uncompressed bytes), the engine's memory,
+    and the disk use each legal encoding is estimated to need (bytes)."""
+
+    scales: list[tuple[str, int, int]]
+    memory_minimum: int
+    memory_comfortable: int
+    workers: int
+    disk: dict[str, int]
+    sampled_chunks: int
+
+
+def scale_stats(output: str | os.PathLike, *, workers: int | None = None, samples: int = 16) -> Stats:
+    """Count chunks and bytes per scale; estimate disk use per encoding by encoding up to
+    `samples` full-resolution chunks, when some exist already."""
+    workers, _ = resources(workers, None)
+    volume = _volume_with_info(output)
+    itemsize = volume.dtype.itemsize * volume.num_channels
+    rows = [(s.key, math.prod(ceil_div(n, c) for n, c in zip(s.size, s.chunk_size)),
+             math.prod(s.size) * itemsize) for s in volume.scales]
+    plan = make_plan(volume.scales, volume.num_channels, volume.dtype, workers, 1 << 62, True, 2)
+    total = sum(r[2] for r in rows)
+    volume_type = volume.info.get("type", "image")
+    codecs = {}
+    for name in ENCODINGS:
+        try:
+            check_encoding(name, volume.dtype, volume.num_channels, volume_type)
+        except UsageError:
+            continue
+        codecs[name] = ChunkFormat(make_codec(name))
+        codecs[f"{name}+gzip"] = ChunkFormat(make_codec(name), gzip=True)
+    sizes = {name: 0 for name in codecs}
+    raw = sampled = 0
+    scale = volume.scales[0]
+    grid = list(scale.chunks_in((0, 0, 0), scale.size))
+    for box in grid[::max(1, len(grid) // samples)][:samples]:
+        chunk = volume.read_chunk(0, box)
+        if chunk is None:
+            continue
+        sampled += 1
+        raw += chunk.nbytes
+        for name, fmt in codecs.items():
+            sizes[name] += len(fmt.encode(chunk))
+    disk = {name: round(total * size / raw) for name, size in sizes.items()} if raw else {}
+    return Stats(rows, plan.minimum, plan.estimate, workers, disk, sampled)
+
+
+__all__ = ["generate_info", "generate_scales_info", "write_full_resolution", "compute_scales",
+           "scale_stats", "Stats", "INFO_FULLRES"]
