@@ -414,7 +414,8 @@ def mesh_to_precomputed(
         key = meshes.mesh_to_precomputed(input_mesh, dest_url, coord_transform=coord_transform,
                                          mesh_dir=mesh_dir, mesh_name=mesh_name, gzip=gzip,
                                          compresslevel=compresslevel)
-    typer.echo(f"{dest_url}/{key}: written; link it to a label with link-mesh-fragments", err=True)
+    typer.echo(f"{dest_url.rstrip('/')}/{key}: written; link it to a label with "
+               "link-mesh-fragments", err=True)
 
 
 @app.command("link-mesh-fragments")
