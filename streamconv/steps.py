@@ -126,8 +126,8 @@ def write_full_resolution(input: str | os.PathLike, output: str | os.PathLike, *
             check_encoding(codec.name, volume.dtype, volume.num_channels, info.get("type", "image"))
             plan = make_plan([scale], source.num_channels, source.dtype, workers, budget,
                              source.parallel_reads, source.stream_axis)
-            record = job_record(source, plan, info=info, encoding=repr(codec), gzip=gzip,
-                                level=compresslevel if gzip else None)
+            record = job_record(source, plan, info=_volume_part(info), encoding=repr(codec),
+                                gzip=gzip, level=compresslevel if gzip else None)
             return source, Job([scale], info, plan, ChunkFormat(codec, gzip, compresslevel),
                                "stride", False, record, step=FULLRES)
 
@@ -162,7 +162,7 @@ def compute_scales(output: str | os.PathLike, *, downscaling_method: str = "auto
     def describe() -> tuple[Source, Job]:
         source = PrecomputedSource(volume)
         plan = make_plan(scales, source.num_channels, source.dtype, workers, budget, True, 2)
-        record = job_record(source, plan, info=info, downsampling=method,
+        record = job_record(source, plan, info=_volume_part(info), downsampling=method,
                             outside_value=outside_value, encoding=repr(codec), gzip=gzip,
                             level=compresslevel if gzip else None)
         return source, Job(scales, info, plan, ChunkFormat(codec, gzip, compresslevel), method,
@@ -181,6 +181,12 @@ def _open(input: str | os.PathLike, ignore_scaling: bool, input_range: tuple[flo
     if input_range is not None:  # as neuroglancer-scripts: values mapped onto 0..1, float32
         source = Rescaled(source, np.dtype("float32"), input_range)
     return source
+
+
+def _volume_part(info: dict) -> dict:
+    """What of an info changes the chunks a step writes (not, say, the "mesh" key that
+    mesh-to-precomputed adds)."""
+    return {k: info[k] for k in ("type", "data_type", "num_channels", "scales") if k in info}
 
 
 def _volume_with_info(output: str | os.PathLike) -> Volume:

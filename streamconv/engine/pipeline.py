@@ -91,12 +91,18 @@ class Pipeline:
                 # Open, on every scale, the slab this one feeds: waiting for a free buffer
                 # here is the backpressure that bounds memory.
                 factor = 1
+                opened = []
                 for level, scale in enumerate(self.scales):
                     factor *= scale.factor[self.axis]
-                    self._slab(level, (index * s0 // factor) // self.plan.slab_planes[level])
-                slab = self._open[0].get(index)
-                if slab is not None and not slab.replay:
-                    self._fill(slab)
+                    slab = self._slab(level, (index * s0 // factor) // self.plan.slab_planes[level])
+                    if slab is not None and not slab.scheduled:
+                        opened.append(slab)
+                # Filled only now that every slab they feed is open.
+                for slab in opened:
+                    if slab.replay:
+                        self._refill(slab)
+                    elif slab.level == 0:
+                        self._fill(slab)
                 self._check_stop()
             while self._futures:
                 self._wait_one()
@@ -143,12 +149,15 @@ class Pipeline:
         self._open[level][index] = slab
         if replay:
             self.totals.replayed_slabs += 1
-            for region in self._bands(slab):
-                slab.pending += 1
-                self._submit(self.executor, "fill", slab, fill_from_store, self.volume, level,
-                             region, buffer.ref, self._origin(slab))
-            slab.scheduled = slab.p1 - slab.p0
         return slab
+
+    def _refill(self, slab: _Slab) -> None:
+        """Read a slab complete before this run back from its chunks."""
+        for region in self._bands(slab):
+            slab.pending += 1
+            self._submit(self.executor, "fill", slab, fill_from_store, self.volume, slab.level,
+                         region, slab.buffer.ref, self._origin(slab))
+        slab.scheduled = slab.p1 - slab.p0
 
     def _origin(self, slab: _Slab) -> tuple[int, int, int]:
         origin = [0, 0, 0]
