@@ -242,3 +242,15 @@ def test_full_resolution_on_disk_reads_back_as_a_source(tmp_path):
     out = np.empty((1, 35, 233, 197), np.uint8)
     source.read(5, 40, out)
     assert np.array_equal(out[0], data[:, :, 5:40].transpose(2, 1, 0))
+
+
+def test_volume_to_precomputed_pyramid_is_convert_under_the_old_name(tmp_path):
+    streamconv("volume-to-precomputed-pyramid", "--flat", "--no-gzip", "--downscaling-method",
+               "auto", MNI152_FILE_PATH, tmp_path / "alias")
+    streamconv("convert", MNI152_FILE_PATH, tmp_path / "convert")
+    assert files(tmp_path / "alias") == files(tmp_path / "convert")
+    # --input-max, as neuroglancer-scripts: values mapped onto 0..1, stored as float32
+    streamconv("volume-to-precomputed-pyramid", "--input-max", "255", MNI152_FILE_PATH, tmp_path / "f")
+    got = scales(tmp_path / "f")[(1e6, 1e6, 1e6)][0]
+    data = np.asarray(nib.load(MNI152_FILE_PATH).dataobj).transpose(2, 1, 0)
+    assert got.dtype == np.float32 and np.allclose(got, data / 255.0)
