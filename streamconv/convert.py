@@ -194,8 +194,8 @@ def _write(source: Source, job: Job, store: Store, pool: Executor, overwrite: bo
         else:
             write_job(store, {"job": job.record, "complete": False}, job.step)
         for level in range(job.first):  # on disk already: only read back to downsample
-            planes = job.plan.slab_planes[level]
-            done.update((level, i) for i in range(ceil_div(job.scales[level].size[job.plan.stream_axis], planes)))
+            slabs = ceil_div(job.scales[level].size[job.plan.stream_axis], job.plan.slab_planes[level])
+            done.update((level, i) for i in range(slabs))
         remove_stale_buffers()
         journal.open()
         try:

@@ -197,6 +197,7 @@ def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bo
             raise OutputError(f"{store.url}/{key} already holds files; pass --overwrite to replace them")
     return False
 
+
 _TEMPORARY = re.compile(r"\..+\.\d+\.tmp")
 
 
@@ -217,7 +218,10 @@ def _remove_ours(store: Store, scale_keys: list[str], old_info: bytes | None, st
         except (ValueError, KeyError, TypeError, AttributeError):
             pass
     state = state_key(step)
-    mine = ["info"] if step == CONVERT else []
-    for key in sorted(keys) + mine + [f"{state}/job.json", f"{state}/journal"]:
+    if step == CONVERT:  # everything: the info, and the records of every step
+        mine = ["info"] + [k for k in store.list(STATE_DIR) if not k.endswith("/lock")]
+    else:
+        mine = [f"{state}/job.json", f"{state}/journal"]
+    for key in sorted(keys) + mine:
         if key and not os.path.isabs(key) and ".." not in Path(key).parts:
             store.delete(key)
