@@ -121,8 +121,10 @@ def run_floor(work: Path, inputs: list[Path], reference: Path) -> Measurement:
     (work / "floor-sizes.json").write_text(json.dumps(tree_files(reference)))
     out = work / "out-floor"
     settle(inputs, out)
-    return measure("I/O floor", [[sys.executable, __file__, "floor", str(work / "floor-inputs.json"),
-                                  str(work / "floor-sizes.json"), str(out)]])
+    m = measure("I/O floor", [[sys.executable, __file__, "floor", str(work / "floor-inputs.json"),
+                               str(work / "floor-sizes.json"), str(out)]])
+    m.output_bytes = sum(size for _, size in tree_files(out))
+    return m
 
 
 def bench(name: str, work: Path, inputs: list[Path], streamconv_cmd, ngscripts_cmds, repeat: int,
