@@ -84,7 +84,7 @@ def open_volume(url: str | os.PathLike) -> Volume:
     store = open_store(url)
     raw = store.read("info")
     if raw is None:
-        raise DataError(f"{url}: no info file, not a precomputed volume")
+        raise DataError(f"{store.url}: no info file, not a precomputed volume")
     try:
         info = json.loads(raw)
         previous = None
@@ -98,6 +98,8 @@ def open_volume(url: str | os.PathLike) -> Volume:
             previous = resolution
         np.dtype(info["data_type"])
         int(info["num_channels"])
+        if not scales or any(len(v) != 3 for s in scales for v in (s.size, s.resolution, s.chunk_size)):
+            raise ValueError("every scale needs three sizes, resolutions and chunk sizes")
     except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise DataError(f"{url}/info: not a valid precomputed info file ({exc})") from exc
+        raise DataError(f"{store.url}/info: not a valid precomputed info file ({exc})") from exc
     return Volume(store, info, scales)

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import downsampling
 from .convert import Job, Report, check_outside_value, closing_on_error, job_record, resources, run_job
+from .dtypes import SUPPORTED
 from .encodings import ENCODINGS, ChunkFormat, check_encoding, codec_for_scale, make_codec
 from .engine.journal import read_job
 from .engine.pipeline import ProgressFn
@@ -73,10 +74,15 @@ def generate_scales_info(fullres_info: str | os.PathLike, output: str | os.PathL
         scale = full["scales"][0]
         size, res = [int(v) for v in scale["size"]], [float(v) for v in scale["resolution"]]
         dtype, channels = np.dtype(full["data_type"]), int(full.get("num_channels", 1))
+        if len(size) != 3 or len(res) != 3 or min(size) < 1 or min(res) <= 0 or channels < 1:
+            raise ValueError("size and resolution need three positive numbers, num_channels one")
     except OSError as exc:
         raise DataError(f"{fullres_info}: cannot read ({exc.strerror or exc})") from exc
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise DataError(f"{fullres_info}: not a full-resolution info file ({exc})") from exc
+    if dtype.name not in SUPPORTED:
+        raise UsageError(f"{fullres_info}: data_type {dtype.name} is not one the format stores "
+                         f"({', '.join(SUPPORTED)})")
     if any(scale.get("voxel_offset", [0, 0, 0])):
         raise UsageError(f"{fullres_info}: a non-zero voxel_offset is not supported")
     volume_type = volume_type or full.get("type", "image")
@@ -115,7 +121,7 @@ def write_full_resolution(input: str | os.PathLike, output: str | os.PathLike, *
         with closing_on_error(source):
             if tuple(source.shape) != tuple(scale.size) or source.num_channels != volume.num_channels:
                 raise DataError(f"{input}: {source.num_channels} channel(s) of {tuple(source.shape)} "
-                                f"voxels, but {output}/info has {volume.num_channels} of "
+                                f"voxels, but {volume.store.url}/info has {volume.num_channels} of "
                                 f"{tuple(scale.size)}")
             if not np.allclose(source.resolution, scale.resolution, rtol=1e-3):
                 log.warning("the input's voxel size %s nm differs from the info's %s nm; the info's "
@@ -151,11 +157,11 @@ def compute_scales(output: str | os.PathLike, *, downscaling_method: str = "auto
     _check_pyramid(volume)
     fullres = read_job(volume.store, FULLRES)
     if fullres is not None and not fullres.get("complete"):
-        raise OutputError(f"{output}: the full-resolution chunks are unfinished; run "
+        raise OutputError(f"{volume.store.url}: the full-resolution chunks are unfinished; run "
                           "volume-to-precomputed (or slices-to-precomputed) again to finish them")
     codecs = {repr(codec_for_scale(s)) for s in info["scales"][1:]}
     if len(codecs) > 1:
-        raise UsageError(f"{output}/info: the lower scales have different encodings; "
+        raise UsageError(f"{volume.store.url}/info: the lower scales have different encodings; "
                          "one encoding for all is supported")
     codec = codec_for_scale(info["scales"][-1])
 
@@ -169,7 +175,7 @@ def compute_scales(output: str | os.PathLike, *, downscaling_method: str = "auto
                            False, record, step=SCALES, first=1, outside_value=outside_value)
 
     if len(scales) == 1:
-        raise UsageError(f"{output}/info has one scale: nothing to compute")
+        raise UsageError(f"{volume.store.url}/info has one scale: nothing to compute")
     return run_job(describe, output, workers, overwrite, resume, progress)
 
 
@@ -190,8 +196,9 @@ def _volume_part(info: dict) -> dict:
 
 
 def _volume_with_info(output: str | os.PathLike) -> Volume:
-    if open_store(output).read("info") is None:
-        raise UsageError(f"{output}/info does not exist: run generate-scales-info first")
+    store = open_store(output)
+    if store.read("info") is None:
+        raise UsageError(f"{store.url}/info does not exist: run generate-scales-info first")
     return open_volume(output)
 
 

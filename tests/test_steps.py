@@ -254,3 +254,17 @@ def test_volume_to_precomputed_pyramid_is_convert_under_the_old_name(tmp_path):
     got = scales(tmp_path / "f")[(1e6, 1e6, 1e6)][0]
     data = np.asarray(nib.load(MNI152_FILE_PATH).dataobj).transpose(2, 1, 0)
     assert got.dtype == np.float32 and np.allclose(got, data / 255.0)
+
+
+@pytest.mark.parametrize("fullres, message", [
+    ({"data_type": "uint8", "scales": [{"size": [10, 10], "resolution": [1, 1, 1]}]}, "three positive"),
+    ({"data_type": "uint8", "scales": [{"size": [10, 10, 0], "resolution": [1, 1, 1]}]}, "three positive"),
+    ({"data_type": "complex64", "scales": [{"size": [9, 9, 9], "resolution": [1, 1, 1]}]}, "complex64"),
+    ({"scales": [{"size": [9, 9, 9], "resolution": [1, 1, 1]}]}, "not a full-resolution info"),
+])
+def test_generate_scales_info_refuses_a_bad_fullres_info(tmp_path, fullres, message):
+    (tmp_path / "full.json").write_text(json.dumps(fullres))
+    result = subprocess.run([STREAMCONV, "generate-scales-info", str(tmp_path / "full.json"),
+                             str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode in (1, 2) and message in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "out" / "info").exists()
