@@ -67,7 +67,7 @@ Gzip = Annotated[bool, typer.Option("--gzip/--no-gzip", " /--no-compression",
                                     help="Write gzip-compressed <name>.gz files.")]
 CompressLevel = Annotated[int, typer.Option(min=0, max=9, help="gzip compression level.")]
 Flat = Annotated[bool, typer.Option(
-    help="Accepted for neuroglancer-scripts scripts: chunks are always stored flat.")]
+    "--flat", help="Accepted for neuroglancer-scripts scripts: chunks are always stored flat.")]
 IgnoreScaling = Annotated[bool, typer.Option(help="Ignore the header's scl_slope/scl_inter.")]
 InputMin = Annotated[Optional[float], typer.Option(
     help="Input value mapped to the lowest value of the output type (with --input-max).")]

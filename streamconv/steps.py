@@ -116,8 +116,8 @@ def write_full_resolution(input: str | os.PathLike, output: str | os.PathLike, *
 
     def describe() -> tuple[Source, Job]:
         # a stack's resolution is the info's; a volume's header is checked against it below
-        source = _open(input, ignore_scaling, None, scale.resolution if is_stack(os.fspath(input)) else None,
-                       input_orientation, fill_missing)
+        resolution = scale.resolution if is_stack(os.fspath(input)) else None
+        source = _open(input, ignore_scaling, None, resolution, input_orientation, fill_missing)
         with closing_on_error(source):
             if tuple(source.shape) != tuple(scale.size) or source.num_channels != volume.num_channels:
                 raise DataError(f"{input}: {source.num_channels} channel(s) of {tuple(source.shape)} "
@@ -134,8 +134,9 @@ def write_full_resolution(input: str | os.PathLike, output: str | os.PathLike, *
                              source.parallel_reads, source.stream_axis)
             record = job_record(source, plan, info=_volume_part(info), encoding=repr(codec),
                                 gzip=gzip, level=compresslevel if gzip else None)
+            method = downsampling.default_method(info.get("type", "image"))  # one scale: unused
             return source, Job([scale], info, plan, ChunkFormat(codec, gzip, compresslevel),
-                               "stride", False, record, step=FULLRES)
+                               method, False, record, step=FULLRES)
 
     return run_job(describe, output, workers, overwrite, resume, progress)
 
