@@ -74,6 +74,12 @@ def test_volume_workflow_gives_the_files_of_convert(tmp_path):
     streamconv("compute-scales", out)
     streamconv("convert", MNI152_FILE_PATH, ref)
     assert files(out) == files(ref) and len(files(ref)) > 50
+    # step 5: compressed chunks in a separate directory, its info from generate-scales-info
+    jpeg, jpeg_ref = tmp_path / "jpeg", tmp_path / "convert-jpeg"
+    streamconv("generate-scales-info", "--encoding=jpeg", out / "info_fullres.json", jpeg)
+    streamconv("convert-chunks", out, jpeg)
+    streamconv("convert", MNI152_FILE_PATH, jpeg_ref, "--encoding", "jpeg")
+    assert files(jpeg) == files(jpeg_ref)
 
 
 def test_segmentation_workflow_with_compressed_segmentation(labels, tmp_path):
