@@ -201,11 +201,8 @@ class DownscalingMethod(str, Enum):
     stride = "stride"
 
 
-class StepEncoding(str, Enum):  # what generate-scales-info may put in an info
-    raw = "raw"
-    jpeg = "jpeg"
-    png = "png"
-    compressed_segmentation = "compressed_segmentation"
+Downscaling = Annotated[DownscalingMethod, typer.Option(
+    help="auto: majority for segmentations, average for images.")]
 
 
 @app.command("volume-to-precomputed")
@@ -291,7 +288,7 @@ def generate_scales_info(
     target_chunk_size: Annotated[int, typer.Option(help="Chunk edge in voxels, a power of two.")] = 64,
     type: Annotated[Optional[VolumeType], typer.Option(
         "--type", help="[default: from FULLRES_INFO, else image]")] = None,
-    encoding: Annotated[Optional[StepEncoding], typer.Option(
+    encoding: Annotated[Optional[Encoding], typer.Option(
         help="[default: from FULLRES_INFO, else raw]")] = None,
     jpeg_plane: Annotated[Plane, typer.Option(help="Plane of the JPEG images.")] = Plane.xy,
     overwrite: Overwrite = False,
@@ -334,8 +331,7 @@ def scale_stats(
 @app.command("compute-scales")
 def compute_scales(
     work_dir: Annotated[str, typer.Argument(help="The dataset directory, with its full-resolution chunks.")],
-    downscaling_method: Annotated[DownscalingMethod, typer.Option(
-        help="auto: majority for segmentations, average for images.")] = DownscalingMethod.auto,
+    downscaling_method: Downscaling = DownscalingMethod.auto,
     outside_value: OutsideValue = None,
     gzip: Gzip = False,
     compresslevel: CompressLevel = 6,
@@ -368,8 +364,7 @@ def volume_to_precomputed_pyramid(
     mmap: Mmap = False,
     type: Annotated[VolumeType, typer.Option("--type", help="Layer type.")] = VolumeType.image,
     encoding: Annotated[Encoding, typer.Option(help="Chunk encoding.")] = Encoding.raw,
-    downscaling_method: Annotated[DownscalingMethod, typer.Option(
-        help="auto: majority for segmentations, average for images.")] = DownscalingMethod.auto,
+    downscaling_method: Downscaling = DownscalingMethod.auto,
     outside_value: OutsideValue = None,
     gzip: Gzip = False,
     compresslevel: CompressLevel = 6,
