@@ -155,6 +155,7 @@ def link_mesh_fragments(table: str | os.PathLike, output: str | os.PathLike, *,
             rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
     except OSError as exc:
         raise DataError(f"{table}: cannot read ({exc.strerror or exc})") from exc
+    present = {name.rsplit("/", 1)[-1].removesuffix(".gz") for name in store.list(directory)}
     manifests = {}
     for number, row in enumerate(rows, 1):
         try:
@@ -164,9 +165,9 @@ def link_mesh_fragments(table: str | os.PathLike, output: str | os.PathLike, *,
                             f"got {row[0]!r}") from None
         fragments = [cell.strip() for cell in row[1:] if cell.strip()]
         for fragment in fragments:
-            key = f"{directory}/{fragment}"
-            if store.read(key) is None and store.read(key + ".gz") is None:
-                log.warning("label %d: the fragment %s does not exist", label, key)
+            if fragment not in present and ("/" not in fragment  # listed above: one directory
+                                            or store.read(f"{directory}/{fragment}") is None):
+                log.warning("label %d: the fragment %s/%s does not exist", label, directory, fragment)
         manifests[f"{directory}/{label}:0" if colon_suffix else f"{directory}/{label}"] = fragments
     with _locked(store):
         for key, fragments in manifests.items():
