@@ -10,6 +10,7 @@ from pathlib import Path
 
 import meshio
 import nibabel as nib
+import nilearn
 import numpy as np
 import pytest
 from nilearn.datasets import MNI152_FILE_PATH, load_mni152_brain_mask
@@ -17,7 +18,7 @@ from nilearn.datasets import MNI152_FILE_PATH, load_mni152_brain_mask
 from make_surface import surface_of_mask, write_gifti
 
 STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
-PIAL = Path(nib.__file__).parents[1] / "nilearn/datasets/data/fsaverage5/pial_right.gii.gz"
+PIAL = Path(nilearn.__file__).parent / "datasets/data/fsaverage5/pial_right.gii.gz"  # shipped
 MIRROR = "-1,0,0,10,0,1,0,-20,0,0,1,5"  # x mirrored, translated in mm: the winding must flip
 
 
