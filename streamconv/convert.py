@@ -29,7 +29,6 @@ from .geometry import Scale, ceil_div, parse_resolution
 from .pyramid import plan_pyramid
 from .reader import Volume
 from .sources import Source, open_source
-from .sources.rescale import Rescaled
 from .storage import LocalStore, Store, open_store
 
 log = logging.getLogger("streamconv")
@@ -90,9 +89,8 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
 
     def describe() -> tuple[Source, Job]:
         source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
-                             orientation=input_orientation, fill_missing=fill_missing)
-        if input_range is not None:
-            source = Rescaled(source, np.dtype("float32"), input_range)
+                             orientation=input_orientation, fill_missing=fill_missing,
+                             input_range=input_range)
         with closing_on_error(source):
             scales, info = plan_pyramid(source.shape, source.resolution, source.dtype,
                                         source.num_channels, volume_type, chunk_size, max_scales, codec)

@@ -50,8 +50,9 @@ def generate_info(input: str | os.PathLike, output: str | os.PathLike, *,
                   resolution: str | None = None, input_orientation: str | None = None) -> Path:
     """Write `output/info_fullres.json`, the full-resolution metadata of the input, for the
     user to check or edit (data type, resolution, type) before generate-scales-info."""
-    source = _open(input, ignore_scaling, input_range,
-                   parse_resolution(resolution) if resolution else None, input_orientation, None)
+    source = open_source(input, ignore_scaling=ignore_scaling, input_range=input_range,
+                         resolution=parse_resolution(resolution) if resolution else None,
+                         orientation=input_orientation)
     try:
         info = {"type": "image", "data_type": source.dtype.name, "num_channels": source.num_channels,
                 "scales": [{"encoding": "raw", "size": list(source.shape),
@@ -117,7 +118,8 @@ def write_full_resolution(input: str | os.PathLike, output: str | os.PathLike, *
     def describe() -> tuple[Source, Job]:
         # a stack's resolution is the info's; a volume's header is checked against it below
         resolution = scale.resolution if is_stack(os.fspath(input)) else None
-        source = _open(input, ignore_scaling, None, resolution, input_orientation, fill_missing)
+        source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
+                             orientation=input_orientation, fill_missing=fill_missing)
         with closing_on_error(source):
             if tuple(source.shape) != tuple(scale.size) or source.num_channels != volume.num_channels:
                 raise DataError(f"{input}: {source.num_channels} channel(s) of {tuple(source.shape)} "
@@ -178,16 +180,6 @@ def compute_scales(output: str | os.PathLike, *, downscaling_method: str = "auto
     if len(scales) == 1:
         raise UsageError(f"{volume.store.url}/info has one scale: nothing to compute")
     return run_job(describe, output, workers, overwrite, resume, progress)
-
-
-def _open(input: str | os.PathLike, ignore_scaling: bool, input_range: tuple[float, float] | None,
-          resolution: tuple[float, float, float] | None, orientation: str | None,
-          fill_missing: float | None) -> Source:
-    source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
-                         orientation=orientation, fill_missing=fill_missing)
-    if input_range is not None:  # as neuroglancer-scripts: values mapped onto 0..1, float32
-        source = Rescaled(source, np.dtype("float32"), input_range)
-    return source
 
 
 def _volume_part(info: dict) -> dict:

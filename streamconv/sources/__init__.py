@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from ..errors import UsageError
 from .base import Source
+from .rescale import Rescaled
 from .stack import SliceStack, is_stack
 from .volume import NibabelSource
 
@@ -14,15 +17,19 @@ __all__ = ["Source", "NibabelSource", "SliceStack", "open_source"]
 
 def open_source(path: str | os.PathLike, *, ignore_scaling: bool = False,
                 resolution: tuple[float, float, float] | None = None,
-                orientation: str | None = None, fill_missing: float | None = None) -> Source:
+                orientation: str | None = None, fill_missing: float | None = None,
+                input_range: tuple[float, float] | None = None) -> Source:
     """The source for an input: a slice stack (directory, glob, list file, image or multi-page
-    TIFF) or a volume file that nibabel reads."""
+    TIFF) or a volume file that nibabel reads. `input_range` maps those values onto 0..1 in
+    float32, as neuroglancer-scripts' --input-min/--input-max do."""
     spec = os.fspath(path)
+    source: Source
     if is_stack(spec):
-        return SliceStack(spec, orientation or "RAS", resolution, fill_missing)
-    if orientation is not None or fill_missing is not None:
+        source = SliceStack(spec, orientation or "RAS", resolution, fill_missing)
+    elif orientation is not None or fill_missing is not None:
         raise UsageError("--input-orientation and --fill-missing apply to slice stacks only")
-    source = NibabelSource(spec, ignore_scaling=ignore_scaling)
-    if resolution is not None:
-        source.resolution = resolution
-    return source
+    else:
+        source = NibabelSource(spec, ignore_scaling=ignore_scaling)
+        if resolution is not None:
+            source.resolution = resolution
+    return source if input_range is None else Rescaled(source, np.dtype("float32"), input_range)
