@@ -39,12 +39,52 @@ class LocalStore:
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
         self.url = str(self.root)
+        self._unnamed = hasattr(os, "O_TMPFILE")
 
     def _path(self, key: str) -> Path:
         return self.root / key
 
     def write(self, key: str, data: bytes | memoryview, durable: bool = False) -> None:
         path = self._path(key)
+        try:
+            if not self._write_unnamed(path, data, durable):
+                self._write_renamed(path, data, durable)
+            if durable:
+                _fsync_dir(path.parent)
+        except OSError as exc:
+            raise _output_error(path, exc) from exc
+
+    def _write_unnamed(self, path: Path, data: bytes | memoryview, durable: bool) -> bool:
+        """Write an unnamed file (O_TMPFILE) and link it in: one directory operation instead of
+        create + rename, and a killed writer leaves nothing behind. False where the filesystem or
+        platform cannot, or when the name exists (a rewrite on resume): then rename over it."""
+        if not self._unnamed:
+            return False
+        try:
+            fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return self._write_unnamed(path, data, durable)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+            self._unnamed = False
+            return False
+        try:
+            _write_all(fd, data, durable)
+            # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N names the open file; os.link calls
+            # linkat, not link, only when given a directory fd.
+            os.link(str(fd), path, src_dir_fd=_own_fds(), follow_symlinks=True)
+        except FileExistsError:
+            return False
+        except FileNotFoundError:  # no /proc
+            self._unnamed = False
+            return False
+        finally:
+            os.close(fd)
+        return True
+
+    def _write_renamed(self, path: Path, data: bytes | memoryview, durable: bool) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             try:
@@ -53,19 +93,13 @@ class LocalStore:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                if durable:
-                    os.fsync(fd)
+                _write_all(fd, data, durable)
             finally:
                 os.close(fd)
             os.replace(tmp, path)
-            if durable:
-                _fsync_dir(path.parent)
-        except OSError as exc:
+        except OSError:
             tmp.unlink(missing_ok=True)
-            raise _output_error(path, exc) from exc
+            raise
 
     def read(self, key: str) -> bytes | None:
         try:
@@ -87,6 +121,28 @@ class LocalStore:
         if base.is_dir():
             for name in sorted(os.listdir(base)):
                 yield f"{prefix.rstrip('/')}/{name}" if prefix else name
+
+
+_fds: dict[int, int] = {}
+
+
+def _own_fds() -> int:
+    """A directory fd on this process's /proc/self/fd (per pid: a forked child has its own)."""
+    pid = os.getpid()
+    if pid not in _fds:
+        for inherited in _fds.values():
+            os.close(inherited)
+        _fds.clear()
+        _fds[pid] = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    return _fds[pid]
+
+
+def _write_all(fd: int, data: bytes | memoryview, durable: bool) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    if durable:
+        os.fsync(fd)
 
 
 def _fsync_dir(directory: Path) -> None:
