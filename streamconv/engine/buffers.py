@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from ..sources.base import MemoryOrder
+
 _PREFIX = "streamconv-"
 
 
@@ -31,28 +33,35 @@ class SlabRef:
     path: str
     shape: tuple[int, int, int, int]  # (c, z, y, x)
     dtype: str
+    order: MemoryOrder = MemoryOrder()
 
     def array(self) -> np.ndarray:
-        """The buffer as an array; the mapping lasts as long as the array or a view of it."""
+        """The buffer as a (c, z, y, x) array (a view, in `order`); the mapping lasts as long as
+        the array or a view of it."""
         fd = os.open(self.path, os.O_RDWR)
         try:
             size = int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
             mm = mmap.mmap(fd, max(size, 1))
         finally:
             os.close(fd)
-        return np.ndarray(self.shape, self.dtype, buffer=mm)
+        axes = self.order.axes
+        stored = np.ndarray(tuple(self.shape[a] for a in axes), self.dtype, buffer=mm)
+        view = stored.transpose(np.argsort(axes))
+        return view[tuple(slice(None, None, -1) if a in self.order.reversed else slice(None)
+                          for a in range(4))]
 
 
 class SlabBuffer:
     """A buffer owned by the main process; `close` removes it."""
 
-    def __init__(self, shape: tuple[int, int, int, int], dtype: np.dtype) -> None:
+    def __init__(self, shape: tuple[int, int, int, int], dtype: np.dtype,
+                 order: MemoryOrder = MemoryOrder()) -> None:
         fd, path = tempfile.mkstemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=_shm_dir())
         try:
             os.ftruncate(fd, max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1))
         finally:
             os.close(fd)
-        self.ref = SlabRef(path, tuple(shape), np.dtype(dtype).str)  # type: ignore[arg-type]
+        self.ref = SlabRef(path, tuple(shape), np.dtype(dtype).str, order)  # type: ignore[arg-type]
 
     def close(self) -> None:
         Path(self.ref.path).unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from ..errors import Interrupted, WorkerDied
 from ..geometry import Box, ceil_div
 from ..reader import Volume
 from ..sources import Source
+from ..sources.base import MemoryOrder
 from .buffers import SlabBuffer
 from .executor import InlineExecutor
 from .plan import Plan, band_axis
@@ -142,7 +143,8 @@ class Pipeline:
             buffer = self._free[level].pop()
         else:
             x, y, z = self.plan.slab_shape(scale, level)
-            buffer = SlabBuffer((self.source.num_channels, z, y, x), self.source.dtype)
+            order = self.source.memory_order if level == 0 else MemoryOrder()
+            buffer = SlabBuffer((self.source.num_channels, z, y, x), self.source.dtype, order)
             self._buffers[level].append(buffer)
         p0 = index * planes
         slab = _Slab(level, index, p0, min(p0 + planes, scale.size[self.axis]), buffer, replay=replay)

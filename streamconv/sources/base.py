@@ -6,11 +6,22 @@ one that must read in order (a gzip stream) is read by one thread of the main pr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from ..geometry import Vec3
+
+
+@dataclass(frozen=True)
+class MemoryOrder:
+    """How a (c, z, y, x) slab lies in memory: its axes from outermost to innermost, and those
+    stored back to front. A source asks for the order it produces so that it can decode straight
+    into the slab (a slice stack: each section whole, its rows and columns as in the file)."""
+
+    axes: tuple[int, int, int, int] = (0, 1, 2, 3)
+    reversed: tuple[int, ...] = ()
 
 
 class Source(Protocol):
@@ -22,6 +33,7 @@ class Source(Protocol):
     resolution: tuple[float, float, float]  # nm
     parallel_reads: bool
     stream_axis: int                  # the axis read in planes: 2 (z) for volumes
+    memory_order: MemoryOrder         # of the full-resolution slabs that `read` fills
 
     def read(self, p0: int, p1: int, out: np.ndarray) -> None:
         """Fill `out`, a (channel, z, y, x) array, with planes [p0, p1) along `stream_axis`."""

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..geometry import Box, Vec3, ceil_div
 from ..reader import Volume
+from .base import MemoryOrder
 
 
 class PrecomputedSource:
@@ -14,6 +15,7 @@ class PrecomputedSource:
 
     stream_axis = 2
     parallel_reads = True
+    memory_order = MemoryOrder()
 
     def __init__(self, volume: Volume) -> None:
         self.volume = volume

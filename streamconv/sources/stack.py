@@ -19,7 +19,7 @@ import numpy as np
 from .. import dtypes
 from ..errors import DataError, UsageError
 from ..geometry import LENGTH_NM, Vec3
-from .base import one_line
+from .base import MemoryOrder, one_line
 from .orientation import Orientation
 
 log = logging.getLogger("streamconv")
@@ -191,17 +191,18 @@ def _check_complete(path: Path) -> None:
         raise DataError(f"{path}: file is truncated")
 
 
-def decode(s: Slice) -> np.ndarray:
-    """The pixels of a section as (rows, columns, channels)."""
+def decode(s: Slice, out: np.ndarray | None = None) -> np.ndarray:
+    """The pixels of a section as (rows, columns, channels); into `out` (the decoder's own
+    shape and type, C-contiguous) when given."""
     try:
         if s.path.lower().endswith(_TIFF):  # type: ignore[union-attr]
             import tifffile
 
-            image = tifffile.imread(s.path, key=s.page or 0)
+            image = tifffile.imread(s.path, key=s.page or 0, out=out)
         else:
             import imagecodecs
 
-            image = imagecodecs.imread(s.path)
+            image = imagecodecs.imread(s.path, out=out)
     except Exception as exc:  # decoders raise many kinds for a damaged file
         raise DataError(f"{s.name}: cannot decode the image ({one_line(exc)})") from exc
     return image.reshape(image.shape[:2] + (-1,))
@@ -229,6 +230,10 @@ class SliceStack:
                 raise UsageError(f"--fill-missing {fill_missing:g} is not a {self.dtype} value")
         self.shape: Vec3 = self.orientation.output_shape(layout.columns, layout.rows, len(self.slices))
         self.stream_axis = self.orientation.axes[2]
+        columns, rows, slices = (3 - a for a in self.orientation.axes)  # array axes of (c, z, y, x)
+        fc, fr, _ = self.orientation.flips
+        self.memory_order = MemoryOrder((slices, rows, columns, 0),
+                                        tuple(a for a, f in ((rows, fr), (columns, fc)) if f))
         if resolution is None:
             resolution = self._tiff_resolution()
         if resolution is None:
@@ -300,14 +305,17 @@ class SliceStack:
             if s.path is None:
                 plane[...] = self.fill_value
                 continue
+            # The plane as the file holds it, (rows, columns, channels): where that is contiguous
+            # memory of the file's type (slabs in `memory_order`), the section is decoded into it.
+            as_file = plane.transpose(0, 2, 1) if 3 - rows > 3 - columns else plane
+            as_file = np.moveaxis(as_file, 0, 2)[::-1 if fr else 1, ::-1 if fc else 1]
+            if as_file.flags.c_contiguous and as_file.dtype == self.layout.dtype:
+                decode(s, as_file if self.layout.channels > 1 else as_file[..., 0])
+                continue
             image = decode(s)
             if image.shape != (self.layout.rows, self.layout.columns, self.layout.channels):
                 raise DataError(f"{s.name}: decoded shape {image.shape} differs from the header")
-            image = image[::-1 if fr else 1, ::-1 if fc else 1]
-            image = np.moveaxis(image, 2, 0)  # (c, rows, columns)
-            if 3 - rows > 3 - columns:  # rows are the later array axis of the plane
-                image = image.transpose(0, 2, 1)
-            dtypes.convert(image, plane)
+            dtypes.convert(image, as_file)
 
     def fingerprint(self) -> dict:
         files = []

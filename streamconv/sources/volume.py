@@ -13,7 +13,7 @@ import numpy as np
 from .. import dtypes
 from ..errors import DataError
 from ..geometry import Vec3
-from .base import one_line
+from .base import MemoryOrder, one_line
 
 _UNIT_NM = {"meter": Decimal(10) ** 9, "mm": Decimal(10) ** 6, "micron": Decimal(1000),
             "unknown": Decimal(10) ** 6}
@@ -110,6 +110,7 @@ class NibabelSource:
     """
 
     stream_axis = 2  # volumes are stored x fastest: z planes are contiguous
+    memory_order = MemoryOrder()
 
     def __init__(self, path: str | os.PathLike, ignore_scaling: bool = False) -> None:
         import nibabel
