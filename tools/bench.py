@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import shutil
 import subprocess
 import sys
@@ -167,7 +168,8 @@ def report(name: str, results: list[Measurement]) -> None:
         print(f"streamconv / I/O floor: {ours.seconds / low.seconds:.2f}x (best of each)")
         pairs = [(a.seconds / b.seconds) for a, b in zip(
             [m for m in results if m.name == "streamconv"], [m for m in results if m.name == "I/O floor"])]
-        print("  per round (floor run just before):", ", ".join(f"{r:.2f}x" for r in pairs))
+        print("  per round (floor run just before):", ", ".join(f"{r:.2f}x" for r in pairs),
+              f"(median {statistics.median(pairs):.2f}x)")
     if ours and theirs:
         print(f"neuroglancer-scripts / streamconv: {theirs.seconds / ours.seconds:.1f}x")
 
