@@ -34,7 +34,7 @@ class Store(Protocol):
 
 
 class LocalStore:
-    """A directory on a local filesystem; writes go to a temporary name, then rename."""
+    """A directory on a local filesystem; each write appears whole under its name or not at all."""
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
@@ -47,12 +47,19 @@ class LocalStore:
     def write(self, key: str, data: bytes | memoryview, durable: bool = False) -> None:
         path = self._path(key)
         try:
-            if not self._write_unnamed(path, data, durable):
-                self._write_renamed(path, data, durable)
+            try:
+                self._write_atomic(path, data, durable)
+            except FileNotFoundError:  # the first chunk of a directory
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._write_atomic(path, data, durable)
             if durable:
                 _fsync_dir(path.parent)
         except OSError as exc:
             raise _output_error(path, exc) from exc
+
+    def _write_atomic(self, path: Path, data: bytes | memoryview, durable: bool) -> None:
+        if not self._write_unnamed(path, data, durable):
+            self._write_renamed(path, data, durable)
 
     def _write_unnamed(self, path: Path, data: bytes | memoryview, durable: bool) -> bool:
         """Write an unnamed file (O_TMPFILE) and link it in: one directory operation instead of
@@ -62,12 +69,9 @@ class LocalStore:
             return False
         try:
             fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, 0o644)
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return self._write_unnamed(path, data, durable)
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
-                raise
+                raise  # ENOENT among them: `write` makes the directory
             self._unnamed = False
             return False
         try:
@@ -87,11 +91,7 @@ class LocalStore:
     def _write_renamed(self, path: Path, data: bytes | memoryview, durable: bool) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 _write_all(fd, data, durable)
             finally:
@@ -146,7 +146,7 @@ def _write_all(fd: int, data: bytes | memoryview, durable: bool) -> None:
 
 
 def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable: fsync the directory that holds the name."""
+    """Make a new name durable: fsync the directory that holds it."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
