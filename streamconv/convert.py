@@ -20,8 +20,8 @@ from . import downsampling
 from .encodings import ChunkFormat, make_codec
 from .engine.buffers import remove_stale_buffers
 from .engine.executor import executor
-from .engine.journal import (CONVERT, STATE_DIR, Journal, Lock, prepare_output, remove_temporary,
-                             state_key, write_job)
+from .engine.journal import (CONVERT, STATE_DIR, Journal, Lock, boot_id, prepare_output,
+                             remove_temporary, state_key, write_job)
 from .engine.pipeline import Pipeline, ProgressFn, Totals
 from .engine.plan import Plan, default_budget, make_plan, parse_size
 from .errors import StreamconvError, UsageError
@@ -206,7 +206,7 @@ def _write(source: Source, job: Job, store: Store, pool: Executor, overwrite: bo
             journal.close()
         if job.step == CONVERT:
             store.write("info", json.dumps(job.info).encode(), durable=True)
-        write_job(store, {"job": job.record, "complete": True}, job.step)
+        write_job(store, {"job": job.record, "complete": True, "boot": boot_id()}, job.step)
         return totals, resumed
     except StreamconvError as exc:
         remove_temporary(store, keys, job.step)

@@ -26,7 +26,7 @@ from . import downsampling
 from .convert import Job, Report, check_outside_value, closing_on_error, job_record, resources, run_job
 from .dtypes import SUPPORTED
 from .encodings import ENCODINGS, ChunkFormat, check_encoding, codec_for_scale, make_codec
-from .engine.journal import read_job
+from .engine.journal import finished, read_job
 from .engine.pipeline import ProgressFn
 from .engine.plan import make_plan
 from .errors import DataError, OutputError, UsageError
@@ -159,7 +159,7 @@ def compute_scales(output: str | os.PathLike, *, downscaling_method: str = "auto
     check_outside_value(outside_value, volume.dtype)
     _check_pyramid(volume)
     fullres = read_job(volume.store, FULLRES)
-    if fullres is not None and not fullres.get("complete"):
+    if fullres is not None and not finished(fullres):
         raise OutputError(f"{volume.store.url}: the full-resolution chunks are unfinished; run "
                           "volume-to-precomputed (or slices-to-precomputed) again to finish them")
     codecs = {repr(codec_for_scale(s)) for s in info["scales"][1:]}

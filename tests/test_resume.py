@@ -139,6 +139,37 @@ def test_resume_refuses_a_changed_input_or_parameters(tmp_path, volume):
     assert streamconv.convert(small, out, workers=0, chunk_size=16, overwrite=True).chunks_written > 0
 
 
+def restart_machine(out: Path) -> None:
+    """What a restart does to an output's records, as seen by the next run: the boot id the
+    run wrote is no longer the current one."""
+    from streamconv.engine.journal import boot_id
+    for name in ("job.json", "journal"):
+        record = out / ".streamconv" / name
+        record.write_text(record.read_text().replace(boot_id(), "an-earlier-boot"))
+
+
+def test_after_a_restart_only_synced_checkpoints_are_trusted(tmp_path, volume, monkeypatch):
+    from streamconv.engine import journal
+    reference = tmp_path / "reference"
+    streamconv.convert(volume, reference, workers=0, chunk_size=32)
+    out = tmp_path / "out"
+    monkeypatch.setattr(journal, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every slab
+    first = streamconv.convert(volume, out, workers=0, chunk_size=32)
+    with pytest.raises(OutputError, match="finished"):  # same boot: finished, nothing redone
+        streamconv.convert(volume, out, workers=0, chunk_size=32)
+    restart_machine(out)  # it ended without a sync: what came after the last checkpoint is redone
+    report = streamconv.convert(volume, out, workers=0, chunk_size=32)
+    assert report.resumed and report.chunks_written < first.chunks_written
+    assert files(out) == files(reference)
+    monkeypatch.setattr(journal, "CHECKPOINT_SECONDS", 3600.0)  # no checkpoint: everything is redone
+    out = tmp_path / "unsynced"
+    streamconv.convert(volume, out, workers=0, chunk_size=32)
+    restart_machine(out)
+    report = streamconv.convert(volume, out, workers=0, chunk_size=32)
+    assert report.resumed and report.chunks_written == first.chunks_written
+    assert files(out) == files(reference)
+
+
 def test_a_second_run_is_locked_out_and_a_stale_lock_is_taken_over(tmp_path, volume):
     from streamconv.engine.journal import boot_id
 

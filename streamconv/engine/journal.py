@@ -7,9 +7,13 @@ step-by-step commands in `.streamconv/<step>/` (e.g. `fullres`, `scales`); the l
   parameter that changes bytes, and whether the run finished.
 * `journal` gets one line per slab whose chunks are all written and whose downsampled planes
   are handed on: `slab <scale> <index>`. A line is appended as soon as that is true, so after
-  a killed process at most the slabs in flight are redone. Every `CHECKPOINT_SECONDS` the
-  output filesystem is synced and a `sync` line is written: after a machine crash (a new boot
-  id) only the lines before the last `sync` are trusted, since unsynced chunks may be lost.
+  a killed process at most the slabs in flight are redone. Every `CHECKPOINT_SECONDS` a
+  `checkpoint` line is written and the output filesystem is synced in the background; a
+  `synced` line follows when that is done. After a machine crash (a new boot id) only the
+  lines before the last checkpoint that was synced are trusted, since unsynced chunks may be
+  lost. A run ends without a sync, as other tools do: its finished record carries the boot
+  id, and after a restart the output counts as unfinished and resumes from its last synced
+  checkpoint (`finished`).
 * `lock` holds the pid and boot id of the run using the output; a lock whose process is gone
   (or from an earlier boot) is stale and taken over.
 """
@@ -18,7 +22,10 @@ from __future__ import annotations
 
 import json
 import os
+import ctypes
+import logging
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +37,8 @@ from ..storage import Store
 STATE_DIR = ".streamconv"
 CONVERT = "convert"  # the step that writes everything, info included
 CHECKPOINT_SECONDS = 30.0
+
+log = logging.getLogger(__name__)
 
 
 def boot_id() -> str:
@@ -111,56 +120,88 @@ class Journal:
     def __init__(self, directory: Path) -> None:
         self.path = directory / "journal"
         self._file = None
-        self._last_sync = time.monotonic()
+        self._lock = threading.Lock()  # the checkpoint thread appends too
+        self._checkpoint: threading.Thread | None = None
+        self._last_checkpoint = time.monotonic()
 
     def completed(self) -> set[tuple[int, int]]:
-        """Slabs recorded complete; after a reboot only those recorded before the last sync."""
+        """Slabs recorded complete; of a run on an earlier boot only those before its last
+        synced checkpoint."""
         if not self.path.exists():
             return set()
         done: set[tuple[int, int]] = set()
         synced: set[tuple[int, int]] = set()
+        marked: set[tuple[int, int]] = set()
         boot = None
         for line in self.path.read_text().splitlines():
             parts = line.split()
             if parts[:1] == ["boot"] and len(parts) == 2:
+                if boot is not None and parts[1] != boot:  # the machine restarted in between
+                    done = set(synced)
                 boot = parts[1]
             elif parts[:1] == ["slab"] and len(parts) == 3:
                 done.add((int(parts[1]), int(parts[2])))
-            elif parts == ["sync"]:
-                synced = set(done)
+            elif parts == ["checkpoint"]:
+                marked = set(done)
+            elif parts == ["synced"]:
+                synced = marked
         return done if boot == boot_id() else synced
 
     def open(self) -> None:
         self._file = open(self.path, "a")
-        self._file.write(f"boot {boot_id()}\n")
-        self._file.flush()
+        self._append(f"boot {boot_id()}")
 
     def record(self, level: int, index: int) -> None:
-        assert self._file is not None
-        self._file.write(f"slab {level} {index}\n")
-        self._file.flush()
-        if time.monotonic() - self._last_sync > CHECKPOINT_SECONDS:
-            self.checkpoint()
+        self._append(f"slab {level} {index}")
+        busy = self._checkpoint is not None and self._checkpoint.is_alive()
+        if time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS and not busy:
+            self._append("checkpoint")
+            self._last_checkpoint = time.monotonic()
+            self._checkpoint = threading.Thread(target=self._sync, name="checkpoint", daemon=True)
+            self._checkpoint.start()
 
-    def checkpoint(self) -> None:
-        """Make every chunk written so far durable, then say so in the journal."""
-        if self._file is None:
-            return
-        fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.sync() if not hasattr(os, "syncfs") else os.syncfs(fd)  # type: ignore[attr-defined]
-        finally:
-            os.close(fd)
-        self._file.write("sync\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._last_sync = time.monotonic()
+    def _sync(self) -> None:
+        """Make every chunk written before the last `checkpoint` line durable, then say so (in
+        a thread: a sync takes seconds, the pipeline goes on meanwhile)."""
+        sync_filesystem(self.path.parent)
+        self._append("synced", durable=True)
+
+    def _append(self, line: str, durable: bool = False) -> None:
+        assert self._file is not None
+        with self._lock:
+            self._file.write(line + "\n")
+            self._file.flush()
+            if durable:
+                os.fsync(self._file.fileno())
 
     def close(self) -> None:
+        if self._checkpoint is not None:
+            self._checkpoint.join()
         if self._file is not None:
-            self.checkpoint()
             self._file.close()
             self._file = None
+
+
+def sync_filesystem(path: Path) -> None:
+    """syncfs(2) on the filesystem holding `path` (Python has no os.syncfs); sync(2) elsewhere."""
+    syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+    if syncfs is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
+def finished(job: dict | None) -> bool:
+    """Whether a job record says its run finished with its chunks still there: a run ends
+    without a sync, so a restart of the machine since (a crash would lose unsynced chunks)
+    makes it unfinished, to be resumed from its journal's last synced checkpoint."""
+    return bool(job and job.get("complete") and job.get("boot", boot_id()) == boot_id())
 
 
 def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bool,
@@ -176,7 +217,7 @@ def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bo
         _remove_ours(store, scale_keys, old_info, step)
         return False
     if old is not None:
-        if old.get("complete"):
+        if finished(old):
             what = "conversion" if step == CONVERT else f"run of this step ({', '.join(scale_keys)})"
             raise OutputError(f"{store.url} already holds a finished {what}; "
                               "pass --overwrite to replace it")
@@ -184,6 +225,9 @@ def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bo
         if changed:
             raise OutputError(f"{store.url} holds an unfinished conversion of something else "
                               f"({changed}); pass --overwrite to start over")
+        if old.get("complete"):
+            log.warning("%s finished before the machine restarted and may not have reached the "
+                        "disk: redoing what was written after its last checkpoint", store.url)
         if not resume:
             raise UsageError(f"{store.url} holds an unfinished run of this conversion; "
                              "run without --no-resume to finish it, or pass --overwrite")
