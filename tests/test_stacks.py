@@ -105,13 +105,24 @@ def test_sections_sort_naturally_and_a_glob_and_list_file_work(tmp_path):
         assert list(read_all(tmp_path / name)[0, 0, :, 0]) == list(range(12))
 
 
-def test_rgb_sections_become_three_channels(tmp_path):
+@pytest.mark.parametrize("kind", ["png", "tiff", "planar tiff", "planar multi-page tiff"])
+def test_rgb_sections_become_three_channels(tmp_path, kind):
     rng = np.random.default_rng(3)
     stack = tmp_path / "rgb"
     stack.mkdir()
     images = [rng.integers(0, 255, (9, 11, 3), dtype=np.uint8) for _ in range(5)]
-    for k, image in enumerate(images):
-        imagecodecs.imwrite(stack / f"c{k}.png", image)
+    planar = {"planarconfig": "separate"} if "planar" in kind else {}
+    if "multi-page" in kind:
+        stack = stack / "rgb.tif"
+        with tifffile.TiffWriter(stack) as tif:
+            for image in images:
+                tif.write(np.moveaxis(image, 2, 0), photometric="rgb", **planar)
+    for k, image in enumerate(images if stack.is_dir() else []):
+        if kind == "png":
+            imagecodecs.imwrite(stack / f"c{k}.png", image)
+        else:  # samples stored pixel by pixel, or plane after plane
+            tifffile.imwrite(stack / f"c{k}.tif", np.moveaxis(image, 2, 0) if planar else image,
+                             photometric="rgb", **planar)
     streamconv.convert(stack, tmp_path / "out", workers=0, resolution="1um")
     expected = np.stack([image.transpose(1, 0, 2) for image in images], axis=2)  # x, y, z, c
     assert np.array_equal(read_all(tmp_path / "out"), expected)

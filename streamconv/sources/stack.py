@@ -164,10 +164,8 @@ def _probe_tiff(path: Path, page: int | None) -> Layout:
         size = path.stat().st_size
         if any(o + n > size for o, n in zip(p.dataoffsets, p.databytecounts)):
             raise DataError(f"{path}: file is truncated (image data runs past its end)")
-        shape = p.shape
-        channels = p.samplesperpixel
-        rows, columns = (shape[-3], shape[-2]) if channels > 1 and len(shape) >= 3 else shape[-2:]
-        return Layout(int(rows), int(columns), int(channels), np.dtype(p.dtype).name)
+        return Layout(int(p.imagelength), int(p.imagewidth), int(p.samplesperpixel),
+                      np.dtype(p.dtype).name)
 
 
 def _check_complete(path: Path) -> None:
@@ -198,7 +196,15 @@ def decode(s: Slice, out: np.ndarray | None = None) -> np.ndarray:
         if s.path.lower().endswith(_TIFF):  # type: ignore[union-attr]
             import tifffile
 
-            image = tifffile.imread(s.path, key=s.page or 0, out=out)
+            with tifffile.TiffFile(s.path) as tif:
+                page = tif.pages[s.page or 0]
+                if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1:
+                    # Samples stored plane after plane: (samples, rows, columns), to move.
+                    image = np.moveaxis(page.asarray(), 0, -1)
+                    if out is not None:
+                        out[...] = image.reshape(out.shape)
+                else:
+                    image = page.asarray(out=out)
         else:
             import imagecodecs
 
