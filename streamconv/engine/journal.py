@@ -163,8 +163,12 @@ class Journal:
     def _sync(self) -> None:
         """Make every chunk written before the last `checkpoint` line durable, then say so (in
         a thread: a sync takes seconds, the pipeline goes on meanwhile)."""
-        sync_filesystem(self.path.parent)
-        self._append("synced", durable=True)
+        try:
+            sync_filesystem(self.path.parent)
+            self._append("synced", durable=True)
+        except OSError as exc:  # this checkpoint does not count; the run goes on
+            log.warning("checkpoint: cannot sync %s (%s)", self.path.parent.parent,
+                        exc.strerror or exc)
 
     def _append(self, line: str, durable: bool = False) -> None:
         assert self._file is not None
