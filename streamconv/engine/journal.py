@@ -20,10 +20,10 @@ step-by-step commands in `.streamconv/<step>/` (e.g. `fullres`, `scales`); the l
 
 from __future__ import annotations
 
-import json
-import os
 import ctypes
+import json
 import logging
+import os
 import re
 import threading
 import time
