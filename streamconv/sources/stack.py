@@ -202,7 +202,7 @@ def decode(s: Slice, out: np.ndarray | None = None) -> np.ndarray:
                     # Samples stored plane after plane: (samples, rows, columns), to move.
                     image = np.moveaxis(page.asarray(), 0, -1)
                     if out is not None:
-                        out[...] = image.reshape(out.shape)
+                        out[...] = image
                 else:
                     image = page.asarray(out=out)
         else:
