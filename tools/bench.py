@@ -21,8 +21,8 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -130,7 +130,8 @@ def run_floor(work: Path, inputs: list[Path], reference: Path, durable: bool) ->
     return m
 
 
-def bench(name: str, work: Path, inputs: list[Path], streamconv_cmd, ngscripts_cmds, args) -> list[Measurement]:
+def bench(name: str, work: Path, inputs: list[Path], streamconv_cmd, ngscripts_cmds,
+          args: argparse.Namespace) -> list[Measurement]:
     ours = work / "out-streamconv"
     settle(inputs, ours)
     subprocess.run(streamconv_cmd(ours), check=True, capture_output=True)  # warm-up, and the sizes
