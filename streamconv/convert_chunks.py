@@ -7,19 +7,19 @@ from an info file already in the destination (made by `generate-scales-info --en
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 
 import numpy as np
 
-from .encodings import ChunkFormat, check_encoding, codec_for_scale, make_codec, stored_dtype
+from .encodings import ChunkFormat, compression, make_codec
 from .engine.executor import executor
 from .engine.plan import WORKER_BASE, default_budget, format_size, parse_size
 from .errors import UsageError
 from .geometry import Box
-from .reader import Volume, open_volume
+from .info import VolumeInfo
+from .reader import Volume, open_volume, read_info
 from .storage import Store, open_store
 
 
@@ -30,26 +30,20 @@ class Recoded:
     bytes_written: int
 
 
-def target_info(source: dict, destination: Store, encoding: str | None, copy_info: bool,
-                jpeg_quality: int, jpeg_plane: str, cseg_block_size: tuple[int, int, int]) -> dict:
+def target_info(source: VolumeInfo, destination: Store, encoding: str | None, copy_info: bool,
+                jpeg_quality: int, jpeg_plane: str,
+                cseg_block_size: tuple[int, int, int]) -> VolumeInfo:
     """The destination's info: the source's with each scale's encoding replaced."""
     if encoding is None and not copy_info:
-        existing = destination.read("info")
+        existing = read_info(destination)
         if existing is None:
             raise UsageError("give --encoding, or --copy-info, or create the destination's info first "
                              "(generate-scales-info --encoding)")
-        return json.loads(existing)
-    info = json.loads(json.dumps(source))
+        return existing
     if encoding is None:
-        return info
-    codec = make_codec(encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
-                       cseg_block_size=cseg_block_size)
-    info["data_type"] = stored_dtype(encoding, np.dtype(info["data_type"]), info["type"]).name
-    for scale in info["scales"]:
-        for member in ("encoding", "compressed_segmentation_block_size", "jpeg_quality", "png_level"):
-            scale.pop(member, None)
-        scale.update(codec.info())
-    return info
+        return source
+    return source.with_codec(make_codec(encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
+                                        cseg_block_size=cseg_block_size))
 
 
 def _recode(src: Volume, level: int, boxes: list[Box], dst: Store, key: str, fmt: ChunkFormat,
@@ -76,9 +70,9 @@ def convert_chunks(source: str | os.PathLike, destination: str | os.PathLike, *,
     src = open_volume(source)
     dst = open_store(destination)
     info = target_info(src.info, dst, encoding, copy_info, jpeg_quality, jpeg_plane, cseg_block_size)
-    if len(info["scales"]) != len(src.scales) or any(
-            a["size"] != b["size"] or a["chunk_sizes"] != b["chunk_sizes"]
-            for a, b in zip(info["scales"], src.info["scales"])):
+    if len(info.scales) != len(src.scales) or any(
+            (a.size, a.chunk_size) != (b.size, b.chunk_size)
+            for a, b in zip(info.geometry, src.scales)):
         raise UsageError("the destination's info does not have the source's scales and chunk sizes")
     workers = os.cpu_count() or 1 if workers is None else workers
     budget = default_budget() if memory is None else parse_size(memory)
@@ -87,25 +81,25 @@ def convert_chunks(source: str | os.PathLike, destination: str | os.PathLike, *,
     if need > budget:
         raise UsageError(f"--memory {format_size(budget)} is below the {format_size(need)} "
                          f"convert-chunks needs with {workers} workers")
-    for scale in info["scales"]:
-        check_encoding(scale["encoding"], np.dtype(info["data_type"]), info["num_channels"], info["type"])
+    for scale in info.scales:
+        type(scale.codec).check(info.dtype, info.num_channels, info.type)
     total = Recoded(0, 0, 0)
     in_flight = 4 * max(workers, 1)  # bounded queue: memory stays flat on any number of chunks
     with executor(workers) as pool:
         pending: set = set()
         for level, scale in enumerate(src.scales):
-            fmt = ChunkFormat(codec_for_scale(info["scales"][level]), gzip)
+            fmt = ChunkFormat(info.scales[level].codec, compression(gzip))
             gx, gy, gz = scale.grid
             for k in range(gz):
                 for j in range(gy):
                     boxes = [scale.chunk(i, j, k) for i in range(gx)]
                     while len(pending) >= in_flight:
                         total = _collect(pending, total)
-                    pending.add(pool.submit(_recode, src, level, boxes, dst, info["scales"][level]["key"],
-                                            fmt, info["data_type"]))
+                    pending.add(pool.submit(_recode, src, level, boxes, dst, info.geometry[level].key,
+                                            fmt, info.data_type))
         while pending:
             total = _collect(pending, total)
-    dst.write("info", json.dumps(info).encode())
+    dst.write("info", info.to_json())
     return total
 
 

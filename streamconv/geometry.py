@@ -16,6 +16,11 @@ def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def array_axis(axis: int) -> int:
+    """The axis of a (c, z, y, x) array that holds spatial axis `axis` (0 x, 1 y, 2 z)."""
+    return 3 - axis
+
+
 @dataclass(frozen=True)
 class Box:
     """A half-open box of voxels [start, stop) in (x, y, z)."""

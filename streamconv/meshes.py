@@ -17,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .encodings import gzip_compress
-from .engine.journal import STATE_DIR, Lock
+from .encodings import GZIP, compression
+from .engine.journal import Lock
 from .errors import DataError, UsageError
+from .info import VolumeInfo, check_key
+from .reader import read_info
 from .sources.base import one_line
-from .storage import LocalStore, Store, open_store
+from .storage import Store, open_store
 
 log = logging.getLogger("streamconv")
 
@@ -123,21 +125,26 @@ def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
     if "/" in name or name in ("", ".", "..", "info"):
         raise UsageError(f"--mesh-name {name!r} is not a valid file name")
     store = open_store(output)
-    with _locked(store):
+    lock = Lock(store)
+    lock.acquire()  # a running conversion rewrites the info at its end
+    try:
         info = _info(store)
         directory = mesh_dir or info.get("mesh", "mesh")
         if info.get("mesh", directory) != directory:
             raise UsageError(f"--mesh-dir {directory} differs from the info's mesh directory "
-                             f"{info['mesh']!r}")
-        if info.get("type") != "segmentation":
+                             f"{info.get('mesh')!r}")
+        _check_mesh_dir(directory)
+        if info.type != "segmentation":
             log.warning("the dataset's type is %r, not segmentation: Neuroglancer shows meshes "
-                        "of segmentations only", info.get("type"))
-        data = encode_fragment(vertices * NM_PER_MM, triangles)
-        key = f"{directory}/{name}.gz" if gzip else f"{directory}/{name}"
-        store.write(key, gzip_compress(data, compresslevel) if gzip else data)
+                        "of segmentations only", info.type)
+        step = compression(gzip, compresslevel)
+        key = step.key(f"{directory}/{name}")
+        store.write(key, step.encode(encode_fragment(vertices * NM_PER_MM, triangles)))
         store.write(f"{directory}/info", json.dumps(MESH_INFO).encode())
         if info.get("mesh") != directory:
-            store.write("info", json.dumps({**info, "mesh": directory}).encode(), durable=True)
+            store.write("info", info.with_member("mesh", directory).to_json(), durable=True)
+    finally:
+        lock.release()
     return key
 
 
@@ -146,16 +153,16 @@ def link_mesh_fragments(table: str | os.PathLike, output: str | os.PathLike, *,
     """Write the manifest of each label of a CSV (label, fragment, fragment...); returns how
     many. `colon_suffix=False` names them `<label>` for filesystems without colons."""
     store = open_store(output)
-    info = _info(store)
-    if "mesh" not in info:
+    directory = _info(store).get("mesh")
+    if directory is None:
         raise UsageError(f"{store.url}/info has no \"mesh\" directory: run mesh-to-precomputed first")
-    directory = info["mesh"]
+    _check_mesh_dir(directory)
     try:
         with open(table, newline="") as f:
             rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
     except OSError as exc:
         raise DataError(f"{table}: cannot read ({exc.strerror or exc})") from exc
-    present = {name.rsplit("/", 1)[-1].removesuffix(".gz") for name in store.list(directory)}
+    present = {name.rsplit("/", 1)[-1].removesuffix(GZIP.suffix) for name in store.list(directory)}
     manifests = {}
     for number, row in enumerate(rows, 1):
         try:
@@ -169,9 +176,13 @@ def link_mesh_fragments(table: str | os.PathLike, output: str | os.PathLike, *,
                                             or store.read(f"{directory}/{fragment}") is None):
                 log.warning("label %d: the fragment %s/%s does not exist", label, directory, fragment)
         manifests[f"{directory}/{label}:0" if colon_suffix else f"{directory}/{label}"] = fragments
-    with _locked(store):
+    lock = Lock(store)
+    lock.acquire()
+    try:
         for key, fragments in manifests.items():
             store.write(key, json.dumps({"fragments": fragments}, separators=(",", ":")).encode())
+    finally:
+        lock.release()
     return len(manifests)
 
 
@@ -183,27 +194,17 @@ def _stem(path: Path) -> str:
     return name
 
 
-def _info(store: Store) -> dict:
-    raw = store.read("info")
-    if raw is None:
+def _info(store: Store) -> VolumeInfo:
+    info = read_info(store)
+    if info is None:
         raise UsageError(f"{store.url}/info does not exist: create the dataset first "
                          "(convert, or generate-scales-info)")
+    return info
+
+
+def _check_mesh_dir(directory: object) -> None:
     try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise DataError(f"{store.url}/info: not JSON ({exc})") from exc
-
-
-class _locked:
-    """Hold the output's lock: a running conversion rewrites the info at its end."""
-
-    def __init__(self, store: Store) -> None:
-        if not isinstance(store, LocalStore):
-            raise UsageError("only local output directories are supported for now")
-        self.lock = Lock(store.root / STATE_DIR)
-
-    def __enter__(self) -> None:
-        self.lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
+        check_key(directory)
+    except ValueError:
+        raise UsageError(f"the mesh directory {directory!r} is not a relative path inside the "
+                         "dataset") from None

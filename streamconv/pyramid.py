@@ -7,20 +7,20 @@ added until the whole volume fits in one chunk.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Sequence
 
-import logging
-
 import numpy as np
 
-from .encodings import Codec, Jpeg, check_encoding, stored_dtype
+from .encodings import Codec
 from .errors import UsageError
 from .geometry import Scale, Vec3, ceil_div, format_key
+from .info import VOLUME_TYPES, VolumeInfo
 
 log = logging.getLogger("streamconv")
 
-VOLUME_TYPES = ("image", "segmentation")
+__all__ = ["VOLUME_TYPES", "check_chunk_size", "plan_scales", "plan_pyramid"]
 
 
 def check_chunk_size(chunk_size: int) -> None:
@@ -68,44 +68,19 @@ def _chunk_shape(level: int, delays: list[int], exponent: int) -> Vec3:
     return tuple(2 ** max(0, base + a) for a in aniso)  # type: ignore[return-value]
 
 
-def make_info(scales: Sequence[Scale], data_type: str, num_channels: int,
-              volume_type: str = "image", encoding: dict | None = None) -> dict:
-    """The `info` JSON of a pyramid; `encoding` holds the per-scale encoding members."""
-    if volume_type not in VOLUME_TYPES:
-        raise UsageError(f"--type must be one of {', '.join(VOLUME_TYPES)}, got {volume_type!r}")
-    if volume_type == "segmentation" and num_channels != 1:
-        raise UsageError(f"a segmentation must have one channel, the input has {num_channels}")
-    return {
-        "@type": "neuroglancer_multiscale_volume",
-        "type": volume_type,
-        "data_type": data_type,
-        "num_channels": num_channels,
-        "scales": [{**s.info(), **(encoding or {"encoding": "raw"})} for s in scales],
-    }
-
-
 def plan_pyramid(size: Sequence[int], resolution: Sequence[float], dtype: np.dtype,
                  num_channels: int, volume_type: str, chunk_size: int, max_scales: int | None,
-                 codec: Codec) -> tuple[list[Scale], dict]:
+                 codec: Codec) -> tuple[list[Scale], VolumeInfo]:
     """The scales and the info for data of `dtype`, checked against the encoding's rules: the
     one decision shared by `convert` and `generate-scales-info`."""
     dtype = np.dtype(dtype)
     if volume_type == "segmentation" and dtype.kind == "f":
         raise UsageError(f"a segmentation needs integer labels, the input holds {dtype}")
-    stored = stored_dtype(codec.name, dtype, volume_type)
+    stored = type(codec).stored_dtype(dtype, volume_type)
     if stored != dtype:
-        log.warning("%s labels are stored as %s for compressed_segmentation", dtype, stored)
-    check_encoding(codec.name, stored, num_channels, volume_type)
+        log.warning("%s labels are stored as %s for %s", dtype, stored, codec.name)
+    type(codec).check(stored, num_channels, volume_type)
     scales = plan_scales(size, resolution, chunk_size, max_scales)
-    if isinstance(codec, Jpeg):
-        check_jpeg_chunks(scales, codec.plane)
-    return scales, make_info(scales, stored.name, num_channels, volume_type, codec.info())
-
-
-def check_jpeg_chunks(scales: list[Scale], plane: str) -> None:
-    """A JPEG side is at most 65535 pixels: a chunk's image is (z*y, x), or (z, y*x) for xz."""
     for s in scales:
-        x, y, z = s.chunk_size
-        if max((z * y, x) if plane == "xy" else (z, y * x)) > 65535:
-            raise UsageError(f"chunks of {x}x{y}x{z} make JPEG images over 65535 pixels high; "
-                             "use a smaller --chunk-size")
+        codec.check_chunk_size(s.chunk_size)
+    return scales, VolumeInfo.build(scales, stored.name, num_channels, volume_type, codec)

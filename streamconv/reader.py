@@ -9,51 +9,50 @@ zeros, as in Neuroglancer and tensorstore.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from .encodings import codec_for_scale, gzip_decompress
+from .encodings import GZIP, NO_COMPRESSION
 from .errors import DataError
 from .geometry import Box, Scale
+from .info import VolumeInfo
 from .storage import Store, open_store
 
 
 @dataclass(frozen=True)
 class Volume:
-    """The `info` of a precomputed volume, and how to read its chunks."""
+    """A precomputed volume: its store, its `info`, and the scales a job works on (all of the
+    info's, or the first alone for the full-resolution step)."""
 
     store: Store
-    info: dict
+    info: VolumeInfo
     scales: list[Scale]
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(self.info["data_type"])
+        return self.info.dtype
 
     @property
     def num_channels(self) -> int:
-        return int(self.info["num_channels"])
+        return self.info.num_channels
 
     def encoding(self, level: int) -> str:
-        return self.info["scales"][level]["encoding"]
+        return self.info.scales[level].codec.name
 
     def chunk_bytes(self, level: int, box: Box) -> bytes | None:
         """The stored (decompressed) bytes of a chunk, or None when it is absent."""
         key = self.scales[level].key
         nested = "/".join(f"{a}-{b}" for a, b in zip(box.start, box.stop))
         for name in (f"{key}/{box.name}", f"{key}/{nested}"):
-            data = self.store.read(name)
-            if data is not None:
-                return data
-            data = self.store.read(name + ".gz")
-            if data is not None:
-                try:
-                    return gzip_decompress(data)
-                except DataError as exc:
-                    raise DataError(f"{self.store.url}/{name}.gz: {exc}") from exc
+            for compression in (NO_COMPRESSION, GZIP):
+                data = self.store.read(compression.key(name))
+                if data is not None:
+                    try:
+                        return compression.decode(data)
+                    except DataError as exc:
+                        raise DataError(f"{self.store.url}/{compression.key(name)}: {exc}") from exc
         return None
 
     def read_chunk(self, level: int, box: Box) -> np.ndarray | None:
@@ -64,7 +63,7 @@ class Volume:
         x, y, z = box.shape
         shape = (self.num_channels, z, y, x)
         try:
-            return codec_for_scale(self.info["scales"][level]).decode(data, shape, self.dtype)
+            return self.info.scales[level].codec.decode(data, shape, self.dtype)
         except DataError as exc:
             raise DataError(f"{self.store.url}/{self.scales[level].key}/{box.name}: {exc}") from exc
 
@@ -79,27 +78,16 @@ class Volume:
         return out
 
 
-def open_volume(url: str | os.PathLike) -> Volume:
-    """Open the precomputed volume at a local path."""
-    store = open_store(url)
+def read_info(store: Store) -> VolumeInfo | None:
+    """The store's info, parsed and checked; None when there is none."""
     raw = store.read("info")
-    if raw is None:
+    return None if raw is None else VolumeInfo.parse(raw, f"{store.url}/info")
+
+
+def open_volume(url: str | os.PathLike) -> Volume:
+    """Open the precomputed volume at a path or URL."""
+    store = open_store(url)
+    info = read_info(store)
+    if info is None:
         raise DataError(f"{store.url}: no info file, not a precomputed volume")
-    try:
-        info = json.loads(raw)
-        previous = None
-        scales = []
-        for s in info["scales"]:
-            resolution = tuple(float(r) for r in s["resolution"])
-            factor = (1, 1, 1) if previous is None else tuple(
-                max(1, round(r / p)) for r, p in zip(resolution, previous))
-            scales.append(Scale(s["key"], tuple(s["size"]), resolution, tuple(s["chunk_sizes"][0]),
-                                factor, tuple(s.get("voxel_offset", (0, 0, 0)))))  # type: ignore[arg-type]
-            previous = resolution
-        np.dtype(info["data_type"])
-        int(info["num_channels"])
-        if not scales or any(len(v) != 3 for s in scales for v in (s.size, s.resolution, s.chunk_size)):
-            raise ValueError("every scale needs three sizes, resolutions and chunk sizes")
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise DataError(f"{store.url}/info: not a valid precomputed info file ({exc})") from exc
-    return Volume(store, info, scales)
+    return Volume(store, info, info.geometry)

@@ -1,6 +1,8 @@
-"""Where chunk bytes go. A store maps keys (`/`-separated paths) to bytes.
+"""Where bytes go. A store maps keys (`/`-separated paths) to bytes.
 
-Local directories today; object stores and shard files plug in behind the same four calls.
+Chunks, the `info` and the state of a run (job record, journal, lock) all go through a store,
+so that another kind of store (object stores, shard files) carries a whole resumable run. A
+store declares what it can do (`Capabilities`); callers ask that instead of recognising a type.
 Stores are picklable so that worker processes write their own chunks.
 """
 
@@ -9,14 +11,28 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import ctypes
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
-from .errors import NoSpaceError, OutputError
+from .errors import NoSpaceError, OutputError, UsageError
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a store can do beyond reading."""
+
+    write: bool = False   # write and delete keys
+    list: bool = False    # list the keys below a prefix
+    lock: bool = False    # create a key only where none exists: one run per output
+    append: bool = False  # append to a key: the journal of a run
+    sync: bool = False    # make everything written so far durable: the journal's checkpoints
 
 
 class Store(Protocol):
     url: str
+    can: Capabilities
 
     def write(self, key: str, data: bytes | memoryview, durable: bool = False) -> None:
         """Store `data` under `key` atomically: a reader sees the old value or the new, never half.
@@ -32,9 +48,26 @@ class Store(Protocol):
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys directly below `prefix`."""
 
+    def create(self, key: str, data: bytes) -> bool:
+        """Store `data` under `key` unless the key exists (then False): the lock."""
+
+    def append(self, key: str, data: bytes, durable: bool = False) -> None:
+        """Append `data` to `key`, creating it: the journal."""
+
+    def sync(self) -> None:
+        """Make everything written to the store so far durable."""
+
+
+def require(store: Store, what: str, why: str) -> None:
+    """Refuse a store that cannot do `what` (a member of `Capabilities`), saying why it must."""
+    if not getattr(store.can, what):
+        raise UsageError(f"{store.url}: this location cannot {why}")
+
 
 class LocalStore:
     """A directory on a local filesystem; each write appears whole under its name or not at all."""
+
+    can = Capabilities(write=True, list=True, lock=True, append=True, sync=True)
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
@@ -122,6 +155,54 @@ class LocalStore:
             for name in sorted(os.listdir(base)):
                 yield f"{prefix.rstrip('/')}/{name}" if prefix else name
 
+    def create(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise _output_error(path, exc) from exc
+        try:
+            _write_all(fd, data, durable=False)
+        finally:
+            os.close(fd)
+        return True
+
+    def append(self, key: str, data: bytes, durable: bool = False) -> None:
+        path = self._path(key)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        try:
+            try:
+                fd = os.open(path, flags, 0o644)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, flags, 0o644)
+            try:
+                _write_all(fd, data, durable)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _output_error(path, exc) from exc
+
+    def sync(self) -> None:
+        """syncfs(2) on the filesystem of the root (Python has no os.syncfs); sync(2) elsewhere."""
+        syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+        if syncfs is None:
+            os.sync()
+            return
+        try:
+            fd = os.open(self.root, os.O_RDONLY)
+        except OSError as exc:
+            raise _output_error(self.root / "-", exc) from exc
+        try:
+            if syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise _output_error(self.root / "-", OSError(err, os.strerror(err)))
+        finally:
+            os.close(fd)
+
 
 _fds: dict[int, int] = {}
 
@@ -165,6 +246,8 @@ def _output_error(path: Path, exc: OSError) -> OutputError:
 class HttpStore:
     """A precomputed volume served over http(s), read only (convert-chunks, verify)."""
 
+    can = Capabilities()
+
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
 
@@ -183,13 +266,28 @@ class HttpStore:
             raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
 
     def write(self, key: str, data: bytes | memoryview, durable: bool = False) -> None:
-        raise OutputError(f"{self.url}: http locations are read only")
+        self._read_only()
 
     def delete(self, key: str) -> None:
-        raise OutputError(f"{self.url}: http locations are read only")
+        self._read_only()
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        self._read_only()
         return iter(())
+
+    def create(self, key: str, data: bytes) -> bool:
+        self._read_only()
+        return False
+
+    def append(self, key: str, data: bytes, durable: bool = False) -> None:
+        self._read_only()
+
+    def sync(self) -> None:
+        self._read_only()
+
+    def _read_only(self) -> None:
+        """Callers check `can` first; this is the guard behind that check."""
+        raise OutputError(f"{self.url}: http locations are read only")
 
 
 def open_store(url: str | os.PathLike) -> Store:

@@ -1,118 +1,84 @@
 """Chunk codecs: a (channel, z, y, x) array to the bytes of one chunk file, and back.
 
-Each codec is a small frozen value (picklable: workers get it with their task). `ChunkFormat`
-adds the optional gzip step and decides the file name (`<name>.gz` on local disk, the
-neuroglancer-scripts and cloud-volume convention).
+`CODECS` is the one registry of encodings: each codec class declares its name, the data it
+can store (`check`, `stored_dtype`) and how it is configured from the command line's options
+(`configure`) or from a scale of an `info` file (`from_info`). Everything that lists or picks
+encodings (the CLI's choices, `scale-stats`, the readers) goes through it.
+
+A codec value is small and frozen (picklable: workers get it with their task). `ChunkFormat`
+puts a codec and a bytes-to-bytes step (`GZIP`, or `NO_COMPRESSION`) together; the step also
+decides the file name suffix (`<name>.gz`, the neuroglancer-scripts and cloud-volume
+convention on local disk).
 """
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
-from ..errors import DataError, UsageError
+from .base import Codec, CodecOptions
+from .compression import (GZIP, NO_COMPRESSION, Compression, Gzip, compression, gzip_compress,
+                          gzip_decompress)
 from .images import Jpeg, Png
 from .raw import Raw
 from .segmentation import CompressedSegmentation
+from ..errors import DataError, UsageError
 
-ENCODINGS = ("raw", "jpeg", "png", "compressed_segmentation")
-
-
-class Codec(Protocol):
-    name: str
-
-    def encode(self, chunk: np.ndarray) -> bytes | memoryview:
-        """Bytes of one chunk file for `chunk`, shaped (channels, z, y, x)."""
-
-    def decode(self, data: bytes, shape: tuple[int, int, int, int], dtype: np.dtype) -> np.ndarray:
-        """The (channels, z, y, x) array of `shape` stored in `data`."""
-
-    def info(self) -> dict:
-        """The per-scale info members this encoding needs."""
+CODECS: dict[str, type[Codec]] = {c.name: c for c in (Raw, Jpeg, Png, CompressedSegmentation)}
+ENCODINGS = tuple(CODECS)
 
 
-def make_codec(name: str, *, jpeg_quality: int = 90, jpeg_plane: str = "xy",
-               cseg_block_size: tuple[int, int, int] = (8, 8, 8)) -> Codec:
-    if name == "raw":
-        return Raw()
-    if name == "jpeg":
-        if not 1 <= jpeg_quality <= 100 or jpeg_plane not in ("xy", "xz"):
-            raise UsageError("--jpeg-quality is 1 to 100 and --jpeg-plane xy or xz")
-        return Jpeg(jpeg_quality, jpeg_plane)
-    if name == "png":
-        return Png()
-    if name == "compressed_segmentation":
-        if len(cseg_block_size) != 3 or min(cseg_block_size) < 1:
-            raise UsageError(f"--cseg-block-size needs three positive numbers, got {cseg_block_size}")
-        return CompressedSegmentation(tuple(cseg_block_size))  # type: ignore[arg-type]
-    raise UsageError(f"--encoding must be one of {', '.join(ENCODINGS)}, got {name!r}")
+def codec_class(name: str) -> type[Codec]:
+    try:
+        return CODECS[name]
+    except KeyError:
+        raise UsageError(f"--encoding must be one of {', '.join(ENCODINGS)}, got {name!r}") from None
 
 
-def codec_for_scale(scale_info: dict) -> Codec:
-    """The codec that reads a scale, from its info members."""
-    name = scale_info.get("encoding", "raw")
-    if name not in ENCODINGS:
+def make_codec(name: str, **options: object) -> Codec:
+    """The codec `name` configured from command-line options (jpeg_quality, jpeg_plane,
+    cseg_block_size); options another codec takes are ignored."""
+    return codec_class(name).configure(CodecOptions(**options))  # type: ignore[arg-type]
+
+
+def codec_for_scale(members: dict) -> Codec:
+    """The codec that reads a scale, from its info members (`encoding` and its parameters)."""
+    name = members.get("encoding", "raw")
+    if name not in CODECS:
         raise DataError(f"encoding {name!r} is not supported (known: {', '.join(ENCODINGS)})")
-    block = tuple(scale_info.get("compressed_segmentation_block_size", (8, 8, 8)))
-    return make_codec(name, cseg_block_size=block)  # type: ignore[arg-type]
+    return CODECS[name].from_info(members)
 
 
 def stored_dtype(name: str, dtype: np.dtype, volume_type: str) -> np.dtype:
-    """The data type an encoding stores: compressed_segmentation widens 8/16-bit labels."""
-    if name == "compressed_segmentation" and volume_type == "segmentation" and dtype.kind == "u" \
-            and dtype.itemsize < 4:
-        return np.dtype("uint32")
-    return np.dtype(dtype)
+    """The data type an encoding stores (compressed_segmentation widens 8/16-bit labels)."""
+    return codec_class(name).stored_dtype(np.dtype(dtype), volume_type)
 
 
 def check_encoding(name: str, dtype: np.dtype, channels: int, volume_type: str) -> None:
     """Refuse, before any work, a combination that readers cannot read (format notes 1.3)."""
-    dt = np.dtype(dtype).name
-    if name == "jpeg" and (dt != "uint8" or channels not in (1, 3) or volume_type == "segmentation"):
-        raise UsageError(f"jpeg stores uint8 images of 1 or 3 channels, not {volume_type} {dt} "
-                         f"with {channels} channel(s)")
-    if name == "png" and (dt not in ("uint8", "uint16") or not 1 <= channels <= 4):
-        raise UsageError(f"png stores uint8 or uint16 with 1 to 4 channels, not {dt} with {channels}")
-    if name == "compressed_segmentation" and dt not in ("uint32", "uint64"):
-        raise UsageError(f"compressed_segmentation stores uint32 or uint64 labels, not {dt} "
-                         "(8 and 16-bit segmentations are widened to uint32)")
-
-
-def gzip_compress(data: bytes | memoryview, level: int = 6) -> bytes:
-    """RFC 1952 gzip (what readers expect), never a bare zlib stream; reproducible (mtime 0)."""
-    return gzip.compress(bytes(data), compresslevel=level, mtime=0)
-
-
-def gzip_decompress(data: bytes) -> bytes:
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"not gzip data ({exc})") from exc
+    codec_class(name).check(np.dtype(dtype), channels, volume_type)
 
 
 @dataclass(frozen=True)
 class ChunkFormat:
-    """How one scale's chunks are stored: the codec, and whether files are gzipped."""
+    """How one scale's chunks are stored: the codec, then a bytes-to-bytes compression step,
+    which also gives the file name its suffix."""
 
     codec: Codec
-    gzip: bool = False
-    level: int = 6  # gzip compression level
+    compression: Compression = NO_COMPRESSION
 
     def key(self, scale_key: str, name: str) -> str:
-        return f"{scale_key}/{name}.gz" if self.gzip else f"{scale_key}/{name}"
+        return self.compression.key(f"{scale_key}/{name}")
 
     def encode(self, chunk: np.ndarray) -> bytes | memoryview:
-        data = self.codec.encode(chunk)
-        return gzip_compress(data, self.level) if self.gzip else data
+        return self.compression.encode(self.codec.encode(chunk))
 
     def decode(self, data: bytes, shape: tuple[int, int, int, int], dtype: np.dtype) -> np.ndarray:
-        return self.codec.decode(gzip_decompress(data) if self.gzip else data, shape, dtype)
+        return self.codec.decode(self.compression.decode(data), shape, dtype)
 
 
-__all__ = ["Codec", "ChunkFormat", "ENCODINGS", "make_codec", "codec_for_scale", "stored_dtype",
+__all__ = ["Codec", "CodecOptions", "CODECS", "ENCODINGS", "ChunkFormat", "Compression", "Gzip", "GZIP",
+           "NO_COMPRESSION", "compression", "make_codec", "codec_class", "codec_for_scale", "stored_dtype",
            "check_encoding", "gzip_compress", "gzip_decompress", "Raw", "Jpeg", "Png",
            "CompressedSegmentation"]

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 import imagecodecs
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, UsageError
+from .base import CodecBase, CodecOptions
 
 JPEG_MAX_SIDE = 65535
+PLANES = ("xy", "xz")  # of a JPEG chunk's image (neuroglancer-scripts' --jpeg-plane)
 
 
 def _image(chunk: np.ndarray, plane: str = "xy") -> np.ndarray:
@@ -35,10 +37,29 @@ def _chunk(image: np.ndarray, shape: tuple[int, int, int, int], what: str) -> np
 
 
 @dataclass(frozen=True)
-class Jpeg:
+class Jpeg(CodecBase):
     quality: int = 90
     plane: str = "xy"
     name = "jpeg"
+
+    @classmethod
+    def check(cls, dtype: np.dtype, channels: int, volume_type: str) -> None:
+        if dtype != np.uint8 or channels not in (1, 3) or volume_type == "segmentation":
+            raise UsageError(f"jpeg stores uint8 images of 1 or 3 channels, not {volume_type} "
+                             f"{dtype.name} with {channels} channel(s)")
+
+    @classmethod
+    def configure(cls, options: CodecOptions) -> Jpeg:
+        if not 1 <= options.jpeg_quality <= 100 or options.jpeg_plane not in PLANES:
+            raise UsageError("--jpeg-quality is 1 to 100 and --jpeg-plane xy or xz")
+        return cls(options.jpeg_quality, options.jpeg_plane)
+
+    def check_chunk_size(self, chunk_size: tuple[int, int, int]) -> None:
+        """A JPEG side is at most 65535 pixels: a chunk's image is (z*y, x), or (z, y*x) for xz."""
+        x, y, z = chunk_size
+        if max((z * y, x) if self.plane == "xy" else (z, y * x)) > JPEG_MAX_SIDE:
+            raise UsageError(f"chunks of {x}x{y}x{z} make JPEG images over 65535 pixels high; "
+                             "use a smaller --chunk-size")
 
     def encode(self, chunk: np.ndarray) -> bytes:
         image = _image(chunk, self.plane)
@@ -54,14 +75,17 @@ class Jpeg:
             raise DataError(f"not a JPEG chunk ({exc})") from exc
         return _chunk(image, shape, "JPEG").astype(dtype, copy=False)
 
-    def info(self) -> dict:
-        return {"encoding": "jpeg"}
-
 
 @dataclass(frozen=True)
-class Png:
+class Png(CodecBase):
     level: int = 1  # fast zlib: most of PNG's gain on image data comes at the lowest levels
     name = "png"
+
+    @classmethod
+    def check(cls, dtype: np.dtype, channels: int, volume_type: str) -> None:
+        if dtype.name not in ("uint8", "uint16") or not 1 <= channels <= 4:
+            raise UsageError(f"png stores uint8 or uint16 with 1 to 4 channels, not {dtype.name} "
+                             f"with {channels}")
 
     def encode(self, chunk: np.ndarray) -> bytes:
         image = _image(chunk)
@@ -76,6 +100,3 @@ class Png:
         if image.dtype != np.dtype(dtype):
             raise DataError(f"PNG chunk holds {image.dtype}, the volume {np.dtype(dtype)}")
         return _chunk(image, shape, "PNG")
-
-    def info(self) -> dict:
-        return {"encoding": "png"}

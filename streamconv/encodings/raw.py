@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DataError
+from .base import CodecBase
 
 
 @dataclass(frozen=True)
-class Raw:
+class Raw(CodecBase):
     name = "raw"
 
     def encode(self, chunk: np.ndarray) -> memoryview:
@@ -22,6 +23,3 @@ class Raw:
         if len(data) != expected:
             raise DataError(f"raw chunk of {len(data)} bytes, expected {expected} for {shape[::-1]}")
         return np.frombuffer(data, np.dtype(dtype).newbyteorder("<")).reshape(shape).astype(dtype)
-
-    def info(self) -> dict:
-        return {"encoding": "raw"}

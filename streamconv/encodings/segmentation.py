@@ -13,13 +13,42 @@ from dataclasses import dataclass
 import compressed_segmentation as cseg
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, UsageError
+from .base import CodecBase, CodecOptions
 
 
 @dataclass(frozen=True)
-class CompressedSegmentation:
+class CompressedSegmentation(CodecBase):
     block_size: tuple[int, int, int] = (8, 8, 8)
     name = "compressed_segmentation"
+
+    @classmethod
+    def check(cls, dtype: np.dtype, channels: int, volume_type: str) -> None:
+        if dtype.name not in ("uint32", "uint64"):
+            raise UsageError(f"compressed_segmentation stores uint32 or uint64 labels, not "
+                             f"{dtype.name} (8 and 16-bit segmentations are widened to uint32)")
+
+    @classmethod
+    def stored_dtype(cls, dtype: np.dtype, volume_type: str) -> np.dtype:
+        """8 and 16-bit unsigned labels are widened to uint32, the narrowest type it stores."""
+        if volume_type == "segmentation" and dtype.kind == "u" and dtype.itemsize < 4:
+            return np.dtype("uint32")
+        return np.dtype(dtype)
+
+    @classmethod
+    def configure(cls, options: CodecOptions) -> CompressedSegmentation:
+        block = tuple(options.cseg_block_size)
+        if len(block) != 3 or min(block) < 1:
+            raise UsageError(f"--cseg-block-size needs three positive numbers, got {block}")
+        return cls((block[0], block[1], block[2]))
+
+    @classmethod
+    def from_info(cls, members: dict) -> CompressedSegmentation:
+        block = tuple(members.get("compressed_segmentation_block_size", (8, 8, 8)))
+        if len(block) != 3 or not all(isinstance(b, int) and b >= 1 for b in block):
+            raise DataError(f"compressed_segmentation_block_size {list(block)} is not three "
+                            "positive integers")
+        return cls((block[0], block[1], block[2]))
 
     def encode(self, chunk: np.ndarray) -> bytes:
         labels = chunk if chunk.dtype in (np.uint32, np.uint64) else chunk.astype(np.uint32)

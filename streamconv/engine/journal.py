@@ -20,7 +20,6 @@ step-by-step commands in `.streamconv/<step>/` (e.g. `fullres`, `scales`); the l
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -31,8 +30,9 @@ from pathlib import Path
 
 import psutil
 
-from ..errors import OutputError, UsageError
-from ..storage import Store
+from ..errors import DataError, OutputError, UsageError
+from ..info import VolumeInfo
+from ..storage import Store, require
 
 STATE_DIR = ".streamconv"
 CONVERT = "convert"  # the step that writes everything, info included
@@ -82,44 +82,41 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-class Lock:
-    """One run per output: an exclusive file, taken over when its owner is gone."""
+LOCK = f"{STATE_DIR}/lock"
 
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / "lock"
+
+class Lock:
+    """One run per output: a key created only where none exists, taken over when its owner is
+    gone (a process of this machine that no longer runs, or one of an earlier boot)."""
+
+    def __init__(self, store: Store) -> None:
+        require(store, "lock", "hold the lock that keeps a second run out; write to a local directory")
+        self.store = store
 
     def acquire(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{self.path.parent.parent}: cannot create the output "
-                              f"({exc.strerror or exc})") from exc
-        me = f"{os.getpid()} {boot_id()}"
+        me = f"{os.getpid()} {boot_id()}".encode()
         for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                owner = self.path.read_text().split() if self.path.exists() else []
-                if len(owner) == 2 and owner[1] == boot_id() and psutil.pid_exists(int(owner[0])):
-                    raise OutputError(f"{self.path.parent.parent} is being written by another run "
-                                      f"(pid {owner[0]}); wait for it or stop it") from None
-                self.path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
-            return
-        raise OutputError(f"cannot take the lock {self.path}")
+            if self.store.create(LOCK, me):
+                return
+            owner = (self.store.read(LOCK) or b"").decode(errors="replace").split()
+            if len(owner) == 2 and owner[1] == boot_id() and owner[0].isdigit() \
+                    and psutil.pid_exists(int(owner[0])):
+                raise OutputError(f"{self.store.url} is being written by another run "
+                                  f"(pid {owner[0]}); wait for it or stop it")
+            self.store.delete(LOCK)  # stale: its process is gone
+        raise OutputError(f"cannot take the lock {self.store.url}/{LOCK}")
 
     def release(self) -> None:
-        self.path.unlink(missing_ok=True)
+        self.store.delete(LOCK)
 
 
 class Journal:
     """Which slabs of which scales are complete, durable across killed processes."""
 
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / "journal"
-        self._file = None
+    def __init__(self, store: Store, step: str = CONVERT) -> None:
+        require(store, "append", "keep the journal of a resumable run")
+        self.store = store
+        self.key = f"{state_key(step)}/journal"
         self._lock = threading.Lock()  # the checkpoint thread appends too
         self._checkpoint: threading.Thread | None = None
         self._last_checkpoint = time.monotonic()
@@ -127,19 +124,20 @@ class Journal:
     def completed(self) -> set[tuple[int, int]]:
         """Slabs recorded complete; of a run on an earlier boot only those before its last
         synced checkpoint."""
-        if not self.path.exists():
+        data = self.store.read(self.key)
+        if data is None:
             return set()
         done: set[tuple[int, int]] = set()
         synced: set[tuple[int, int]] = set()
         marked: set[tuple[int, int]] = set()
         boot = None
-        for line in self.path.read_text().splitlines():
+        for line in data.decode(errors="replace").splitlines():
             parts = line.split()
             if parts[:1] == ["boot"] and len(parts) == 2:
                 if boot is not None and parts[1] != boot:  # the machine restarted in between
                     done = set(synced)
                 boot = parts[1]
-            elif parts[:1] == ["slab"] and len(parts) == 3:
+            elif parts[:1] == ["slab"] and len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
                 done.add((int(parts[1]), int(parts[2])))
             elif parts == ["checkpoint"]:
                 marked = set(done)
@@ -148,13 +146,13 @@ class Journal:
         return done if boot == boot_id() else synced
 
     def open(self) -> None:
-        self._file = open(self.path, "a")
         self._append(f"boot {boot_id()}")
 
     def record(self, level: int, index: int) -> None:
         self._append(f"slab {level} {index}")
         busy = self._checkpoint is not None and self._checkpoint.is_alive()
-        if time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS and not busy:
+        if self.store.can.sync and not busy \
+                and time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS:
             self._append("checkpoint")
             self._last_checkpoint = time.monotonic()
             self._checkpoint = threading.Thread(target=self._sync, name="checkpoint", daemon=True)
@@ -164,41 +162,18 @@ class Journal:
         """Make every chunk written before the last `checkpoint` line durable, then say so (in
         a thread: a sync takes seconds, the pipeline goes on meanwhile)."""
         try:
-            sync_filesystem(self.path.parent)
+            self.store.sync()
             self._append("synced", durable=True)
-        except OSError as exc:  # this checkpoint does not count; the run goes on
-            log.warning("checkpoint: cannot sync %s (%s)", self.path.parent.parent,
-                        exc.strerror or exc)
+        except OutputError as exc:  # this checkpoint does not count; the run goes on
+            log.warning("checkpoint: %s", exc)
 
     def _append(self, line: str, durable: bool = False) -> None:
-        assert self._file is not None
         with self._lock:
-            self._file.write(line + "\n")
-            self._file.flush()
-            if durable:
-                os.fsync(self._file.fileno())
+            self.store.append(self.key, (line + "\n").encode(), durable)
 
     def close(self) -> None:
         if self._checkpoint is not None:
             self._checkpoint.join()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-def sync_filesystem(path: Path) -> None:
-    """syncfs(2) on the filesystem holding `path` (Python has no os.syncfs); sync(2) elsewhere."""
-    syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
-    if syncfs is None:
-        os.sync()
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), str(path))
-    finally:
-        os.close(fd)
 
 
 def finished(job: dict | None) -> bool:
@@ -262,8 +237,8 @@ def _remove_ours(store: Store, scale_keys: list[str], old_info: bytes | None, st
     keys = set(scale_keys)
     if old_info is not None:
         try:
-            keys |= {s["key"] for s in json.loads(old_info).get("scales", [])}
-        except (ValueError, KeyError, TypeError, AttributeError):
+            keys |= {s.key for s in VolumeInfo.parse(old_info, "info").geometry}
+        except DataError:  # not ours to read: only the keys of this job are removed
             pass
     state = state_key(step)
     if step == CONVERT:  # everything: the info, and the records of every step

@@ -38,6 +38,10 @@ class Source(Protocol):
     def read(self, p0: int, p1: int, out: np.ndarray) -> None:
         """Fill `out`, a (channel, z, y, x) array, with planes [p0, p1) along `stream_axis`."""
 
+    def window(self, p0: int, p1: int) -> Source:
+        """A source that reads planes [p0, p1) at least: what a read task is sent, so keep it
+        small to pickle (most sources are, and return themselves)."""
+
     def fingerprint(self) -> dict:
         """What identifies this input, for the journal."""
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..geometry import Box, Vec3, ceil_div
 from ..reader import Volume
-from .base import MemoryOrder
+from .base import MemoryOrder, Source
 
 
 class PrecomputedSource:
@@ -32,8 +32,11 @@ class PrecomputedSource:
         region = self.volume.read(0, Box((0, 0, z0), (scale.size[0], scale.size[1], z1)))
         out[...] = region[:, p0 - z0:p1 - z0]
 
+    def window(self, p0: int, p1: int) -> Source:
+        return self
+
     def fingerprint(self) -> dict:
-        return {"precomputed": self.volume.store.url, "scale": self.volume.info["scales"][0]}
+        return {"precomputed": self.volume.store.url, "scale": self.volume.info.scales[0].to_dict()}
 
     def close(self) -> None:
         pass

@@ -3,6 +3,7 @@ when the info asks for another `data_type` or `--input-min/--input-max` are give
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -47,6 +48,11 @@ class Rescaled:
             np.rint(work, out=work)
             np.clip(work, lo, hi, out=work)
         np.copyto(out, work, casting="unsafe")
+
+    def window(self, p0: int, p1: int) -> Source:
+        part = copy.copy(self)
+        part.inner = self.inner.window(p0, p1)
+        return part
 
     def fingerprint(self) -> dict:
         return {**self.inner.fingerprint(), "as": self.dtype.name,

@@ -13,7 +13,7 @@ import numpy as np
 from .. import dtypes
 from ..errors import DataError
 from ..geometry import Vec3
-from .base import MemoryOrder, one_line
+from .base import MemoryOrder, Source, one_line
 
 _UNIT_NM = {"meter": Decimal(10) ** 9, "mm": Decimal(10) ** 6, "micron": Decimal(1000),
             "unknown": Decimal(10) ** 6}
@@ -49,14 +49,16 @@ class _RawLayout:
                   and self.disk_dtype == out.dtype)
         for c in range(1 if self.rgb else self.channels):
             start = self.offset + plane * (z0 + z * c)
-            if direct:
+            # Straight into the slab only where it is one run of memory: reshape would otherwise
+            # read into a copy and leave the slab untouched.
+            if direct and out[c].flags.c_contiguous:
                 self._read_into(c, start, memoryview(out[c].reshape(-1).view(np.uint8)))
                 continue
             raw = np.empty((z1 - z0, y, x), self.disk_dtype)
             self._read_into(c, start, memoryview(raw.reshape(-1).view(np.uint8)))
             if self.rgb:
-                for k in range(self.channels):
-                    out[k] = raw[self.disk_dtype.names[k]]
+                for k, name in enumerate(self.disk_dtype.names or ()):
+                    out[k] = raw[name]
             else:
                 dtypes.convert(raw, out[c], self.slope, self.inter)
 
@@ -208,6 +210,9 @@ class NibabelSource:
             raise DataError(f"{self.path}: cannot read planes {z0}-{z1} ({one_line(exc)})") from exc
         block = block.reshape(block.shape[:3] + (-1,))  # (x, y, z, c)
         dtypes.convert(block.transpose(3, 2, 1, 0), out, self._slope, self._inter)
+
+    def window(self, p0: int, p1: int) -> Source:
+        return self
 
     def fingerprint(self) -> dict:
         st = self.path.stat()
