@@ -81,8 +81,8 @@ def convert_chunks(source: str | os.PathLike, destination: str | os.PathLike, *,
     if need > budget:
         raise UsageError(f"--memory {format_size(budget)} is below the {format_size(need)} "
                          f"convert-chunks needs with {workers} workers")
-    for scale in info.scales:
-        type(scale.codec).check(info.dtype, info.num_channels, info.type)
+    for target in info.scales:
+        type(target.codec).check(info.dtype, info.num_channels, info.type)
     total = Recoded(0, 0, 0)
     in_flight = 4 * max(workers, 1)  # bounded queue: memory stays flat on any number of chunks
     with executor(workers) as pool:

@@ -7,9 +7,16 @@ Axes are always given as (x, y, z), as in the precomputed `info` file. In-memory
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator, TypeVar
 
 Vec3 = tuple[int, int, int]
+T = TypeVar("T")
+
+
+def triple(values: Iterable[T]) -> tuple[T, T, T]:
+    """Three values as a typed (x, y, z) tuple; ValueError for any other count."""
+    x, y, z = values
+    return x, y, z
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -30,7 +37,7 @@ class Box:
 
     @property
     def shape(self) -> Vec3:
-        return tuple(b - a for a, b in zip(self.start, self.stop))  # type: ignore[return-value]
+        return triple(b - a for a, b in zip(self.start, self.stop))
 
     @property
     def name(self) -> str:
@@ -39,8 +46,8 @@ class Box:
 
     def index(self, origin: Vec3 = (0, 0, 0)) -> tuple[slice, slice, slice, slice]:
         """Index that cuts this box out of a (c, z, y, x) array whose first voxel is `origin`."""
-        return (slice(None),) + tuple(slice(a - o, b - o) for a, b, o in
-                                      reversed(list(zip(self.start, self.stop, origin))))  # type: ignore[return-value]
+        x, y, z = (slice(a - o, b - o) for a, b, o in zip(self.start, self.stop, origin))
+        return slice(None), z, y, x
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ class Scale:
 
     @property
     def grid(self) -> Vec3:
-        return tuple(ceil_div(s, c) for s, c in zip(self.size, self.chunk_size))  # type: ignore[return-value]
+        return triple(ceil_div(s, c) for s, c in zip(self.size, self.chunk_size))
 
     @property
     def num_chunks(self) -> int:
@@ -69,10 +76,10 @@ class Scale:
 
     def chunk(self, gx: int, gy: int, gz: int) -> Box:
         """Grid cell (gx, gy, gz), clipped at the upper edge of the volume."""
-        start = tuple(o + g * c for o, g, c in zip(self.voxel_offset, (gx, gy, gz), self.chunk_size))
-        stop = tuple(min(a + c, o + s) for a, c, o, s in
-                     zip(start, self.chunk_size, self.voxel_offset, self.size))
-        return Box(start, stop)  # type: ignore[arg-type]
+        start = triple(o + g * c for o, g, c in zip(self.voxel_offset, (gx, gy, gz), self.chunk_size))
+        stop = triple(min(a + c, o + s) for a, c, o, s in
+                      zip(start, self.chunk_size, self.voxel_offset, self.size))
+        return Box(start, stop)
 
     def chunks_in(self, start: Vec3, stop: Vec3) -> Iterator[Box]:
         """Chunks whose extent lies within the chunk-aligned region [start, stop)."""
@@ -126,4 +133,4 @@ def parse_resolution(text: str) -> tuple[float, float, float]:
         values.append(value)
     if len(values) != 3:
         raise UsageError(f"the resolution {text!r} needs one value or three (X,Y,Z)")
-    return tuple(values)  # type: ignore[return-value]
+    return triple(values)

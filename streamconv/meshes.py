@@ -14,6 +14,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def read_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         if path.name.lower().endswith((".gii", ".gii.gz")):
             import nibabel
 
-            image = nibabel.load(str(path))
+            image: Any = nibabel.load(str(path))
             points = [a.data for a in image.get_arrays_from_intent("NIFTI_INTENT_POINTSET")]
             faces = [a.data for a in image.get_arrays_from_intent("NIFTI_INTENT_TRIANGLE")]
             if len(points) != 1 or len(faces) != 1:

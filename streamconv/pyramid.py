@@ -15,7 +15,7 @@ import numpy as np
 
 from .encodings import Codec
 from .errors import UsageError
-from .geometry import Scale, Vec3, ceil_div, format_key
+from .geometry import Scale, Vec3, ceil_div, format_key, triple
 from .info import VOLUME_TYPES, VolumeInfo
 
 log = logging.getLogger("streamconv")
@@ -45,8 +45,7 @@ def plan_scales(size: Sequence[int], resolution: Sequence[float], chunk_size: in
     level = 0
     while True:
         chunk = _chunk_shape(level, delays, exponent)
-        scales.append(Scale(format_key(tuple(res)), tuple(sizes), tuple(res),  # type: ignore[arg-type]
-                            chunk, tuple(factors)))  # type: ignore[arg-type]
+        scales.append(Scale(format_key(triple(res)), triple(sizes), triple(res), chunk, triple(factors)))
         fits = all(s <= c for s, c in zip(sizes, chunk))
         if fits or len(scales) == max_scales:
             return scales
@@ -65,7 +64,7 @@ def _chunk_shape(level: int, delays: list[int], exponent: int) -> Vec3:
         reduce_by = ceil_div(excess, sum(1 for a in aniso if a))
         aniso = [max(a - reduce_by, 0) for a in aniso]
     base = exponent - (sum(aniso) + 1) // 3
-    return tuple(2 ** max(0, base + a) for a in aniso)  # type: ignore[return-value]
+    return triple(2 ** max(0, base + a) for a in aniso)
 
 
 def plan_pyramid(size: Sequence[int], resolution: Sequence[float], dtype: np.dtype,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
+from .encodings.base import Encoded
 from .errors import NoSpaceError, OutputError, UsageError
 
 
@@ -34,7 +35,7 @@ class Store(Protocol):
     url: str
     can: Capabilities
 
-    def write(self, key: str, data: bytes | memoryview, durable: bool = False) -> None:
+    def write(self, key: str, data: Encoded, durable: bool = False) -> None:
         """Store `data` under `key` atomically: a reader sees the old value or the new, never half.
         `durable`: on disk before this returns, even across a power loss (for info and job
         records; chunks are made durable in batches by the journal)."""
@@ -77,7 +78,7 @@ class LocalStore:
     def _path(self, key: str) -> Path:
         return self.root / key
 
-    def write(self, key: str, data: bytes | memoryview, durable: bool = False) -> None:
+    def write(self, key: str, data: Encoded, durable: bool = False) -> None:
         path = self._path(key)
         try:
             try:
@@ -90,11 +91,11 @@ class LocalStore:
         except OSError as exc:
             raise _output_error(path, exc) from exc
 
-    def _write_atomic(self, path: Path, data: bytes | memoryview, durable: bool) -> None:
+    def _write_atomic(self, path: Path, data: Encoded, durable: bool) -> None:
         if not self._write_unnamed(path, data, durable):
             self._write_renamed(path, data, durable)
 
-    def _write_unnamed(self, path: Path, data: bytes | memoryview, durable: bool) -> bool:
+    def _write_unnamed(self, path: Path, data: Encoded, durable: bool) -> bool:
         """Write an unnamed file (O_TMPFILE) and link it in: one directory operation instead of
         create + rename, and a killed writer leaves nothing behind. False where the filesystem or
         platform cannot, or when the name exists (a rewrite on resume): then rename over it."""
@@ -121,7 +122,7 @@ class LocalStore:
             os.close(fd)
         return True
 
-    def _write_renamed(self, path: Path, data: bytes | memoryview, durable: bool) -> None:
+    def _write_renamed(self, path: Path, data: Encoded, durable: bool) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -218,7 +219,7 @@ def _own_fds() -> int:
     return _fds[pid]
 
 
-def _write_all(fd: int, data: bytes | memoryview, durable: bool) -> None:
+def _write_all(fd: int, data: Encoded, durable: bool) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -265,7 +266,7 @@ class HttpStore:
         except (urllib.error.URLError, OSError) as exc:
             raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
 
-    def write(self, key: str, data: bytes | memoryview, durable: bool = False) -> None:
+    def write(self, key: str, data: Encoded, durable: bool = False) -> None:
         self._read_only()
 
     def delete(self, key: str) -> None:

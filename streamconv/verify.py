@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import StreamconvError
-from .geometry import Box, parse_resolution
+from .geometry import Box, parse_resolution, triple
 from .reader import open_volume
 from .sources import open_source
 
@@ -69,7 +69,7 @@ def _compare_scale0(source, volume, report: VerifyReport, min_psnr: float) -> No
         p1 = min(p0 + step, scale.size[axis])
         start, stop = list(scale.voxel_offset), [o + s for o, s in zip(scale.voxel_offset, scale.size)]
         start[axis], stop[axis] = start[axis] + p0, start[axis] + p1
-        region = Box(tuple(start), tuple(stop))  # type: ignore[arg-type]
+        region = Box(triple(start), triple(stop))
         x, y, z = region.shape
         expected = np.empty((source.num_channels, z, y, x), source.dtype)
         source.read(p0, p1, expected)

@@ -14,10 +14,11 @@ convention on local disk).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .base import Codec, CodecOptions
+from .base import Codec, CodecOptions, Encoded
 from .compression import (GZIP, NO_COMPRESSION, Compression, Gzip, compression, gzip_compress,
                           gzip_decompress)
 from .images import Jpeg, Png
@@ -36,10 +37,10 @@ def codec_class(name: str) -> type[Codec]:
         raise UsageError(f"--encoding must be one of {', '.join(ENCODINGS)}, got {name!r}") from None
 
 
-def make_codec(name: str, **options: object) -> Codec:
+def make_codec(name: str, **options: Any) -> Codec:
     """The codec `name` configured from command-line options (jpeg_quality, jpeg_plane,
     cseg_block_size); options another codec takes are ignored."""
-    return codec_class(name).configure(CodecOptions(**options))  # type: ignore[arg-type]
+    return codec_class(name).configure(CodecOptions(**options))
 
 
 def codec_for_scale(members: dict) -> Codec:
@@ -71,14 +72,14 @@ class ChunkFormat:
     def key(self, scale_key: str, name: str) -> str:
         return self.compression.key(f"{scale_key}/{name}")
 
-    def encode(self, chunk: np.ndarray) -> bytes | memoryview:
+    def encode(self, chunk: np.ndarray) -> Encoded:
         return self.compression.encode(self.codec.encode(chunk))
 
     def decode(self, data: bytes, shape: tuple[int, int, int, int], dtype: np.dtype) -> np.ndarray:
         return self.codec.decode(self.compression.decode(data), shape, dtype)
 
 
-__all__ = ["Codec", "CodecOptions", "CODECS", "ENCODINGS", "ChunkFormat", "Compression", "Gzip", "GZIP",
+__all__ = ["Codec", "CodecOptions", "Encoded", "CODECS", "ENCODINGS", "ChunkFormat", "Compression", "Gzip", "GZIP",
            "NO_COMPRESSION", "compression", "make_codec", "codec_class", "codec_for_scale", "stored_dtype",
            "check_encoding", "gzip_compress", "gzip_decompress", "Raw", "Jpeg", "Png",
            "CompressedSegmentation"]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, TypeVar
 
 import numpy as np
+
+Encoded = bytes | bytearray | memoryview  # what codecs and compression steps hand back
+C = TypeVar("C", bound="CodecBase")
 
 
 @dataclass(frozen=True)
@@ -20,7 +23,7 @@ class CodecOptions:
 class Codec(Protocol):
     name: ClassVar[str]
 
-    def encode(self, chunk: np.ndarray) -> bytes | memoryview:
+    def encode(self, chunk: np.ndarray) -> Encoded:
         """Bytes of one chunk file for `chunk`, shaped (channels, z, y, x)."""
 
     def decode(self, data: bytes, shape: tuple[int, int, int, int], dtype: np.dtype) -> np.ndarray:
@@ -69,9 +72,9 @@ class CodecBase:
         return np.dtype(dtype)
 
     @classmethod
-    def configure(cls, options: CodecOptions) -> Codec:
-        return cls()  # type: ignore[return-value]
+    def configure(cls: type[C], options: CodecOptions) -> C:
+        return cls()
 
     @classmethod
-    def from_info(cls, members: dict) -> Codec:
-        return cls()  # type: ignore[return-value]
+    def from_info(cls: type[C], members: dict) -> C:
+        return cls()

@@ -7,9 +7,10 @@ import zlib
 from dataclasses import dataclass
 
 from ..errors import DataError
+from .base import Encoded
 
 
-def gzip_compress(data: bytes | memoryview, level: int = 6) -> bytes:
+def gzip_compress(data: Encoded, level: int = 6) -> bytes:
     """RFC 1952 gzip (what readers expect), never a bare zlib stream; reproducible (mtime 0)."""
     return gzip.compress(bytes(data), compresslevel=level, mtime=0)
 
@@ -28,7 +29,7 @@ class NoCompression:
     def key(self, key: str) -> str:
         return key
 
-    def encode(self, data: bytes | memoryview) -> bytes | memoryview:
+    def encode(self, data: Encoded) -> Encoded:
         return data
 
     def decode(self, data: bytes) -> bytes:
@@ -46,7 +47,7 @@ class Gzip:
     def key(self, key: str) -> str:
         return key + self.suffix
 
-    def encode(self, data: bytes | memoryview) -> bytes:
+    def encode(self, data: Encoded) -> bytes:
         return gzip_compress(data, self.level)
 
     def decode(self, data: bytes) -> bytes:

@@ -11,7 +11,7 @@ import imagecodecs
 import numpy as np
 
 from ..errors import DataError, UsageError
-from .base import CodecBase, CodecOptions
+from .base import CodecBase, CodecOptions, Encoded
 
 JPEG_MAX_SIDE = 65535
 PLANES = ("xy", "xz")  # of a JPEG chunk's image (neuroglancer-scripts' --jpeg-plane)
@@ -61,7 +61,7 @@ class Jpeg(CodecBase):
             raise UsageError(f"chunks of {x}x{y}x{z} make JPEG images over 65535 pixels high; "
                              "use a smaller --chunk-size")
 
-    def encode(self, chunk: np.ndarray) -> bytes:
+    def encode(self, chunk: np.ndarray) -> Encoded:
         image = _image(chunk, self.plane)
         if max(image.shape[:2]) > JPEG_MAX_SIDE:
             raise DataError(f"a {image.shape[1]}x{image.shape[0]} JPEG is over the 65535 limit; "
@@ -87,7 +87,7 @@ class Png(CodecBase):
             raise UsageError(f"png stores uint8 or uint16 with 1 to 4 channels, not {dtype.name} "
                              f"with {channels}")
 
-    def encode(self, chunk: np.ndarray) -> bytes:
+    def encode(self, chunk: np.ndarray) -> Encoded:
         image = _image(chunk)
         # imagecodecs underestimates the room that incompressible small images need.
         return imagecodecs.png_encode(image, level=self.level, out=2 * image.nbytes + 4096)

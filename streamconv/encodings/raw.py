@@ -16,7 +16,7 @@ class Raw(CodecBase):
 
     def encode(self, chunk: np.ndarray) -> memoryview:
         # The C-order bytes of (c, z, y, x); one copy, whose buffer is written as it is.
-        return memoryview(np.ascontiguousarray(chunk, dtype=chunk.dtype.newbyteorder("<"))).cast("B")
+        return np.ascontiguousarray(chunk, dtype=chunk.dtype.newbyteorder("<")).data.cast("B")
 
     def decode(self, data: bytes, shape: tuple[int, int, int, int], dtype: np.dtype) -> np.ndarray:
         expected = int(np.prod(shape)) * np.dtype(dtype).itemsize

@@ -61,7 +61,8 @@ class SlabBuffer:
             os.ftruncate(fd, max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1))
         finally:
             os.close(fd)
-        self.ref = SlabRef(path, tuple(shape), np.dtype(dtype).str, order)  # type: ignore[arg-type]
+        c, z, y, x = shape
+        self.ref = SlabRef(path, (c, z, y, x), np.dtype(dtype).str, order)
 
     def close(self) -> None:
         Path(self.ref.path).unlink(missing_ok=True)

@@ -15,7 +15,7 @@ import numpy as np
 import psutil
 
 from ..errors import UsageError
-from ..geometry import Scale, ceil_div
+from ..geometry import Scale, ceil_div, triple
 
 MiB = 1 << 20
 WORKER_BASE = 48 * MiB       # a forked worker with numpy and the task code loaded
@@ -70,7 +70,7 @@ class Plan:
         """(x, y, z) extent of a slab buffer of a scale."""
         shape = list(scale.size)
         shape[self.stream_axis] = self.slab_planes[level]
-        return tuple(shape)  # type: ignore[return-value]
+        return triple(shape)
 
     def describe(self, scales: list[Scale]) -> str:
         axis = "xyz"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UsageError
+from ..geometry import triple
 
 _AXIS = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}
 
@@ -25,10 +26,10 @@ class Orientation:
         if len(code) != 3 or any(c not in _AXIS for c in code) or len({_AXIS[c] for c in code}) != 3:
             raise UsageError(f"--input-orientation {code!r} is not a code like RAS, RIA or LPI "
                              "(one of R/L, A/P, S/I for each of column, row, slice)")
-        return cls(tuple(_AXIS[c] for c in code), tuple(c in "LPI" for c in code))  # type: ignore[arg-type]
+        return cls(triple(_AXIS[c] for c in code), triple(c in "LPI" for c in code))
 
     def output_shape(self, columns: int, rows: int, slices: int) -> tuple[int, int, int]:
         shape = [0, 0, 0]
         for axis, n in zip(self.axes, (columns, rows, slices)):
             shape[axis] = n
-        return tuple(shape)  # type: ignore[return-value]
+        return triple(shape)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import DataError, UsageError
-from ..geometry import LENGTH_NM, Vec3, array_axis
+from ..geometry import LENGTH_NM, Vec3, array_axis, triple
 from .base import MemoryOrder, one_line
 from .orientation import Orientation
 
@@ -38,6 +38,13 @@ class Slice:
 
     path: str | None
     page: int | None = None
+
+    @property
+    def file(self) -> str:
+        """The file of a section that is not a gap."""
+        if self.path is None:
+            raise DataError("a missing section has no file")
+        return self.path
 
     @property
     def name(self) -> str:
@@ -85,9 +92,9 @@ def list_slices(spec: str, fill_missing: bool) -> list[Slice]:
         origin = str(path)
     else:
         files = [Path(p) for p in glob.glob(spec) if Path(p).is_file()]
-        origin = f"pattern {spec!r}" if any(c in spec for c in "*?[") else None
-        if origin is None:
+        if not any(c in spec for c in "*?["):
             raise DataError(f"{spec}: no such file or directory")
+        origin = f"pattern {spec!r}"
     if not files:
         _empty(origin)
     files.sort(key=lambda p: natural_key(p.name))
@@ -111,9 +118,10 @@ def _tiff_pages(path: Path) -> list[Slice]:
 
 def _with_gaps(files: list[Path], fill_missing: bool) -> list[Slice]:
     """Sections in order; numbered names with a hole in their sequence are missing sections."""
-    numbered = [re.fullmatch(r"(.*?)(\d+)(\D*)", p.name) for p in files]
+    matches = [re.fullmatch(r"(.*?)(\d+)(\D*)", p.name) for p in files]
+    numbered = [m for m in matches if m is not None]
     slices = [Slice(str(p)) for p in files]
-    if len(files) < 2 or not all(numbered) or len({(m.group(1), m.group(3)) for m in numbered}) != 1:
+    if len(files) < 2 or len(numbered) < len(files) or len({(m.group(1), m.group(3)) for m in numbered}) != 1:
         return slices
     numbers = [int(m.group(2)) for m in numbered]
     step = 0
@@ -136,7 +144,7 @@ def _with_gaps(files: list[Path], fill_missing: bool) -> list[Slice]:
 
 def probe(s: Slice) -> Layout:
     """Shape, type and channels from the header, after a check that the file is complete."""
-    path = Path(s.path)  # type: ignore[arg-type]
+    path = Path(s.file)
     if not path.is_file():
         raise DataError(f"{s.name}: section file is missing")
     try:
@@ -194,10 +202,10 @@ def decode(s: Slice, out: np.ndarray | None = None) -> np.ndarray:
     """The pixels of a section as (rows, columns, channels); into `out` (the decoder's own
     shape and type, C-contiguous) when given."""
     try:
-        if s.path.lower().endswith(_TIFF):  # type: ignore[union-attr]
+        if s.file.lower().endswith(_TIFF):
             import tifffile
 
-            with tifffile.TiffFile(s.path) as tif:
+            with tifffile.TiffFile(s.file) as tif:
                 page = tif.pages[s.page or 0]
                 if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1:
                     # Samples stored plane after plane: (samples, rows, columns), to move.
@@ -209,7 +217,7 @@ def decode(s: Slice, out: np.ndarray | None = None) -> np.ndarray:
         else:
             import imagecodecs
 
-            image = imagecodecs.imread(s.path, out=out)
+            image = imagecodecs.imread(s.file, out=out)
     except Exception as exc:  # decoders raise many kinds for a damaged file
         raise DataError(f"{s.name}: cannot decode the image ({one_line(exc)})") from exc
     return image.reshape(image.shape[:2] + (-1,))
@@ -252,11 +260,11 @@ class SliceStack:
     def _tiff_resolution(self) -> tuple[float, float, float] | None:
         """Voxel size from the first TIFF's tags: pixel sizes, and ImageJ's slice spacing."""
         first = next(s for s in self.slices if s.path is not None)
-        if not first.path.lower().endswith(_TIFF):  # type: ignore[union-attr]
+        if not first.file.lower().endswith(_TIFF):
             return None
         import tifffile
 
-        with tifffile.TiffFile(first.path) as tif:
+        with tifffile.TiffFile(first.file) as tif:
             tags = tif.pages[0].tags
             meta = tif.imagej_metadata or {}
             unit_tag = tags.get("ResolutionUnit")
@@ -276,7 +284,7 @@ class SliceStack:
         resolution = [0.0, 0.0, 0.0]
         for axis, size in zip(self.orientation.axes, sizes):
             resolution[axis] = size
-        return tuple(resolution)  # type: ignore[return-value]
+        return triple(resolution)
 
     def _validate(self) -> Layout:
         """Probe every section; a bad one ends the run now, or is filled with --fill-missing."""
@@ -333,7 +341,7 @@ class SliceStack:
             dtypes.convert(image, as_file)
 
     def fingerprint(self) -> dict:
-        files = []
+        files: list[list | None] = []
         for s in self.slices:
             if s.path is None:
                 files.append(None)

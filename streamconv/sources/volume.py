@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from typing import Any
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -52,10 +53,10 @@ class _RawLayout:
             # Straight into the slab only where it is one run of memory: reshape would otherwise
             # read into a copy and leave the slab untouched.
             if direct and out[c].flags.c_contiguous:
-                self._read_into(c, start, memoryview(out[c].reshape(-1).view(np.uint8)))
+                self._read_into(c, start, out[c].reshape(-1).view(np.uint8).data)
                 continue
             raw = np.empty((z1 - z0, y, x), self.disk_dtype)
-            self._read_into(c, start, memoryview(raw.reshape(-1).view(np.uint8)))
+            self._read_into(c, start, raw.reshape(-1).view(np.uint8).data)
             if self.rgb:
                 for k, name in enumerate(self.disk_dtype.names or ()):
                     out[k] = raw[name]
@@ -83,7 +84,7 @@ class _RawLayout:
             handle = self._handles[channel] = ImageOpener(self.path, "rb")
         try:
             handle.seek(start)
-            n = handle.readinto(buf)
+            n = handle.readinto(buf) or 0
             if n == len(buf) and self._ends_data(channel, start + n):
                 while handle.read(1 << 20):  # to the end, where gzip checks its CRC
                     pass
@@ -121,21 +122,22 @@ class NibabelSource:
         if not self.path.is_file():
             raise DataError(f"{self.path}: no such file")
         try:
-            self._img = nibabel.load(str(self.path))
+            img: Any = nibabel.load(str(self.path))  # the image class of the file's format
         except Exception as exc:  # nibabel raises many kinds for a file it cannot read
             raise DataError(f"{self.path}: not a volume nibabel can read ({one_line(exc)})") from exc
-        img = self._img
+        self._img = img
         shape = tuple(int(s) for s in img.shape)
         extra = [s for s in shape[3:] if s != 1]
         if len(shape) < 3 or len(extra) > 1:
             raise DataError(f"{self.path}: expected a 3-D volume or a 4-D volume of channels, "
                             f"got shape {shape}")
-        self.shape: Vec3 = shape[:3]  # type: ignore[assignment]
+        self.shape: Vec3 = (shape[0], shape[1], shape[2])
         if min(self.shape) < 1:
             raise DataError(f"{self.path}: a zero-size axis in shape {shape}")
         disk_dtype = np.dtype(img.get_data_dtype())
-        rgb = disk_dtype.names is not None
-        self.num_channels = len(disk_dtype.names) if rgb else (extra[0] if extra else 1)
+        fields: tuple[str, ...] = disk_dtype.names or ()  # an RGB voxel type: one field per channel
+        rgb = bool(fields)
+        self.num_channels = len(fields) if rgb else (extra[0] if extra else 1)
 
         proxy = img.dataobj
         slope, inter = 1.0, 0.0
@@ -146,7 +148,7 @@ class NibabelSource:
             inter = 0.0 if not np.isfinite(inter) else inter
         self._slope, self._inter = slope, inter
         if rgb:
-            in_dtype = np.dtype(disk_dtype[0])
+            in_dtype = np.dtype(disk_dtype[fields[0]])
         elif slope != 1.0 or inter != 0.0:
             in_dtype = np.dtype(np.float64)
         elif _is_plain(proxy):
@@ -168,7 +170,7 @@ class NibabelSource:
             self._raw = _RawLayout(str(file_like), int(proxy.offset), disk_dtype, self.shape,
                                    self.num_channels, rgb, slope, inter, self.dtype, compressed)
         self.parallel_reads = self._raw is not None and not self._raw.compressed
-        if self.parallel_reads:  # a short plain file is found now, before anything is written
+        if self._raw is not None and self.parallel_reads:  # a short plain file is found now
             need = self._raw.offset + int(np.prod(self.shape)) * self.num_channels * (
                 disk_dtype.itemsize // (self.num_channels if rgb else 1))
             have = os.path.getsize(self._raw.path)
@@ -184,19 +186,19 @@ class NibabelSource:
             unit = header.get_xyzt_units()[0] or "unknown"
         factor = _UNIT_NM.get(unit, _UNIT_NM["mm"])
         # Go through the shortest decimal of the stored float32 so that 2.2 mm is 2200000 nm.
-        res = tuple(float(abs(Decimal(str(np.float32(z)))) * factor) for z in zooms)
-        if min(res) <= 0 or not all(np.isfinite(res)):
+        x, y, z = (float(abs(Decimal(str(np.float32(v)))) * factor) for v in zooms)
+        if min(x, y, z) <= 0 or not all(np.isfinite((x, y, z))):
             raise DataError(f"{self.path}: voxel sizes {tuple(zooms)} are not positive")
-        return res  # type: ignore[return-value]
+        return x, y, z
 
     def _value_range(self) -> tuple[int, int]:
-        lo, hi = None, None
+        lows, highs = [], []
         z = self.shape[2]
         for z0 in range(0, z, 16):
             block = np.asarray(self._img.dataobj[:, :, z0:min(z0 + 16, z)])
-            lo = block.min() if lo is None else min(lo, block.min())
-            hi = block.max() if hi is None else max(hi, block.max())
-        return int(lo), int(hi)
+            lows.append(int(block.min()))
+            highs.append(int(block.max()))
+        return min(lows), max(highs)
 
     def read(self, z0: int, z1: int, out: np.ndarray) -> None:
         try:
