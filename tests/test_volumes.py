@@ -111,7 +111,7 @@ def test_label_volumes_use_majority_at_every_scale(tmp_path, dtype, high):
 def test_cli_and_api_write_the_same_bytes_and_verify_passes(tmp_path):
     from typer.testing import CliRunner
 
-    from streamconv.commands import app
+    from streamconv.cli import app
 
     streamconv.convert(MNI152_FILE_PATH, tmp_path / "api", workers=0)
     result = CliRunner().invoke(app, ["convert", str(MNI152_FILE_PATH), str(tmp_path / "cli"), "-q"])

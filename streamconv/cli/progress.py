@@ -1,14 +1,22 @@
-"""Progress on a terminal: one rich bar per scale with chunks done, throughput and ETA."""
+"""Progress on a terminal: one rich bar per scale with chunks done, throughput and ETA.
+
+This lives in the command line package because it draws with rich: the library only calls the
+`ProgressFn` it is given (`streamconv.engine.pipeline`) and never imports rich or typer.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Optional
 
-from .engine.pipeline import ProgressFn
-from .geometry import Scale
+from ..engine.pipeline import ProgressFn
+from ..geometry import Scale
+
+# What the library's `progress` argument takes: given the scales, the callback for their chunks.
+ProgressFactory = Callable[[list[Scale]], ProgressFn]
 
 
 def wanted(quiet: bool) -> bool:
@@ -17,13 +25,12 @@ def wanted(quiet: bool) -> bool:
 
 
 @contextmanager
-def scale_bars(enabled: bool) -> Iterator["Callable[[list[Scale]], ProgressFn] | None"]:
+def scale_bars(enabled: bool) -> Iterator[Optional[ProgressFactory]]:
     """A factory for the `progress` argument of `convert`, or None when bars are not wanted."""
     if not enabled:
         yield None
         return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeRemainingColumn)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("chunks"), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())

@@ -1,0 +1,133 @@
+"""The one-pass commands: `convert` (a volume or slice stack to a whole pyramid), `convert-chunks`
+(re-encode a pyramid) and `verify` (check an output against its input)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..convert import convert as convert_volume
+from ..convert_chunks import convert_chunks
+from ..engine.plan import format_size
+from ..verify import verify as verify_output
+from .app import app
+from .options import (
+    ChunkEncoding,
+    ChunkSize,
+    CsegBlockSize,
+    Encoding,
+    FileOptions,
+    IgnoreScaling,
+    JpegPlane,
+    JpegQuality,
+    LayerType,
+    MaxScales,
+    Method,
+    OutsideValue,
+    Plane,
+    RunOptions,
+    bundled,
+    xyz,
+)
+from .running import engine_run, reported_errors, summary
+
+
+@app.command()
+@bundled(first=("memory", "workers"))
+def convert(
+    input: Annotated[str, typer.Argument(help="A volume nibabel reads (NIfTI, MGH/MGZ, MINC, Analyze), "
+                                          "or a slice stack: a directory, a quoted glob, a list file or a "
+                                          "multi-page TIFF.")],
+    output: Annotated[str, typer.Argument(help="Output directory.")],
+    type: LayerType = "image",
+    chunk_size: ChunkSize = 64,
+    max_scales: MaxScales = None,
+    downsampling: Annotated[Optional[Method], typer.Option(
+        help="[default: average for images, majority for segmentations]")] = None,
+    ignore_scaling: IgnoreScaling = False,
+    resolution: Annotated[Optional[str], typer.Option(
+        help="Voxel size X,Y,Z in nm, or with a unit: 20um, 0.02mm,0.02mm,0.04mm")] = None,
+    input_orientation: Annotated[Optional[str], typer.Option(
+        help="Slice stacks: directions of column, row and slice, e.g. RIA [default: RAS]")] = None,
+    fill_missing: Annotated[Optional[float], typer.Option(
+        help="Slice stacks: fill missing or unreadable sections with this value")] = None,
+    encoding: ChunkEncoding = "raw",
+    jpeg_quality: JpegQuality = 90,
+    jpeg_plane: Annotated[Plane, typer.Option(
+        help="Plane of the JPEG images, as neuroglancer-scripts.")] = "xy",
+    cseg_block_size: CsegBlockSize = "8,8,8",
+    gzip: Annotated[bool, typer.Option(help="Write gzip-compressed <chunk>.gz files.")] = False,
+    outside_value: OutsideValue = None,
+    skip_empty: Annotated[bool, typer.Option(help="Do not write chunks that are all zero.")] = False,
+    *,
+    run: RunOptions,
+) -> None:
+    """Convert a volume or slice stack: info, full-resolution chunks and every scale, in one pass."""
+    block = xyz(cseg_block_size, "--cseg-block-size")
+    with engine_run(run) as progress:
+        report = convert_volume(
+            input, output, volume_type=type, chunk_size=chunk_size, max_scales=max_scales,
+            downsampling_method=downsampling, outside_value=outside_value,
+            ignore_scaling=ignore_scaling, resolution=resolution,
+            input_orientation=input_orientation, fill_missing=fill_missing,
+            encoding=encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
+            cseg_block_size=block, gzip=gzip, skip_empty=skip_empty, **run.engine(),
+            progress=progress)
+    summary(report, run)
+
+
+@app.command("convert-chunks")
+@bundled(files=("gzip", "flat"), run=("memory", "workers", "quiet", "debug"))
+def convert_chunks_command(
+    source: Annotated[str, typer.Argument(help="A precomputed volume: a directory or an http(s) URL.")],
+    destination: Annotated[str, typer.Argument(help="The directory to write the re-encoded chunks to.")],
+    encoding: Annotated[Optional[Encoding], typer.Option(
+        help="Target encoding of every scale [default: from the destination's info]")] = None,
+    copy_info: Annotated[bool, typer.Option(help="Keep the source's encoding (and copy its info).")] = False,
+    jpeg_quality: JpegQuality = 90,
+    jpeg_plane: JpegPlane = "xy",
+    cseg_block_size: CsegBlockSize = "8,8,8",
+    *,
+    files: FileOptions,
+    run: RunOptions,
+) -> None:
+    """Re-encode an existing pyramid into a new directory (as neuroglancer-scripts' convert-chunks)."""
+    block = xyz(cseg_block_size, "--cseg-block-size")
+    with reported_errors(run.debug):
+        done = convert_chunks(source, destination, encoding=encoding, copy_info=copy_info,
+                              jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane, cseg_block_size=block,
+                              gzip=files.gzip, memory=run.memory, workers=run.workers)
+    if not run.quiet:
+        typer.echo(f"{destination}: {done.chunks - done.absent} chunks re-encoded "
+                   f"({done.absent} absent), {format_size(done.bytes_written)}", err=True)
+
+
+@app.command()
+@bundled(run=("debug",))
+def verify(
+    input: Annotated[str, typer.Argument(help="The input the output was converted from.")],
+    output: Annotated[str, typer.Argument(help="A precomputed volume on disk, ours or another tool's.")],
+    ignore_scaling: Annotated[bool, typer.Option(help="As given to convert.")] = False,
+    resolution: Annotated[Optional[str], typer.Option(help="As given to convert.")] = None,
+    input_orientation: Annotated[Optional[str], typer.Option(help="As given to convert.")] = None,
+    fill_missing: Annotated[Optional[float], typer.Option(help="As given to convert.")] = None,
+    min_psnr: Annotated[float, typer.Option(help="Lossy encodings: lowest PSNR accepted, dB.")] = 30.0,
+    *,
+    run: RunOptions,
+) -> None:
+    """Check an output against its input: scale 0 voxel for voxel, every chunk of every scale."""
+    with reported_errors(run.debug):
+        report = verify_output(input, output, ignore_scaling=ignore_scaling, resolution=resolution,
+                               input_orientation=input_orientation, fill_missing=fill_missing,
+                               min_psnr=min_psnr)
+    psnr = f", scale 0 PSNR {report.min_psnr:.1f} dB" if report.min_psnr != float("inf") else ""
+    summary_line = (f"{output}: {report.scales} scales, {report.chunks} chunks checked, "
+                    f"{report.absent} absent (read as zeros){psnr}")
+    if report.ok:
+        typer.echo(f"{summary_line}: ok", err=True)
+        return
+    typer.echo(f"streamconv: error: {report.problems[0]}"
+               + (f" (and {len(report.problems) - 1} more problems)" if len(report.problems) > 1 else ""),
+               err=True)
+    raise typer.Exit(1)

@@ -1,0 +1,236 @@
+"""The options several commands share, each defined once, and `bundled`, which hands a command a
+group of them as one typed object.
+
+Typer builds a command's options from its function's signature, so before this module every
+command spelled out its run options (memory, workers, overwrite, resume, quiet, verbose, debug),
+neuroglancer-scripts' file options (gzip, compresslevel, flat) and volume options again, and
+their help could drift apart. Here each group is a frozen dataclass whose fields carry their typer
+option and default; `bundled` puts the fields (or the ones a command offers) into the command's
+signature and calls the command with one instance per group. Option names, defaults, help texts
+and flag spellings are those users' scripts already use: change none of them lightly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypedDict, get_type_hints
+
+import typer
+
+from ..downsampling import METHODS
+from ..encodings import ENCODINGS
+from ..encodings.images import PLANES
+from ..geometry import triple
+from ..pyramid import VOLUME_TYPES
+
+# The values of a choice come from the library's own list, so that a new encoding or method
+# reaches the command line without a second list here. Typer offers and checks the values of a
+# Literal (the help and the error for a wrong value are those an Enum gives) and hands the
+# command the plain string the library takes; to a type checker a choice is that string.
+if TYPE_CHECKING:
+    VolumeType = str
+    Encoding = str
+    Method = str
+    DownscalingMethod = str
+    Plane = str
+else:
+    from typing import Literal
+
+    VolumeType = Literal[VOLUME_TYPES]
+    Encoding = Literal[ENCODINGS]
+    Method = Literal[METHODS]
+    DownscalingMethod = Literal[("auto",) + METHODS]
+    Plane = Literal[PLANES]
+
+# How a command runs (the fields of RunOptions).
+Memory = Annotated[Optional[str], typer.Option(
+    help="Bound on the memory of the whole process tree, e.g. 512MiB, 8GiB "
+         "[default: half of the available memory]")]
+Workers = Annotated[Optional[int], typer.Option(
+    help="Worker processes [default: CPU count]; 0 runs everything in one process")]
+Overwrite = Annotated[bool, typer.Option(help="Replace what the output already holds.")]
+Resume = Annotated[bool, typer.Option(
+    help="Finish an unfinished run of the same step in the output; --no-resume refuses.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log the plan (slabs, workers, memory).")]
+Debug = Annotated[bool, typer.Option(help="Show the traceback of an error.")]
+
+# neuroglancer-scripts' file options (the fields of FileOptions). Their defaults differ: we write
+# flat, uncompressed chunks, what Neuroglancer and tensorstore read from any static server
+# (docs/cli.md).
+Gzip = Annotated[bool, typer.Option("--gzip/--no-gzip", " /--no-compression",
+                                    help="Write gzip-compressed <name>.gz files.")]
+CompressLevel = Annotated[int, typer.Option(min=0, max=9, help="gzip compression level.")]
+Flat = Annotated[bool, typer.Option(
+    "--flat", help="Accepted for neuroglancer-scripts scripts: chunks are always stored flat.")]
+
+# Reading a volume.
+IgnoreScaling = Annotated[bool, typer.Option(help="Ignore the header's scl_slope/scl_inter.")]
+InputMin = Annotated[Optional[float], typer.Option(
+    help="Input value mapped to the lowest value of the output type (with --input-max).")]
+InputMax = Annotated[Optional[float], typer.Option(
+    help="Input value mapped to the highest value of the output type (1.0 for float32).")]
+Mmap = Annotated[bool, typer.Option(
+    "--mmap/--load-full-volume", hidden=True,
+    help="Accepted for neuroglancer-scripts scripts: volumes are always streamed.")]
+
+# The pyramid and its chunks.
+LayerType = Annotated[VolumeType, typer.Option("--type", help="Layer type.")]
+ChunkEncoding = Annotated[Encoding, typer.Option(help="Chunk encoding.")]
+ChunkSize = Annotated[int, typer.Option(help="Chunk edge in voxels, a power of two.")]
+MaxScales = Annotated[Optional[int], typer.Option(help="At most this many scales.")]
+JpegQuality = Annotated[int, typer.Option(help="JPEG quality, 1-100.")]
+JpegPlane = Annotated[Plane, typer.Option(help="Plane of the JPEG images.")]
+CsegBlockSize = Annotated[str, typer.Option(help="compressed_segmentation block, X,Y,Z.")]
+Downscaling = Annotated[DownscalingMethod, typer.Option(
+    help="auto: majority for segmentations, average for images.")]
+OutsideValue = Annotated[Optional[float], typer.Option(
+    help="Average downsampling: the value of the voxels past an odd edge (e.g. 255 for a white "
+         "background) [default: edge blocks average their voxels only]")]
+
+# Arguments of the step-by-step and mesh commands.
+VolumeFile = Annotated[str, typer.Argument(help="A volume nibabel reads.")]
+Dataset = Annotated[str, typer.Argument(help="The dataset directory (with its info).")]
+PlannedDataset = Annotated[str, typer.Argument(
+    help="The dataset directory (its info from generate-scales-info).")]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a command runs: its resources, what it does to an output already there, what it
+    prints. A command that offers only some of these gets the others at their defaults."""
+
+    memory: Memory = None
+    workers: Workers = None
+    overwrite: Overwrite = False
+    resume: Resume = True
+    quiet: Quiet = False
+    verbose: Verbose = False
+    debug: Debug = False
+
+    def engine(self) -> EngineArgs:
+        """The arguments every library call that runs the engine takes from these options."""
+        return EngineArgs(memory=self.memory, workers=self.workers, overwrite=self.overwrite,
+                          resume=self.resume)
+
+
+@dataclasses.dataclass(frozen=True)
+class FileOptions:
+    """neuroglancer-scripts' options for the chunk files; `flat` is accepted and has no effect."""
+
+    gzip: Gzip = False
+    compresslevel: CompressLevel = 6
+    flat: Flat = False
+
+    def written(self) -> WrittenArgs:
+        """The arguments of a library call that writes chunk files."""
+        return WrittenArgs(gzip=self.gzip, compresslevel=self.compresslevel)
+
+
+@dataclasses.dataclass(frozen=True)
+class VolumeOptions:
+    """How neuroglancer-scripts' volume commands read a volume; `mmap` is accepted and has no
+    effect (volumes are always streamed)."""
+
+    ignore_scaling: IgnoreScaling = False
+    input_min: InputMin = None
+    input_max: InputMax = None
+    mmap: Mmap = False
+
+    def reading(self) -> ReadingArgs:
+        """The library's reading arguments; --input-min without --input-max is a usage error."""
+        if self.input_max is None:
+            if self.input_min is not None:
+                raise typer.BadParameter("--input-min needs --input-max", param_hint="--input-min")
+            return ReadingArgs(ignore_scaling=self.ignore_scaling, input_range=None)
+        return ReadingArgs(ignore_scaling=self.ignore_scaling,
+                           input_range=(self.input_min or 0.0, self.input_max))
+
+
+class EngineArgs(TypedDict):
+    memory: str | None
+    workers: int | None
+    overwrite: bool
+    resume: bool
+
+
+class WrittenArgs(TypedDict):
+    gzip: bool
+    compresslevel: int
+
+
+class ReadingArgs(TypedDict):
+    ignore_scaling: bool
+    input_range: tuple[float, float] | None
+
+
+BUNDLES: tuple[type, ...] = (RunOptions, FileOptions, VolumeOptions)
+Command = Callable[..., None]
+
+
+def bundled(*, first: tuple[str, ...] = (), **only: tuple[str, ...]) -> Callable[[Command], Command]:
+    """Give a command its option groups.
+
+    Each parameter of the command annotated with a bundle (`run: RunOptions`, keyword-only)
+    becomes the bundle's options, at that place of the signature: all of them, or the ones
+    `only[parameter name]` names (`run=("workers", "debug")`). The options named in `first`
+    open the command's options (right after its arguments) instead. Typer reads the signature
+    this sets; the command is called with one bundle instance per such parameter.
+    """
+
+    def decorate(command: Command) -> Command:
+        signature = inspect.signature(command, eval_str=True)
+        groups: dict[str, tuple[type, tuple[str, ...]]] = {}
+        params: list[inspect.Parameter] = []
+        for param in signature.parameters.values():
+            if param.annotation not in BUNDLES:
+                params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+                continue
+            fields = _fields(param.annotation)
+            names = only.get(param.name, tuple(fields))
+            if not set(names) <= set(fields):
+                raise TypeError(f"{command.__name__}: {param.annotation.__name__} has no "
+                                f"{sorted(set(names) - set(fields))}")
+            groups[param.name] = (param.annotation, names)
+            params += [fields[name] for name in names]
+        if set(only) - set(groups):
+            raise TypeError(f"{command.__name__}: no bundle parameter {sorted(set(only) - set(groups))}")
+        lead = [p for p in params if p.name in first]
+        rest = [p for p in params if p.name not in first]
+        at = next((i for i, p in enumerate(rest) if p.default is not inspect.Parameter.empty), len(rest))
+        params = rest[:at] + lead + rest[at:]
+
+        def call(**values: Any) -> None:
+            for name, (bundle, names) in groups.items():
+                values[name] = bundle(**{n: values.pop(n) for n in names})
+            command(**values)
+
+        # typer names the command and its help after the function, builds the options from
+        # inspect.signature (which prefers __signature__) and resolves annotations with
+        # get_type_hints (which reads __annotations__): set all of them.
+        wrapper: Any = functools.wraps(command)(call)
+        wrapper.__signature__ = signature.replace(parameters=params)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+        return wrapper
+
+    return decorate
+
+
+@functools.cache
+def _fields(bundle: type) -> dict[str, inspect.Parameter]:
+    """A bundle's fields as the keyword-only parameters typer reads: type, option, default."""
+    hints = get_type_hints(bundle, include_extras=True)
+    return {f.name: inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                      annotation=hints[f.name], default=f.default)
+            for f in dataclasses.fields(bundle)}
+
+
+def xyz(text: str, option: str) -> tuple[int, int, int]:
+    """An X,Y,Z option of three integers, e.g. --cseg-block-size 8,8,8; else a usage error."""
+    try:
+        return triple(int(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{option} takes three integers X,Y,Z, got {text!r}") from None

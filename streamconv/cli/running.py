@@ -1,0 +1,74 @@
+"""What every command does around its library call, the same way in each: errors become one
+line on stderr and an exit code (docs/cli.md), --verbose logs the plan, progress bars appear on
+a terminal, and a conversion ends with one summary line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Optional
+
+import typer
+
+from ..convert import Report
+from ..engine.plan import format_size
+from ..errors import StreamconvError
+from ..sources.base import one_line
+from .options import RunOptions
+from .progress import ProgressFactory, scale_bars, wanted
+
+
+@contextmanager
+def reported_errors(debug: bool) -> Iterator[None]:
+    """Turn errors into one line on stderr and an exit code; a traceback only with --debug.
+
+    typer's own exceptions (a bad parameter, an exit) go through: typer reports them, a usage
+    error with exit code 2.
+    """
+    try:
+        yield
+    except (typer.TyperException, typer.Exit, typer.Abort):
+        raise
+    except StreamconvError as exc:
+        if debug:
+            raise
+        typer.echo(f"streamconv: error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        typer.echo("streamconv: interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if debug:
+            raise
+        typer.echo(f"streamconv: internal error: {one_line(exc)} (rerun with --debug for details)",
+                   err=True)
+        raise typer.Exit(1) from None
+
+
+def start_logging(run: RunOptions) -> None:
+    """The library's log on stderr, bare messages: its warnings, and with --verbose the plan."""
+    logging.basicConfig(format="%(message)s", level=logging.INFO if run.verbose else logging.WARNING,
+                        stream=sys.stderr)
+
+
+@contextmanager
+def engine_run(run: RunOptions) -> Iterator[Optional[ProgressFactory]]:
+    """Around a call that runs the engine: the log level of --verbose, reported errors, and the
+    progress bars (the `progress` argument of the call; None when bars are not wanted)."""
+    start_logging(run)
+    with reported_errors(run.debug), scale_bars(wanted(run.quiet)) as progress:
+        yield progress
+
+
+def summary(report: Report, run: RunOptions) -> None:
+    """The line a conversion ends with (not with --quiet)."""
+    if run.quiet:
+        return
+    resumed = (f" (resumed: {report.skipped_slabs + report.replayed_slabs} slabs were done, "
+               f"{report.replayed_slabs} read back)" if report.resumed else "")
+    typer.echo(f"{report.output}: {len(report.scales)} scales, {report.chunks_written} chunks, "
+               f"{format_size(report.bytes_written)} in {report.seconds:.1f} s{resumed}", err=True)
