@@ -25,11 +25,11 @@ def reported_errors(debug: bool) -> Iterator[None]:
     """Turn errors into one line on stderr and an exit code; a traceback only with --debug.
 
     typer's own exceptions (a bad parameter, an exit) go through: typer reports them, a usage
-    error with exit code 2.
+    error with exit code 2. (The library never raises them: it does not import typer.)
     """
     try:
         yield
-    except (typer.TyperException, typer.Exit, typer.Abort):
+    except (typer.BadParameter, typer.Exit, typer.Abort):
         raise
     except StreamconvError as exc:
         if debug:
