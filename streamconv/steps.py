@@ -23,12 +23,13 @@ from typing import Callable
 import numpy as np
 
 from . import downsampling
-from .convert import Job, Report, check_outside_value, closing_on_error, job_record, resources, run_job
 from .dtypes import SUPPORTED
 from .encodings import ENCODINGS, ChunkFormat, check_encoding, codec_for_scale, make_codec
 from .engine.journal import finished, read_job
 from .engine.pipeline import ProgressFn
 from .engine.plan import make_plan
+from .engine.runner import (Job, Report, check_outside_value, closing_on_error, job_record,
+                            resources, run_job)
 from .errors import DataError, OutputError, UsageError
 from .geometry import Scale, ceil_div, parse_resolution
 from .pyramid import plan_pyramid

@@ -13,248 +13,364 @@ a lost partial slab of a coarser scale is rebuilt from what the finer scale alre
 
 from __future__ import annotations
 
+import enum
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable, Collection
 
-from ..encodings import ChunkFormat
 from ..errors import Interrupted, WorkerDied
-from ..geometry import Box, ceil_div
+from ..geometry import Box, Scale, Vec3, ceil_div
 from ..reader import Volume
 from ..sources import Source
 from ..sources.base import MemoryOrder
+from ..storage import Store
 from .buffers import SlabBuffer
 from .executor import InlineExecutor
 from .plan import Plan, band_axis
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
 
+if TYPE_CHECKING:  # the runner imports this module to run its jobs
+    from .runner import Job
+
 #: progress(scale index, chunks done, bytes written)
 ProgressFn = Callable[[int, int, int], None]
 
 
+def _never() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """How the pipeline talks to whoever runs it; each hook is optional."""
+
+    #: after each band task: (scale, chunks visited, bytes written), for progress bars
+    progress: ProgressFn | None = None
+    #: (scale, slab index) once the slab's chunks are all written and its downsampled planes
+    #: handed on: the journal's line, so a rerun may skip it (not called for replayed slabs)
+    slab_done: Callable[[int, int], None] | None = None
+    #: polled between waits; True stops the run with `Interrupted` at that safe point
+    should_stop: Callable[[], bool] = _never
+
+
+class TaskKind(enum.Enum):
+    """What a finished task means to the slab it was submitted for."""
+
+    FILL = "fill"  # wrote planes into the slab: read from the source, or back from the chunks
+    BAND = "band"  # read a band of the slab: wrote its chunks, downsampled it into slab.target
+
+
+@dataclass(frozen=True)
+class SlabGrid:
+    """Where the slabs of each scale lie along the stream axis, which slab feeds which, and
+    how a slab is cut into bands: the geometry the coordinator and resuming share.
+
+    The planner makes a slab a whole number of chunk rows and of downsampling pairs, and the
+    next scale's slab at least as thick as what one slab produces, so a slab downsamples into
+    exactly one slab of the next scale (`target`)."""
+
+    scales: list[Scale]
+    plan: Plan
+
+    @property
+    def axis(self) -> int:
+        return self.plan.stream_axis
+
+    def count(self, level: int) -> int:
+        """Slabs of a scale."""
+        return ceil_div(self.scales[level].size[self.axis], self.plan.slab_planes[level])
+
+    def planes(self, level: int, index: int) -> tuple[int, int]:
+        """Planes [p0, p1) of slab `index`: the last slab of a scale may be thinner."""
+        p0 = index * self.plan.slab_planes[level]
+        return p0, min(p0 + self.plan.slab_planes[level], self.scales[level].size[self.axis])
+
+    def target(self, level: int, index: int) -> int:
+        """Index of the slab of scale `level + 1` that slab `index` of `level` downsamples into."""
+        f = self.scales[level + 1].factor[self.axis]
+        return (index * self.plan.slab_planes[level] // f) // self.plan.slab_planes[level + 1]
+
+    def chain(self, index: int) -> list[int]:
+        """The slab index on every scale that full-resolution slab `index` feeds, directly or
+        through the scales between."""
+        indices = [index]
+        for level in range(len(self.scales) - 1):
+            indices.append(self.target(level, indices[-1]))
+        return indices
+
+    def downsampled_planes(self, level: int, p0: int, p1: int) -> int:
+        """Planes of scale `level + 1` that planes [p0, p1) of `level` produce."""
+        f = self.scales[level + 1].factor[self.axis]
+        return ceil_div(p1, f) - p0 // f
+
+    def origin(self, p0: int) -> Vec3:
+        """Voxel at the first element of a slab that starts at plane p0."""
+        return _along(self.axis, p0, (0, 0, 0))
+
+    def bands(self, level: int, p0: int, p1: int) -> list[Box]:
+        """Planes [p0, p1) cut along the band axis into regions of whole chunks, one per task."""
+        size, b_ax, rows = self.scales[level].size, band_axis(self.axis), self.plan.band_rows[level]
+        start, stop = _along(self.axis, p0, (0, 0, 0)), _along(self.axis, p1, size)
+        return [Box(_along(b_ax, r0, start), _along(b_ax, min(r0 + rows, size[b_ax]), stop))
+                for r0 in range(0, size[b_ax], rows)]
+
+
+def _along(axis: int, value: int, v: Vec3) -> Vec3:
+    """`v` with its component along `axis` set to `value`."""
+    x, y, z = v
+    return (value if axis == 0 else x, value if axis == 1 else y, value if axis == 2 else z)
+
+
 @dataclass(eq=False)
 class _Slab:
-    """Planes [p0, p1) along the stream axis of one scale, held in one buffer."""
+    """Planes [p0, p1) along the stream axis of one scale, held in one buffer.
+
+    Its life: opened on a buffer; writer tasks are submitted for its planes (its own fill
+    tasks, or the band tasks of the finer scale's slabs that downsample into it); sealed once
+    every plane has a writer and no writer is running; then its band tasks (readers) write its
+    chunks and downsample it into `target`; its buffer is free again when no reader runs."""
 
     level: int
     index: int
     p0: int
     p1: int
     buffer: SlabBuffer
-    scheduled: int = 0   # planes whose fill tasks have been submitted
-    pending: int = 0     # fill tasks not finished
-    users: int = 0       # band tasks not finished
+    #: planes some submitted writer task fills (whether it has finished or not)
+    planes_incoming: int = 0
+    #: writer tasks not finished: fill tasks, and finer band tasks downsampling into this slab
+    writers: int = 0
+    #: band tasks of this slab not finished; they read the buffer, so it is reused at zero
+    readers: int = 0
     sealed: bool = False
     replay: bool = False  # complete already: read back and downsampled, not written
-    target: "_Slab | None" = field(default=None, repr=False)
+    #: the next scale's slab this one downsamples into; set when sealed
+    target: _Slab | None = field(default=None, repr=False)
+
+    @property
+    def planes(self) -> int:
+        return self.p1 - self.p0
+
+    @property
+    def ready_to_seal(self) -> bool:
+        """Every plane has arrived: each has a writer, and none is still running."""
+        return not self.sealed and self.planes_incoming == self.planes and self.writers == 0
 
 
 @dataclass
 class Totals:
-    chunks: int = 0
-    written: int = 0
-    nbytes: int = 0
+    """What a run did, for its report."""
+
+    chunks: int = 0          # chunks of the slabs written by this run (some may be skipped as empty)
+    written: int = 0         # chunk files written
+    nbytes: int = 0          # bytes of those files
     skipped_slabs: int = 0   # complete before this run, not touched
     replayed_slabs: int = 0  # complete before this run, read back to rebuild the next scale
 
 
 class Pipeline:
-    def __init__(self, source: Source, volume: Volume, fmt: ChunkFormat, method: str,
-                 skip_empty: bool, plan: Plan, executor: Executor,
-                 progress: ProgressFn | None = None, done: frozenset[tuple[int, int]] = frozenset(),
-                 on_slab_done: Callable[[int, int], None] | None = None,
-                 should_stop: Callable[[], bool] = lambda: False,
-                 outside_value: float | None = None) -> None:
-        """`volume`: the output's scales, where chunks are written and complete slabs read back."""
-        self.source, self.volume, self.plan = source, volume, plan
-        self.scales, self.store = volume.scales, volume.store
-        self.fmt, self.method, self.skip_empty = fmt, method, skip_empty
-        self.outside_value = outside_value
-        self.executor = executor
+    """The coordinator that moves every slab of a job through its scales."""
+
+    def __init__(self, job: Job, source: Source, store: Store, executor: Executor,
+                 hooks: Hooks = Hooks(), done: Collection[tuple[int, int]] = frozenset()) -> None:
+        """`store`: the output, where chunks are written and complete slabs read back; `done`:
+        the (scale, slab) pairs complete before this run (the journal's). The scales below
+        `job.first` are on disk already: complete too, read back only to be downsampled."""
+        self.job, self.source, self.store, self.executor, self.hooks = job, source, store, executor, hooks
+        self.scales, self.plan, self.axis = job.scales, job.plan, job.plan.stream_axis
+        self.volume = Volume(store, job.info, job.scales)
+        self.grid = SlabGrid(job.scales, job.plan)
+        self.done = frozenset(done) | {(level, i) for level in range(job.first)
+                                       for i in range(self.grid.count(level))}
         # A source that must read in order is read by one thread of this process.
-        self.reader: Executor = executor if source.parallel_reads or isinstance(executor, InlineExecutor) \
-            else ThreadPoolExecutor(1, thread_name_prefix="streamconv-read")
-        self.progress = progress
-        self.done, self.on_slab_done, self.should_stop = done, on_slab_done, should_stop
-        self.axis = plan.stream_axis
+        self._read_executor: Executor = (
+            executor if source.parallel_reads or isinstance(executor, InlineExecutor)
+            else ThreadPoolExecutor(1, thread_name_prefix="streamconv-read"))
         self.totals = Totals()
         self._buffers: list[list[SlabBuffer]] = [[] for _ in self.scales]
         self._free: list[list[SlabBuffer]] = [[] for _ in self.scales]
         self._open: list[dict[int, _Slab]] = [{} for _ in self.scales]
-        self._futures: dict[Future, tuple[str, _Slab]] = {}
-        self._seen: set[tuple[int, int]] = set()
+        self._visited: set[tuple[int, int]] = set()  # opened or skipped: never opened twice
+        self._in_flight: dict[Future[Any], tuple[TaskKind, _Slab]] = {}
 
     def run(self) -> Totals:
+        """Every slab of every scale, in order along the stream axis; what this run did."""
         try:
-            s0 = self.plan.slab_planes[0]
-            for index in range(ceil_div(self.scales[0].size[self.axis], s0)):
-                # Open, on every scale, the slab this one feeds: waiting for a free buffer
-                # here is the backpressure that bounds memory.
-                factor = 1
-                opened = []
-                for level, scale in enumerate(self.scales):
-                    factor *= scale.factor[self.axis]
-                    slab = self._slab(level, (index * s0 // factor) // self.plan.slab_planes[level])
-                    if slab is not None and not slab.scheduled:
-                        opened.append(slab)
-                # Filled only now that every slab they feed is open.
-                for slab in opened:
-                    if slab.replay:
-                        self._refill(slab)
-                    elif slab.level == 0:
-                        self._fill(slab)
+            for index in range(self.grid.count(0)):
+                self._start(index)
                 self._check_stop()
-            while self._futures:
+            while self._in_flight:
                 self._wait_one()
             return self.totals
         except BaseException:
-            for future in self._futures:
+            for future in self._in_flight:
                 future.cancel()
             raise
         finally:
-            if self.reader is not self.executor:
-                self.reader.shutdown(wait=True, cancel_futures=True)
+            if self._read_executor is not self.executor:
+                self._read_executor.shutdown(wait=True, cancel_futures=True)
             for buffers in self._buffers:
                 for buffer in buffers:
                     buffer.close()
 
-    def _target_index(self, level: int, index: int) -> int:
-        """Index of the slab of scale `level + 1` that slab `index` of `level` feeds."""
-        f = self.scales[level + 1].factor[self.axis]
-        return (index * self.plan.slab_planes[level] // f) // self.plan.slab_planes[level + 1]
+    # Opening and filling
 
-    def _slab(self, level: int, index: int) -> _Slab | None:
-        """The open slab `index` of a scale, opening it on a free buffer (waiting for one);
-        None for a slab complete before this run whose next slab is complete too."""
-        slab = self._open[level].get(index)
-        if slab is not None or (level, index) in self._seen:
-            return slab
-        self._seen.add((level, index))
+    def _start(self, index: int) -> None:
+        """Open, on every scale, the slab that full-resolution slab `index` feeds, then fill the
+        new ones that have a source: the full-resolution slab, and replayed slabs. Filling waits
+        until every slab they feed is open, so a sealed slab always finds its target."""
+        opened = []
+        for level, i in enumerate(self.grid.chain(index)):
+            if (level, i) not in self._visited:
+                slab = self._open_slab(level, i)
+                if slab is not None:
+                    opened.append(slab)
+        for slab in opened:
+            if slab.replay:
+                self._refill(slab)
+            elif slab.level == 0:
+                self._fill(slab)
+
+    def _open_slab(self, level: int, index: int) -> _Slab | None:
+        """Open slab `index` of a scale on a buffer; None for a slab complete before this run
+        whose target is complete too (or that has none): nothing to do."""
+        self._visited.add((level, index))
         replay = (level, index) in self.done
         if replay and (level + 1 == len(self.scales)
-                       or (level + 1, self._target_index(level, index)) in self.done):
+                       or (level + 1, self.grid.target(level, index)) in self.done):
             self.totals.skipped_slabs += 1
             return None
-        scale, planes = self.scales[level], self.plan.slab_planes[level]
-        while not self._free[level] and len(self._buffers[level]) >= self.plan.buffers[level]:
-            self._wait_one()
-        if self._free[level]:
-            buffer = self._free[level].pop()
-        else:
-            x, y, z = self.plan.slab_shape(scale, level)
-            order = self.source.memory_order if level == 0 else MemoryOrder()
-            buffer = SlabBuffer((self.source.num_channels, z, y, x), self.source.dtype, order)
-            self._buffers[level].append(buffer)
-        p0 = index * planes
-        slab = _Slab(level, index, p0, min(p0 + planes, scale.size[self.axis]), buffer, replay=replay)
+        p0, p1 = self.grid.planes(level, index)
+        slab = _Slab(level, index, p0, p1, self._buffer(level), replay=replay)
         self._open[level][index] = slab
         if replay:
             self.totals.replayed_slabs += 1
         return slab
 
-    def _refill(self, slab: _Slab) -> None:
-        """Read a slab complete before this run back from its chunks."""
-        for region in self._bands(slab):
-            slab.pending += 1
-            self._submit(self.executor, "fill", slab, fill_from_store, self.volume, slab.level,
-                         region, slab.buffer.ref, self._origin(slab))
-        slab.scheduled = slab.p1 - slab.p0
-
-    def _origin(self, slab: _Slab) -> tuple[int, int, int]:
-        origin = [0, 0, 0]
-        origin[self.axis] = slab.p0
-        return tuple(origin)  # type: ignore[return-value]
-
-    def _submit(self, executor: Executor, kind: str, slab: _Slab, fn: Callable, *args: object) -> None:
-        self._futures[executor.submit(fn, *args)] = (kind, slab)
+    def _buffer(self, level: int) -> SlabBuffer:
+        """A free buffer of a scale, a new one while the plan allows more, or else the next one
+        freed: waiting for tasks here is the backpressure that bounds memory."""
+        while not self._free[level] and len(self._buffers[level]) >= self.plan.buffers[level]:
+            self._wait_one()
+        if self._free[level]:
+            return self._free[level].pop()
+        x, y, z = self.plan.slab_shape(self.scales[level], level)
+        order = self.source.memory_order if level == 0 else MemoryOrder()
+        buffer = SlabBuffer((self.source.num_channels, z, y, x), self.source.dtype, order)
+        self._buffers[level].append(buffer)
+        return buffer
 
     def _fill(self, slab: _Slab) -> None:
-        step = self.plan.fill_planes if self.source.parallel_reads else slab.p1 - slab.p0
+        """Read a full-resolution slab from the source, a few planes per task."""
+        step = self.plan.fill_planes if self.source.parallel_reads else slab.planes
         for p in range(slab.p0, slab.p1, step):
-            slab.pending += 1
-            self._submit(self.reader, "fill", slab, fill, self.source, p, min(p + step, slab.p1),
-                         slab.buffer.ref, slab.p0)
-        slab.scheduled = slab.p1 - slab.p0
+            self._submit_writer(self._read_executor, slab, fill, self.source, p,
+                                min(p + step, slab.p1), slab.buffer.ref, slab.p0)
+        slab.planes_incoming = slab.planes
+
+    def _refill(self, slab: _Slab) -> None:
+        """Read a slab complete before this run back from its chunks, a band per task."""
+        for region in self.grid.bands(slab.level, slab.p0, slab.p1):
+            self._submit_writer(self.executor, slab, fill_from_store, self.volume, slab.level,
+                                region, slab.buffer.ref, self.grid.origin(slab.p0))
+        slab.planes_incoming = slab.planes
+
+    def _submit_writer(self, executor: Executor, slab: _Slab, fn: Callable[..., None],
+                       *args: object) -> None:
+        slab.writers += 1
+        self._in_flight[executor.submit(fn, *args)] = (TaskKind.FILL, slab)
+
+    # Sealing
+
+    def _seal_if_ready(self, slab: _Slab) -> None:
+        if slab.ready_to_seal:
+            self._seal(slab)
+
+    def _seal(self, slab: _Slab) -> None:
+        """All planes are in: band tasks write the slab's chunks (unless replayed) and
+        downsample it into its target, whose planes they are the writers of."""
+        slab.sealed = True
+        down = None
+        if slab.level + 1 < len(self.scales):
+            target = self._open[slab.level + 1][self.grid.target(slab.level, slab.index)]
+            target.planes_incoming += self.grid.downsampled_planes(slab.level, slab.p0, slab.p1)
+            slab.target = target
+            down = Downsample(target.buffer.ref, self.grid.origin(target.p0),
+                              self.scales[target.level].factor, self.job.method, self.job.outside_value)
+        for region in self.grid.bands(slab.level, slab.p0, slab.p1):
+            band = Band(slab.buffer.ref, self.grid.origin(slab.p0), self.scales[slab.level], region,
+                        self.store, self.job.fmt, self.job.skip_empty, down, write=not slab.replay)
+            slab.readers += 1
+            if slab.target is not None:
+                slab.target.writers += 1
+            self._in_flight[self.executor.submit(process_band, band)] = (TaskKind.BAND, slab)
+
+    # Reacting to finished tasks
 
     def _wait_one(self) -> None:
-        if not self._futures:
-            raise RuntimeError("pipeline stalled: waiting with no task in flight")
-        done: set[Future] = set()
-        while not done:
-            self._check_stop()
-            done, _ = wait(self._futures, timeout=0.25, return_when=FIRST_COMPLETED)
-        # In submission order, and every success before the first failure is raised, so that
-        # each slab that did complete is recorded.
+        """Wait until at least one task has finished, and act on every finished one: in
+        submission order, and every success before the first failure is raised, so that each
+        slab that did complete is reported."""
         failure: BaseException | None = None
-        for future in [f for f in self._futures if f in done]:
-            kind, slab = self._futures.pop(future)
+        for future in self._finished():
+            kind, slab = self._in_flight.pop(future)
             error = future.exception()
             if error is not None:
                 failure = failure or error
-                continue
-            result = future.result()
-            if kind == "fill":
-                slab.pending -= 1
-                self._maybe_seal(slab)
+            elif kind is TaskKind.FILL:
+                self._fill_done(slab)
             else:
-                visited, written, nbytes = result
-                self.totals.chunks += visited
-                self.totals.written += written
-                self.totals.nbytes += nbytes
-                if self.progress:
-                    self.progress(slab.level, visited, nbytes)
-                slab.users -= 1
-                if slab.target is not None:
-                    slab.target.pending -= 1
-                    self._maybe_seal(slab.target)
-                if slab.users == 0:
-                    del self._open[slab.level][slab.index]
-                    self._free[slab.level].append(slab.buffer)
-                    if self.on_slab_done and not slab.replay:
-                        self.on_slab_done(slab.level, slab.index)
+                self._band_done(slab, future.result())
         if failure is not None:
-            self._check_stop()  # workers killed by the same signal that stops us
+            self._raise(failure)
+
+    def _finished(self) -> list[Future[Any]]:
+        """The tasks finished now, in submission order, once there is one; checks for a stop
+        request every quarter second meanwhile."""
+        if not self._in_flight:
+            raise RuntimeError("pipeline stalled: waiting with no task in flight")
+        done: set[Future[Any]] = set()
+        while not done:
+            self._check_stop()
+            done, _ = wait(self._in_flight, timeout=0.25, return_when=FIRST_COMPLETED)
+        return [f for f in self._in_flight if f in done]
+
+    def _fill_done(self, slab: _Slab) -> None:
+        slab.writers -= 1
+        self._seal_if_ready(slab)
+
+    def _band_done(self, slab: _Slab, result: tuple[int, int, int]) -> None:
+        self._count(slab.level, *result)
+        slab.readers -= 1
+        if slab.target is not None:
+            slab.target.writers -= 1
+            self._seal_if_ready(slab.target)
+        if slab.readers == 0:
+            self._release(slab)
+
+    def _count(self, level: int, visited: int, written: int, nbytes: int) -> None:
+        self.totals.chunks += visited
+        self.totals.written += written
+        self.totals.nbytes += nbytes
+        if self.hooks.progress:
+            self.hooks.progress(level, visited, nbytes)
+
+    def _release(self, slab: _Slab) -> None:
+        """Every band of the slab is done: its chunks are written and its planes are in its
+        target, so its buffer is reused and it is reported complete."""
+        del self._open[slab.level][slab.index]
+        self._free[slab.level].append(slab.buffer)
+        if self.hooks.slab_done and not slab.replay:
+            self.hooks.slab_done(slab.level, slab.index)
+
+    def _raise(self, failure: BaseException) -> None:
+        """A task's error as the user should see it."""
+        self._check_stop()  # workers killed by the same signal that stops us
         if isinstance(failure, BrokenProcessPool):
             raise WorkerDied("a worker process died (killed, or out of memory?); "
                              "lower --memory or --workers if it happens again") from None
-        if failure is not None:
-            raise failure
+        raise failure
 
     def _check_stop(self) -> None:
-        if self.should_stop():
+        if self.hooks.should_stop():
             raise Interrupted(f"{self.store.url}: interrupted")
-
-    def _maybe_seal(self, slab: _Slab) -> None:
-        if slab.sealed or slab.pending or slab.scheduled < slab.p1 - slab.p0:
-            return
-        slab.sealed = True
-        level, scale, axis = slab.level, self.scales[slab.level], self.axis
-        down = None
-        if level + 1 < len(self.scales):
-            nxt = self.scales[level + 1]
-            f = nxt.factor[axis]
-            target = self._open[level + 1][self._target_index(level, slab.index)]
-            target.scheduled += ceil_div(slab.p1, f) - slab.p0 // f
-            slab.target = target
-            down = Downsample(target.buffer.ref, self._origin(target), nxt.factor, self.method,
-                              self.outside_value)
-        for region in self._bands(slab):
-            band = Band(slab.buffer.ref, self._origin(slab), scale, region, self.store,
-                        self.fmt, self.skip_empty, down, write=not slab.replay)
-            slab.users += 1
-            if slab.target is not None:
-                slab.target.pending += 1
-            self._submit(self.executor, "band", slab, process_band, band)
-
-    def _bands(self, slab: _Slab) -> list[Box]:
-        """The slab cut along the band axis into regions of whole chunks."""
-        scale = self.scales[slab.level]
-        b_ax, rows = band_axis(self.axis), self.plan.band_rows[slab.level]
-        regions = []
-        for r0 in range(0, scale.size[b_ax], rows):
-            start, stop = [0, 0, 0], list(scale.size)
-            start[self.axis], stop[self.axis] = slab.p0, slab.p1
-            start[b_ax], stop[b_ax] = r0, min(r0 + rows, scale.size[b_ax])
-            regions.append(Box(tuple(start), tuple(stop)))  # type: ignore[arg-type]
-        return regions

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..downsampling import downsample
 from ..encodings import ChunkFormat
-from ..geometry import Box, Scale, Vec3
+from ..geometry import Box, Scale, Vec3, ceil_div
 from ..reader import Volume
 from ..sources import Source
 from ..storage import Store
@@ -73,8 +73,13 @@ def process_band(band: Band) -> tuple[int, int, int]:
         nbytes += len(data)
     if band.down is not None:
         d = band.down
-        start = tuple(a // f for a, f in zip(band.region.start, d.factor))
-        stop = tuple(-(-b // f) for b, f in zip(band.region.stop, d.factor))
-        out = d.target.array()[Box(start, stop).index(d.origin)]  # type: ignore[arg-type]
+        out = d.target.array()[_downsampled(band.region, d.factor).index(d.origin)]
         downsample(view, d.factor, d.method, out=out, outside=d.outside)
     return visited, written, nbytes
+
+
+def _downsampled(region: Box, factor: Vec3) -> Box:
+    """The voxels of the next scale that a region produces (a partial pair at an odd edge
+    makes one voxel)."""
+    (x0, y0, z0), (x1, y1, z1), (fx, fy, fz) = region.start, region.stop, factor
+    return Box((x0 // fx, y0 // fy, z0 // fz), (ceil_div(x1, fx), ceil_div(y1, fy), ceil_div(z1, fz)))
