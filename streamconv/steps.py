@@ -23,8 +23,7 @@ from typing import Callable
 import numpy as np
 
 from . import downsampling
-from .dtypes import SUPPORTED
-from .encodings import ENCODINGS, ChunkFormat, check_encoding, codec_for_scale, make_codec
+from .encodings import CODECS, GZIP, ChunkFormat, compression, make_codec
 from .engine.journal import finished, read_job
 from .engine.pipeline import ProgressFn
 from .engine.plan import make_plan
@@ -32,6 +31,7 @@ from .engine.runner import (Job, Report, check_outside_value, closing_on_error, 
                             resources, run_job)
 from .errors import DataError, OutputError, UsageError
 from .geometry import Scale, ceil_div, parse_resolution
+from .info import FullresInfo, VolumeInfo
 from .pyramid import plan_pyramid
 from .reader import Volume, open_volume
 from .sources import Source, open_source
@@ -55,12 +55,11 @@ def generate_info(input: str | os.PathLike, output: str | os.PathLike, *,
                          resolution=parse_resolution(resolution) if resolution else None,
                          orientation=input_orientation)
     try:
-        info = {"type": "image", "data_type": source.dtype.name, "num_channels": source.num_channels,
-                "scales": [{"encoding": "raw", "size": list(source.shape),
-                            "resolution": list(source.resolution), "voxel_offset": [0, 0, 0]}]}
+        info = FullresInfo("image", source.dtype.name, source.num_channels, source.shape,
+                           source.resolution, {"encoding": "raw"})
     finally:
         source.close()
-    open_store(output).write(INFO_FULLRES, (json.dumps(info, indent=4) + "\n").encode())
+    open_store(output).write(INFO_FULLRES, info.to_json())
     return Path(output) / INFO_FULLRES
 
 
@@ -68,36 +67,26 @@ def generate_scales_info(fullres_info: str | os.PathLike, output: str | os.PathL
                          max_scales: int | None = None, target_chunk_size: int = 64,
                          volume_type: str | None = None, encoding: str | None = None,
                          jpeg_plane: str = "xy", cseg_block_size: tuple[int, int, int] = (8, 8, 8),
-                         overwrite: bool = False) -> dict:
+                         overwrite: bool = False) -> VolumeInfo:
     """Plan every scale from a full-resolution info and write `output/info`, with the same
     rules as `convert` (type and encoding default to the file's, then image and raw)."""
     try:
-        full = json.loads(Path(fullres_info).read_text())
-        scale = full["scales"][0]
-        size, res = [int(v) for v in scale["size"]], [float(v) for v in scale["resolution"]]
-        dtype, channels = np.dtype(full["data_type"]), int(full.get("num_channels", 1))
-        if len(size) != 3 or len(res) != 3 or min(size) < 1 or min(res) <= 0 or channels < 1:
-            raise ValueError("size and resolution need three positive numbers, num_channels one")
+        data = Path(fullres_info).read_bytes()
     except OSError as exc:
         raise DataError(f"{fullres_info}: cannot read ({exc.strerror or exc})") from exc
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise DataError(f"{fullres_info}: not a full-resolution info file ({exc})") from exc
-    if dtype.name not in SUPPORTED:
-        raise UsageError(f"{fullres_info}: data_type {dtype.name} is not one the format stores "
-                         f"({', '.join(SUPPORTED)})")
-    if any(scale.get("voxel_offset", [0, 0, 0])):
-        raise UsageError(f"{fullres_info}: a non-zero voxel_offset is not supported")
-    volume_type = volume_type or full.get("type", "image")
-    encoding = encoding or scale.get("encoding", "raw")
-    block = tuple(scale.get("compressed_segmentation_block_size", cseg_block_size))
-    codec = make_codec(encoding, jpeg_plane=jpeg_plane, cseg_block_size=block)  # type: ignore[arg-type]
-    _, info = plan_pyramid(size, res, dtype, channels, volume_type, target_chunk_size, max_scales, codec)
+    full = FullresInfo.parse(data, os.fspath(fullres_info))
+    volume_type = volume_type or full.type
+    encoding = encoding or full.encoding.get("encoding", "raw")
+    block = tuple(full.encoding.get("compressed_segmentation_block_size", cseg_block_size))
+    codec = make_codec(encoding, jpeg_plane=jpeg_plane, cseg_block_size=block)
+    _, info = plan_pyramid(full.size, full.resolution, full.dtype, full.num_channels, volume_type,
+                           target_chunk_size, max_scales, codec)
     store = open_store(output)
     old = store.read("info")
-    if old is not None and not overwrite and json.loads(old) != info:
+    if old is not None and not overwrite and json.loads(old) != info.to_dict():
         raise OutputError(f"{store.url} already holds a different info file; pass --overwrite "
                           "to replace it")
-    store.write("info", json.dumps(info).encode(), durable=True)
+    store.write("info", info.to_json(), durable=True)
     return info
 
 
@@ -131,14 +120,14 @@ def write_full_resolution(input: str | os.PathLike, output: str | os.PathLike, *
                             "is kept", source.resolution, scale.resolution)
             if source.dtype != volume.dtype or input_range is not None:
                 source = Rescaled(source, volume.dtype, input_range)
-            codec = codec_for_scale(info["scales"][0])
-            check_encoding(codec.name, volume.dtype, volume.num_channels, info.get("type", "image"))
+            codec = info.scales[0].codec
+            type(codec).check(volume.dtype, volume.num_channels, info.type)
             plan = make_plan([scale], source.num_channels, source.dtype, workers, budget,
                              source.parallel_reads, source.stream_axis)
-            record = job_record(source, plan, info=_volume_part(info), encoding=repr(codec),
+            record = job_record(source, plan, info=info.volume_part(), encoding=repr(codec),
                                 gzip=gzip, level=compresslevel if gzip else None)
-            method = downsampling.default_method(info.get("type", "image"))  # one scale: unused
-            return source, Job([scale], info, plan, ChunkFormat(codec, gzip, compresslevel),
+            method = downsampling.default_method(info.type)  # one scale: unused
+            return source, Job([scale], info, plan, ChunkFormat(codec, compression(gzip, compresslevel)),
                                method, False, record, step=FULLRES)
 
     return run_job(describe, output, workers, overwrite, resume, progress)
@@ -154,7 +143,7 @@ def compute_scales(output: str | os.PathLike, *, downscaling_method: str = "auto
     workers, budget = resources(workers, memory)
     volume = _volume_with_info(output)
     info, scales = volume.info, volume.scales
-    method = (downsampling.default_method(info.get("type", "image"))
+    method = (downsampling.default_method(info.type)
               if downscaling_method == "auto" else downscaling_method)
     downsampling.check_method(method)
     check_outside_value(outside_value, volume.dtype)
@@ -163,30 +152,23 @@ def compute_scales(output: str | os.PathLike, *, downscaling_method: str = "auto
     if fullres is not None and not finished(fullres):
         raise OutputError(f"{volume.store.url}: the full-resolution chunks are unfinished; run "
                           "volume-to-precomputed (or slices-to-precomputed) again to finish them")
-    codecs = {repr(codec_for_scale(s)) for s in info["scales"][1:]}
-    if len(codecs) > 1:
+    if len({s.codec for s in info.scales[1:]}) > 1:
         raise UsageError(f"{volume.store.url}/info: the lower scales have different encodings; "
                          "one encoding for all is supported")
-    codec = codec_for_scale(info["scales"][-1])
+    codec = info.scales[-1].codec
 
     def describe() -> tuple[Source, Job]:
         source = PrecomputedSource(volume)
         plan = make_plan(scales, source.num_channels, source.dtype, workers, budget, True, 2)
-        record = job_record(source, plan, info=_volume_part(info), downsampling=method,
+        record = job_record(source, plan, info=info.volume_part(), downsampling=method,
                             outside_value=outside_value, encoding=repr(codec), gzip=gzip,
                             level=compresslevel if gzip else None)
-        return source, Job(scales, info, plan, ChunkFormat(codec, gzip, compresslevel), method,
+        return source, Job(scales, info, plan, ChunkFormat(codec, compression(gzip, compresslevel)), method,
                            False, record, step=SCALES, first=1, outside_value=outside_value)
 
     if len(scales) == 1:
         raise UsageError(f"{volume.store.url}/info has one scale: nothing to compute")
     return run_job(describe, output, workers, overwrite, resume, progress)
-
-
-def _volume_part(info: dict) -> dict:
-    """What of an info changes the chunks a step writes (not, say, the "mesh" key that
-    mesh-to-precomputed adds)."""
-    return {k: info[k] for k in ("type", "data_type", "num_channels", "scales") if k in info}
 
 
 def _volume_with_info(output: str | os.PathLike) -> Volume:
@@ -230,15 +212,14 @@ def scale_stats(output: str | os.PathLike, *, workers: int | None = None, sample
              math.prod(s.size) * itemsize) for s in volume.scales]
     plan = make_plan(volume.scales, volume.num_channels, volume.dtype, workers, 1 << 62, True, 2)
     total = sum(r[2] for r in rows)
-    volume_type = volume.info.get("type", "image")
     codecs = {}
-    for name in ENCODINGS:
+    for name, kind in CODECS.items():
         try:
-            check_encoding(name, volume.dtype, volume.num_channels, volume_type)
+            kind.check(volume.dtype, volume.num_channels, volume.info.type)
         except UsageError:
             continue
         codecs[name] = ChunkFormat(make_codec(name))
-        codecs[f"{name}+gzip"] = ChunkFormat(make_codec(name), gzip=True)
+        codecs[f"{name}+gzip"] = ChunkFormat(make_codec(name), GZIP)
     sizes = {name: 0 for name in codecs}
     raw = sampled = 0
     scale = volume.scales[0]
