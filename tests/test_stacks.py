@@ -185,3 +185,30 @@ def test_orientation_is_for_stacks_only(tmp_path):
         streamconv.convert(MNI152_FILE_PATH, tmp_path / "out", input_orientation="RIA")
     with pytest.raises(DataError):
         streamconv.convert(tmp_path / "absent*.png", tmp_path / "out", resolution="1um")
+
+
+@pytest.mark.parametrize("code", ["RAS", "RAI", "LIP"])
+def test_a_read_task_gets_only_its_sections(tmp_path, code):
+    """A read task is sent `window(p0, p1)` of the stack: it reads the same planes as the whole
+    stack, and pickles to a fraction of it (BigBrain: 7,404 section paths per task otherwise)."""
+    import pickle
+
+    from streamconv.sources import SliceStack
+
+    rng = np.random.default_rng(5)
+    for k in range(120):
+        imagecodecs.imwrite(tmp_path / f"s_{k:03d}.png", rng.integers(0, 255, (6, 7), np.uint8))
+    stack = SliceStack(str(tmp_path), code, (1.0, 1.0, 1.0))
+    axis, (x, y, z) = stack.stream_axis, stack.shape
+
+    def planes(source: SliceStack, p0: int, p1: int) -> np.ndarray:
+        shape = [1, z, y, x]
+        shape[3 - axis] = p1 - p0
+        out = np.empty(shape, np.uint8)
+        source.read(p0, p1, out)
+        return out
+
+    for p0, p1 in [(0, 3), (17, 23), (117, 120)]:
+        part = stack.window(p0, p1)
+        assert np.array_equal(planes(part, p0, p1), planes(stack, p0, p1))
+        assert len(pickle.dumps(part)) < len(pickle.dumps(stack)) / 4

@@ -1,7 +1,9 @@
 """The executor seam: where tasks run. A process pool by default; inline for debugging and tests.
 
 Both hand back concurrent.futures Futures, so the pipeline drives either (and a Dask client,
-whose futures quack the same, later) with one loop.
+whose futures quack the same, later) with one loop. An executor says whether its tasks run in
+the calling process (`in_process`): there a source that must be read in order needs no thread
+of its own.
 """
 
 from __future__ import annotations
@@ -11,11 +13,23 @@ import signal
 import sys
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
+
+
+class TaskExecutor(Protocol):
+    """What the engine needs of an executor."""
+
+    in_process: bool  # tasks run in the calling process, one at a time
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future: ...
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None: ...
 
 
 class InlineExecutor(Executor):
     """Runs each task at submit time in the calling process: deterministic, easy to debug."""
+
+    in_process = True
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         future: Future = Future()
@@ -26,8 +40,14 @@ class InlineExecutor(Executor):
         return future
 
 
+class WorkerPool(ProcessPoolExecutor):
+    """Worker processes: tasks and their arguments cross a process boundary (picklable)."""
+
+    in_process = False
+
+
 @contextmanager
-def executor(workers: int) -> Iterator[Executor]:
+def executor(workers: int) -> Iterator[TaskExecutor]:
     """`workers` processes forked from a server that has only the task code loaded (0: inline).
 
     Workers start lazily, on submit, and a started worker would normally re-run the caller's
@@ -40,7 +60,7 @@ def executor(workers: int) -> Iterator[Executor]:
         return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["streamconv.engine.tasks"])
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_sigint)
+    pool = WorkerPool(max_workers=workers, mp_context=context, initializer=_ignore_sigint)
     try:
         with _main_hidden():
             yield pool

@@ -26,7 +26,7 @@ from ..sources import Source
 from ..sources.base import MemoryOrder
 from ..storage import Store
 from .buffers import SlabBuffer
-from .executor import InlineExecutor
+from .executor import TaskExecutor
 from .plan import Plan, band_axis
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
 
@@ -171,7 +171,7 @@ class Totals:
 class Pipeline:
     """The coordinator that moves every slab of a job through its scales."""
 
-    def __init__(self, job: Job, source: Source, store: Store, executor: Executor,
+    def __init__(self, job: Job, source: Source, store: Store, executor: TaskExecutor,
                  hooks: Hooks = Hooks(), done: Collection[tuple[int, int]] = frozenset()) -> None:
         """`store`: the output, where chunks are written and complete slabs read back; `done`:
         the (scale, slab) pairs complete before this run (the journal's). The scales below
@@ -183,8 +183,8 @@ class Pipeline:
         self.done = frozenset(done) | {(level, i) for level in range(job.first)
                                        for i in range(self.grid.count(level))}
         # A source that must read in order is read by one thread of this process.
-        self._read_executor: Executor = (
-            executor if source.parallel_reads or isinstance(executor, InlineExecutor)
+        self._read_executor: Executor | TaskExecutor = (
+            executor if source.parallel_reads or executor.in_process
             else ThreadPoolExecutor(1, thread_name_prefix="streamconv-read"))
         self.totals = Totals()
         self._buffers: list[list[SlabBuffer]] = [[] for _ in self.scales]
@@ -264,8 +264,9 @@ class Pipeline:
         """Read a full-resolution slab from the source, a few planes per task."""
         step = self.plan.fill_planes if self.source.parallel_reads else slab.planes
         for p in range(slab.p0, slab.p1, step):
-            self._submit_writer(self._read_executor, slab, fill, self.source, p,
-                                min(p + step, slab.p1), slab.buffer.ref, slab.p0)
+            end = min(p + step, slab.p1)
+            self._submit_writer(self._read_executor, slab, fill, self.source.window(p, end), p, end,
+                                slab.buffer.ref, slab.p0)
         slab.planes_incoming = slab.planes
 
     def _refill(self, slab: _Slab) -> None:
@@ -275,7 +276,7 @@ class Pipeline:
                                 region, slab.buffer.ref, self.grid.origin(slab.p0))
         slab.planes_incoming = slab.planes
 
-    def _submit_writer(self, executor: Executor, slab: _Slab, fn: Callable[..., None],
+    def _submit_writer(self, executor: Executor | TaskExecutor, slab: _Slab, fn: Callable[..., None],
                        *args: object) -> None:
         slab.writers += 1
         self._in_flight[executor.submit(fn, *args)] = (TaskKind.FILL, slab)

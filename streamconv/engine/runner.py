@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import Executor
+
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -28,7 +28,7 @@ from ..info import VolumeInfo
 from ..sources import Source
 from ..storage import Store, open_store, require
 from .buffers import remove_stale_buffers
-from .executor import executor
+from .executor import TaskExecutor, executor
 from .journal import (CONVERT, Journal, Lock, boot_id, prepare_output, remove_temporary,
                       write_job)
 from .pipeline import Hooks, Pipeline, ProgressFn, Totals
@@ -126,7 +126,7 @@ def run_job(describe: Callable[[], tuple[Source, Job]], output: str | os.PathLik
                   time.perf_counter() - started, resumed, totals.skipped_slabs, totals.replayed_slabs)
 
 
-def _write(source: Source, job: Job, store: Store, pool: Executor, overwrite: bool, resume: bool,
+def _write(source: Source, job: Job, store: Store, pool: TaskExecutor, overwrite: bool, resume: bool,
            progress: ProgressFactory | None) -> tuple[Totals, bool]:
     """Run the pipeline under the output's lock and the step's journal; `convert` writes the
     info last."""
