@@ -6,9 +6,17 @@ import os
 
 from . import downsampling
 from .encodings import ChunkFormat, compression, make_codec
-from .engine.plan import make_plan
-from .engine.runner import (Job, ProgressFactory, Report, check_outside_value, closing_on_error,
-                            job_record, resources, run_job)
+from .engine.budget import plan_slabs
+from .engine.runner import (
+    Job,
+    ProgressFactory,
+    Report,
+    check_outside_value,
+    closing_on_error,
+    job_record,
+    resources,
+    run_job,
+)
 from .geometry import parse_resolution
 from .pyramid import plan_pyramid
 from .sources import Source, open_source
@@ -61,7 +69,7 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
             scales, info = plan_pyramid(source.shape, source.resolution, source.dtype,
                                         source.num_channels, volume_type, chunk_size, max_scales, codec)
             check_outside_value(outside_value, source.dtype)
-            plan = make_plan(scales, source.num_channels, source.dtype, workers, budget,
+            plan = plan_slabs(scales, source.num_channels, source.dtype, workers, budget,
                              source.parallel_reads, source.stream_axis)
             record = job_record(source, plan, info=info.to_dict(), downsampling=method,
                                 outside_value=outside_value, encoding=repr(codec), gzip=gzip,

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .dataset import Dataset, open_dataset, read_info
 from .encodings import ChunkFormat, compression, make_codec
+from .engine.budget import WORKER_BASE, default_budget, format_size, parse_size
 from .engine.executor import executor
-from .engine.plan import WORKER_BASE, default_budget, format_size, parse_size
 from .errors import UsageError
 from .geometry import Box
 from .info import VolumeInfo
-from .reader import Volume, open_volume, read_info
 from .storage import Store, open_store
 
 
@@ -46,7 +46,7 @@ def target_info(source: VolumeInfo, destination: Store, encoding: str | None, co
                                         cseg_block_size=cseg_block_size))
 
 
-def _recode(src: Volume, level: int, boxes: list[Box], dst: Store, key: str, fmt: ChunkFormat,
+def _recode(src: Dataset, level: int, boxes: list[Box], dst: Store, key: str, fmt: ChunkFormat,
             dtype: str) -> tuple[int, int, int]:
     """Worker task: re-encode some chunks of one scale. Returns (chunks, absent, bytes)."""
     absent = nbytes = 0
@@ -67,7 +67,7 @@ def convert_chunks(source: str | os.PathLike, destination: str | os.PathLike, *,
                    gzip: bool = False, memory: str | int | None = None,
                    workers: int | None = None) -> Recoded:
     """Re-encode every chunk of `source` into `destination`; absent chunks stay absent."""
-    src = open_volume(source)
+    src = open_dataset(source)
     dst = open_store(destination)
     info = target_info(src.info, dst, encoding, copy_info, jpeg_quality, jpeg_plane, cseg_block_size)
     if len(info.scales) != len(src.scales) or any(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -34,7 +34,7 @@ def output_dtype(input_dtype: np.dtype, value_range: Callable[[], tuple[int, int
     raise DataError(f"data type {dt} is not supported; the format stores {', '.join(SUPPORTED)}")
 
 
-def convert(values: np.ndarray, out: np.ndarray, slope: float = 1.0, inter: float = 0.0) -> None:
+def cast_into(values: np.ndarray, out: np.ndarray, slope: float = 1.0, inter: float = 0.0) -> None:
     """Write `values * slope + inter` into `out`, cast to its type (in float64 when scaled)."""
     if slope != 1.0 or inter != 0.0:
         np.copyto(out, values.astype(np.float64) * slope + inter, casting="unsafe")

@@ -6,8 +6,9 @@ Axes are always given as (x, y, z), as in the precomputed `info` file. In-memory
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 Vec3 = tuple[int, int, int]
 T = TypeVar("T")

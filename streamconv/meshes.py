@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from .dataset import read_info
 from .encodings import GZIP, compression
 from .engine.journal import Lock
 from .errors import DataError, UsageError
 from .info import VolumeInfo, check_key
-from .reader import read_info
 from .sources.base import one_line
 from .storage import Store, open_store
 

@@ -16,24 +16,23 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from . import downsampling
+from .dataset import Dataset, open_dataset
 from .encodings import CODECS, GZIP, ChunkFormat, compression, make_codec
+from .engine.budget import plan_slabs
 from .engine.journal import finished, read_job
 from .engine.pipeline import ProgressFn
-from .engine.plan import make_plan
-from .engine.runner import (Job, Report, check_outside_value, closing_on_error, job_record,
-                            resources, run_job)
+from .engine.runner import Job, Report, check_outside_value, closing_on_error, job_record, resources, run_job
 from .errors import DataError, OutputError, UsageError
 from .geometry import Scale, ceil_div, parse_resolution
 from .info import FullresInfo, VolumeInfo
 from .pyramid import plan_pyramid
-from .reader import Volume, open_volume
 from .sources import Source, open_source
 from .sources.precomputed import PrecomputedSource
 from .sources.rescale import Rescaled
@@ -122,7 +121,7 @@ def write_full_resolution(input: str | os.PathLike, output: str | os.PathLike, *
                 source = Rescaled(source, volume.dtype, input_range)
             codec = info.scales[0].codec
             type(codec).check(volume.dtype, volume.num_channels, info.type)
-            plan = make_plan([scale], source.num_channels, source.dtype, workers, budget,
+            plan = plan_slabs([scale], source.num_channels, source.dtype, workers, budget,
                              source.parallel_reads, source.stream_axis)
             record = job_record(source, plan, info=info.volume_part(), encoding=repr(codec),
                                 gzip=gzip, level=compresslevel if gzip else None)
@@ -133,7 +132,7 @@ def write_full_resolution(input: str | os.PathLike, output: str | os.PathLike, *
     return run_job(describe, output, workers, overwrite, resume, progress)
 
 
-def compute_scales(output: str | os.PathLike, *, downscaling_method: str = "auto",
+def compute_scales(output: str | os.PathLike, *, downsampling_method: str = "auto",
                    outside_value: float | None = None, gzip: bool = False, compresslevel: int = 6,
                    memory: str | int | None = None, workers: int | None = None,
                    overwrite: bool = False, resume: bool = True,
@@ -144,7 +143,7 @@ def compute_scales(output: str | os.PathLike, *, downscaling_method: str = "auto
     volume = _volume_with_info(output)
     info, scales = volume.info, volume.scales
     method = (downsampling.default_method(info.type)
-              if downscaling_method == "auto" else downscaling_method)
+              if downsampling_method == "auto" else downsampling_method)
     downsampling.check_method(method)
     check_outside_value(outside_value, volume.dtype)
     _check_pyramid(volume)
@@ -159,7 +158,7 @@ def compute_scales(output: str | os.PathLike, *, downscaling_method: str = "auto
 
     def describe() -> tuple[Source, Job]:
         source = PrecomputedSource(volume)
-        plan = make_plan(scales, source.num_channels, source.dtype, workers, budget, True, 2)
+        plan = plan_slabs(scales, source.num_channels, source.dtype, workers, budget, True, 2)
         record = job_record(source, plan, info=info.volume_part(), downsampling=method,
                             outside_value=outside_value, encoding=repr(codec), gzip=gzip,
                             level=compresslevel if gzip else None)
@@ -171,14 +170,14 @@ def compute_scales(output: str | os.PathLike, *, downscaling_method: str = "auto
     return run_job(describe, output, workers, overwrite, resume, progress)
 
 
-def _volume_with_info(output: str | os.PathLike) -> Volume:
+def _volume_with_info(output: str | os.PathLike) -> Dataset:
     store = open_store(output)
     if store.read("info") is None:
         raise UsageError(f"{store.url}/info does not exist: run generate-scales-info first")
-    return open_volume(output)
+    return open_dataset(output)
 
 
-def _check_pyramid(volume: Volume) -> None:
+def _check_pyramid(volume: Dataset) -> None:
     """Each scale must halve (or keep) each axis of the one above, as the engine computes."""
     for above, scale in zip(volume.scales, volume.scales[1:]):
         expected = tuple(-(-n // f) for n, f in zip(above.size, scale.factor))
@@ -210,7 +209,7 @@ def scale_stats(output: str | os.PathLike, *, workers: int | None = None, sample
     itemsize = volume.dtype.itemsize * volume.num_channels
     rows = [(s.key, math.prod(ceil_div(n, c) for n, c in zip(s.size, s.chunk_size)),
              math.prod(s.size) * itemsize) for s in volume.scales]
-    plan = make_plan(volume.scales, volume.num_channels, volume.dtype, workers, 1 << 62, True, 2)
+    plan = plan_slabs(volume.scales, volume.num_channels, volume.dtype, workers, 1 << 62, True, 2)
     total = sum(r[2] for r in rows)
     codecs = {}
     for name, kind in CODECS.items():

@@ -8,13 +8,14 @@ Stores are picklable so that worker processes write their own chunks.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import shutil
-import ctypes
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from .encodings.base import Encoded
 from .errors import NoSpaceError, OutputError, UsageError

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .dataset import open_dataset
 from .errors import StreamconvError
 from .geometry import Box, parse_resolution, triple
-from .reader import open_volume
 from .sources import open_source
 
 LOSSY = ("jpeg",)
@@ -39,7 +39,7 @@ def verify(input: str | os.PathLike, output: str | os.PathLike, *, ignore_scalin
            resolution: str | None = None, input_orientation: str | None = None,
            fill_missing: float | None = None, min_psnr: float = 30.0) -> VerifyReport:
     """Compare `output` with `input`; the report lists every problem found (none: ok)."""
-    volume = open_volume(output)
+    volume = open_dataset(output)
     source = open_source(input, ignore_scaling=ignore_scaling,
                          resolution=parse_resolution(resolution) if resolution else None,
                          orientation=input_orientation, fill_missing=fill_missing)

@@ -12,8 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import read_scale
 
-from streamconv.encodings import (GZIP, ChunkFormat, check_encoding, gzip_compress, gzip_decompress,
-                                  make_codec, stored_dtype)
+from streamconv.encodings import (
+    GZIP,
+    ChunkFormat,
+    check_encoding,
+    gzip_compress,
+    gzip_decompress,
+    make_codec,
+    stored_dtype,
+)
 from streamconv.errors import UsageError
 
 shapes = st.tuples(st.integers(1, 4), st.integers(1, 40), st.integers(1, 40), st.integers(1, 40))

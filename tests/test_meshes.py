@@ -13,9 +13,8 @@ import nibabel as nib
 import nilearn
 import numpy as np
 import pytest
-from nilearn.datasets import MNI152_FILE_PATH, load_mni152_brain_mask
-
 from make_surface import surface_of_mask, write_gifti
+from nilearn.datasets import MNI152_FILE_PATH, load_mni152_brain_mask
 
 STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
 PIAL = Path(nilearn.__file__).parent / "datasets/data/fsaverage5/pial_right.gii.gz"  # shipped

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from streamconv.encodings import ChunkFormat, make_codec
+from streamconv.engine.budget import SlabPlan, plan_slabs
 from streamconv.engine.executor import InlineExecutor, executor
 from streamconv.engine.pipeline import Hooks, Pipeline, Totals
-from streamconv.engine.plan import Plan, make_plan
 from streamconv.engine.runner import Job
 from streamconv.errors import DataError, Interrupted, NoSpaceError
 from streamconv.geometry import Scale, ceil_div
@@ -96,14 +96,14 @@ def volume(dtype: str = "uint8", channels: int = 1, labels: int = 0, seed: int =
 
 
 def make_job(source: ArraySource, *, chunk: int = 4, resolution=(1.0, 1.0, 1.0),
-             method: str = "average", volume_type: str = "image", plan: Plan | None = None,
+             method: str = "average", volume_type: str = "image", plan: SlabPlan | None = None,
              budget: int = 1 << 40, skip_empty: bool = False, max_scales: int | None = None,
              first: int = 0) -> Job:
     """A job in raw encoding; its plan from `budget` (the default: two buffers everywhere)."""
     scales, info = plan_pyramid(source.shape, resolution, source.dtype, source.num_channels,
                                 volume_type, chunk, max_scales, make_codec("raw"))
     if plan is None:
-        plan = make_plan(scales, source.num_channels, source.dtype, 0, budget, source.parallel_reads,
+        plan = plan_slabs(scales, source.num_channels, source.dtype, 0, budget, source.parallel_reads,
                          source.stream_axis, main_base=0)
     return Job(scales, info, plan, ChunkFormat(make_codec("raw")), method, skip_empty, {}, first=first)
 
@@ -256,7 +256,7 @@ def test_hand_made_plans_one_plane_reads_one_chunk_bands_many_slabs_feed_one(tmp
     for k, (slabs, buffers) in enumerate([((4,) * n, (1,) * n),
                                          ((4,) + (8,) * (n - 1), (2, 1) + (2,) * (n - 2)),
                                          ((4, 8, 16) + (8,) * (n - 3), (2,) * n)]):
-        job = make_job(source, plan=Plan(2, slabs, buffers, (4,) * n, 1, 0, 0, 0, 0))
+        job = make_job(source, plan=SlabPlan(2, slabs, buffers, (4,) * n, 1, 0, 0, 0, 0))
         totals = run(job, source, tmp_path / str(k))
         assert_pyramid(tmp_path / str(k), job, data)
         assert totals.written == sum(s.num_chunks for s in job.scales)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamconv.engine.plan import make_plan, parse_size
+from streamconv.engine.budget import parse_size, plan_slabs
 from streamconv.errors import UsageError
 from streamconv.pyramid import plan_scales
 
@@ -26,7 +26,7 @@ def test_sizes_read_as_people_write_them():
 def test_plans_fit_their_budget_or_name_the_minimum(budget):
     scales = plan_scales((1024, 1024, 1024), (1e6, 1e6, 1e6))
     try:
-        plan = make_plan(scales, 1, np.dtype("uint8"), 2, parse_size(budget), True, main_base=60 * MiB)
+        plan = plan_slabs(scales, 1, np.dtype("uint8"), 2, parse_size(budget), True, main_base=60 * MiB)
     except UsageError as exc:
         assert "below" in str(exc) and "MiB" in str(exc)
         return
@@ -38,8 +38,8 @@ def test_plans_fit_their_budget_or_name_the_minimum(budget):
 
 def test_more_memory_buys_overlap_not_less():
     scales = plan_scales((6572, 256, 5711), (21166.67, 20000, 21166.67))
-    tight = make_plan(scales, 1, np.dtype("uint8"), 2, 4 << 30, True, stream_axis=1, main_base=60 * MiB)
-    roomy = make_plan(scales, 1, np.dtype("uint8"), 2, 16 << 30, True, stream_axis=1, main_base=60 * MiB)
+    tight = plan_slabs(scales, 1, np.dtype("uint8"), 2, 4 << 30, True, stream_axis=1, main_base=60 * MiB)
+    roomy = plan_slabs(scales, 1, np.dtype("uint8"), 2, 16 << 30, True, stream_axis=1, main_base=60 * MiB)
     assert tight.estimate <= 4 << 30 and tight.buffers[0] == 1
     assert roomy.buffers[0] == 2 and roomy.estimate > tight.estimate
 

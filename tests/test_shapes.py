@@ -11,7 +11,8 @@ import nibabel as nib
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import check_pyramid, downsample as reference_downsample
+from reference import check_pyramid
+from reference import downsample as reference_downsample
 
 import streamconv
 from streamconv.downsampling import downsample

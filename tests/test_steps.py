@@ -17,10 +17,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 from nilearn.datasets import MNI152_FILE_PATH
-
 from reference import downsample as downsample_reference
+
+from streamconv.dataset import open_dataset
 from streamconv.geometry import Box
-from streamconv.reader import open_volume
 
 BIN = Path(sys.executable).parent
 STREAMCONV = str(BIN / "streamconv")
@@ -40,7 +40,7 @@ def files(out: Path) -> dict[str, bytes]:
 
 def scales(out: Path) -> dict[tuple[float, ...], np.ndarray]:
     """Every scale, decoded, by resolution (keys differ between tools)."""
-    volume = open_volume(out)
+    volume = open_dataset(out)
     return {s.resolution: volume.read(k, Box((0, 0, 0), s.size)) for k, s in enumerate(volume.scales)}
 
 
@@ -243,7 +243,7 @@ def test_full_resolution_on_disk_reads_back_as_a_source(tmp_path):
     from streamconv.sources.precomputed import PrecomputedSource
 
     streamconv("convert", MNI152_FILE_PATH, tmp_path / "out", "--chunk-size", "32")
-    source = PrecomputedSource(open_volume(tmp_path / "out"))
+    source = PrecomputedSource(open_dataset(tmp_path / "out"))
     data = np.asarray(nib.load(MNI152_FILE_PATH).dataobj)
     out = np.empty((1, 35, 233, 197), np.uint8)
     source.read(5, 40, out)

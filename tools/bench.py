@@ -33,8 +33,8 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from make_sections import make_sections  # noqa: E402
-from make_volume import make_volume  # noqa: E402
+from make_sections import make_sections
+from make_volume import make_volume
 
 BIN = Path(sys.executable).parent
 MiB = 1 << 20
@@ -58,7 +58,7 @@ def measure(name: str, commands: list[list[str]], durable: bool = False) -> Meas
         proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         stop = threading.Event()
 
-        def sample() -> None:
+        def sample(proc: psutil.Popen, stop: threading.Event) -> None:
             nonlocal peak_rss, peak_pss
             while not stop.is_set():
                 rss = pss = 0
@@ -75,7 +75,7 @@ def measure(name: str, commands: list[list[str]], durable: bool = False) -> Meas
                 peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
                 stop.wait(0.02)
 
-        sampler = threading.Thread(target=sample, daemon=True)
+        sampler = threading.Thread(target=sample, args=(proc, stop), daemon=True)
         sampler.start()
         _, err = proc.communicate()
         stop.set()

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from make_sections import make_sections  # noqa: E402
-from make_surface import surface_of_mask, write_gifti  # noqa: E402
-from make_volume import make_volume  # noqa: E402
+from make_sections import make_sections
+from make_surface import surface_of_mask, write_gifti
+from make_volume import make_volume
 
 
 def digest(out: Path) -> str:

@@ -9,7 +9,7 @@ import typer
 
 from ..convert import convert as convert_volume
 from ..convert_chunks import convert_chunks
-from ..engine.plan import format_size
+from ..engine.budget import format_size
 from ..verify import verify as verify_output
 from .app import app
 from .options import (

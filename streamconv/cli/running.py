@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from ..convert import Report
-from ..engine.plan import format_size
+from ..engine.budget import format_size
 from ..errors import StreamconvError
 from ..sources.base import one_line
 from .options import RunOptions

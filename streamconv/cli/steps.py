@@ -10,7 +10,7 @@ import typer
 
 from .. import steps as library
 from ..convert import convert as convert_volume
-from ..engine.plan import format_size
+from ..engine.budget import format_size
 from .app import app
 from .options import (
     ChunkEncoding,
@@ -146,7 +146,7 @@ def compute_scales(
     """Compute every lower scale of WORK_DIR/info from the full-resolution chunks on disk."""
     with engine_run(run) as progress:
         report = library.compute_scales(
-            work_dir, downscaling_method=downscaling_method, outside_value=outside_value,
+            work_dir, downsampling_method=downscaling_method, outside_value=outside_value,
             **files.written(), **run.engine(), progress=progress)
     summary(report, run)
 

@@ -18,13 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DataError, UsageError
 from .base import Codec, CodecOptions, Encoded
-from .compression import (GZIP, NO_COMPRESSION, Compression, Gzip, compression, gzip_compress,
-                          gzip_decompress)
+from .compression import GZIP, NO_COMPRESSION, Compression, Gzip, compression, gzip_compress, gzip_decompress
 from .images import Jpeg, Png
 from .raw import Raw
 from .segmentation import CompressedSegmentation
-from ..errors import DataError, UsageError
 
 CODECS: dict[str, type[Codec]] = {c.name: c for c in (Raw, Jpeg, Png, CompressedSegmentation)}
 ENCODINGS = tuple(CODECS)

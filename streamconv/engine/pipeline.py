@@ -14,20 +14,21 @@ a lost partial slab of a coarser scale is rebuilt from what the finer scale alre
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Collection
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Collection
+from typing import TYPE_CHECKING, Any
 
+from ..dataset import Dataset
 from ..errors import Interrupted, WorkerDied
 from ..geometry import Box, Scale, Vec3, ceil_div
-from ..reader import Volume
 from ..sources import Source
 from ..sources.base import MemoryOrder
 from ..storage import Store
+from .budget import SlabPlan, band_axis
 from .buffers import SlabBuffer
 from .executor import TaskExecutor
-from .plan import Plan, band_axis
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
 
 if TYPE_CHECKING:  # the runner imports this module to run its jobs
@@ -71,7 +72,7 @@ class SlabGrid:
     exactly one slab of the next scale (`target`)."""
 
     scales: list[Scale]
-    plan: Plan
+    plan: SlabPlan
 
     @property
     def axis(self) -> int:
@@ -178,7 +179,7 @@ class Pipeline:
         `job.first` are on disk already: complete too, read back only to be downsampled."""
         self.job, self.source, self.store, self.executor, self.hooks = job, source, store, executor, hooks
         self.scales, self.plan, self.axis = job.scales, job.plan, job.plan.stream_axis
-        self.volume = Volume(store, job.info, job.scales)
+        self.volume = Dataset(store, job.info, job.scales)
         self.grid = SlabGrid(job.scales, job.plan)
         self.done = frozenset(done) | {(level, i) for level in range(job.first)
                                        for i in range(self.grid.count(level))}

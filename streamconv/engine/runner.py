@@ -14,10 +14,9 @@ import os
 import signal
 import threading
 import time
-
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -27,12 +26,11 @@ from ..geometry import Scale
 from ..info import VolumeInfo
 from ..sources import Source
 from ..storage import Store, open_store, require
+from .budget import SlabPlan, default_budget, parse_size
 from .buffers import remove_stale_buffers
 from .executor import TaskExecutor, executor
-from .journal import (CONVERT, Journal, Lock, boot_id, prepare_output, remove_temporary,
-                      write_job)
+from .journal import CONVERT, Journal, Lock, boot_id, prepare_output, remove_temporary, write_job
 from .pipeline import Hooks, Pipeline, ProgressFn, Totals
-from .plan import Plan, default_budget, parse_size
 
 log = logging.getLogger("streamconv")
 
@@ -47,7 +45,7 @@ class Job:
 
     scales: list[Scale]
     info: VolumeInfo
-    plan: Plan
+    plan: SlabPlan
     fmt: ChunkFormat
     method: str
     skip_empty: bool
@@ -63,7 +61,7 @@ class Report:
 
     output: str
     scales: list[Scale]
-    plan: Plan
+    plan: SlabPlan
     chunks: int           # chunks visited by this run
     chunks_written: int
     bytes_written: int
@@ -82,7 +80,7 @@ def resources(workers: int | None, memory: str | int | None) -> tuple[int, int]:
     return workers, default_budget() if memory is None else parse_size(memory)
 
 
-def job_record(source: Source, plan: Plan, **parameters: object) -> dict:
+def job_record(source: Source, plan: SlabPlan, **parameters: object) -> dict:
     """What job.json keeps: the input's fingerprint, the parameters that change bytes, and the
     slab size (journal entries are slabs)."""
     return json.loads(json.dumps({  # as stored, so that it compares equal when read back

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..dataset import Dataset
 from ..downsampling import downsample
 from ..encodings import ChunkFormat
 from ..geometry import Box, Scale, Vec3, ceil_div
-from ..reader import Volume
 from ..sources import Source
 from ..storage import Store
 from .buffers import SlabRef
@@ -21,7 +21,7 @@ def fill(source: Source, p0: int, p1: int, ref: SlabRef, first_plane: int) -> No
     source.read(p0, p1, slab[tuple(index)])
 
 
-def fill_from_store(volume: Volume, level: int, region: Box, ref: SlabRef, origin: Vec3) -> None:
+def fill_from_store(volume: Dataset, level: int, region: Box, ref: SlabRef, origin: Vec3) -> None:
     """Read back a region of a scale already on disk: to rebuild what a lost slab held, or to
     compute the scales above chunks another step (or tool) wrote."""
     slab = ref.array()

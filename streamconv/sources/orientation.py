@@ -21,7 +21,7 @@ class Orientation:
     flips: tuple[bool, bool, bool]  # whether column, row, slice run against that axis
 
     @classmethod
-    def parse(cls, code: str) -> "Orientation":
+    def parse(cls, code: str) -> Orientation:
         code = code.upper()
         if len(code) != 3 or any(c not in _AXIS for c in code) or len({_AXIS[c] for c in code}) != 3:
             raise UsageError(f"--input-orientation {code!r} is not a code like RAS, RIA or LPI "

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..dataset import Dataset
 from ..geometry import Box, Vec3, ceil_div
-from ..reader import Volume
 from .base import MemoryOrder, Source
 
 
@@ -17,7 +17,7 @@ class PrecomputedSource:
     parallel_reads = True
     memory_order = MemoryOrder()
 
-    def __init__(self, volume: Volume) -> None:
+    def __init__(self, volume: Dataset) -> None:
         self.volume = volume
         scale = volume.scales[0]
         self.shape: Vec3 = scale.size

@@ -338,7 +338,7 @@ class SliceStack:
             image = decode(s)
             if image.shape != (self.layout.rows, self.layout.columns, self.layout.channels):
                 raise DataError(f"{s.name}: decoded shape {image.shape} differs from the header")
-            dtypes.convert(image, as_file)
+            dtypes.cast_into(image, as_file)
 
     def fingerprint(self) -> dict:
         files: list[list | None] = []

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import zlib
-from typing import Any
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +61,7 @@ class _RawLayout:
                 for k, name in enumerate(self.disk_dtype.names or ()):
                     out[k] = raw[name]
             else:
-                dtypes.convert(raw, out[c], self.slope, self.inter)
+                dtypes.cast_into(raw, out[c], self.slope, self.inter)
 
     def _read_into(self, channel: int, start: int, buf: memoryview) -> None:
         if not self.compressed:
@@ -211,7 +211,7 @@ class NibabelSource:
         except (OSError, EOFError, ValueError) as exc:
             raise DataError(f"{self.path}: cannot read planes {z0}-{z1} ({one_line(exc)})") from exc
         block = block.reshape(block.shape[:3] + (-1,))  # (x, y, z, c)
-        dtypes.convert(block.transpose(3, 2, 1, 0), out, self._slope, self._inter)
+        dtypes.cast_into(block.transpose(3, 2, 1, 0), out, self._slope, self._inter)
 
     def window(self, p0: int, p1: int) -> Source:
         return self

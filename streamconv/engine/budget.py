@@ -55,7 +55,7 @@ def band_axis(stream_axis: int) -> int:
 
 
 @dataclass(frozen=True)
-class Plan:
+class SlabPlan:
     stream_axis: int               # slabs are planes along this axis (0 x, 1 y, 2 z)
     slab_planes: tuple[int, ...]   # planes per slab, per scale
     buffers: tuple[int, ...]       # slab buffers per scale (2 lets filling overlap processing)
@@ -90,8 +90,8 @@ def _unit(scales: list[Scale], k: int, axis: int) -> int:
     return math.lcm(scales[k].chunk_size[axis], nxt)
 
 
-def make_plan(scales: list[Scale], channels: int, dtype: np.dtype, workers: int, budget: int,
-              parallel_reads: bool, stream_axis: int = 2, main_base: int | None = None) -> Plan:
+def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int, budget: int,
+              parallel_reads: bool, stream_axis: int = 2, main_base: int | None = None) -> SlabPlan:
     """The most comfortable plan that fits `budget`, or a UsageError that states the minimum."""
     item = channels * np.dtype(dtype).itemsize
     s_ax, b_ax = stream_axis, band_axis(stream_axis)
@@ -143,7 +143,7 @@ def make_plan(scales: list[Scale], channels: int, dtype: np.dtype, workers: int,
            and estimate(2 * m, overlap, band_bytes)[0] <= budget):
         m *= 2
     total, planes, nbuf, rows, fill = estimate(m, overlap, band_bytes)
-    return Plan(stream_axis, tuple(planes), tuple(nbuf), tuple(rows), fill, workers,
+    return SlabPlan(stream_axis, tuple(planes), tuple(nbuf), tuple(rows), fill, workers,
                 budget, total, minimum)
 
 

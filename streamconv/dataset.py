@@ -22,7 +22,7 @@ from .storage import Store, open_store
 
 
 @dataclass(frozen=True)
-class Volume:
+class Dataset:
     """A precomputed volume: its store, its `info`, and the scales a job works on (all of the
     info's, or the first alone for the full-resolution step)."""
 
@@ -84,10 +84,10 @@ def read_info(store: Store) -> VolumeInfo | None:
     return None if raw is None else VolumeInfo.parse(raw, f"{store.url}/info")
 
 
-def open_volume(url: str | os.PathLike) -> Volume:
+def open_dataset(url: str | os.PathLike) -> Dataset:
     """Open the precomputed volume at a path or URL."""
     store = open_store(url)
     info = read_info(store)
     if info is None:
         raise DataError(f"{store.url}: no info file, not a precomputed volume")
-    return Volume(store, info, info.geometry)
+    return Dataset(store, info, info.geometry)
