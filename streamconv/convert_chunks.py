@@ -20,7 +20,7 @@ from .engine.executor import executor
 from .errors import UsageError
 from .geometry import Box
 from .info import VolumeInfo
-from .storage import Store, open_store
+from .storage import Store, open_output
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,8 @@ def convert_chunks(source: str | os.PathLike, destination: str | os.PathLike, *,
                    gzip: bool = False, memory: str | int | None = None,
                    workers: int | None = None) -> Recoded:
     """Re-encode every chunk of `source` into `destination`; absent chunks stay absent."""
+    dst = open_output(destination)
     src = open_dataset(source)
-    dst = open_store(destination)
     info = target_info(src.info, dst, encoding, copy_info, jpeg_quality, jpeg_plane, cseg_block_size)
     if len(info.scales) != len(src.scales) or any(
             (a.size, a.chunk_size) != (b.size, b.chunk_size)

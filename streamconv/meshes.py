@@ -24,7 +24,7 @@ from .engine.journal import Lock
 from .errors import DataError, UsageError
 from .info import VolumeInfo, check_key
 from .sources.base import one_line
-from .storage import Store, open_store
+from .storage import Store, open_output
 
 log = logging.getLogger("streamconv")
 
@@ -125,7 +125,7 @@ def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
     name = mesh_name or _stem(Path(mesh))
     if "/" in name or name in ("", ".", "..", "info"):
         raise UsageError(f"--mesh-name {name!r} is not a valid file name")
-    store = open_store(output)
+    store = open_output(output)
     lock = Lock(store)
     lock.acquire()  # a running conversion rewrites the info at its end
     try:
@@ -153,7 +153,7 @@ def link_mesh_fragments(table: str | os.PathLike, output: str | os.PathLike, *,
                         colon_suffix: bool = True) -> int:
     """Write the manifest of each label of a CSV (label, fragment, fragment...); returns how
     many. `colon_suffix=False` names them `<label>` for filesystems without colons."""
-    store = open_store(output)
+    store = open_output(output)
     directory = _info(store).get("mesh")
     if directory is None:
         raise UsageError(f"{store.url}/info has no \"mesh\" directory: run mesh-to-precomputed first")

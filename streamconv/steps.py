@@ -37,7 +37,7 @@ from .sources import Source, open_source
 from .sources.precomputed import PrecomputedSource
 from .sources.rescale import Rescaled
 from .sources.stack import is_stack
-from .storage import open_store
+from .storage import open_output, open_store
 
 log = logging.getLogger("streamconv")
 
@@ -58,7 +58,7 @@ def generate_info(input: str | os.PathLike, output: str | os.PathLike, *,
                            source.resolution, {"encoding": "raw"})
     finally:
         source.close()
-    open_store(output).write(INFO_FULLRES, info.to_json())
+    open_output(output).write(INFO_FULLRES, info.to_json())
     return Path(output) / INFO_FULLRES
 
 
@@ -80,7 +80,7 @@ def generate_scales_info(fullres_info: str | os.PathLike, output: str | os.PathL
     codec = make_codec(encoding, jpeg_plane=jpeg_plane, cseg_block_size=block)
     _, info = plan_pyramid(full.size, full.resolution, full.dtype, full.num_channels, volume_type,
                            target_chunk_size, max_scales, codec)
-    store = open_store(output)
+    store = open_output(output)
     old = store.read("info")
     if old is not None and not overwrite and json.loads(old) != info.to_dict():
         raise OutputError(f"{store.url} already holds a different info file; pass --overwrite "

@@ -298,3 +298,10 @@ def open_store(url: str | os.PathLike) -> Store:
     if text.startswith(("http://", "https://")):
         return HttpStore(text)
     return LocalStore(text)
+
+
+def open_output(url: str | os.PathLike) -> Store:
+    """The store for a location we write to; a read-only one is refused before any work."""
+    store = open_store(url)
+    require(store, "write", "be written to (http locations are read only)")
+    return store

@@ -95,7 +95,7 @@ def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int
     """The most comfortable plan that fits `budget`, or a UsageError that states the minimum."""
     item = channels * np.dtype(dtype).itemsize
     s_ax, b_ax = stream_axis, band_axis(stream_axis)
-    r_ax = 3 - s_ax - b_ax
+    (r_ax,) = {0, 1, 2} - {s_ax, b_ax}  # the third axis
     sunit = [_unit(scales, k, s_ax) for k in range(len(scales))]
     bunit = [_unit(scales, k, b_ax) for k in range(len(scales))]
     base = (psutil.Process().memory_info().rss if main_base is None else main_base)

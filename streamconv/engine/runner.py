@@ -25,7 +25,7 @@ from ..errors import StreamconvError, UsageError
 from ..geometry import Scale
 from ..info import VolumeInfo
 from ..sources import Source
-from ..storage import Store, open_store, require
+from ..storage import Store, open_output
 from .budget import SlabPlan, default_budget, parse_size
 from .buffers import remove_stale_buffers
 from .executor import TaskExecutor, executor
@@ -112,12 +112,13 @@ def run_job(describe: Callable[[], tuple[Source, Job]], output: str | os.PathLik
             overwrite: bool, resume: bool, progress: ProgressFactory | None) -> Report:
     """Start the workers, open and plan the job (`describe`) while they start, then write it."""
     started = time.perf_counter()
+    store = open_output(output)
     with executor(workers) as pool:
         for _ in range(workers):  # start the workers now, while headers are read
             pool.submit(int)
         source, job = describe()
         try:
-            totals, resumed = _write(source, job, open_store(output), pool, overwrite, resume, progress)
+            totals, resumed = _write(source, job, store, pool, overwrite, resume, progress)
         finally:
             source.close()
     return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
@@ -130,7 +131,6 @@ def _write(source: Source, job: Job, store: Store, pool: TaskExecutor, overwrite
     info last."""
     log.info("%s", job.plan.describe(job.scales))
     keys = [s.key for s in job.scales[job.first:]]
-    require(store, "write", "be written to")
     lock = Lock(store)
     lock.acquire()
     try:

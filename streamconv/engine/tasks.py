@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..dataset import Dataset
 from ..downsampling import downsample
 from ..encodings import ChunkFormat
-from ..geometry import Box, Scale, Vec3, ceil_div
+from ..geometry import Box, Scale, Vec3, array_axis, ceil_div
 from ..sources import Source
 from ..storage import Store
 from .buffers import SlabRef
@@ -17,7 +17,7 @@ def fill(source: Source, p0: int, p1: int, ref: SlabRef, first_plane: int) -> No
     """Read planes [p0, p1) along the source's stream axis into a slab that starts at `first_plane`."""
     slab = ref.array()
     index = [slice(None)] * 4
-    index[3 - source.stream_axis] = slice(p0 - first_plane, p1 - first_plane)
+    index[array_axis(source.stream_axis)] = slice(p0 - first_plane, p1 - first_plane)
     source.read(p0, p1, slab[tuple(index)])
 
 

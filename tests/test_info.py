@@ -1,0 +1,110 @@
+"""The info model: what we write parses back to the same bytes, other writers' members are
+kept, and an info that would make us misread data or write outside the dataset is refused with
+the file and the problem named. The run's state through the Store: the lock keeps a second
+writer out, the journal keeps what was recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from nilearn.datasets import MNI152_FILE_PATH
+
+import streamconv
+from streamconv.encodings import make_codec
+from streamconv.engine.journal import Journal, Lock, boot_id
+from streamconv.errors import DataError, OutputError, UsageError
+from streamconv.info import VolumeInfo
+from streamconv.pyramid import plan_pyramid
+from streamconv.storage import HttpStore, LocalStore
+
+STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
+
+
+def info_of(**scale: object) -> bytes:
+    members = {"key": "s0", "size": [10, 10, 10], "resolution": [1, 1, 1], "chunk_sizes": [[8, 8, 8]],
+               "encoding": "raw", **scale}
+    return json.dumps({"type": "image", "data_type": "uint8", "num_channels": 1,
+                       "scales": [members]}).encode()
+
+
+@pytest.mark.parametrize("encoding, dtype, kind", [("raw", "uint8", "image"), ("jpeg", "uint8", "image"),
+                                                   ("compressed_segmentation", "uint16", "segmentation")])
+def test_what_we_write_parses_back_to_the_same_bytes(tmp_path, encoding, dtype, kind):
+    codec = make_codec(encoding, cseg_block_size=(4, 8, 2))
+    _, info = plan_pyramid((300, 200, 90), (400, 400, 1200), dtype, 1, kind, 32, None, codec)
+    again = VolumeInfo.parse(info.to_json(), "info")
+    assert again == info and again.to_json() == info.to_json()
+    assert [s.factor for s in again.geometry][1:] == [s.factor for s in info.geometry][1:]
+
+
+def test_members_of_other_writers_are_kept_in_order():
+    raw = json.loads(info_of(sharding={"@type": "neuroglancer_uint64_sharded_v1"}))
+    raw["mesh"], raw["segment_properties"] = "mesh", "names"
+    info = VolumeInfo.parse(json.dumps(raw).encode(), "info")
+    assert info.get("mesh") == "mesh" and info.get("segment_properties") == "names"
+    written = json.loads(info.with_member("mesh", "meshes").to_json())
+    assert list(written)[-2:] == ["mesh", "segment_properties"] and written["mesh"] == "meshes"
+    assert written["scales"][0]["sharding"] == {"@type": "neuroglancer_uint64_sharded_v1"}
+
+
+@pytest.mark.parametrize("scale, problem", [
+    ({"key": "../../escape"}, "key"), ({"key": "/tmp/x/deep"}, "key"), ({"key": "a/./b"}, "key"),
+    ({"key": ".streamconv"}, "key"), ({"size": [2 ** 40, 0, 1]}, "size"), ({"size": [1, 2]}, "size"),
+    ({"resolution": [1, -1, 1]}, "resolution"), ({"chunk_sizes": []}, "chunk_sizes"),
+    ({"encoding": "webp"}, "webp"), ({"compressed_segmentation_block_size": [8, 0, 8],
+                                      "encoding": "compressed_segmentation"}, "block_size"),
+])
+def test_an_info_that_misleads_is_refused(scale, problem):
+    with pytest.raises(DataError, match=f"somewhere/info: not a valid precomputed info file.*{problem}"):
+        VolumeInfo.parse(info_of(**scale), "somewhere/info")
+
+
+@pytest.mark.parametrize("top", [{"data_type": "bool"}, {"data_type": "object"}, {"num_channels": 0},
+                                 {"type": "mesh"}, {"scales": []}])
+def test_top_level_members_are_checked(top):
+    raw = {**json.loads(info_of()), **top}
+    with pytest.raises(DataError, match="not a valid precomputed info file"):
+        VolumeInfo.parse(json.dumps(raw).encode(), "info")
+
+
+def test_a_read_only_output_is_refused_before_any_work(tmp_path):
+    result = subprocess.run([STREAMCONV, "convert", MNI152_FILE_PATH, "http://127.0.0.1:9/out"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "streamconv: error: http://127.0.0.1:9/out: this location cannot be written to (http locations "
+        "are read only)"]
+    with pytest.raises(UsageError):
+        Lock(HttpStore("http://127.0.0.1:9/out"))
+    with pytest.raises(UsageError):
+        streamconv.convert_chunks(tmp_path, "http://127.0.0.1:9/out", encoding="raw")
+
+
+def test_the_lock_keeps_a_second_run_out_and_a_dead_owner_is_taken_over(tmp_path):
+    store = LocalStore(tmp_path)
+    first = Lock(store)
+    first.acquire()
+    with pytest.raises(OutputError, match=f"being written by another run \\(pid {os.getpid()}\\)"):
+        Lock(store).acquire()
+    first.release()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    store.write(".streamconv/lock", f"{dead} {boot_id()}".encode())
+    Lock(store).acquire()  # its process is gone: stale
+    assert store.read(".streamconv/lock") == f"{os.getpid()} {boot_id()}".encode()
+
+
+def test_the_journal_keeps_what_was_recorded(tmp_path):
+    store = LocalStore(tmp_path)
+    journal = Journal(store, "scales")
+    journal.open()
+    for slab in [(0, 0), (0, 1), (1, 0)]:
+        journal.record(*slab)
+    journal.close()
+    assert Journal(store, "scales").completed() == {(0, 0), (0, 1), (1, 0)}
+    assert Journal(store).completed() == set()  # convert's own journal is another
