@@ -78,7 +78,7 @@ def convert(
 
 
 @app.command("convert-chunks")
-@bundled(files=("gzip", "flat"), run=("memory", "workers", "quiet", "debug"))
+@bundled(files=("gzip", "flat"), run=("memory", "workers", "overwrite", "quiet", "debug"))
 def convert_chunks_command(
     source: Annotated[str, typer.Argument(help="A precomputed volume: a directory or an http(s) URL.")],
     destination: Annotated[str, typer.Argument(help="The directory to write the re-encoded chunks to.")],
@@ -97,7 +97,8 @@ def convert_chunks_command(
     with reported_errors(run.debug):
         done = convert_chunks(source, destination, encoding=encoding, copy_info=copy_info,
                               jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane, cseg_block_size=block,
-                              gzip=files.gzip, memory=run.memory, workers=run.workers)
+                              gzip=files.gzip, memory=run.memory, workers=run.workers,
+                              overwrite=run.overwrite)
     if not run.quiet:
         typer.echo(f"{destination}: {done.chunks - done.absent} chunks re-encoded "
                    f"({done.absent} absent), {format_size(done.bytes_written)}", err=True)
