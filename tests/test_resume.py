@@ -79,18 +79,18 @@ def kill_and_resume(src: Path, out: Path, args: list[str], seed: int, kills: int
     finished = False
     for _ in range(kills + 1):
         before = mtimes(out) if out.exists() else {}
-        proc = subprocess.Popen([STREAMCONV, "convert", str(src), str(out), "-q", *args],
-                                start_new_session=True, stderr=subprocess.PIPE)
-        try:  # the last run is left to finish
-            proc.wait(timeout=rng.uniform(0.15, 0.85) * duration if killed < kills else None)
-            assert proc.returncode == 0, proc.stderr.read()
-            finished = True
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            killed += 1
-            job = out / ".streamconv" / "job.json"  # absent when killed before the plan was saved
-            finished = job.exists() and '"complete": true' in job.read_text()
+        with subprocess.Popen([STREAMCONV, "convert", str(src), str(out), "-q", *args],
+                              start_new_session=True, stderr=subprocess.PIPE) as proc:
+            try:  # the last run is left to finish
+                proc.wait(timeout=rng.uniform(0.15, 0.85) * duration if killed < kills else None)
+                assert proc.returncode == 0, proc.stderr.read()
+                finished = True
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                killed += 1
+                job = out / ".streamconv" / "job.json"  # absent when killed before the plan was saved
+                finished = job.exists() and '"complete": true' in job.read_text()
         after = mtimes(out)
         redone += sum(1 for k, t in before.items() if after.get(k, t) != t)
         if finished:

@@ -251,7 +251,8 @@ def remove_temporary(store: Store, scale_keys: list[str], step: str = CONVERT) -
 def _remove_ours(store: Store, scale_keys: list[str], step: str) -> None:
     """--overwrite: remove the scales this job writes and, for a job that writes every scale,
     those our own job records say we wrote (never the scales of another tool's info:
-    streamconv did not write them), then the records that describe the old data. Deletion does not follow links (`LocalStore`)."""
+    streamconv did not write them), then the records that describe the old data. Deletion
+    does not follow links (`LocalStore`)."""
     keys = set(scale_keys)
     state = state_key(step)
     if step in (CONVERT, CHUNKS):  # every scale: the records of every step describe old data
