@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from .engine.executor import executor
 from .engine.journal import CHUNKS, boot_id, locked, prepare_output, write_job
 from .engine.runner import resources
 from .errors import UsageError
-from .geometry import Box
+from .geometry import Box, Scale
 from .info import VolumeInfo
 from .storage import Store, open_output
 
@@ -123,18 +124,32 @@ def _recode_all(src: Dataset, dst: Store, info: VolumeInfo, gzip: bool, workers:
         pending: set = set()
         for level, scale in enumerate(src.scales):
             fmt = ChunkFormat(info.scales[level].codec, compression(gzip))
-            gx, gy, gz = scale.grid
-            for k in range(gz):
-                for j in range(gy):
-                    for i0 in range(0, gx, BATCH):
-                        boxes = [scale.chunk(i, j, k) for i in range(i0, min(i0 + BATCH, gx))]
-                        while len(pending) >= in_flight:
-                            total = _collect(pending, total)
-                        pending.add(pool.submit(_recode, src, level, boxes, dst,
-                                                info.geometry[level].key, fmt, info.data_type))
+            cells = src.stored_cells(level)
+            if cells is not None:
+                total = Recoded(total.chunks + scale.num_chunks - len(cells),
+                                total.absent + scale.num_chunks - len(cells), total.bytes_written)
+            for batch in _batches(scale, cells):
+                while len(pending) >= in_flight:
+                    total = _collect(pending, total)
+                pending.add(pool.submit(_recode, src, level, batch, dst, info.geometry[level].key,
+                                        fmt, info.data_type))
         while pending:
             total = _collect(pending, total)
     return total
+
+
+def _batches(scale: Scale, cells: list[tuple[int, int, int]] | None) -> Iterator[list[Box]]:
+    """The chunks to re-encode, `BATCH` at a time: the stored ones when known, else every
+    cell of the grid, row by row."""
+    if cells is not None:
+        for i in range(0, len(cells), BATCH):
+            yield [scale.chunk(*cell) for cell in cells[i:i + BATCH]]
+        return
+    gx, gy, gz = scale.grid
+    for k in range(gz):
+        for j in range(gy):
+            for i0 in range(0, gx, BATCH):
+                yield [scale.chunk(i, j, k) for i in range(i0, min(i0 + BATCH, gx))]
 
 
 def _collect(pending: set, total: Recoded) -> Recoded:
