@@ -173,6 +173,10 @@ def link_mesh_fragments(table: str | os.PathLike, output: str | os.PathLike, *,
                             f"got {row[0]!r}") from None
         fragments = [cell.strip() for cell in row[1:] if cell.strip()]
         for fragment in fragments:
+            try:
+                check_key(fragment, "fragment")
+            except ValueError as exc:
+                raise DataError(f"{table}, line {number}: {exc}") from None
             if fragment not in present and ("/" not in fragment  # listed above: one directory
                                             or store.read(f"{directory}/{fragment}") is None):
                 log.warning("label %d: the fragment %s/%s does not exist", label, directory, fragment)
