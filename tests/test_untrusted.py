@@ -262,3 +262,23 @@ def test_convert_chunks_refuses_to_reencode_in_place(pyramid, tmp_path):
     one_line(run("convert-chunks", "--encoding", "jpeg", src, src), 2, "in place")
     one_line(run("convert-chunks", "--encoding", "jpeg", src, tmp_path / "." / "src"), 2, "in place")
     assert snapshot(src) == before
+
+
+@pytest.mark.parametrize("encoding", ["raw", "png"])
+def test_verify_finds_one_flipped_byte_in_any_scale(pyramid, tmp_path, encoding):
+    out = tmp_path / "out"
+    streamconv.convert(pyramid / "vol.nii", out, chunk_size=16, encoding=encoding, workers=0)
+    assert run("verify", pyramid / "vol.nii", out).returncode == 0
+    scales = [out / s["key"] for s in json.loads((out / "info").read_text())["scales"]]
+    assert len(scales) >= 3
+    for directory in scales:
+        chunk = sorted(directory.iterdir())[-1]
+        data = chunk.read_bytes()
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0x01 if encoding == "raw" else 0x40
+        chunk.write_bytes(bytes(flipped))
+        result = run("verify", pyramid / "vol.nii", out)
+        line = one_line(result, 1, directory.name)
+        assert "Traceback" not in result.stderr, line
+        chunk.write_bytes(data)
+    assert run("verify", "--full", pyramid / "vol.nii", out).returncode == 0
