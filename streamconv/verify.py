@@ -92,7 +92,7 @@ def _compare_scale0(source, volume, report: VerifyReport, min_psnr: float) -> No
             if lossy:
                 report.min_psnr = min(report.min_psnr, _psnr(want, chunk))
             elif not np.array_equal(want, chunk.astype(want.dtype, copy=False)):
-                report.problems.append(f"scale 0 chunk {box.name} differs from the input")
+                report.problems.append(f"scale 0 chunk {scale.key}/{box.name} differs from the input")
     if lossy and report.min_psnr < min_psnr:
         report.problems.append(f"scale 0 PSNR {report.min_psnr:.1f} dB is below {min_psnr} dB")
 
