@@ -17,10 +17,10 @@ import psutil
 STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
 
 
-def mapped_shm() -> set[str]:
-    """The /dev/shm files some live process has mapped (a live run's semaphores)."""
+def mapped_shm(processes: list[psutil.Process]) -> set[str]:
+    """The /dev/shm files these processes have mapped: the run's semaphores and buffers."""
     names: set[str] = set()
-    for proc in psutil.process_iter():
+    for proc in processes:
         try:
             names |= {Path(m.path).name for m in proc.memory_maps(grouped=True)
                       if m.path.startswith("/dev/shm/")}
@@ -43,6 +43,8 @@ def test_killing_the_main_process_alone_leaves_nothing_behind(tmp_path):
             time.sleep(0.01)
         children = psutil.Process(main.pid).children(recursive=True)
         assert len(children) >= 3  # the fork server, the workers, the resource tracker
+        held = mapped_shm([psutil.Process(main.pid), *children])
+        assert any(name.startswith("sem.mp-") for name in held)
         os.kill(main.pid, signal.SIGKILL)  # the main process only, not its group
         main.wait()
     gone, alive = psutil.wait_procs(children, timeout=5)
@@ -55,5 +57,4 @@ def test_killing_the_main_process_alone_leaves_nothing_behind(tmp_path):
     left = set(os.listdir("/dev/shm")) - shm_before
     assert not [n for n in left if n.startswith("streamconv-")
                 and int(n.split("-")[1]) in pids | {rerun.pid}]
-    in_use = mapped_shm()  # other runs on this machine may hold semaphores of their own
-    assert not [n for n in left if n.startswith("sem.mp-") and n not in in_use]
+    assert not held & set(os.listdir("/dev/shm"))  # other runs' files are not ours to judge
