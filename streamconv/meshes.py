@@ -123,7 +123,9 @@ def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
     matrix = parse_transform(coord_transform) if coord_transform else None
     vertices, triangles = transform(*read_mesh(mesh), matrix)
     name = mesh_name or _stem(Path(mesh))
-    if "/" in name or name in ("", ".", "..", "info"):
+    if "/" in name or name in ("", ".", "..", "info") or "\0" in name:
+        if mesh_name is None:
+            raise UsageError(f"{mesh}: its name makes no fragment name ({name!r}); give --mesh-name")
         raise UsageError(f"--mesh-name {name!r} is not a valid file name")
     store = open_output(output)
     lock = Lock(store)

@@ -163,10 +163,13 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         path = self._path(key)
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)  # does not follow links inside
+            else:
+                path.unlink(missing_ok=True)  # a link: the link itself
+        except OSError as exc:
+            raise _output_error(Path(exc.filename or path), exc) from exc
 
     def list(self, prefix: str = "") -> Iterator[str]:
         base = self._path(f"{prefix.rstrip('/')}/-" if prefix else "-").parent

@@ -8,17 +8,60 @@ the meshes (`meshes`). Options several commands share are defined once, in `opti
 
 from __future__ import annotations
 
-from .app import app
+import importlib
+import os
+import signal
+import sys
+from typing import Any
+
+
+def _interrupted_while_starting(*_: object) -> None:
+    sys.stderr.write("streamconv: interrupted\n")
+    os._exit(130)
+
+
+# Started as the console script, Ctrl-C during the imports below (half a second) is one line
+# too; `main` hands SIGINT back to Python's default before the command runs.
+if os.path.basename(sys.argv[0]) == "streamconv":
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import typer  # noqa: E402
+
+from .app import app  # noqa: E402
 
 # Importing a command module registers its commands with `app`, and --help lists them in this
 # order: keep it.
-from . import convert  # noqa: F401  isort: skip
-from . import steps  # noqa: F401  isort: skip
-from . import meshes  # noqa: F401  isort: skip
+from . import convert  # noqa: F401, E402  isort: skip
+from . import steps  # noqa: F401, E402  isort: skip
+from . import meshes  # noqa: F401, E402  isort: skip
 
 __all__ = ["app", "main"]
 
 
+def _click_exceptions() -> Any:
+    """The exceptions of the click typer runs on: its own copy since typer 0.20, click before."""
+    try:
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:
+        return importlib.import_module("click.exceptions")
+
+
 def main() -> None:
-    """The `streamconv` console script."""
-    app()
+    """The `streamconv` console script: a usage error is one line and exit code 2, as
+    docs/cli.md promises (typer would draw a box of several lines), Ctrl-C a line and 130."""
+    errors = _click_exceptions()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = app(standalone_mode=False)
+    except errors.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+        code = 2
+    except errors.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "streamconv"
+        message = " ".join(exc.format_message().split())
+        typer.echo(f"streamconv: error: {message} (see {command} --help)", err=True)
+        code = 2
+    except (errors.Abort, KeyboardInterrupt):
+        typer.echo("streamconv: interrupted", err=True)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
