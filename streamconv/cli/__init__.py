@@ -9,31 +9,19 @@ the meshes (`meshes`). Options several commands share are defined once, in `opti
 from __future__ import annotations
 
 import importlib
-import os
 import signal
 import sys
 from typing import Any
 
+import typer
 
-def _interrupted_while_starting(*_: object) -> None:
-    sys.stderr.write("streamconv: interrupted\n")
-    os._exit(130)
-
-
-# Started as the console script, Ctrl-C during the imports below (half a second) is one line
-# too; `main` hands SIGINT back to Python's default before the command runs.
-if os.path.basename(sys.argv[0]) == "streamconv":
-    signal.signal(signal.SIGINT, _interrupted_while_starting)
-
-import typer  # noqa: E402
-
-from .app import app  # noqa: E402
+from .app import app
 
 # Importing a command module registers its commands with `app`, and --help lists them in this
 # order: keep it.
-from . import convert  # noqa: F401, E402  isort: skip
-from . import steps  # noqa: F401, E402  isort: skip
-from . import meshes  # noqa: F401, E402  isort: skip
+from . import convert  # noqa: F401  isort: skip
+from . import steps  # noqa: F401  isort: skip
+from . import meshes  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 
