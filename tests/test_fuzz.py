@@ -25,7 +25,7 @@ import streamconv
 import streamconv.cli
 from streamconv.cli.app import app
 
-FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 SECONDS = 30  # one command on a 40 x 36 x 30 volume: a hang, not a slow run, past this
 
 

@@ -209,7 +209,10 @@ class NibabelSource:
         zooms = header.get_zooms()[:3]
         unit = "mm"
         if hasattr(header, "get_xyzt_units"):
-            unit = header.get_xyzt_units()[0] or "unknown"
+            try:
+                unit = header.get_xyzt_units()[0] or "unknown"
+            except (KeyError, ValueError):  # a unit code nibabel does not know: taken as mm
+                unit = "unknown"
         factor = _UNIT_NM.get(unit, _UNIT_NM["mm"])
         # Go through the shortest decimal of the stored float32 so that 2.2 mm is 2200000 nm.
         x, y, z = (float(abs(Decimal(str(np.float32(v)))) * factor) for v in zooms)
