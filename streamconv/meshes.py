@@ -20,7 +20,7 @@ import numpy as np
 
 from .dataset import read_info
 from .encodings import GZIP, compression
-from .engine.journal import Lock
+from .engine.journal import locked
 from .errors import DataError, UsageError
 from .info import VolumeInfo, check_key
 from .sources.base import one_line
@@ -128,9 +128,7 @@ def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
             raise UsageError(f"{mesh}: its name makes no fragment name ({name!r}); give --mesh-name")
         raise UsageError(f"--mesh-name {name!r} is not a valid file name")
     store = open_output(output)
-    lock = Lock(store)
-    lock.acquire()  # a running conversion rewrites the info at its end
-    try:
+    with locked(store):  # a running conversion rewrites the info at its end
         info = _info(store)
         directory = mesh_dir or info.get("mesh", "mesh")
         if info.get("mesh", directory) != directory:
@@ -146,8 +144,6 @@ def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
         store.write(f"{directory}/info", json.dumps(MESH_INFO).encode())
         if info.get("mesh") != directory:
             store.write("info", info.with_member("mesh", directory).to_json(), durable=True)
-    finally:
-        lock.release()
     return key
 
 
@@ -183,13 +179,9 @@ def link_mesh_fragments(table: str | os.PathLike, output: str | os.PathLike, *,
                                             or store.read(f"{directory}/{fragment}") is None):
                 log.warning("label %d: the fragment %s/%s does not exist", label, directory, fragment)
         manifests[f"{directory}/{label}:0" if colon_suffix else f"{directory}/{label}"] = fragments
-    lock = Lock(store)
-    lock.acquire()
-    try:
+    with locked(store):
         for key, fragments in manifests.items():
             store.write(key, json.dumps({"fragments": fragments}, separators=(",", ":")).encode())
-    finally:
-        lock.release()
     return len(manifests)
 
 

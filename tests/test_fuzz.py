@@ -13,16 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_untrusted import snapshot
 from typer.testing import CliRunner
 
-import streamconv
-import streamconv.cli
+import streamconv.cli  # noqa: F401  registers the commands with app
 from streamconv.cli.app import app
 
 FUZZ = settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
@@ -44,15 +40,6 @@ def time_limit(seconds: int) -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("fuzz")
-    data = (np.arange(40 * 36 * 30) % 251).astype(np.uint8).reshape(40, 36, 30)
-    nib.save(nib.Nifti1Image(data, np.eye(4)), directory / "vol.nii")
-    streamconv.convert(directory / "vol.nii", directory / "src", chunk_size=16, workers=0)
-    return directory
 
 
 def invoke(*args: object) -> None:
@@ -111,18 +98,18 @@ def commands(box: Path, vol: Path) -> list[tuple[list[object], Path]]:
 
 @FUZZ
 @given(st.lists(st.tuples(PLACES, ODD, st.booleans()), min_size=1, max_size=3))
-def test_mutated_infos(base, mutations):
-    info = json.loads((base / "src" / "info").read_text())
+def test_mutated_infos(pyramid, mutations):
+    info = json.loads((pyramid / "src" / "info").read_text())
     for place, value, remove in mutations:
         try:
             mutate(info, place, value, remove)
         except (KeyError, IndexError, TypeError, ValueError):
             continue
     with tempfile.TemporaryDirectory() as tmp:
-        for args, output in commands(Path(tmp) / "box", base / "vol.nii"):
+        for args, output in commands(Path(tmp) / "box", pyramid / "vol.nii"):
             box = Path(tmp) / "box"
             shutil.rmtree(box, ignore_errors=True)
-            shutil.copytree(base / "src", box / "src")
+            shutil.copytree(pyramid / "src", box / "src")
             (box / "src" / "info").write_text(json.dumps(info, allow_nan=True))
             (box / "cube.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
             (box / "links.csv").write_text("1,cube\n")
@@ -133,14 +120,14 @@ def test_mutated_infos(base, mutations):
 
 @FUZZ
 @given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
-def test_random_info_bytes(base, data):
+def test_random_info_bytes(pyramid, data):
     with tempfile.TemporaryDirectory() as tmp:
         box = Path(tmp) / "box"
-        shutil.copytree(base / "src", box / "src")
+        shutil.copytree(pyramid / "src", box / "src")
         (box / "src" / "info").write_bytes(data)
         before = snapshot(Path(tmp), skip=box / "out")
         invoke("convert-chunks", "--encoding", "raw", "--workers", "0", box / "src", box / "out")
-        invoke("verify", base / "vol.nii", box / "src")
+        invoke("verify", pyramid / "vol.nii", box / "src")
         assert snapshot(Path(tmp), skip=box / "out") == before
 
 
@@ -155,8 +142,8 @@ FIELDS = [(40 + 2 * i, "<h") for i in range(8)] + [(70, "<h"), (72, "<h")] \
 @given(st.lists(st.tuples(st.sampled_from(range(len(FIELDS))),
                           st.integers(-2 ** 15, 2 ** 15 - 1), st.floats(width=32)),
                 min_size=1, max_size=4))
-def test_mutated_nifti_headers(base, changes):
-    header = bytearray((base / "vol.nii").read_bytes())
+def test_mutated_nifti_headers(pyramid, changes):
+    header = bytearray((pyramid / "vol.nii").read_bytes())
     for index, number, real in changes:
         offset, fmt = FIELDS[index]
         value = real if fmt == "<f" else max(-128, min(127, number)) if fmt == "<b" else number
@@ -169,7 +156,7 @@ def test_mutated_nifti_headers(base, changes):
                               Path(tmp) / "out"),
                              (["volume-to-precomputed", "--generate-info", vol, Path(tmp) / "gen"],
                               Path(tmp) / "gen"),
-                             (["verify", vol, base / "src"], Path(tmp) / "none")]:
+                             (["verify", vol, pyramid / "src"], Path(tmp) / "none")]:
             before = snapshot(Path(tmp), skip=output)
             invoke(*args)
             assert snapshot(Path(tmp), skip=output) == before, args

@@ -18,8 +18,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pytest
 
 import streamconv
@@ -59,16 +57,6 @@ def snapshot(root: Path, skip: Path | None = None) -> dict[str, tuple]:
             found[str(path)] = (st.st_mode,) if path.is_dir() and not path.is_symlink() \
                 else (st.st_mode, st.st_size, st.st_mtime_ns)
     return found
-
-
-@pytest.fixture(scope="module")
-def pyramid(tmp_path_factory) -> Path:
-    """A small raw pyramid of a volume whose every chunk differs."""
-    directory = tmp_path_factory.mktemp("pyramid")
-    data = (np.arange(40 * 36 * 30) % 251).astype(np.uint8).reshape(40, 36, 30)
-    nib.save(nib.Nifti1Image(data, np.eye(4)), directory / "vol.nii")
-    streamconv.convert(directory / "vol.nii", directory / "src", chunk_size=16, workers=0)
-    return directory
 
 
 @contextlib.contextmanager
