@@ -121,12 +121,12 @@ def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
     """Write one mesh as a fragment of the dataset at `output`; returns the fragment's key.
     Coordinates are taken as mm, transformed by `coord_transform`, and stored in nm."""
     matrix = parse_transform(coord_transform) if coord_transform else None
-    vertices, triangles = transform(*read_mesh(mesh), matrix)
     name = mesh_name or _stem(Path(mesh))
     if "/" in name or name in ("", ".", "..", "info") or "\0" in name:
         if mesh_name is None:
             raise UsageError(f"{mesh}: its name makes no fragment name ({name!r}); give --mesh-name")
         raise UsageError(f"--mesh-name {name!r} is not a valid file name")
+    vertices, triangles = transform(*read_mesh(mesh), matrix)
     store = open_output(output)
     with locked(store):  # a running conversion rewrites the info at its end
         info = _info(store)

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 
 import streamconv
@@ -270,3 +272,19 @@ def test_verify_finds_one_flipped_byte_in_any_scale(pyramid, tmp_path, encoding)
         assert "Traceback" not in result.stderr, line
         chunk.write_bytes(data)
     assert run("verify", "--full", pyramid / "vol.nii", out).returncode == 0
+
+
+def test_messages_are_one_line_naming_what_to_do(pyramid, tmp_path):
+    one_line(run("convert", "--chunk-size"), 2, "--chunk-size")
+    one_line(run("convert", pyramid / "vol.nii", tmp_path / "o", "--bogus"), 2, "--bogus")
+    one_line(run("convert-chunks", pyramid / "src", tmp_path / "o", "--encoding", "xx"), 2, "xx")
+    image = nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4))
+    image.header["pixdim"][1] = np.nan
+    nib.save(image, tmp_path / "nan.nii")
+    line = one_line(run("convert", tmp_path / "nan.nii", tmp_path / "o"), 1, "nan.nii", "--resolution")
+    assert "np.float" not in line
+    assert run("convert", "--resolution", "1mm", tmp_path / "nan.nii", tmp_path / "o").returncode == 0
+    (tmp_path / "..obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    line = one_line(run("mesh-to-precomputed", tmp_path / "..obj", pyramid / "src"), 2, "..obj",
+                    "give --mesh-name")
+    assert "not a valid file name" not in line
