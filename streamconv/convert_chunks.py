@@ -7,18 +7,20 @@ from an info file already in the destination (made by `generate-scales-info --en
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 
-import numpy as np
-
 from .dataset import Dataset, open_dataset, read_info
 from .encodings import ChunkFormat, compression, make_codec
-from .engine.budget import WORKER_BASE, default_budget, format_size, parse_size
+from .engine.budget import WORKER_BASE, format_size
 from .engine.executor import executor
+from .engine.journal import CHUNKS, boot_id, locked, prepare_output, write_job
+from .engine.runner import resources
 from .errors import UsageError
-from .geometry import Box
+from .geometry import Box, Scale
 from .info import VolumeInfo
 from .storage import Store, open_output
 
@@ -61,46 +63,93 @@ def _recode(src: Dataset, level: int, boxes: list[Box], dst: Store, key: str, fm
     return len(boxes), absent, nbytes
 
 
+BATCH = 64  # chunks per task: a task's arguments stay small whatever the grid
+
+
 def convert_chunks(source: str | os.PathLike, destination: str | os.PathLike, *,
                    encoding: str | None = None, copy_info: bool = False, jpeg_quality: int = 90,
                    jpeg_plane: str = "xy", cseg_block_size: tuple[int, int, int] = (8, 8, 8),
                    gzip: bool = False, memory: str | int | None = None,
-                   workers: int | None = None) -> Recoded:
-    """Re-encode every chunk of `source` into `destination`; absent chunks stay absent."""
+                   workers: int | None = None, overwrite: bool = False) -> Recoded:
+    """Re-encode every chunk of `source` into `destination`; absent chunks stay absent.
+
+    Like every writing command it holds the destination's lock and keeps a job record
+    (`.streamconv/chunks/`): a second writer is refused, an interrupted run is run again (every
+    chunk rewritten, atomically), a finished one is refused unless `overwrite`. The `info` is
+    written last. Re-encoding in place is refused: the source would be overwritten chunk by
+    chunk, and a run killed half-way would leave neither pyramid.
+    """
     dst = open_output(destination)
     src = open_dataset(source)
+    _refuse_in_place(src.store, dst)
     info = target_info(src.info, dst, encoding, copy_info, jpeg_quality, jpeg_plane, cseg_block_size)
     if len(info.scales) != len(src.scales) or any(
             (a.size, a.chunk_size) != (b.size, b.chunk_size)
             for a, b in zip(info.geometry, src.scales)):
         raise UsageError("the destination's info does not have the source's scales and chunk sizes")
-    workers = os.cpu_count() or 1 if workers is None else workers
-    budget = default_budget() if memory is None else parse_size(memory)
-    chunk_bytes = max(np.prod(s.chunk_size) for s in src.scales) * src.num_channels * 8
+    workers, budget = resources(workers, memory)
+    chunk_bytes = max(math.prod(s.chunk_size) for s in src.scales) * src.num_channels * 8
     need = (workers + 1) * WORKER_BASE + max(workers, 1) * 6 * chunk_bytes
     if need > budget:
         raise UsageError(f"--memory {format_size(budget)} is below the {format_size(need)} "
                          f"convert-chunks needs with {workers} workers")
     for target in info.scales:
         type(target.codec).check(info.dtype, info.num_channels, info.type)
+    record = {"source": src.store.url, "source_info": src.info.to_dict(), "info": info.to_dict(),
+              "gzip": gzip}
+    keys = [s.key for s in info.geometry]
+    with locked(dst):
+        prepare_output(dst, keys, record, overwrite, resume=True, step=CHUNKS)
+        write_job(dst, {"job": record, "complete": False}, CHUNKS)
+        total = _recode_all(src, dst, info, gzip, workers)
+        dst.write("info", info.to_json(), durable=True)
+        write_job(dst, {"job": record, "complete": True, "boot": boot_id()}, CHUNKS)
+    return total
+
+
+def _refuse_in_place(src: Store, dst: Store) -> None:
+    try:
+        same = os.path.samefile(src.url, dst.url)
+    except OSError:  # a URL, or a destination not made yet
+        same = False
+    if same:
+        raise UsageError(f"{dst.url}: convert-chunks does not re-encode in place (a killed run "
+                         "would leave neither pyramid); give another DESTINATION")
+
+
+def _recode_all(src: Dataset, dst: Store, info: VolumeInfo, gzip: bool, workers: int) -> Recoded:
     total = Recoded(0, 0, 0)
     in_flight = 4 * max(workers, 1)  # bounded queue: memory stays flat on any number of chunks
     with executor(workers) as pool:
         pending: set = set()
         for level, scale in enumerate(src.scales):
             fmt = ChunkFormat(info.scales[level].codec, compression(gzip))
-            gx, gy, gz = scale.grid
-            for k in range(gz):
-                for j in range(gy):
-                    boxes = [scale.chunk(i, j, k) for i in range(gx)]
-                    while len(pending) >= in_flight:
-                        total = _collect(pending, total)
-                    pending.add(pool.submit(_recode, src, level, boxes, dst, info.geometry[level].key,
-                                            fmt, info.data_type))
+            cells = src.stored_cells(level)
+            if cells is not None:
+                total = Recoded(total.chunks + scale.num_chunks - len(cells),
+                                total.absent + scale.num_chunks - len(cells), total.bytes_written)
+            for batch in _batches(scale, cells):
+                while len(pending) >= in_flight:
+                    total = _collect(pending, total)
+                pending.add(pool.submit(_recode, src, level, batch, dst, info.geometry[level].key,
+                                        fmt, info.data_type))
         while pending:
             total = _collect(pending, total)
-    dst.write("info", info.to_json())
     return total
+
+
+def _batches(scale: Scale, cells: list[tuple[int, int, int]] | None) -> Iterator[list[Box]]:
+    """The chunks to re-encode, `BATCH` at a time: the stored ones when known, else every
+    cell of the grid, row by row."""
+    if cells is not None:
+        for i in range(0, len(cells), BATCH):
+            yield [scale.chunk(*cell) for cell in cells[i:i + BATCH]]
+        return
+    gx, gy, gz = scale.grid
+    for k in range(gz):
+        for j in range(gy):
+            for i0 in range(0, gx, BATCH):
+                yield [scale.chunk(i, j, k) for i in range(i0, min(i0 + BATCH, gx))]
 
 
 def _collect(pending: set, total: Recoded) -> Recoded:

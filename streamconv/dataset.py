@@ -10,15 +10,19 @@ zeros, as in Neuroglancer and tensorstore.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from .encodings import GZIP, NO_COMPRESSION
 from .errors import DataError
-from .geometry import Box, Scale
+from .geometry import Box, Scale, triple
 from .info import VolumeInfo
 from .storage import Store, open_store
+
+_FLAT = re.compile(r"(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)")
+_NESTED = re.compile(r"-?\d+--?\d+")
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,30 @@ class Dataset:
             return self.info.scales[level].codec.decode(data, shape, self.dtype)
         except DataError as exc:
             raise DataError(f"{self.store.url}/{self.scales[level].key}/{box.name}: {exc}") from exc
+
+    def stored_cells(self, level: int) -> list[tuple[int, int, int]] | None:
+        """The grid cells (gx, gy, gz) of a scale that have a chunk file, in grid order (z, then
+        y, then x), when the store can list them and they are stored flat; None otherwise
+        (every cell must then be tried). A sparse or hostile info with a huge grid then costs
+        one listing, not one lookup per cell."""
+        if not self.store.can.list:
+            return None
+        scale = self.scales[level]
+        cells = set()
+        for key in self.store.list(scale.key):
+            name = key.rsplit("/", 1)[-1].removesuffix(GZIP.suffix)
+            match = _FLAT.fullmatch(name)
+            if match is None:
+                if _NESTED.fullmatch(name):
+                    return None  # neuroglancer-scripts' x/y/z directories
+                continue
+            bounds = [int(v) for v in match.groups()]
+            start = (bounds[0], bounds[2], bounds[4])
+            cell = triple((a - o) // c for a, o, c in zip(start, scale.voxel_offset, scale.chunk_size))
+            if all(0 <= g < n for g, n in zip(cell, scale.grid)) \
+                    and scale.chunk(*cell).name == name:
+                cells.add(cell)
+        return sorted(cells, key=lambda c: (c[2], c[1], c[0]))
 
     def read(self, level: int, region: Box) -> np.ndarray:
         """A chunk-aligned region of a scale as a (c, z, y, x) array; absent chunks are zeros."""

@@ -31,6 +31,16 @@ _TOP = ("@type", "type", "data_type", "num_channels", "scales")
 _SCALE = ("key", "size", "voxel_offset", "resolution", "chunk_sizes", "encoding",
           "compressed_segmentation_block_size")
 _CODEC_OPTIONS = ("jpeg_quality", "png_level")  # other writers' encoder settings: dropped on re-encoding
+_PATH_MEMBERS = ("mesh", "segment_properties")  # directories other writers name: kept, but checked
+
+# Bounds on what an info (someone else's, perhaps hostile) may ask for: every product the
+# engine forms from them stays an exact integer far below 2**63, and one chunk fits in memory.
+MAX_EXTENT = 2 ** 32          # voxels along one axis (BigBrain: ~2**13)
+MAX_VOXELS = 2 ** 50          # voxels in one scale
+MAX_OFFSET = 2 ** 40          # |voxel_offset|
+MAX_CHANNELS = 2 ** 12
+MAX_CHUNK_BYTES = 2 ** 30     # one decoded chunk, all channels
+MAX_RESOLUTION = 1e15         # nm per voxel
 Members = tuple[tuple[str, Any], ...]
 
 
@@ -114,8 +124,8 @@ class VolumeInfo:
             return cls._from_dict(raw)
         except DataError as exc:
             raise DataError(f"{where}: not a valid precomputed info file ({exc})") from None
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise DataError(f"{where}: not a valid precomputed info file ({exc})") from None
+        except (ValueError, KeyError, TypeError, IndexError, OverflowError, RecursionError) as exc:
+            raise DataError(f"{where}: not a valid precomputed info file ({_reason(exc)})") from None
 
     @classmethod
     def _from_dict(cls, raw: dict) -> VolumeInfo:
@@ -128,53 +138,94 @@ class VolumeInfo:
         if data_type not in SUPPORTED:
             raise ValueError(f"data_type {data_type!r} is not one of {', '.join(SUPPORTED)}")
         channels = raw["num_channels"]
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-            raise ValueError(f"num_channels {channels!r} is not a positive integer")
+        if not isinstance(channels, int) or isinstance(channels, bool) \
+                or not 1 <= channels <= MAX_CHANNELS:
+            raise ValueError(f"num_channels {channels!r} is not an integer from 1 to {MAX_CHANNELS}")
+        item = channels * np.dtype(data_type).itemsize
         members = raw["scales"]
         if not isinstance(members, list) or not members:
             raise ValueError("no scales")
+        if len(members) > 64:
+            raise ValueError(f"{len(members)} scales (at most 64)")
         scales: list[ScaleInfo] = []
         for members_of in members:
             previous = scales[-1].scale.resolution if scales else None
-            scales.append(_scale_from_dict(members_of, previous))
+            if not isinstance(members_of, dict):
+                raise ValueError(f"scale {members_of!r} is not a JSON object")
+            scales.append(_scale_from_dict(members_of, previous, item))
+        keys = [s.scale.key for s in scales]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"two scales share a key ({', '.join(keys)})")
         extra = tuple((k, v) for k, v in raw.items() if k not in _TOP)
+        for member in _PATH_MEMBERS:
+            if isinstance(raw.get(member), str):
+                check_key(raw[member], member)
         return cls(volume_type, data_type, channels, tuple(scales), extra)
 
 
-def _scale_from_dict(raw: dict, previous: tuple[float, float, float] | None) -> ScaleInfo:
+def _scale_from_dict(raw: dict, previous: tuple[float, float, float] | None,
+                     item: int) -> ScaleInfo:
+    """One scale, every number bounded before anything is computed from it (`item`: bytes of
+    one voxel, all channels)."""
     key = raw["key"]
     check_key(key)
-    size = _triple(raw["size"], "size", minimum=1)
-    offset = _triple(raw.get("voxel_offset", [0, 0, 0]), "voxel_offset", minimum=None)
-    resolution = tuple(float(r) for r in raw["resolution"])
-    if len(resolution) != 3 or not all(math.isfinite(r) and r > 0 for r in resolution):
-        raise ValueError(f"resolution {raw['resolution']} is not three positive numbers")
-    chunk_sizes = [_triple(c, "chunk_sizes", minimum=1) for c in raw["chunk_sizes"]]
-    if not chunk_sizes:
-        raise ValueError(f"scale {key}: no chunk_sizes")
+    size = _triple(raw["size"], f"scale {key}: size", 1, MAX_EXTENT)
+    if math.prod(size) > MAX_VOXELS:
+        raise ValueError(f"scale {key}: size {list(size)} has more than 2**50 voxels")
+    offset = _triple(raw.get("voxel_offset", [0, 0, 0]), f"scale {key}: voxel_offset",
+                     -MAX_OFFSET, MAX_OFFSET)
+    resolution = raw["resolution"]
+    if not isinstance(resolution, list) or len(resolution) != 3 or not all(
+            isinstance(r, (int, float)) and not isinstance(r, bool)
+            and math.isfinite(r) and 0 < r <= MAX_RESOLUTION for r in resolution):
+        raise ValueError(f"scale {key}: resolution {_short(resolution)} is not three positive "
+                         "numbers (nm)")
+    listed = raw["chunk_sizes"]
+    if not isinstance(listed, list) or not listed or len(listed) > 64:
+        raise ValueError(f"scale {key}: chunk_sizes is not a list of one to 64 chunk sizes")
+    chunk_sizes = [_triple(c, f"scale {key}: chunk_sizes", 1, MAX_EXTENT) for c in listed]
+    for chunk in chunk_sizes:
+        if math.prod(chunk) * item > MAX_CHUNK_BYTES:
+            raise ValueError(f"scale {key}: chunk size {list(chunk)} makes chunks of more than "
+                             "1 GiB")
     factor = (1, 1, 1) if previous is None else tuple(
         max(1, round(r / p)) for r, p in zip(resolution, previous))
-    scale = Scale(key, size, (resolution[0], resolution[1], resolution[2]), chunk_sizes[0],
+    scale = Scale(key, size, (float(resolution[0]), float(resolution[1]), float(resolution[2])),
+                  chunk_sizes[0],
                   (factor[0], factor[1], factor[2]), offset)
     extra = tuple((k, v) for k, v in raw.items() if k not in _SCALE)
     return ScaleInfo(scale, codec_for_scale(raw), tuple(chunk_sizes[1:]), extra)
 
 
-def _triple(value: Any, what: str, minimum: int | None) -> Vec3:
+def _triple(value: Any, what: str, low: int, high: int) -> Vec3:
     if not isinstance(value, list) or len(value) != 3 or not all(
-            isinstance(v, int) and not isinstance(v, bool) and (minimum is None or v >= minimum)
-            for v in value):
-        raise ValueError(f"{what} {value!r} is not three integers"
-                         + (f" of at least {minimum}" if minimum is not None else ""))
+            isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in value):
+        raise ValueError(f"{what} {_short(value)} is not three integers from {low} to {high}")
     return (value[0], value[1], value[2])
 
 
-def check_key(key: Any) -> None:
-    """A scale key (or a mesh directory) is a relative path that stays inside the dataset."""
-    if not isinstance(key, str) or key.startswith("/") or "\\" in key \
+def _reason(exc: Exception) -> str:
+    """What was wrong, in one line: a missing member is named as such."""
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]!r} member"
+    return " ".join(str(exc).split())[:200]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_key(key: Any, what: str = "key") -> None:
+    """The one check of every path taken from data (scale keys, mesh and segment-properties
+    directories, fragment and manifest names): a relative path that stays inside its store, so
+    that a hostile info cannot make us write or delete anywhere else. Refuses an absolute path,
+    a `..`, `.` or empty segment, a backslash, a NUL, and our own state directory."""
+    if not isinstance(key, str) or not key or len(key) > 1024 or key.startswith("/") \
+            or "\\" in key or "\0" in key \
             or any(part in ("..", ".", "") for part in key.split("/")) \
-            or key.split("/")[0] == ".streamconv":
-        raise ValueError(f"key {key!r} is not a relative path inside the dataset")
+            or key.split("/")[0] in (".streamconv", "info"):
+        raise ValueError(f"{what} {_short(key)} is not a relative path inside the dataset")
 
 
 @dataclass(frozen=True)
@@ -206,10 +257,13 @@ class FullresInfo:
             size = [int(v) for v in scale["size"]]
             res = [float(v) for v in scale["resolution"]]
             dtype, channels = np.dtype(full["data_type"]), int(full.get("num_channels", 1))
-            if len(size) != 3 or len(res) != 3 or min(size) < 1 or min(res) <= 0 or channels < 1:
-                raise ValueError("size and resolution need three positive numbers, num_channels one")
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise DataError(f"{where}: not a full-resolution info file ({exc})") from exc
+            if len(size) != 3 or len(res) != 3 or not 1 <= min(size) <= max(size) <= MAX_EXTENT \
+                    or math.prod(size) > MAX_VOXELS or not 1 <= channels <= MAX_CHANNELS \
+                    or not all(math.isfinite(r) and 0 < r <= MAX_RESOLUTION for r in res):
+                raise ValueError("size and resolution need three positive numbers in range, "
+                                 f"num_channels one from 1 to {MAX_CHANNELS}")
+        except (ValueError, KeyError, TypeError, IndexError, OverflowError, RecursionError) as exc:
+            raise DataError(f"{where}: not a full-resolution info file ({_reason(exc)})") from None
         if dtype.name not in SUPPORTED:
             raise UsageError(f"{where}: data_type {dtype.name} is not one the format stores "
                              f"({', '.join(SUPPORTED)})")

@@ -20,7 +20,7 @@ import numpy as np
 
 from .dataset import read_info
 from .encodings import GZIP, compression
-from .engine.journal import Lock
+from .engine.journal import locked
 from .errors import DataError, UsageError
 from .info import VolumeInfo, check_key
 from .sources.base import one_line
@@ -121,14 +121,14 @@ def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
     """Write one mesh as a fragment of the dataset at `output`; returns the fragment's key.
     Coordinates are taken as mm, transformed by `coord_transform`, and stored in nm."""
     matrix = parse_transform(coord_transform) if coord_transform else None
-    vertices, triangles = transform(*read_mesh(mesh), matrix)
     name = mesh_name or _stem(Path(mesh))
-    if "/" in name or name in ("", ".", "..", "info"):
+    if "/" in name or name in ("", ".", "..", "info") or "\0" in name:
+        if mesh_name is None:
+            raise UsageError(f"{mesh}: its name makes no fragment name ({name!r}); give --mesh-name")
         raise UsageError(f"--mesh-name {name!r} is not a valid file name")
+    vertices, triangles = transform(*read_mesh(mesh), matrix)
     store = open_output(output)
-    lock = Lock(store)
-    lock.acquire()  # a running conversion rewrites the info at its end
-    try:
+    with locked(store):  # a running conversion rewrites the info at its end
         info = _info(store)
         directory = mesh_dir or info.get("mesh", "mesh")
         if info.get("mesh", directory) != directory:
@@ -144,8 +144,6 @@ def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
         store.write(f"{directory}/info", json.dumps(MESH_INFO).encode())
         if info.get("mesh") != directory:
             store.write("info", info.with_member("mesh", directory).to_json(), durable=True)
-    finally:
-        lock.release()
     return key
 
 
@@ -173,17 +171,17 @@ def link_mesh_fragments(table: str | os.PathLike, output: str | os.PathLike, *,
                             f"got {row[0]!r}") from None
         fragments = [cell.strip() for cell in row[1:] if cell.strip()]
         for fragment in fragments:
+            try:
+                check_key(fragment, "fragment")
+            except ValueError as exc:
+                raise DataError(f"{table}, line {number}: {exc}") from None
             if fragment not in present and ("/" not in fragment  # listed above: one directory
                                             or store.read(f"{directory}/{fragment}") is None):
                 log.warning("label %d: the fragment %s/%s does not exist", label, directory, fragment)
         manifests[f"{directory}/{label}:0" if colon_suffix else f"{directory}/{label}"] = fragments
-    lock = Lock(store)
-    lock.acquire()
-    try:
+    with locked(store):
         for key, fragments in manifests.items():
             store.write(key, json.dumps({"fragments": fragments}, separators=(",", ":")).encode())
-    finally:
-        lock.release()
     return len(manifests)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .encodings import Codec
-from .errors import UsageError
+from .errors import DataError, UsageError
 from .geometry import Scale, Vec3, ceil_div, format_key, triple
 from .info import VOLUME_TYPES, VolumeInfo
 
@@ -28,6 +28,9 @@ def check_chunk_size(chunk_size: int) -> None:
         raise UsageError(f"--chunk-size must be a power of two, got {chunk_size}")
 
 
+MAX_ANISOTROPY = 4096  # largest ratio of voxel sizes planned: BigBrain's is 1, thick sections ~100
+
+
 def plan_scales(size: Sequence[int], resolution: Sequence[float], chunk_size: int = 64,
                 max_scales: int | None = None) -> list[Scale]:
     """Scales from full resolution down to one chunk; `resolution` in nm, (x, y, z)."""
@@ -37,6 +40,9 @@ def plan_scales(size: Sequence[int], resolution: Sequence[float], chunk_size: in
     if min(size) < 1:
         raise UsageError(f"every axis needs at least one voxel, got size {tuple(size)}")
     finest = min(resolution)
+    if not all(math.isfinite(r) and r > 0 for r in resolution) or max(resolution) / finest > MAX_ANISOTROPY:
+        raise DataError(f"voxel sizes {', '.join(f'{r:g}' for r in resolution)} nm differ by more "
+                        f"than {MAX_ANISOTROPY}x (a damaged header?); give --resolution X,Y,Z")
     delays = [round(math.log2(r / finest)) for r in resolution]
     exponent = chunk_size.bit_length() - 1
 
@@ -52,6 +58,8 @@ def plan_scales(size: Sequence[int], resolution: Sequence[float], chunk_size: in
         level += 1
         # An axis is halved once its delay has passed, unless it is already one voxel thick.
         factors = [2 if level > d and s > 1 else 1 for d, s in zip(delays, sizes)]
+        if factors == [1, 1, 1]:  # nothing left to halve: another scale would repeat this one
+            return scales
         sizes = [ceil_div(s, f) for s, f in zip(sizes, factors)]
         res = [r * f for r, f in zip(res, factors)]
 

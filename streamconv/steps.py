@@ -26,7 +26,7 @@ from . import downsampling
 from .dataset import Dataset, open_dataset
 from .encodings import CODECS, GZIP, ChunkFormat, compression, make_codec
 from .engine.budget import plan_slabs
-from .engine.journal import finished, read_job
+from .engine.journal import finished, locked, read_job
 from .engine.pipeline import ProgressFn
 from .engine.runner import Job, Report, check_outside_value, closing_on_error, job_record, resources, run_job
 from .errors import DataError, OutputError, UsageError
@@ -58,7 +58,9 @@ def generate_info(input: str | os.PathLike, output: str | os.PathLike, *,
                            source.resolution, {"encoding": "raw"})
     finally:
         source.close()
-    open_output(output).write(INFO_FULLRES, info.to_json())
+    store = open_output(output)
+    with locked(store):  # not while a step runs on this output
+        store.write(INFO_FULLRES, info.to_json())
     return Path(output) / INFO_FULLRES
 
 
@@ -81,12 +83,21 @@ def generate_scales_info(fullres_info: str | os.PathLike, output: str | os.PathL
     _, info = plan_pyramid(full.size, full.resolution, full.dtype, full.num_channels, volume_type,
                            target_chunk_size, max_scales, codec)
     store = open_output(output)
-    old = store.read("info")
-    if old is not None and not overwrite and json.loads(old) != info.to_dict():
-        raise OutputError(f"{store.url} already holds a different info file; pass --overwrite "
-                          "to replace it")
-    store.write("info", info.to_json(), durable=True)
+    with locked(store):  # a running step writes this info at its end
+        old = store.read("info")
+        if old is not None and not overwrite and _parsed(old) != info.to_dict():
+            raise OutputError(f"{store.url} already holds a different info file; pass --overwrite "
+                              "to replace it")
+        store.write("info", info.to_json(), durable=True)
     return info
+
+
+def _parsed(data: bytes) -> object:
+    """An existing file's JSON, or None when it is not JSON (then it differs from ours)."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
 
 
 def write_full_resolution(input: str | os.PathLike, output: str | os.PathLike, *,

@@ -15,10 +15,12 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .encodings.base import Encoded
-from .errors import NoSpaceError, OutputError, UsageError
+from .errors import DataError, NoSpaceError, OutputError, UsageError
+
+MAX_READ = 2 ** 31  # bytes of one key read over the network: a chunk is at most 1 GiB decoded
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,24 @@ class LocalStore:
         self.root = Path(root)
         self.url = str(self.root)
         self._unnamed = hasattr(os, "O_TMPFILE")
+        self._real: set[str] = set()  # directories below the root found not to be links
 
     def _path(self, key: str) -> Path:
-        return self.root / key
+        """The file of a key. Keys come from checked infos (`info.check_key`); a directory on
+        the way that is a symbolic link (planted in a shared directory, say) is refused, so
+        that nothing is written or deleted outside the output by following it."""
+        path = self.root / key
+        parts = key.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            directory = "/".join(parts[:depth])
+            if directory in self._real:
+                continue
+            if (self.root / directory).is_symlink():
+                raise OutputError(f"{self.root / directory}: a symbolic link inside the output; "
+                                  "streamconv does not write or delete through links (remove it)")
+            if (self.root / directory).is_dir():
+                self._real.add(directory)
+        return path
 
     def write(self, key: str, data: Encoded, durable: bool = False) -> None:
         path = self._path(key)
@@ -146,14 +163,17 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         path = self._path(key)
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)  # does not follow links inside
+            else:
+                path.unlink(missing_ok=True)  # a link: the link itself
+        except OSError as exc:
+            raise _output_error(Path(exc.filename or path), exc) from exc
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        base = self._path(prefix)
-        if base.is_dir():
+        base = self._path(f"{prefix.rstrip('/')}/-" if prefix else "-").parent
+        if base.is_dir() and not (prefix and base.is_symlink()):
             for name in sorted(os.listdir(base)):
                 yield f"{prefix.rstrip('/')}/{name}" if prefix else name
 
@@ -259,13 +279,18 @@ class HttpStore:
 
         try:
             with urllib.request.urlopen(f"{self.url}/{key}", timeout=60) as response:
-                return response.read()
+                data = _read_bounded(response)
         except urllib.error.HTTPError as exc:
+            exc.close()  # it holds the connection
             if exc.code in (403, 404):  # what Neuroglancer reads as "no chunk here"
                 return None
             raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
+        if len(data) > MAX_READ:
+            raise DataError(f"{self.url}/{key}: more than {MAX_READ >> 20} MiB, larger than any "
+                            "chunk or info can be")
+        return data
 
     def write(self, key: str, data: Encoded, durable: bool = False) -> None:
         self._read_only()
@@ -290,6 +315,19 @@ class HttpStore:
     def _read_only(self) -> None:
         """Callers check `can` first; this is the guard behind that check."""
         raise OutputError(f"{self.url}: http locations are read only")
+
+
+def _read_bounded(response: Any) -> bytes:
+    """A response's body, read in pieces up to `MAX_READ` + 1 bytes: a hostile server cannot
+    make us allocate more (`read(n)` would allocate n bytes at once)."""
+    pieces, total = [], 0
+    while total <= MAX_READ:
+        piece = response.read(min(1 << 20, MAX_READ + 1 - total))
+        if not piece:
+            break
+        pieces.append(piece)
+        total += len(piece)
+    return b"".join(pieces)
 
 
 def open_store(url: str | os.PathLike) -> Store:

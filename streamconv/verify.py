@@ -1,9 +1,12 @@
 """`verify`: read an output back and hold it against its input.
 
 Scale 0 must equal the input voxel for voxel (lossy encodings: at least `min_psnr` dB);
-every chunk of every scale must decode to its clipped shape. Absent chunks are counted, since
-`--skip-empty` and other writers leave all-zero chunks out. Works on any precomputed volume on
-disk, whoever wrote it.
+every chunk of every scale must decode to its clipped shape. A lower scale is only as right as
+the rule that made it: each chunk sampled (`full`: every chunk) is derived again from the
+scale below by the pyramid's own rule (`downsampling.downsample`) and must equal the stored one
+(lossy: the PSNR floor), so that one flipped byte in any scale is found. Absent chunks are
+counted and read as zeros, since `--skip-empty` and other writers leave all-zero chunks out.
+Works on any precomputed volume on disk, whoever wrote it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .dataset import open_dataset
+from .dataset import Dataset, open_dataset
+from .downsampling import default_method, downsample
 from .errors import StreamconvError
 from .geometry import Box, parse_resolution, triple
 from .sources import open_source
@@ -37,8 +41,12 @@ class VerifyReport:
 
 def verify(input: str | os.PathLike, output: str | os.PathLike, *, ignore_scaling: bool = False,
            resolution: str | None = None, input_orientation: str | None = None,
-           fill_missing: float | None = None, min_psnr: float = 30.0) -> VerifyReport:
-    """Compare `output` with `input`; the report lists every problem found (none: ok)."""
+           fill_missing: float | None = None, min_psnr: float = 30.0, full: bool = False,
+           downsampling_method: str | None = None,
+           outside_value: float | None = None) -> VerifyReport:
+    """Compare `output` with `input`; the report lists every problem found (none: ok).
+    Lower scales are derived again from the scale below with `downsampling_method` (default:
+    that of the volume's type) for a sample of `SAMPLE` chunks per scale, or all (`full`)."""
     volume = open_dataset(output)
     source = open_source(input, ignore_scaling=ignore_scaling,
                          resolution=parse_resolution(resolution) if resolution else None,
@@ -51,8 +59,9 @@ def verify(input: str | os.PathLike, output: str | os.PathLike, *, ignore_scalin
                                    f"the input {source.shape} with {source.num_channels}")
             return report
         _compare_scale0(source, volume, report, min_psnr)
+        method = downsampling_method or default_method(volume.info.type)
         for level in range(1, len(volume.scales)):
-            _check_chunks(volume, level, report)
+            _check_chunks(volume, level, report, Rederive(method, outside_value, full, min_psnr))
     except StreamconvError as exc:
         report.problems.append(str(exc))
     finally:
@@ -83,20 +92,63 @@ def _compare_scale0(source, volume, report: VerifyReport, min_psnr: float) -> No
             if lossy:
                 report.min_psnr = min(report.min_psnr, _psnr(want, chunk))
             elif not np.array_equal(want, chunk.astype(want.dtype, copy=False)):
-                report.problems.append(f"scale 0 chunk {box.name} differs from the input")
+                report.problems.append(f"scale 0 chunk {scale.key}/{box.name} differs from the input")
     if lossy and report.min_psnr < min_psnr:
         report.problems.append(f"scale 0 PSNR {report.min_psnr:.1f} dB is below {min_psnr} dB")
 
 
-def _check_chunks(volume, level: int, report: VerifyReport) -> None:
+@dataclass(frozen=True)
+class Rederive:
+    """How lower scales are checked: the pyramid's rule, and how many chunks."""
+
+    method: str
+    outside: float | None
+    full: bool
+    min_psnr: float
+
+
+SAMPLE = 64  # chunks per scale derived again unless `full`, spread over the grid
+
+
+def _check_chunks(volume: Dataset, level: int, report: VerifyReport, rule: Rederive) -> None:
     scale = volume.scales[level]
-    grid = scale.grid
-    for gz in range(grid[2]):
-        for gy in range(grid[1]):
-            for gx in range(grid[0]):
-                report.chunks += 1
-                if volume.read_chunk(level, scale.chunk(gx, gy, gz)) is None:
-                    report.absent += 1
+    gx, gy, gz = scale.grid
+    stride = 1 if rule.full else max(1, scale.num_chunks // SAMPLE)
+    lossy = volume.encoding(level) in LOSSY
+    for n in range(scale.num_chunks):
+        box = scale.chunk(n % gx, n // gx % gy, n // (gx * gy))
+        report.chunks += 1
+        chunk = volume.read_chunk(level, box)
+        if chunk is None:
+            report.absent += 1
+        if n % stride and n != scale.num_chunks - 1:
+            continue
+        stored = np.zeros((volume.num_channels, *box.shape[::-1]), volume.dtype) if chunk is None \
+            else chunk
+        derived = _derive(volume, level, box, rule)
+        if lossy:
+            if _psnr(derived, stored) < rule.min_psnr:
+                report.problems.append(f"scale {level} chunk {scale.key}/{box.name} is not the "
+                                       f"scale below downsampled (PSNR under {rule.min_psnr} dB)")
+        elif not np.array_equal(derived, stored):
+            report.problems.append(f"scale {level} chunk {scale.key}/{box.name} differs from the "
+                                   f"scale below downsampled ({rule.method})")
+            return  # the first chunk that differs: the rest of the scale is likely off too
+
+
+def _derive(volume: Dataset, level: int, box: Box, rule: Rederive) -> np.ndarray:
+    """Chunk `box` of scale `level` as the pyramid makes it from scale `level - 1`."""
+    scale, finer = volume.scales[level], volume.scales[level - 1]
+    f = scale.factor
+    start = triple((a - o) * k + p for a, o, k, p in zip(box.start, scale.voxel_offset, f,
+                                                         finer.voxel_offset))
+    stop = triple(min((b - o) * k + p, p + n) for b, o, k, p, n in
+                  zip(box.stop, scale.voxel_offset, f, finer.voxel_offset, finer.size))
+    aligned = Box(triple(p + (a - p) // c * c for a, p, c in zip(start, finer.voxel_offset, finer.chunk_size)),
+                  triple(min(p + -(-(b - p) // c) * c, p + n) for b, p, c, n in
+                         zip(stop, finer.voxel_offset, finer.chunk_size, finer.size)))
+    region = volume.read(level - 1, aligned)[Box(start, stop).index(aligned.start)]
+    return downsample(region, f, rule.method, outside=rule.outside)
 
 
 def _psnr(expected: np.ndarray, got: np.ndarray) -> float:

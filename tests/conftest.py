@@ -2,9 +2,25 @@
 HYPOTHESIS_PROFILE=explore to search new ones, with more examples."""
 
 import os
+from pathlib import Path
 
+import nibabel as nib
+import numpy as np
+import pytest
 from hypothesis import settings
+
+import streamconv
 
 settings.register_profile("deterministic", derandomize=True)
 settings.register_profile("explore", max_examples=400)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+
+
+@pytest.fixture(scope="session")
+def pyramid(tmp_path_factory) -> Path:
+    """A small raw pyramid of a volume whose every chunk differs."""
+    directory = tmp_path_factory.mktemp("pyramid")
+    data = (np.arange(40 * 36 * 30) % 251).astype(np.uint8).reshape(40, 36, 30)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), directory / "vol.nii")
+    streamconv.convert(directory / "vol.nii", directory / "src", chunk_size=16, workers=0)
+    return directory

@@ -144,10 +144,23 @@ def make_bad_stack(tmp_path: Path, kind: str) -> tuple[Path, str]:
         data = (stack / "s3.png").read_bytes()
         (stack / "s3.png").write_bytes(data[: len(data) // 2])
         return stack, "s3.png"
+    if kind == "damaged":  # header and end intact, pixel data broken
+        (stack / "s3.png").write_bytes(damaged_png(np.full((20, 30), 3, np.uint8)))
+        return stack, "s3.png"
+    if kind == "not-png":
+        (stack / "s3.png").write_bytes(b"GIF89a" + bytes(100))
+        return stack, "s3.png"
     return stack, {"size": "s3.png", "dtype": "s4.png", "empty": str(stack)}[kind]
 
 
-@pytest.mark.parametrize("kind", ["missing", "truncated", "size", "dtype", "empty"])
+def damaged_png(image: np.ndarray) -> bytes:
+    data = bytearray(imagecodecs.png_encode(image))
+    start = data.index(b"IDAT") + 4
+    data[start + 2:start + 12] = bytes(10)  # inside the compressed pixel data
+    return bytes(data)
+
+
+@pytest.mark.parametrize("kind", ["missing", "truncated", "size", "dtype", "empty", "damaged", "not-png"])
 def test_bad_stacks_fail_with_one_line_naming_the_file_and_write_nothing(tmp_path, kind):
     stack, culprit = make_bad_stack(tmp_path, kind)
     out = tmp_path / "out"
@@ -156,15 +169,26 @@ def test_bad_stacks_fail_with_one_line_naming_the_file_and_write_nothing(tmp_pat
     assert run.returncode == 1
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and culprit in lines[0] and "Traceback" not in run.stderr
-    assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
+    assert len(lines[0]) < 400 and "truncated" not in lines[0] if kind == "not-png" else True
+    if kind != "damaged":  # found when decoded, after the start: the job record is kept
+        assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
+    else:
+        assert not (out / "info").exists()
 
 
 def test_fill_missing_fills_gaps_and_unreadable_sections(tmp_path):
     stack, _ = make_bad_stack(tmp_path, "missing")
     data = (stack / "s4.png").read_bytes()
     (stack / "s4.png").write_bytes(data[:20])  # truncated as well
-    streamconv.convert(stack, tmp_path / "out", workers=0, resolution="1um", fill_missing=9)
-    assert list(read_all(tmp_path / "out")[0, 0, :, 0]) == [0, 1, 9, 3, 9, 5]
+    (stack / "s5.png").write_bytes(damaged_png(np.full((20, 30), 5, np.uint8)))
+    for workers in (0, 2):
+        out = tmp_path / f"out{workers}"
+        result = subprocess.run([STREAMCONV, "convert", "-q", str(stack), str(out), "--resolution",
+                                 "1um", "--fill-missing", "9", "--workers", str(workers)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert "s5.png" in result.stderr and all(len(line) < 400 for line in result.stderr.splitlines())
+        assert list(read_all(out)[0, 0, :, 0]) == [0, 1, 9, 3, 9, 9]
     with pytest.raises(UsageError):
         streamconv.convert(stack, tmp_path / "out2", workers=0, resolution="1um", fill_missing=300)
 

@@ -16,6 +16,7 @@ from .options import (
     ChunkEncoding,
     ChunkSize,
     CsegBlockSize,
+    Downscaling,
     Encoding,
     FileOptions,
     IgnoreScaling,
@@ -78,7 +79,7 @@ def convert(
 
 
 @app.command("convert-chunks")
-@bundled(files=("gzip", "flat"), run=("memory", "workers", "quiet", "debug"))
+@bundled(files=("gzip", "flat"), run=("memory", "workers", "overwrite", "quiet", "debug"))
 def convert_chunks_command(
     source: Annotated[str, typer.Argument(help="A precomputed volume: a directory or an http(s) URL.")],
     destination: Annotated[str, typer.Argument(help="The directory to write the re-encoded chunks to.")],
@@ -97,7 +98,8 @@ def convert_chunks_command(
     with reported_errors(run.debug):
         done = convert_chunks(source, destination, encoding=encoding, copy_info=copy_info,
                               jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane, cseg_block_size=block,
-                              gzip=files.gzip, memory=run.memory, workers=run.workers)
+                              gzip=files.gzip, memory=run.memory, workers=run.workers,
+                              overwrite=run.overwrite)
     if not run.quiet:
         typer.echo(f"{destination}: {done.chunks - done.absent} chunks re-encoded "
                    f"({done.absent} absent), {format_size(done.bytes_written)}", err=True)
@@ -113,14 +115,21 @@ def verify(
     input_orientation: Annotated[Optional[str], typer.Option(help="As given to convert.")] = None,
     fill_missing: Annotated[Optional[float], typer.Option(help="As given to convert.")] = None,
     min_psnr: Annotated[float, typer.Option(help="Lossy encodings: lowest PSNR accepted, dB.")] = 30.0,
+    full: Annotated[bool, typer.Option(
+        help="Derive every chunk of the lower scales again, not a sample of each scale.")] = False,
+    downscaling_method: Downscaling = "auto",
+    outside_value: OutsideValue = None,
     *,
     run: RunOptions,
 ) -> None:
-    """Check an output against its input: scale 0 voxel for voxel, every chunk of every scale."""
+    """Check an output against its input: scale 0 voxel for voxel, the lower scales derived
+    again from the scale below, every chunk of every scale decoded."""
     with reported_errors(run.debug):
         report = verify_output(input, output, ignore_scaling=ignore_scaling, resolution=resolution,
                                input_orientation=input_orientation, fill_missing=fill_missing,
-                               min_psnr=min_psnr)
+                               min_psnr=min_psnr, full=full, outside_value=outside_value,
+                               downsampling_method=None if downscaling_method == "auto"
+                               else downscaling_method)
     psnr = f", scale 0 PSNR {report.min_psnr:.1f} dB" if report.min_psnr != float("inf") else ""
     summary_line = (f"{output}: {report.scales} scales, {report.chunks} chunks checked, "
                     f"{report.absent} absent (read as zeros){psnr}")

@@ -15,11 +15,29 @@ def gzip_compress(data: Encoded, level: int = 6) -> bytes:
     return gzip.compress(bytes(data), compresslevel=level, mtime=0)
 
 
+MAX_DECOMPRESSED = 2 ** 30 + 2 ** 20  # a chunk is at most 1 GiB (info.MAX_CHUNK_BYTES)
+
+
 def gzip_decompress(data: bytes) -> bytes:
+    """The members of a gzip file, decompressed to at most `MAX_DECOMPRESSED` bytes: a small
+    hostile file cannot expand into all of memory."""
+    out: list[bytes] = []
+    total = 0
     try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"not gzip data ({exc})") from exc
+        while True:
+            stream = zlib.decompressobj(wbits=31)
+            piece = stream.decompress(data, MAX_DECOMPRESSED + 1 - total)
+            total += len(piece)
+            out.append(piece)
+            if total > MAX_DECOMPRESSED:
+                raise DataError(f"gzip data expands to more than {MAX_DECOMPRESSED >> 20} MiB")
+            if not stream.eof:
+                raise DataError("not gzip data (truncated)")
+            data = stream.unused_data.lstrip(b"\0")  # members may follow
+            if not data:
+                return b"".join(out)
+    except zlib.error as exc:
+        raise DataError(f"not gzip data ({exc})") from None
 
 
 @dataclass(frozen=True)

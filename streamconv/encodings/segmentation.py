@@ -45,9 +45,10 @@ class CompressedSegmentation(CodecBase):
     @classmethod
     def from_info(cls, members: dict) -> CompressedSegmentation:
         block = tuple(members.get("compressed_segmentation_block_size", (8, 8, 8)))
-        if len(block) != 3 or not all(isinstance(b, int) and b >= 1 for b in block):
-            raise DataError(f"compressed_segmentation_block_size {list(block)} is not three "
-                            "positive integers")
+        if len(block) != 3 or not all(isinstance(b, int) and not isinstance(b, bool)
+                                      and 1 <= b <= 1024 for b in block):
+            raise DataError(f"compressed_segmentation_block_size {list(block)[:4]} is not three "
+                            "integers from 1 to 1024")
         return cls((block[0], block[1], block[2]))
 
     def encode(self, chunk: np.ndarray) -> bytes:

@@ -9,12 +9,16 @@ of its own.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver as forkserver
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Protocol
+
+from . import lifeline
 
 
 class TaskExecutor(Protocol):
@@ -60,8 +64,10 @@ def executor(workers: int) -> Iterator[TaskExecutor]:
         yield InlineExecutor()
         return
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["streamconv.engine.tasks"])
-    pool = WorkerPool(max_workers=workers, mp_context=context, initializer=_ignore_sigint)
+    context.set_forkserver_preload(["streamconv.engine.lifeline", "streamconv.engine.tasks"])
+    _start_fork_server()
+    pool = WorkerPool(max_workers=workers, mp_context=context, initializer=_start_worker,
+                      initargs=(os.getpid(),))
     try:
         with _main_hidden():
             yield pool
@@ -69,9 +75,21 @@ def executor(workers: int) -> Iterator[TaskExecutor]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ignore_sigint() -> None:
-    """Ctrl-C reaches the whole process group; the main process alone decides how to stop, and
-    lets running tasks finish. (SIGTERM keeps its default: the pool stops workers with it.)"""
+def _start_fork_server() -> None:
+    """Start the fork server now (once per process), telling it who its parent is for
+    `lifeline`; the variable is not left for other children of this process to inherit."""
+    os.environ[lifeline.PARENT] = str(os.getpid())
+    try:
+        forkserver.ensure_running()
+    finally:
+        del os.environ[lifeline.PARENT]
+
+
+def _start_worker(main_pid: int) -> None:
+    """A worker dies with its parent (`lifeline`) and ignores Ctrl-C: Ctrl-C reaches the whole
+    process group; the main process alone decides how to stop, and lets running tasks finish.
+    (SIGTERM keeps its default: the pool stops workers with it.)"""
+    lifeline.die_with_parent(main_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -26,16 +26,19 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 
-from ..errors import DataError, OutputError, UsageError
-from ..info import VolumeInfo
+from ..errors import OutputError, UsageError
+from ..info import check_key
 from ..storage import Store, require
 
 STATE_DIR = ".streamconv"
 CONVERT = "convert"  # the step that writes everything, info included
+CHUNKS = "chunks"    # convert-chunks: every scale and the info, from another pyramid
 CHECKPOINT_SECONDS = 30.0
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,18 @@ class Lock:
 
     def release(self) -> None:
         self.store.delete(LOCK)
+
+
+@contextmanager
+def locked(store: Store) -> Iterator[None]:
+    """Hold the output's lock around a write that is not a pipeline run (an info, a mesh, a
+    re-encoding): one writer per output, whatever the command."""
+    lock = Lock(store)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class Journal:
@@ -193,7 +208,7 @@ def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bo
     old = read_job(store, step)
     old_info = store.read("info") if step == CONVERT else None
     if overwrite:
-        _remove_ours(store, scale_keys, old_info, step)
+        _remove_ours(store, scale_keys, step)
         return False
     if old is not None:
         if finished(old):
@@ -233,18 +248,39 @@ def remove_temporary(store: Store, scale_keys: list[str], step: str = CONVERT) -
                 store.delete(name)
 
 
-def _remove_ours(store: Store, scale_keys: list[str], old_info: bytes | None, step: str) -> None:
+def _remove_ours(store: Store, scale_keys: list[str], step: str) -> None:
+    """--overwrite: remove the scales this job writes and, for a job that writes every scale,
+    those our own job records say we wrote (never the scales of another tool's info:
+    streamconv did not write them), then the records that describe the old data. Deletion
+    does not follow links (`LocalStore`)."""
     keys = set(scale_keys)
-    if old_info is not None:
-        try:
-            keys |= {s.key for s in VolumeInfo.parse(old_info, "info").geometry}
-        except DataError:  # not ours to read: only the keys of this job are removed
-            pass
     state = state_key(step)
-    if step == CONVERT:  # everything: the info, and the records of every step
-        mine = ["info"] + [k for k in store.list(STATE_DIR) if not k.endswith("/lock")]
-    else:
+    if step in (CONVERT, CHUNKS):  # every scale: the records of every step describe old data
+        keys |= _written_keys(store)
+        mine = (["info"] if step == CONVERT else []) + _records(store)
+    else:  # a step: its own scales and records
         mine = [f"{state}/job.json", f"{state}/journal"]
     for key in sorted(keys) + mine:
-        if key and not os.path.isabs(key) and ".." not in Path(key).parts:
-            store.delete(key)
+        store.delete(key)
+
+
+def _records(store: Store) -> list[str]:
+    return [k for k in store.list(STATE_DIR) if k != LOCK]
+
+
+def _written_keys(store: Store) -> set[str]:
+    """The scale keys named by the infos of our job records (`.streamconv/job.json`,
+    `.streamconv/<step>/job.json`); a record that does not parse, or names a path outside the
+    output, names nothing."""
+    keys: set[str] = set()
+    steps = [k for k in _records(store) if k.rsplit("/", 1)[-1] not in ("job.json", "journal")]
+    for key in [STATE_DIR, *steps]:
+        try:
+            data = store.read(f"{key}/job.json")
+            scales = json.loads(data)["job"]["info"]["scales"] if data else []
+            for scale in scales:
+                check_key(scale["key"])
+                keys.add(scale["key"])
+        except (ValueError, KeyError, TypeError, OutputError):
+            continue
+    return keys

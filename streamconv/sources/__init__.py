@@ -29,7 +29,5 @@ def open_source(path: str | os.PathLike, *, ignore_scaling: bool = False,
     elif orientation is not None or fill_missing is not None:
         raise UsageError("--input-orientation and --fill-missing apply to slice stacks only")
     else:
-        source = NibabelSource(spec, ignore_scaling=ignore_scaling)
-        if resolution is not None:
-            source.resolution = resolution
+        source = NibabelSource(spec, ignore_scaling=ignore_scaling, resolution=resolution)
     return source if input_range is None else Rescaled(source, np.dtype("float32"), input_range)

@@ -27,6 +27,14 @@ log = logging.getLogger("streamconv")
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".jp2", ".j2k", ".webp")
 _TIFF = (".tif", ".tiff")
+# The decoder of each suffix: imagecodecs given no codec tries every one it has, and its error
+# is then a list of every codec's failure instead of the one that matters.
+_CODECS = {".png": "png", ".jpg": "jpeg8", ".jpeg": "jpeg8", ".jp2": "jpeg2k", ".j2k": "jpeg2k",
+           ".webp": "webp"}
+# What a file of each suffix starts with: a file that does not is not damaged, it is another kind.
+_MAGIC = {".png": (b"\x89PNG\r\n\x1a\n",), ".jpg": (b"\xff\xd8",), ".jpeg": (b"\xff\xd8",),
+          ".webp": (b"RIFF",), ".jp2": (b"\x00\x00\x00\x0cjP", b"\xff\x4f\xff\x51"),
+          ".j2k": (b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0cjP")}
 _PIL_MODES = {"L": ("uint8", 1), "LA": ("uint8", 2), "RGB": ("uint8", 3), "RGBA": ("uint8", 4),
               "I;16": ("uint16", 1), "I;16B": ("uint16", 1), "I;16L": ("uint16", 1),
               "I": ("int32", 1), "F": ("float32", 1)}
@@ -187,6 +195,10 @@ def _check_complete(path: Path) -> None:
         tail = f.read()
         f.seek(0)
         head = f.read(12)
+    if suffix in _MAGIC and not head.startswith(_MAGIC[suffix]):
+        kind = suffix.lstrip(".").upper()
+        raise DataError(f"{path}: not a {kind} file (it does not start as one); replace it, or "
+                        "pass --fill-missing VALUE to fill its section")
     ok = True
     if suffix == ".png":
         ok = tail.endswith(b"IEND\xaeB`\x82")
@@ -195,7 +207,8 @@ def _check_complete(path: Path) -> None:
     elif suffix == ".webp" and head[:4] == b"RIFF":
         ok = int.from_bytes(head[4:8], "little") + 8 <= size
     if not ok:
-        raise DataError(f"{path}: file is truncated")
+        raise DataError(f"{path}: file is truncated; replace it, or pass --fill-missing VALUE to "
+                        "fill its section")
 
 
 def decode(s: Slice, out: np.ndarray | None = None) -> np.ndarray:
@@ -217,9 +230,12 @@ def decode(s: Slice, out: np.ndarray | None = None) -> np.ndarray:
         else:
             import imagecodecs
 
-            image = imagecodecs.imread(s.file, out=out)
+            codec = _CODECS.get(Path(s.file).suffix.lower())
+            image = imagecodecs.imread(s.file, out=out, codec=codec) if codec \
+                else imagecodecs.imread(s.file, out=out)
     except Exception as exc:  # decoders raise many kinds for a damaged file
-        raise DataError(f"{s.name}: cannot decode the image ({one_line(exc)})") from exc
+        raise DataError(f"{s.name}: cannot decode the image ({one_line(exc)[:160]}); replace "
+                        "it, or pass --fill-missing VALUE to fill its section") from exc
     return image.reshape(image.shape[:2] + (-1,))
 
 
@@ -332,10 +348,17 @@ class SliceStack:
             # memory of the file's type (slabs in `memory_order`), the section is decoded into it.
             as_file = plane.transpose(0, 2, 1) if rows < columns else plane
             as_file = np.moveaxis(as_file, 0, 2)[::-1 if fr else 1, ::-1 if fc else 1]
-            if as_file.flags.c_contiguous and as_file.dtype == self.layout.dtype:
-                decode(s, as_file if self.layout.channels > 1 else as_file[..., 0])
+            try:
+                if as_file.flags.c_contiguous and as_file.dtype == self.layout.dtype:
+                    decode(s, as_file if self.layout.channels > 1 else as_file[..., 0])
+                    continue
+                image = decode(s)
+            except DataError as exc:  # damaged pixel data behind a sound header
+                if self.fill_value is None:
+                    raise
+                log.warning("filling section %s with %s: %s", s.name, self.fill_value, exc)
+                plane[...] = self.fill_value
                 continue
-            image = decode(s)
             if image.shape != (self.layout.rows, self.layout.columns, self.layout.channels):
                 raise DataError(f"{s.name}: decoded shape {image.shape} differs from the header")
             dtypes.cast_into(image, as_file)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
+import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -14,10 +19,24 @@ import numpy as np
 from .. import dtypes
 from ..errors import DataError
 from ..geometry import Vec3
+from ..info import MAX_CHANNELS, MAX_EXTENT, MAX_VOXELS
 from .base import MemoryOrder, Source, one_line
+
+log = logging.getLogger("streamconv")
 
 _UNIT_NM = {"meter": Decimal(10) ** 9, "mm": Decimal(10) ** 6, "micron": Decimal(1000),
             "unknown": Decimal(10) ** 6}
+
+
+@contextmanager
+def our_warnings(path: Path) -> Iterator[None]:
+    """nibabel warns about headers it repairs (qfac, sform codes, ...) through `warnings`, many
+    lines with a source location: each becomes one line of our log naming the file."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        log.warning("%s: %s", path, " ".join(str(warning.message).split())[:300])
 
 
 @dataclass
@@ -115,18 +134,25 @@ class NibabelSource:
     stream_axis = 2  # volumes are stored x fastest: z planes are contiguous
     memory_order = MemoryOrder()
 
-    def __init__(self, path: str | os.PathLike, ignore_scaling: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, ignore_scaling: bool = False,
+                 resolution: tuple[float, float, float] | None = None) -> None:
         import nibabel
 
         self.path = Path(path)
         if not self.path.is_file():
             raise DataError(f"{self.path}: no such file")
+        if not os.access(self.path, os.R_OK):
+            raise DataError(f"{self.path}: permission denied; make the file readable to this user")
         try:
-            img: Any = nibabel.load(str(self.path))  # the image class of the file's format
+            with our_warnings(self.path):  # nibabel's header complaints, as our own lines
+                img: Any = nibabel.load(str(self.path))  # the image class of the file's format
         except Exception as exc:  # nibabel raises many kinds for a file it cannot read
             raise DataError(f"{self.path}: not a volume nibabel can read ({one_line(exc)})") from exc
         self._img = img
         shape = tuple(int(s) for s in img.shape)
+        if any(s > MAX_EXTENT for s in shape) or math.prod(shape) > MAX_VOXELS * MAX_CHANNELS:
+            raise DataError(f"{self.path}: the header's shape {shape} is larger than any volume "
+                            "can be; the header is damaged")
         extra = [s for s in shape[3:] if s != 1]
         if len(shape) < 3 or len(extra) > 1:
             raise DataError(f"{self.path}: expected a 3-D volume or a 4-D volume of channels, "
@@ -159,7 +185,7 @@ class NibabelSource:
             self.dtype = dtypes.output_dtype(in_dtype, self._value_range)
         except DataError as exc:
             raise DataError(f"{self.path}: {exc}") from None
-        self.resolution = self._resolution()
+        self.resolution = resolution or self._resolution()  # --resolution: the header's unused
 
         self._raw: _RawLayout | None = None
         if _is_plain(proxy) and len(shape) <= 4 or (rgb and _is_plain(proxy)):
@@ -183,12 +209,17 @@ class NibabelSource:
         zooms = header.get_zooms()[:3]
         unit = "mm"
         if hasattr(header, "get_xyzt_units"):
-            unit = header.get_xyzt_units()[0] or "unknown"
+            try:
+                unit = header.get_xyzt_units()[0] or "unknown"
+            except (KeyError, ValueError):  # a unit code nibabel does not know: taken as mm
+                unit = "unknown"
         factor = _UNIT_NM.get(unit, _UNIT_NM["mm"])
         # Go through the shortest decimal of the stored float32 so that 2.2 mm is 2200000 nm.
         x, y, z = (float(abs(Decimal(str(np.float32(v)))) * factor) for v in zooms)
         if min(x, y, z) <= 0 or not all(np.isfinite((x, y, z))):
-            raise DataError(f"{self.path}: voxel sizes {tuple(zooms)} are not positive")
+            sizes = ", ".join(f"{float(v):g}" for v in zooms)
+            raise DataError(f"{self.path}: voxel sizes ({sizes}) are not positive numbers; give "
+                            "--resolution X,Y,Z")
         return x, y, z
 
     def _value_range(self) -> tuple[int, int]:
