@@ -9,7 +9,6 @@ zeros, as in Neuroglancer and tensorstore.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +18,7 @@ from .errors import DataError
 from .geometry import Box, Scale
 from .info import VolumeInfo
 from .storage import Store, open_store
+from .stores import Where
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def read_info(store: Store) -> VolumeInfo | None:
     return None if raw is None else VolumeInfo.parse(raw, f"{store.url}/info")
 
 
-def open_dataset(url: str | os.PathLike) -> Dataset:
+def open_dataset(url: Where) -> Dataset:
     """Open the precomputed volume at a path or URL."""
     store = open_store(url)
     info = read_info(store)

@@ -12,13 +12,14 @@ import ctypes
 import errno
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from .encodings.base import Encoded
 from .errors import NoSpaceError, OutputError, UsageError
+from .stores.location import Location, Where
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class Capabilities:
     lock: bool = False    # create a key only where none exists: one run per output
     append: bool = False  # append to a key: the journal of a run
     sync: bool = False    # make everything written so far durable: the journal's checkpoints
+    durable: bool = False  # a write is durable when it returns (object stores): no checkpoints,
+    #                        and what a run recorded outlives the machine that wrote it
+    parallel: int = 1     # chunk writes a worker keeps in flight (object stores: hide latency)
 
 
 class Store(Protocol):
@@ -41,13 +45,17 @@ class Store(Protocol):
         `durable`: on disk before this returns, even across a power loss (for info and job
         records; chunks are made durable in batches by the journal)."""
 
+    def write_all(self, items: Iterable[tuple[str, Encoded]]) -> None:
+        """`write` each (key, data), up to `can.parallel` at once; `items` is consumed lazily,
+        so a caller that encodes in a generator holds at most that many chunks."""
+
     def read(self, key: str) -> bytes | None:
         """The bytes under `key`, or None when there are none."""
 
     def delete(self, key: str) -> None:
         """Remove `key` and everything below it, if present."""
 
-    def list(self, prefix: str = "") -> Iterator[str]:
+    def list(self, prefix: str = "") -> Iterable[str]:
         """Keys directly below `prefix`."""
 
     def create(self, key: str, data: bytes) -> bool:
@@ -91,6 +99,10 @@ class LocalStore:
                 _fsync_dir(path.parent)
         except OSError as exc:
             raise _output_error(path, exc) from exc
+
+    def write_all(self, items: Iterable[tuple[str, Encoded]]) -> None:
+        for key, data in items:  # a local write returns in microseconds: nothing to overlap
+            self.write(key, data)
 
     def _write_atomic(self, path: Path, data: Encoded, durable: bool) -> None:
         if not self._write_unnamed(path, data, durable):
@@ -270,6 +282,9 @@ class HttpStore:
     def write(self, key: str, data: Encoded, durable: bool = False) -> None:
         self._read_only()
 
+    def write_all(self, items: Iterable[tuple[str, Encoded]]) -> None:
+        self._read_only()
+
     def delete(self, key: str) -> None:
         self._read_only()
 
@@ -292,16 +307,22 @@ class HttpStore:
         raise OutputError(f"{self.url}: http locations are read only")
 
 
-def open_store(url: str | os.PathLike) -> Store:
-    """The store for a location: a local path, or an http(s) URL (read only)."""
-    text = os.fspath(url)
-    if text.startswith(("http://", "https://")):
-        return HttpStore(text)
-    return LocalStore(text)
+def open_store(where: Where) -> Store:
+    """The store for a location: a local path (or `file://` URL), an http(s) URL (read only),
+    or any other URL fsspec opens (`s3://`, `gs://`, `memory://`); `precomputed://` in front,
+    as Neuroglancer writes sources, is dropped."""
+    location = Location.of(where)
+    if location.scheme in ("http", "https"):
+        return HttpStore(location.url)
+    if location.scheme in ("", "file"):
+        return LocalStore(location.path)
+    from .stores.objects import ObjectStore
+
+    return ObjectStore(location)
 
 
-def open_output(url: str | os.PathLike) -> Store:
+def open_output(where: Where) -> Store:
     """The store for a location we write to; a read-only one is refused before any work."""
-    store = open_store(url)
+    store = open_store(where)
     require(store, "write", "be written to (http locations are read only)")
     return store

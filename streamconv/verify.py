@@ -18,6 +18,7 @@ from .dataset import open_dataset
 from .errors import StreamconvError
 from .geometry import Box, parse_resolution, triple
 from .sources import open_source
+from .stores import Where
 
 LOSSY = ("jpeg",)
 
@@ -35,7 +36,7 @@ class VerifyReport:
         return not self.problems
 
 
-def verify(input: str | os.PathLike, output: str | os.PathLike, *, ignore_scaling: bool = False,
+def verify(input: str | os.PathLike, output: Where, *, ignore_scaling: bool = False,
            resolution: str | None = None, input_orientation: str | None = None,
            fill_missing: float | None = None, min_psnr: float = 30.0) -> VerifyReport:
     """Compare `output` with `input`; the report lists every problem found (none: ok)."""
