@@ -1,0 +1,321 @@
+"""Object stores: conversions into a real S3 server (moto, on loopback, started here) read back
+by tensorstore equal to a local conversion, killed and resumed, refused while locked, and
+completed through a proxy that answers some requests 503 or drops the connection."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import pytest
+from nilearn.datasets import MNI152_FILE_PATH
+from test_resume import files, kill_and_resume
+
+import streamconv
+from streamconv.engine.journal import Lock
+from streamconv.errors import StoreUnavailable, UsageError
+from streamconv.storage import open_output, open_store
+from streamconv.stores import Location, StorageOptions
+from streamconv.stores.objects import Retry
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+ts = pytest.importorskip("tensorstore")
+
+STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
+
+
+class S3:
+    """A moto S3 server on 127.0.0.1 and the environment that points clients at it."""
+
+    def __init__(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
+        self.server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self.env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": self.endpoint}
+        self.client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="testing",
+                                   aws_secret_access_key="testing", region_name="us-east-1")
+
+    def bucket(self) -> str:
+        name = f"b-{uuid.uuid4().hex[:12]}"
+        self.client.create_bucket(Bucket=name)
+        return name
+
+    def objects(self, bucket: str, prefix: str) -> dict[str, bytes]:
+        """Every object below `prefix` but the run's state, as `files` lists a directory."""
+        out = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+            for item in page.get("Contents", []):
+                key = item["Key"][len(prefix) + 1:]
+                if not key.startswith(".streamconv/"):
+                    out[key] = self.client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+        return dict(sorted(out.items()))
+
+    def run(self, *args: str, endpoint: str | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, **self.env, "AWS_ENDPOINT_URL": endpoint or self.endpoint}
+        return subprocess.run([STREAMCONV, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3]:
+    server = S3()
+    try:
+        yield server
+    finally:
+        server.server.stop()
+
+
+@pytest.fixture
+def s3_env(s3: S3, monkeypatch: pytest.MonkeyPatch) -> S3:
+    """The server's environment in this process too (for stores opened by the test itself)."""
+    for key, value in s3.env.items():
+        monkeypatch.setenv(key, value)
+    return s3
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("stack")
+    rng = np.random.default_rng(3)
+    for k in range(40):
+        imagecodecs.imwrite(directory / f"s{k:02d}.png", rng.integers(0, 255, (70, 90), dtype=np.uint8))
+    return directory
+
+
+def local(tmp_path: Path, name: str, source: str | Path, *args: str) -> Path:
+    out = tmp_path / name
+    result = subprocess.run([STREAMCONV, "convert", str(source), str(out), "-q", *args], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def read_scales(kvstore: dict) -> list[np.ndarray]:
+    """Every scale as tensorstore reads it."""
+    spec = {"driver": "neuroglancer_precomputed", "kvstore": kvstore}
+    count = len(json.loads(ts.KvStore.open(kvstore).result().read("info").result().value)["scales"])
+    return [ts.open({**spec, "scale_index": k}).result().read().result() for k in range(count)]
+
+
+@pytest.mark.parametrize("kind", ["volume", "stack"])
+def test_conversion_to_s3_reads_like_a_local_one(s3_env, tmp_path, stack, kind):
+    s3 = s3_env  # tensorstore takes its credentials from the environment
+    source, args = (MNI152_FILE_PATH, []) if kind == "volume" else (stack, ["--resolution", "20um",
+                                                                            "--chunk-size", "16"])
+    bucket = s3.bucket()
+    result = s3.run("convert", str(source), f"s3://{bucket}/out", "-q", "--workers", "2", *args)
+    assert result.returncode == 0, result.stderr
+    reference = local(tmp_path, "ref", source, "--workers", "2", *args)
+    assert s3.objects(bucket, "out") == files(reference)
+    remote = read_scales({"driver": "s3", "bucket": bucket, "path": "out/", "endpoint": s3.endpoint,
+                          "aws_region": "us-east-1"})
+    mine = read_scales({"driver": "file", "path": f"{reference}/"})
+    assert len(remote) == len(mine) > 1
+    for a, b in zip(remote, mine):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_gzip_chunks_carry_content_encoding_and_verify_reads_them(s3, tmp_path):
+    bucket = s3.bucket()
+    url = f"precomputed://s3://{bucket}/gz"
+    assert s3.run("convert", MNI152_FILE_PATH, url, "-q", "--gzip", "--workers", "2").returncode == 0
+    reference = local(tmp_path, "ref", MNI152_FILE_PATH, "--gzip", "--workers", "2")
+    objects = s3.objects(bucket, "gz")
+    assert objects == files(reference)
+    chunks = [k for k in objects if k.endswith(".gz")]
+    assert chunks and all(k.endswith(".gz") for k in objects if k != "info")
+    for key in chunks[:5]:
+        head = s3.client.head_object(Bucket=bucket, Key=f"gz/{key}")
+        assert head["ContentEncoding"] == "gzip"
+    assert "ContentEncoding" not in s3.client.head_object(Bucket=bucket, Key="gz/info")
+    checked = s3.run("verify", MNI152_FILE_PATH, url)
+    assert checked.returncode == 0 and checked.stderr.strip().endswith(": ok"), checked.stderr
+
+
+def test_a_second_run_is_refused_while_the_first_holds_the_lock(s3_env, tmp_path):
+    bucket = s3_env.bucket()
+    store = open_output(f"s3://{bucket}/out")
+    assert store.can.lock and store.create("probe", b"1") and not store.create("probe", b"2")
+    lock = Lock(store)
+    lock.acquire()  # this process is alive: the lock holds
+    try:
+        result = s3_env.run("convert", MNI152_FILE_PATH, f"s3://{bucket}/out", "-q", "--workers", "0")
+        assert result.returncode == 1
+        assert "is being written by another run" in result.stderr
+    finally:
+        lock.release()
+    result = s3_env.run("convert", MNI152_FILE_PATH, f"s3://{bucket}/out", "-q", "--workers", "0")
+    assert result.returncode == 0, result.stderr
+    assert store.read(".streamconv/lock") is None
+
+
+class Bucket:
+    """An output in a bucket, as the kill-and-resume test looks at it (test_resume.LocalOutput)."""
+
+    def __init__(self, s3: S3, bucket: str, prefix: str) -> None:
+        self.s3, self.bucket, self.prefix = s3, bucket, prefix
+        self.url = f"s3://{bucket}/{prefix}"
+
+    def files(self) -> dict[str, bytes]:
+        return self.s3.objects(self.bucket, self.prefix)
+
+    def versions(self) -> dict[str, object]:
+        out = {}
+        for page in self.s3.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                             Prefix=self.prefix + "/"):
+            out.update({item["Key"]: item["LastModified"] for item in page.get("Contents", [])})
+        return out
+
+    def finished(self) -> bool:
+        try:
+            body = self.s3.client.get_object(Bucket=self.bucket, Key=f"{self.prefix}/.streamconv/job.json")
+        except self.s3.client.exceptions.NoSuchKey:
+            return False
+        return b'"complete": true' in body["Body"].read()
+
+    def leftovers(self) -> list[str]:
+        versions = self.versions()
+        return [k for k in versions if k.endswith("/.streamconv/lock") or k.endswith(".tmp")]
+
+
+def test_a_conversion_into_s3_killed_at_random_moments_ends_byte_identical(s3, tmp_path):
+    bucket = s3.bucket()
+    volume = tmp_path / "vol.nii"
+    x, y, z = np.meshgrid(np.arange(128), np.arange(160), np.arange(192), indexing="ij", sparse=True)
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(((x * 3 + y * 5 + z * 7) % 251).astype(np.uint8), np.eye(4)), volume)
+    report = kill_and_resume(volume, Bucket(s3, bucket, "out"), ["--chunk-size", "16", "--workers", "2"],
+                             seed=7, kills=3, reference=tmp_path / "ref", env={**os.environ, **s3.env})
+    assert report["killed"] >= 1
+
+
+class FaultyProxy(http.server.ThreadingHTTPServer):
+    """Forwards requests to a server, but answers some PUTs 503 (S3's SlowDown) and drops the
+    connection of others without an answer, at a fixed random rate."""
+
+    def __init__(self, upstream: str, rate: float, seed: int) -> None:
+        self.upstream = upstream.removeprefix("http://")
+        self.rate, self.random, self.faults = rate, random.Random(seed), {"503": 0, "dropped": 0}
+        self.guard = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def fault(self, method: str) -> str | None:
+        with self.guard:
+            if method != "PUT" or self.random.random() >= self.rate:
+                return None
+            kind = self.random.choice(["503", "dropped"])
+            self.faults[kind] += 1
+            return kind
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FaultyProxy
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        fault = self.server.fault(self.command)
+        if fault == "dropped":
+            self.close_connection = True
+            self.connection.close()
+            return
+        if fault == "503":
+            reply = b"<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>"
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+            return
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=60)
+        try:
+            conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+            answer = conn.getresponse()
+            data = answer.read()
+        finally:
+            conn.close()
+        self.send_response(answer.status)
+        for key, value in answer.getheaders():
+            if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+
+def test_a_conversion_through_failing_requests_completes_identically(s3, tmp_path):
+    bucket = s3.bucket()
+    proxy = FaultyProxy(s3.endpoint, rate=0.15, seed=4)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = s3.run("convert", MNI152_FILE_PATH, f"s3://{bucket}/out", "-q", "--gzip", "--chunk-size", "32",
+                        "--workers", "2", endpoint=proxy.url)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert result.returncode == 0, result.stderr
+    assert proxy.faults["503"] > 0 and proxy.faults["dropped"] > 0
+    assert s3.objects(bucket, "out") == files(local(tmp_path, "ref", MNI152_FILE_PATH, "--gzip",
+                                                    "--chunk-size", "32", "--workers", "2"))
+
+
+def test_a_failure_that_outlives_the_retries_names_the_key():
+    calls = []
+
+    def flaky() -> None:
+        calls.append(1)
+        raise ConnectionResetError("connection reset by peer")
+
+    with pytest.raises(StoreUnavailable, match=r"s3://b/k/1_1_1/0-64_0-64_0-64: cannot write: failed 3 times"):
+        Retry(attempts=3, first=0.001).call(flaky, "s3://b/k/1_1_1/0-64_0-64_0-64: cannot write")
+    assert len(calls) == 3
+    with pytest.raises(FileNotFoundError):  # not transient: not retried
+        Retry(attempts=3, first=0.001).call(lambda: open("/nonexistent/x"), "x")
+
+
+def test_memory_store_keeps_a_resumable_journal_as_numbered_objects():
+    url = f"memory://{uuid.uuid4().hex}/out"
+    report = streamconv.convert(MNI152_FILE_PATH, url, workers=0, chunk_size=32)
+    store = open_store(url)
+    assert not store.can.append and store.can.durable
+    names = [k.rsplit("/", 1)[-1] for k in store.list(".streamconv/journal")]
+    assert names[0].startswith("00000000_boot_") and "00000001_slab_0_0" in names
+    job = store.read(".streamconv/job.json") or b""
+    store.write(".streamconv/job.json", job.replace(b'"complete": true', b'"complete": false'))
+    again = streamconv.convert(MNI152_FILE_PATH, url, workers=0, chunk_size=32)
+    assert again.resumed and again.chunks_written == 0 and report.chunks_written > 0
+
+
+def test_storage_options_and_locations():
+    options = StorageOptions.parse(["endpoint_url=http://127.0.0.1:9000", "client_kwargs.region_name=eu",
+                                    "anon=true", "secret=s3cr3t"])
+    assert options.kwargs() == {"endpoint_url": "http://127.0.0.1:9000", "client_kwargs": {"region_name": "eu"},
+                                "anon": True, "secret": "s3cr3t"}
+    assert "s3cr3t" not in repr(Location.of("s3://b/p", options)) and str(Location.of("s3://b/p", options)) == "s3://b/p"
+    assert Location.of("precomputed://gs://b/p").url == "gs://b/p"
+    assert Location.of("file:///tmp/x").path == "/tmp/x"
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        StorageOptions.parse(["novalue"])
