@@ -4,6 +4,7 @@ completed through a proxy that answers some requests 503 or drops the connection
 
 from __future__ import annotations
 
+import functools
 import http.client
 import http.server
 import json
@@ -201,7 +202,8 @@ def test_a_conversion_into_s3_killed_at_random_moments_ends_byte_identical(s3, t
 
     nib.save(nib.Nifti1Image(((x * 3 + y * 5 + z * 7) % 251).astype(np.uint8), np.eye(4)), volume)
     report = kill_and_resume(volume, Bucket(s3, bucket, "out"), ["--chunk-size", "16", "--workers", "2"],
-                             seed=7, kills=3, reference=tmp_path / "ref", env={**os.environ, **s3.env})
+                             seed=7, kills=3, reference=tmp_path / "ref", env={**os.environ, **s3.env},
+                             pace=4.0)  # moto answers a few hundred requests a second
     assert report["killed"] >= 1
 
 
@@ -319,3 +321,24 @@ def test_storage_options_and_locations():
     assert Location.of("file:///tmp/x").path == "/tmp/x"
     with pytest.raises(UsageError, match="KEY=VALUE"):
         StorageOptions.parse(["novalue"])
+
+
+def test_verify_and_convert_chunks_read_a_pyramid_over_http(s3, tmp_path):
+    """A static server on loopback: `verify` and `convert-chunks` read from it (gzip chunks
+    included); convert-chunks writes the copy into a bucket."""
+    served = local(tmp_path, "served", MNI152_FILE_PATH, "--gzip", "--workers", "0")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    bucket = s3.bucket()
+    try:
+        checked = s3.run("verify", MNI152_FILE_PATH, f"precomputed://{url}")
+        copied = s3.run("convert-chunks", url, f"s3://{bucket}/copy", "--copy-info", "--workers", "2")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert checked.returncode == 0 and "57 chunks checked, 0 absent" in checked.stderr, checked.stderr
+    assert copied.returncode == 0 and "57 chunks re-encoded (0 absent)" in copied.stderr, copied.stderr
+    plain = local(tmp_path, "plain", MNI152_FILE_PATH, "--workers", "0")
+    assert s3.objects(bucket, "copy") == files(plain)

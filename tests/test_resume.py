@@ -91,15 +91,17 @@ class LocalOutput:
 
 
 def kill_and_resume(src: Path, out: Path | LocalOutput, args: list[str], seed: int, kills: int = 3,
-                    reference: Path | None = None, env: dict[str, str] | None = None) -> dict:
+                    reference: Path | None = None, env: dict[str, str] | None = None,
+                    pace: float = 1.0) -> dict:
     """Kill the whole process group at random moments, then let a last run finish; measure
     how many chunk files each resume wrote again. `out`: a directory, or any output with the
-    methods of `LocalOutput`; `reference`: where the uninterrupted local run goes."""
+    methods of `LocalOutput`; `reference`: where the uninterrupted local run goes; `pace`: how
+    much longer a run into `out` takes than the local one (kills land within that time)."""
     target = LocalOutput(out) if isinstance(out, Path) else out
     reference = reference or Path(target.url + "-ref")
     started = time.monotonic()
     assert run(str(src), str(reference), "-q", *args).returncode == 0
-    duration = time.monotonic() - started
+    duration = (time.monotonic() - started) * pace
     rng = random.Random(seed)
     redone = killed = 0
     finished = False
