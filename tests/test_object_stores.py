@@ -8,9 +8,7 @@ import functools
 import http.client
 import http.server
 import json
-import logging
 import os
-import random
 import subprocess
 import sys
 import threading
@@ -21,6 +19,7 @@ from pathlib import Path
 import imagecodecs
 import numpy as np
 import pytest
+from loopback_s3 import S3, Proxy
 from nilearn.datasets import MNI152_FILE_PATH
 from test_resume import files, kill_and_resume
 
@@ -31,45 +30,8 @@ from streamconv.storage import open_output, open_store
 from streamconv.stores import Location, StorageOptions
 from streamconv.stores.objects import Retry
 
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
 ts = pytest.importorskip("tensorstore")
-
 STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
-
-
-class S3:
-    """A moto S3 server on 127.0.0.1 and the environment that points clients at it."""
-
-    def __init__(self) -> None:
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
-        self.server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
-        self.env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": self.endpoint}
-        self.client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="testing",
-                                   aws_secret_access_key="testing", region_name="us-east-1")
-
-    def bucket(self) -> str:
-        name = f"b-{uuid.uuid4().hex[:12]}"
-        self.client.create_bucket(Bucket=name)
-        return name
-
-    def objects(self, bucket: str, prefix: str) -> dict[str, bytes]:
-        """Every object below `prefix` but the run's state, as `files` lists a directory."""
-        out = {}
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
-            for item in page.get("Contents", []):
-                key = item["Key"][len(prefix) + 1:]
-                if not key.startswith(".streamconv/"):
-                    out[key] = self.client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-        return dict(sorted(out.items()))
-
-    def run(self, *args: str, endpoint: str | None = None) -> subprocess.CompletedProcess:
-        env = {**os.environ, **self.env, "AWS_ENDPOINT_URL": endpoint or self.endpoint}
-        return subprocess.run([STREAMCONV, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -207,77 +169,11 @@ def test_a_conversion_into_s3_killed_at_random_moments_ends_byte_identical(s3, t
     assert report["killed"] >= 1
 
 
-class FaultyProxy(http.server.ThreadingHTTPServer):
-    """Forwards requests to a server, but answers some PUTs 503 (S3's SlowDown) and drops the
-    connection of others without an answer, at a fixed random rate."""
-
-    def __init__(self, upstream: str, rate: float, seed: int) -> None:
-        self.upstream = upstream.removeprefix("http://")
-        self.rate, self.random, self.faults = rate, random.Random(seed), {"503": 0, "dropped": 0}
-        self.guard = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _ProxyHandler)
-        self.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-
-    def fault(self, method: str) -> str | None:
-        with self.guard:
-            if method != "PUT" or self.random.random() >= self.rate:
-                return None
-            kind = self.random.choice(["503", "dropped"])
-            self.faults[kind] += 1
-            return kind
-
-
-class _ProxyHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: FaultyProxy
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _forward(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        fault = self.server.fault(self.command)
-        if fault == "dropped":
-            self.close_connection = True
-            self.connection.close()
-            return
-        if fault == "503":
-            reply = b"<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>"
-            self.send_response(503)
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-            return
-        conn = http.client.HTTPConnection(self.server.upstream, timeout=60)
-        try:
-            conn.request(self.command, self.path, body=body, headers=dict(self.headers))
-            answer = conn.getresponse()
-            data = answer.read()
-        finally:
-            conn.close()
-        self.send_response(answer.status)
-        for key, value in answer.getheaders():
-            if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
-
-
 def test_a_conversion_through_failing_requests_completes_identically(s3, tmp_path):
     bucket = s3.bucket()
-    proxy = FaultyProxy(s3.endpoint, rate=0.15, seed=4)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with Proxy(s3.endpoint, rate=0.15, seed=4) as proxy:
         result = s3.run("convert", MNI152_FILE_PATH, f"s3://{bucket}/out", "-q", "--gzip", "--chunk-size", "32",
                         "--workers", "2", endpoint=proxy.url)
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
     assert result.returncode == 0, result.stderr
     assert proxy.faults["503"] > 0 and proxy.faults["dropped"] > 0
     assert s3.objects(bucket, "out") == files(local(tmp_path, "ref", MNI152_FILE_PATH, "--gzip",
