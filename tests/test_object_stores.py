@@ -238,3 +238,20 @@ def test_verify_and_convert_chunks_read_a_pyramid_over_http(s3, tmp_path):
     assert copied.returncode == 0 and "57 chunks re-encoded (0 absent)" in copied.stderr, copied.stderr
     plain = local(tmp_path, "plain", MNI152_FILE_PATH, "--workers", "0")
     assert s3.objects(bucket, "copy") == files(plain)
+
+
+@pytest.mark.parametrize("name", ["mni.nii.gz", "mni.nii"])
+def test_a_volume_is_read_from_s3_as_from_disk(s3, tmp_path, name):
+    """The gzip template read as one stream of ranged requests; the uncompressed one read by
+    both workers at computed offsets."""
+    import nibabel as nib
+
+    path = tmp_path / name
+    nib.save(nib.load(MNI152_FILE_PATH), path)
+    bucket = s3.bucket()
+    s3.client.upload_file(str(path), bucket, f"in/{name}")
+    result = s3.run("convert", f"s3://{bucket}/in/{name}", f"s3://{bucket}/out", "-q", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert s3.objects(bucket, "out") == files(local(tmp_path, "ref", path, "--workers", "2"))
+    job = json.loads(s3.client.get_object(Bucket=bucket, Key="out/.streamconv/job.json")["Body"].read())
+    assert job["job"]["input"]["url"] == f"s3://{bucket}/in/{name}" and job["job"]["input"]["version"]
