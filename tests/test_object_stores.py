@@ -255,3 +255,17 @@ def test_a_volume_is_read_from_s3_as_from_disk(s3, tmp_path, name):
     assert s3.objects(bucket, "out") == files(local(tmp_path, "ref", path, "--workers", "2"))
     job = json.loads(s3.client.get_object(Bucket=bucket, Key="out/.streamconv/job.json")["Body"].read())
     assert job["job"]["input"]["url"] == f"s3://{bucket}/in/{name}" and job["job"]["input"]["version"]
+
+
+def test_a_slice_stack_is_read_from_s3_as_from_disk(s3, tmp_path, stack):
+    """A directory of sections in a bucket: listed once, each section probed with ranged reads
+    (header and tail) and decoded by a worker when its slab is read."""
+    bucket = s3.bucket()
+    for section in sorted(stack.iterdir()):
+        s3.client.upload_file(str(section), bucket, f"sections/{section.name}")
+    args = ["--resolution", "20um", "--chunk-size", "16", "--workers", "2"]
+    result = s3.run("convert", f"s3://{bucket}/sections/", f"s3://{bucket}/out", "-q", *args)
+    assert result.returncode == 0, result.stderr
+    assert s3.objects(bucket, "out") == files(local(tmp_path, "ref", stack, *args))
+    job = json.loads(s3.client.get_object(Bucket=bucket, Key="out/.streamconv/job.json")["Body"].read())
+    assert job["job"]["input"]["slices"][0][0] == f"s3://{bucket}/sections/s00.png"

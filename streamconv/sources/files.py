@@ -12,7 +12,7 @@ import gzip
 import io
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from ..errors import DataError
 from ..stores.location import Location, Where
@@ -38,6 +38,12 @@ class InputFile(Protocol):
 
     def stream(self) -> io.BufferedIOBase:
         """The file's bytes from the start, decompressed when its name ends in `.gz`."""
+
+    def open(self) -> BinaryIO:
+        """The file's bytes as stored, seekable: for decoders that read a header."""
+
+    def read(self) -> bytes:
+        """The whole file, as stored."""
 
     def identity(self) -> dict:
         """What identifies this version of the file, for the journal."""
@@ -78,6 +84,12 @@ class LocalFile:
 
         opened: Any = ImageOpener(self.name, "rb")
         return opened
+
+    def open(self) -> BinaryIO:
+        return open(self.path, "rb")
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
 
     def identity(self) -> dict:
         st = self.path.stat()
@@ -136,6 +148,14 @@ class RemoteFile:
             return raw
         opened: Any = gzip.GzipFile(fileobj=raw, mode="rb")
         return opened
+
+    def open(self) -> BinaryIO:
+        opened: Any = self.fs.open(self.name, "rb", block_size=1 << 16)  # headers are small
+        return opened
+
+    def read(self) -> bytes:
+        data: bytes = self.retry.call(lambda: self.fs.cat_file(self.name), f"{self.name}: cannot read")
+        return data
 
     def identity(self) -> dict:
         info = self._stat()
