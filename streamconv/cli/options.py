@@ -60,9 +60,9 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log the plan (sl
 Debug = Annotated[bool, typer.Option(help="Show the traceback of an error.")]
 StorageOption = Annotated[Optional[list[str]], typer.Option(
     metavar="KEY=VALUE",
-    help="An option of the output's (and a URL source's) filesystem, e.g. endpoint_url=http://"
-         "minio:9000 or client_kwargs.region_name=eu-west-1; repeatable. Credentials come from "
-         "the filesystem's usual environment (docs/storage.md)")]
+    help="An option of the filesystem of the output or of a pyramid read from a URL, e.g. "
+         "endpoint_url=http://minio:9000 or client_kwargs.region_name=eu-west-1; repeatable. "
+         "Credentials come from the filesystem's usual environment (docs/storage.md)")]
 
 # neuroglancer-scripts' file options (the fields of FileOptions). Their defaults differ: we write
 # flat, uncompressed chunks, what Neuroglancer and tensorstore read from any static server
