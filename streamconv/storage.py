@@ -34,6 +34,7 @@ class Capabilities:
     durable: bool = False  # a write is durable when it returns (object stores): no checkpoints,
     #                        and what a run recorded outlives the machine that wrote it
     parallel: int = 1     # chunk writes a worker keeps in flight (object stores: hide latency)
+    shared: bool = True   # the same store from every process (memory:// is one process's own)
 
 
 class Store(Protocol):
@@ -266,6 +267,19 @@ class HttpStore:
         self.url = url.rstrip("/")
 
     def read(self, key: str) -> bytes | None:
+        """GET, retried (with the object stores' backoff) on 429, 5xx and failed connections."""
+        import urllib.error
+
+        from .stores.objects import Retry
+
+        try:
+            return Retry().call(lambda: self._get(key), f"{self.url}/{key}: cannot read")
+        except urllib.error.HTTPError as exc:
+            raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
+
+    def _get(self, key: str) -> bytes | None:
         import urllib.error
         import urllib.request
 
@@ -275,9 +289,9 @@ class HttpStore:
         except urllib.error.HTTPError as exc:
             if exc.code in (403, 404):  # what Neuroglancer reads as "no chunk here"
                 return None
+            if exc.code == 429 or exc.code >= 500:
+                raise  # an OSError: retried
             raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
 
     def write(self, key: str, data: Encoded, durable: bool = False) -> None:
         self._read_only()

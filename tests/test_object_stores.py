@@ -269,3 +269,35 @@ def test_a_slice_stack_is_read_from_s3_as_from_disk(s3, tmp_path, stack):
     assert s3.objects(bucket, "out") == files(local(tmp_path, "ref", stack, *args))
     job = json.loads(s3.client.get_object(Bucket=bucket, Key="out/.streamconv/job.json")["Body"].read())
     assert job["job"]["input"]["slices"][0][0] == f"s3://{bucket}/sections/s00.png"
+
+
+def test_a_store_of_one_process_is_refused_with_workers():
+    with pytest.raises(UsageError, match="--workers 0"):
+        streamconv.convert(MNI152_FILE_PATH, f"memory://{uuid.uuid4().hex}/out", workers=1)
+
+
+def test_http_reads_are_retried_on_server_errors():
+    """Two 503s, then the bytes; a 404 is an absent chunk, at once."""
+    answers = [503, 503, 200]
+
+    class Flaky(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            code = answers.pop(0) if self.path == "/p/info" and answers else 404
+            body = b"{}" if code == 200 else b""
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        store = open_store(f"http://127.0.0.1:{server.server_address[1]}/p")
+        assert store.read("info") == b"{}" and not answers
+        assert store.read("missing") is None
+    finally:
+        server.shutdown()
+        server.server_close()

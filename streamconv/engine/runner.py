@@ -25,7 +25,7 @@ from ..errors import StreamconvError, UsageError
 from ..geometry import Scale
 from ..info import VolumeInfo
 from ..sources import Source
-from ..storage import Store, open_output
+from ..storage import Store, open_output, require
 from ..stores import Where
 from .budget import SlabPlan, default_budget, parse_size
 from .buffers import remove_stale_buffers
@@ -115,6 +115,9 @@ def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, work
     writes counts in the plan) while they start, then write it."""
     started = time.perf_counter()
     store = open_output(output)
+    if workers:
+        require(store, "shared", "be written by worker processes (each would write its own copy); "
+                "pass --workers 0")
     with executor(workers) as pool:
         for _ in range(workers):  # start the workers now, while headers are read
             pool.submit(int)

@@ -34,6 +34,9 @@ T = TypeVar("T")
 #: filesystems whose `pipe_file(mode="create")` is a conditional write the server checks
 CONDITIONAL_CREATE = frozenset({"s3", "s3a", "gs", "gcs", "memory"})
 
+#: filesystems that live in one process: worker processes would write into their own copy
+IN_PROCESS = frozenset({"memory"})
+
 #: how each filesystem is told that a `.gz` object is gzip content (browsers then decompress it)
 GZIP_HEADERS: dict[str, dict[str, Any]] = {
     "s3": {"ContentEncoding": "gzip"}, "s3a": {"ContentEncoding": "gzip"},
@@ -48,7 +51,7 @@ _PERMANENT = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryE
 _TRANSIENT_NAMES = frozenset({
     "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
     "ResponseStreamingError", "IncompleteReadError", "ClientPayloadError", "ServerDisconnectedError",
-    "ClientOSError", "ServerTimeoutError", "ClientConnectionError", "HttpError", "TransportError"})
+    "ClientOSError", "ServerTimeoutError", "ClientConnectionError", "TransportError"})
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,8 @@ class ObjectStore:
                               f"({one_line(exc)}); install streamconv[s3] or streamconv[gcs]") from exc
         self.root = cls._strip_protocol(self.url).rstrip("/")
         self.can = Capabilities(write=True, list=True, lock=self.protocol in CONDITIONAL_CREATE,
-                                append=False, sync=False, durable=True, parallel=self.PARALLEL)
+                                append=False, sync=False, durable=True, parallel=self.PARALLEL,
+                                shared=self.protocol not in IN_PROCESS)
         self._fs: Any = None
         self._pool: ThreadPoolExecutor | None = None
 
