@@ -301,3 +301,24 @@ def test_http_reads_are_retried_on_server_errors():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_store_that_keeps_failing_stops_the_run_resumable(s3, tmp_path):
+    """Every PUT after the first 30 answered 503: the run stops with one line naming a key, and
+    the same command, once the store answers, resumes and ends with the same objects."""
+    import nibabel as nib
+
+    volume = tmp_path / "small.nii"
+    nib.save(nib.Nifti1Image(np.arange(64 * 64 * 64, dtype=np.uint16).reshape(64, 64, 64), np.eye(4)), volume)
+    bucket = s3.bucket()
+    args = ["convert", str(volume), f"s3://{bucket}/out", "-q", "--chunk-size", "16", "--workers", "1",
+            "--storage-option", "config_kwargs.retries.max_attempts=1"]  # botocore's own retries: none
+    with Proxy(s3.endpoint, rate=1.0, after=30, kinds=("503",)) as proxy:
+        failed = s3.run(*args, endpoint=proxy.url, retries=2)
+    assert failed.returncode == 1, failed.stderr
+    line = failed.stderr.strip()
+    assert "\n" not in line and line.startswith(f"streamconv: error: s3://{bucket}/out/"), line
+    assert "cannot write: failed 2 times" in line and line.endswith("run the same command again to resume")
+    resumed = s3.run(*[a for a in args[:-2] if a != "-q"])
+    assert resumed.returncode == 0 and "resumed" in resumed.stderr, resumed.stderr
+    assert s3.objects(bucket, "out") == files(local(tmp_path, "ref", volume, "--chunk-size", "16"))

@@ -54,8 +54,12 @@ class S3:
                     out[key] = self.client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
         return dict(sorted(out.items()))
 
-    def run(self, *args: str, endpoint: str | None = None) -> subprocess.CompletedProcess:
+    def run(self, *args: str, endpoint: str | None = None, retries: int | None = None) -> subprocess.CompletedProcess:
+        """streamconv with this server's environment (`endpoint`: another way to it, e.g. a
+        proxy; `retries`: STREAMCONV_RETRIES)."""
         env = {**os.environ, **self.env, "AWS_ENDPOINT_URL": endpoint or self.endpoint}
+        if retries is not None:
+            env["STREAMCONV_RETRIES"] = str(retries)
         return subprocess.run([STREAMCONV, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -64,9 +68,11 @@ class Proxy(http.server.ThreadingHTTPServer):
     the PUTs 503 (S3's SlowDown) or drops their connection without an answer. A context
     manager: serves in a thread from `with` to its end."""
 
-    def __init__(self, upstream: str, rate: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, upstream: str, rate: float = 0.0, seed: int = 0, after: int = 0,
+                 kinds: tuple[str, ...] = ("503", "dropped")) -> None:
+        """`after`: PUTs answered before the faults begin; `kinds`: the faults drawn from."""
         self.upstream = upstream.removeprefix("http://")
-        self.rate, self.random = rate, random.Random(seed)
+        self.rate, self.random, self.after, self.kinds = rate, random.Random(seed), after, kinds
         self.faults: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()
         self.guard = threading.Lock()
@@ -85,9 +91,9 @@ class Proxy(http.server.ThreadingHTTPServer):
     def fault(self, method: str) -> str | None:
         with self.guard:
             self.requests[method] += 1
-            if method != "PUT" or self.random.random() >= self.rate:
+            if method != "PUT" or self.requests["PUT"] <= self.after or self.random.random() >= self.rate:
                 return None
-            kind = self.random.choice(["503", "dropped"])
+            kind = self.random.choice(self.kinds)
             self.faults[kind] += 1
             return kind
 

@@ -99,8 +99,8 @@ class LocalFile:
 class RemoteFile:
     """A file behind a URL, read with ranged requests (retried as the stores retry)."""
 
-    def __init__(self, location: Location, retry: Retry = Retry()) -> None:
-        self.location, self.name, self.retry = location, location.url, retry
+    def __init__(self, location: Location, retry: Retry | None = None) -> None:
+        self.location, self.name, self.retry = location, location.url, retry or Retry()
         self._fs: Any = None
         self._info: dict | None = None
 

@@ -16,11 +16,12 @@ backoff, on top of the retries of the filesystem's own client; one that outlives
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..encodings.base import Encoded
@@ -54,12 +55,19 @@ _TRANSIENT_NAMES = frozenset({
     "ClientOSError", "ServerTimeoutError", "ClientConnectionError", "TransportError"})
 
 
+def _attempts() -> int:
+    """STREAMCONV_RETRIES in the environment, else 6: fewer to fail fast (tests), more for a
+    store known to throttle hard."""
+    text = os.environ.get("STREAMCONV_RETRIES", "6")
+    return max(1, int(text)) if text.isdigit() else 6
+
+
 @dataclass(frozen=True)
 class Retry:
     """Backoff for transient failures: `attempts` tries, waits doubling from `first` seconds up
     to `longest`, each jittered so that many workers do not come back at the same moment."""
 
-    attempts: int = 6
+    attempts: int = field(default_factory=_attempts)
     first: float = 0.2
     longest: float = 10.0
 
@@ -94,12 +102,12 @@ class ObjectStore:
     #: chunk writes a worker keeps in flight: enough to hide a request's latency
     PARALLEL = 16
 
-    def __init__(self, location: Location, retry: Retry = Retry()) -> None:
+    def __init__(self, location: Location, retry: Retry | None = None) -> None:
         import fsspec
 
         self.url = location.url.rstrip("/")
         self.location = location
-        self.retry = retry
+        self.retry = retry or Retry()
         self.protocol = location.scheme
         try:
             cls = fsspec.get_filesystem_class(self.protocol)
