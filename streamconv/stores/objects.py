@@ -96,6 +96,11 @@ def transient(exc: BaseException) -> bool:
     return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(exc).__mro__)
 
 
+def _as_bytes(data: Encoded) -> bytes:
+    """What the HTTP clients send (a memoryview they may not)."""
+    return data if isinstance(data, bytes) else bytes(data)
+
+
 class ObjectStore:
     """A prefix of a bucket (or of any fsspec filesystem): one object per key."""
 
@@ -150,7 +155,7 @@ class ObjectStore:
 
     def write(self, key: str, data: Encoded, durable: bool = False) -> None:
         """One PUT: atomic on every object store, and durable once acknowledged."""
-        body = bytes(data) if not isinstance(data, bytes) else data
+        body = _as_bytes(data)
         extra = GZIP_HEADERS.get(self.protocol, {}) if key.endswith(".gz") else {}
         self._call(lambda: self.fs.pipe_file(self._path(key), body, **extra), "write", key)
 
@@ -172,7 +177,9 @@ class ObjectStore:
                 settle(done)
             if failed:
                 break
-            pending.add(self._pool.submit(self.write, key, data))
+            # bytes now, in this thread: the codec's buffer is freed before the next chunk is
+            # encoded, so `parallel` copies are in flight, as the memory plan counts
+            pending.add(self._pool.submit(self.write, key, _as_bytes(data)))
         settle(wait(pending).done)
         if failed:
             raise failed[0]
