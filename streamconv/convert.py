@@ -20,11 +20,13 @@ from .engine.runner import (
 from .geometry import parse_resolution
 from .pyramid import plan_pyramid
 from .sources import Source, open_source
+from .storage import Store
+from .stores import Where
 
 __all__ = ["convert", "Report"]
 
 
-def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type: str = "image",
+def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "image",
             chunk_size: int = 64, max_scales: int | None = None, downsampling_method: str | None = None,
             outside_value: float | None = None, memory: str | int | None = None,
             workers: int | None = None, ignore_scaling: bool = False,
@@ -61,7 +63,7 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
     codec = make_codec(encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
                        cseg_block_size=cseg_block_size)
 
-    def describe() -> tuple[Source, Job]:
+    def describe(store: Store) -> tuple[Source, Job]:
         source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
                              orientation=input_orientation, fill_missing=fill_missing,
                              input_range=input_range)
@@ -70,7 +72,8 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
                                         source.num_channels, volume_type, chunk_size, max_scales, codec)
             check_outside_value(outside_value, source.dtype)
             plan = plan_slabs(scales, source.num_channels, source.dtype, workers, budget,
-                             source.parallel_reads, source.stream_axis)
+                             source.parallel_reads, source.stream_axis,
+                             writes_in_flight=store.can.parallel)
             record = job_record(source, plan, info=info.to_dict(), downsampling=method,
                                 outside_value=outside_value, encoding=repr(codec), gzip=gzip,
                                 level=compresslevel if gzip else None, skip_empty=skip_empty)

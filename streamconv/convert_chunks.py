@@ -23,6 +23,7 @@ from .errors import UsageError
 from .geometry import Box, Scale
 from .info import VolumeInfo
 from .storage import Store, open_output
+from .stores import Where
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def _recode(src: Dataset, level: int, boxes: list[Box], dst: Store, key: str, fm
 BATCH = 64  # chunks per task: a task's arguments stay small whatever the grid
 
 
-def convert_chunks(source: str | os.PathLike, destination: str | os.PathLike, *,
+def convert_chunks(source: Where, destination: Where, *,
                    encoding: str | None = None, copy_info: bool = False, jpeg_quality: int = 90,
                    jpeg_plane: str = "xy", cseg_block_size: tuple[int, int, int] = (8, 8, 8),
                    gzip: bool = False, memory: str | int | None = None,

@@ -9,7 +9,6 @@ zeros, as in Neuroglancer and tensorstore.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ from .errors import DataError
 from .geometry import Box, Scale, triple
 from .info import VolumeInfo
 from .storage import Store, open_store
+from .stores import Where
 
 _FLAT = re.compile(r"(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)")
 _NESTED = re.compile(r"-?\d+--?\d+")
@@ -112,7 +112,7 @@ def read_info(store: Store) -> VolumeInfo | None:
     return None if raw is None else VolumeInfo.parse(raw, f"{store.url}/info")
 
 
-def open_dataset(url: str | os.PathLike) -> Dataset:
+def open_dataset(url: Where) -> Dataset:
     """Open the precomputed volume at a path or URL."""
     store = open_store(url)
     info = read_info(store)

@@ -42,3 +42,10 @@ class Interrupted(StreamconvError):
 
     exit_code = 130
     resumable = True
+
+
+class StoreUnavailable(OutputError):
+    """A store kept failing (throttling, server errors, dropped connections) after every retry:
+    run again to resume once it answers."""
+
+    resumable = True

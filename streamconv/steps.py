@@ -37,7 +37,8 @@ from .sources import Source, open_source
 from .sources.precomputed import PrecomputedSource
 from .sources.rescale import Rescaled
 from .sources.stack import is_stack
-from .storage import open_output, open_store
+from .storage import Store, open_output, open_store
+from .stores import Where
 
 log = logging.getLogger("streamconv")
 
@@ -45,11 +46,12 @@ INFO_FULLRES = "info_fullres.json"
 FULLRES, SCALES = "fullres", "scales"  # the steps' job records
 
 
-def generate_info(input: str | os.PathLike, output: str | os.PathLike, *,
+def generate_info(input: str | os.PathLike, output: Where, *,
                   ignore_scaling: bool = False, input_range: tuple[float, float] | None = None,
-                  resolution: str | None = None, input_orientation: str | None = None) -> Path:
+                  resolution: str | None = None, input_orientation: str | None = None) -> str:
     """Write `output/info_fullres.json`, the full-resolution metadata of the input, for the
-    user to check or edit (data type, resolution, type) before generate-scales-info."""
+    user to check or edit (data type, resolution, type) before generate-scales-info; returns
+    where it went."""
     source = open_source(input, ignore_scaling=ignore_scaling, input_range=input_range,
                          resolution=parse_resolution(resolution) if resolution else None,
                          orientation=input_orientation)
@@ -61,10 +63,10 @@ def generate_info(input: str | os.PathLike, output: str | os.PathLike, *,
     store = open_output(output)
     with locked(store):  # not while a step runs on this output
         store.write(INFO_FULLRES, info.to_json())
-    return Path(output) / INFO_FULLRES
+    return f"{store.url}/{INFO_FULLRES}"
 
 
-def generate_scales_info(fullres_info: str | os.PathLike, output: str | os.PathLike, *,
+def generate_scales_info(fullres_info: str | os.PathLike, output: Where, *,
                          max_scales: int | None = None, target_chunk_size: int = 64,
                          volume_type: str | None = None, encoding: str | None = None,
                          jpeg_plane: str = "xy", cseg_block_size: tuple[int, int, int] = (8, 8, 8),
@@ -100,7 +102,7 @@ def _parsed(data: bytes) -> object:
         return None
 
 
-def write_full_resolution(input: str | os.PathLike, output: str | os.PathLike, *,
+def write_full_resolution(input: str | os.PathLike, output: Where, *,
                           ignore_scaling: bool = False,
                           input_range: tuple[float, float] | None = None,
                           input_orientation: str | None = None, fill_missing: float | None = None,
@@ -115,7 +117,7 @@ def write_full_resolution(input: str | os.PathLike, output: str | os.PathLike, *
     volume = _volume_with_info(output)
     scale, info = volume.scales[0], volume.info
 
-    def describe() -> tuple[Source, Job]:
+    def describe(store: Store) -> tuple[Source, Job]:
         # a stack's resolution is the info's; a volume's header is checked against it below
         resolution = scale.resolution if is_stack(os.fspath(input)) else None
         source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
@@ -133,7 +135,8 @@ def write_full_resolution(input: str | os.PathLike, output: str | os.PathLike, *
             codec = info.scales[0].codec
             type(codec).check(volume.dtype, volume.num_channels, info.type)
             plan = plan_slabs([scale], source.num_channels, source.dtype, workers, budget,
-                             source.parallel_reads, source.stream_axis)
+                             source.parallel_reads, source.stream_axis,
+                             writes_in_flight=store.can.parallel)
             record = job_record(source, plan, info=info.volume_part(), encoding=repr(codec),
                                 gzip=gzip, level=compresslevel if gzip else None)
             method = downsampling.default_method(info.type)  # one scale: unused
@@ -143,7 +146,7 @@ def write_full_resolution(input: str | os.PathLike, output: str | os.PathLike, *
     return run_job(describe, output, workers, overwrite, resume, progress)
 
 
-def compute_scales(output: str | os.PathLike, *, downsampling_method: str = "auto",
+def compute_scales(output: Where, *, downsampling_method: str = "auto",
                    outside_value: float | None = None, gzip: bool = False, compresslevel: int = 6,
                    memory: str | int | None = None, workers: int | None = None,
                    overwrite: bool = False, resume: bool = True,
@@ -159,7 +162,7 @@ def compute_scales(output: str | os.PathLike, *, downsampling_method: str = "aut
     check_outside_value(outside_value, volume.dtype)
     _check_pyramid(volume)
     fullres = read_job(volume.store, FULLRES)
-    if fullres is not None and not finished(fullres):
+    if fullres is not None and not finished(fullres, volume.store):
         raise OutputError(f"{volume.store.url}: the full-resolution chunks are unfinished; run "
                           "volume-to-precomputed (or slices-to-precomputed) again to finish them")
     if len({s.codec for s in info.scales[1:]}) > 1:
@@ -167,9 +170,10 @@ def compute_scales(output: str | os.PathLike, *, downsampling_method: str = "aut
                          "one encoding for all is supported")
     codec = info.scales[-1].codec
 
-    def describe() -> tuple[Source, Job]:
+    def describe(store: Store) -> tuple[Source, Job]:
         source = PrecomputedSource(volume)
-        plan = plan_slabs(scales, source.num_channels, source.dtype, workers, budget, True, 2)
+        plan = plan_slabs(scales, source.num_channels, source.dtype, workers, budget, True, 2,
+                          writes_in_flight=store.can.parallel)
         record = job_record(source, plan, info=info.volume_part(), downsampling=method,
                             outside_value=outside_value, encoding=repr(codec), gzip=gzip,
                             level=compresslevel if gzip else None)
@@ -181,7 +185,7 @@ def compute_scales(output: str | os.PathLike, *, downsampling_method: str = "aut
     return run_job(describe, output, workers, overwrite, resume, progress)
 
 
-def _volume_with_info(output: str | os.PathLike) -> Dataset:
+def _volume_with_info(output: Where) -> Dataset:
     store = open_store(output)
     if store.read("info") is None:
         raise UsageError(f"{store.url}/info does not exist: run generate-scales-info first")
@@ -212,7 +216,7 @@ class Stats:
     sampled_chunks: int
 
 
-def scale_stats(output: str | os.PathLike, *, workers: int | None = None, samples: int = 16) -> Stats:
+def scale_stats(output: Where, *, workers: int | None = None, samples: int = 16) -> Stats:
     """Count chunks and bytes per scale; estimate disk use per encoding by encoding up to
     `samples` full-resolution chunks, when some exist already."""
     workers, _ = resources(workers, None)

@@ -12,13 +12,14 @@ import ctypes
 import errno
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from .encodings.base import Encoded
 from .errors import DataError, NoSpaceError, OutputError, UsageError
+from .stores.location import Location, Where
 
 MAX_READ = 2 ** 31  # bytes of one key read over the network: a chunk is at most 1 GiB decoded
 
@@ -32,6 +33,10 @@ class Capabilities:
     lock: bool = False    # create a key only where none exists: one run per output
     append: bool = False  # append to a key: the journal of a run
     sync: bool = False    # make everything written so far durable: the journal's checkpoints
+    durable: bool = False  # a write is durable when it returns (object stores): no checkpoints,
+    #                        and what a run recorded outlives the machine that wrote it
+    parallel: int = 1     # chunk writes a worker keeps in flight (object stores: hide latency)
+    shared: bool = True   # the same store from every process (memory:// is one process's own)
 
 
 class Store(Protocol):
@@ -43,13 +48,17 @@ class Store(Protocol):
         `durable`: on disk before this returns, even across a power loss (for info and job
         records; chunks are made durable in batches by the journal)."""
 
+    def write_all(self, items: Iterable[tuple[str, Encoded]]) -> None:
+        """`write` each (key, data), up to `can.parallel` at once; `items` is consumed lazily,
+        so a caller that encodes in a generator holds at most that many chunks."""
+
     def read(self, key: str) -> bytes | None:
         """The bytes under `key`, or None when there are none."""
 
     def delete(self, key: str) -> None:
         """Remove `key` and everything below it, if present."""
 
-    def list(self, prefix: str = "") -> Iterator[str]:
+    def list(self, prefix: str = "") -> Iterable[str]:
         """Keys directly below `prefix`."""
 
     def create(self, key: str, data: bytes) -> bool:
@@ -108,6 +117,10 @@ class LocalStore:
                 _fsync_dir(path.parent)
         except OSError as exc:
             raise _output_error(path, exc) from exc
+
+    def write_all(self, items: Iterable[tuple[str, Encoded]]) -> None:
+        for key, data in items:  # a local write returns in microseconds: nothing to overlap
+            self.write(key, data)
 
     def _write_atomic(self, path: Path, data: Encoded, durable: bool) -> None:
         if not self._write_unnamed(path, data, durable):
@@ -274,6 +287,19 @@ class HttpStore:
         self.url = url.rstrip("/")
 
     def read(self, key: str) -> bytes | None:
+        """GET, retried (with the object stores' backoff) on 429, 5xx and failed connections."""
+        import urllib.error
+
+        from .stores.objects import Retry
+
+        try:
+            return Retry().call(lambda: self._get(key), f"{self.url}/{key}: cannot read")
+        except urllib.error.HTTPError as exc:
+            raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
+
+    def _get(self, key: str) -> bytes | None:
         import urllib.error
         import urllib.request
 
@@ -284,6 +310,8 @@ class HttpStore:
             exc.close()  # it holds the connection
             if exc.code in (403, 404):  # what Neuroglancer reads as "no chunk here"
                 return None
+            if exc.code == 429 or exc.code >= 500:
+                raise  # an OSError: retried
             raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
@@ -293,6 +321,9 @@ class HttpStore:
         return data
 
     def write(self, key: str, data: Encoded, durable: bool = False) -> None:
+        self._read_only()
+
+    def write_all(self, items: Iterable[tuple[str, Encoded]]) -> None:
         self._read_only()
 
     def delete(self, key: str) -> None:
@@ -330,16 +361,22 @@ def _read_bounded(response: Any) -> bytes:
     return b"".join(pieces)
 
 
-def open_store(url: str | os.PathLike) -> Store:
-    """The store for a location: a local path, or an http(s) URL (read only)."""
-    text = os.fspath(url)
-    if text.startswith(("http://", "https://")):
-        return HttpStore(text)
-    return LocalStore(text)
+def open_store(where: Where) -> Store:
+    """The store for a location: a local path (or `file://` URL), an http(s) URL (read only),
+    or any other URL fsspec opens (`s3://`, `gs://`, `memory://`); `precomputed://` in front,
+    as Neuroglancer writes sources, is dropped."""
+    location = Location.of(where)
+    if location.scheme in ("http", "https"):
+        return HttpStore(location.url)
+    if location.scheme in ("", "file"):
+        return LocalStore(location.path)
+    from .stores.objects import ObjectStore
+
+    return ObjectStore(location)
 
 
-def open_output(url: str | os.PathLike) -> Store:
+def open_output(where: Where) -> Store:
     """The store for a location we write to; a read-only one is refused before any work."""
-    store = open_store(url)
+    store = open_store(where)
     require(store, "write", "be written to (http locations are read only)")
     return store

@@ -22,6 +22,7 @@ from .downsampling import default_method, downsample
 from .errors import StreamconvError
 from .geometry import Box, parse_resolution, triple
 from .sources import open_source
+from .stores import Where
 
 LOSSY = ("jpeg",)
 
@@ -39,7 +40,7 @@ class VerifyReport:
         return not self.problems
 
 
-def verify(input: str | os.PathLike, output: str | os.PathLike, *, ignore_scaling: bool = False,
+def verify(input: str | os.PathLike, output: Where, *, ignore_scaling: bool = False,
            resolution: str | None = None, input_orientation: str | None = None,
            fill_missing: float | None = None, min_psnr: float = 30.0, full: bool = False,
            downsampling_method: str | None = None,

@@ -67,36 +67,66 @@ def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([STREAMCONV, "convert", *args], capture_output=True, text=True, **kwargs)
 
 
-def kill_and_resume(src: Path, out: Path, args: list[str], seed: int, kills: int = 3) -> dict:
+class LocalOutput:
+    """An output directory, as the kill-and-resume test looks at it (tests/test_object_stores.py
+    has the same for a bucket)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.url = root, str(root)
+
+    def files(self) -> dict[str, bytes]:
+        return files(self.root)
+
+    def versions(self) -> dict[str, object]:
+        return dict(mtimes(self.root)) if self.root.exists() else {}
+
+    def finished(self) -> bool:
+        job = self.root / ".streamconv" / "job.json"  # absent when killed before the plan was saved
+        return job.exists() and '"complete": true' in job.read_text()
+
+    def leftovers(self) -> list[str]:
+        """Temporary files and the lock: none once a run has finished."""
+        lock = self.root / ".streamconv" / "lock"
+        return [str(p) for p in self.root.rglob("*.tmp")] + ([str(lock)] if lock.exists() else [])
+
+
+def kill_and_resume(src: Path, out: Path | LocalOutput, args: list[str], seed: int, kills: int = 3,
+                    reference: Path | None = None, env: dict[str, str] | None = None,
+                    pace: float = 1.0) -> dict:
     """Kill the whole process group at random moments, then let a last run finish; measure
-    how many chunk files each resume wrote again."""
-    reference = out.with_name(out.name + "-ref")
+    how many chunk files each resume wrote again. `out`: a directory, or any output with the
+    methods of `LocalOutput`; `reference`: where the uninterrupted local run goes; `pace`: how
+    much longer a run into `out` takes than the local one (kills land within that time)."""
+    target = LocalOutput(out) if isinstance(out, Path) else out
+    reference = reference or Path(target.url + "-ref")
     started = time.monotonic()
     assert run(str(src), str(reference), "-q", *args).returncode == 0
-    duration = time.monotonic() - started
+    duration = (time.monotonic() - started) * pace
     rng = random.Random(seed)
     redone = killed = 0
     finished = False
     for _ in range(kills + 1):
-        before = mtimes(out) if out.exists() else {}
-        with subprocess.Popen([STREAMCONV, "convert", str(src), str(out), "-q", *args],
-                              start_new_session=True, stderr=subprocess.PIPE) as proc:
-            try:  # the last run is left to finish
-                proc.wait(timeout=rng.uniform(0.15, 0.85) * duration if killed < kills else None)
-                assert proc.returncode == 0, proc.communicate()[1]
-                finished = True
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                killed += 1
-                job = out / ".streamconv" / "job.json"  # absent when killed before the plan was saved
-                finished = job.exists() and '"complete": true' in job.read_text()
-        after = mtimes(out)
+        before = target.versions()
+        proc = subprocess.Popen([STREAMCONV, "convert", str(src), target.url, "-q", *args],
+                                start_new_session=True, stderr=subprocess.PIPE, env=env)
+        try:  # the last run is left to finish
+            proc.wait(timeout=rng.uniform(0.15, 0.85) * duration if killed < kills else None)
+            assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+            finished = True
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            killed += 1
+            finished = target.finished()
+        finally:
+            if proc.stderr:
+                proc.stderr.close()
+        after = target.versions()
         redone += sum(1 for k, t in before.items() if after.get(k, t) != t)
         if finished:
             break
-    assert files(out) == files(reference)
-    assert not list(out.rglob("*.tmp")) and not (out / ".streamconv" / "lock").exists()
+    assert target.files() == files(reference)
+    assert not target.leftovers()
     report = {"killed": killed, "redone_chunks": redone, "chunks": len(files(reference)) - 1}
     print(f"\n{src.name}: {report}")  # the redone work, reported (pytest -s shows it)
     return report

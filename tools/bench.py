@@ -4,6 +4,7 @@
     python tools/bench.py volume --shape 512,512,512 --dtype uint32 --labels 1000 --memory 1GiB \
         --encoding compressed_segmentation
     python tools/bench.py stack --count 256 --memory 4GiB
+    python tools/bench.py s3 --shape 512,512,512 --dtype uint8 --memory 512MiB
 
 Each contestant runs as a child process; its wall time and the peak memory of its whole process
 tree (sum of RSS, and sum of PSS, which counts shared pages once) are sampled every 20 ms.
@@ -238,13 +239,52 @@ def stack_bench(args) -> list[Measurement]:
     return results
 
 
+def s3_bench(args) -> list[Measurement]:
+    """The same conversion to local disk and into a bucket of a moto S3 server on loopback,
+    through a proxy that counts the requests (both run in this process, outside the measured
+    process tree, on the same cores)."""
+    from loopback_s3 import S3, Proxy
+
+    shape = tuple(int(n) for n in args.shape.split(","))
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    tag = f"{'x'.join(map(str, shape))}-{args.dtype}"
+    vol = make_volume(work / f"vol-{tag}.nii", shape, args.dtype, None)
+    server = S3()
+    results: list[Measurement] = []
+    counts: list[str] = []
+    try:
+        for _ in range(args.repeat):
+            def ours(out: str) -> list[str]:
+                return [str(BIN / "streamconv"), "convert", str(vol), out, "--memory", args.memory,
+                        "--workers", str(args.workers), "-q", *args.extra]
+
+            local = work / "out-local"
+            settle([vol], local)
+            m = measure("streamconv, local disk", [ours(str(local))])
+            m.output_bytes = sum(size for _, size in tree_files(local))
+            results.append(m)
+            bucket = server.bucket()
+            with Proxy(server.endpoint) as proxy:
+                os.environ.update({**server.env, "AWS_ENDPOINT_URL": proxy.url})
+                results.append(measure("streamconv, moto S3", [ours(f"s3://{bucket}/out")]))
+            results[-1].output_bytes = m.output_bytes
+            counts.append(", ".join(f"{n} {k}" for k, n in sorted(proxy.requests.items())))
+    finally:
+        server.server.stop()
+    report(f"volume {tag} to local disk and to S3 (moto on loopback)", results)
+    for k, line in enumerate(counts):
+        print(f"requests to S3, round {k + 1}: {line}")
+    return results
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "floor":
         floor(*sys.argv[2:5])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
-    for name in ("volume", "stack"):
+    for name in ("volume", "stack", "s3"):
         p = sub.add_parser(name)
         p.add_argument("--workdir", default="/tmp/streamconv-bench")
         p.add_argument("--memory", default="512MiB")
@@ -255,7 +295,7 @@ def main() -> None:
                        help="time until the output is on disk: a sync(1) ends every contestant")
         p.add_argument("--json", help="save the measurements here")
         p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more streamconv options")
-        if name == "volume":
+        if name in ("volume", "s3"):
             p.add_argument("--shape", default="1024,1024,1024")
             p.add_argument("--dtype", default="uint8")
             p.add_argument("--labels", type=int)
@@ -265,7 +305,7 @@ def main() -> None:
             p.add_argument("--width", type=int, default=6572)
             p.add_argument("--height", type=int, default=5711)
     args = parser.parse_args()
-    results = volume_bench(args) if args.what == "volume" else stack_bench(args)
+    results = {"volume": volume_bench, "stack": stack_bench, "s3": s3_bench}[args.what](args)
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(m) for m in results], indent=1))
 

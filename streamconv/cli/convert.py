@@ -68,7 +68,7 @@ def convert(
     block = xyz(cseg_block_size, "--cseg-block-size")
     with engine_run(run) as progress:
         report = convert_volume(
-            input, output, volume_type=type, chunk_size=chunk_size, max_scales=max_scales,
+            input, run.at(output), volume_type=type, chunk_size=chunk_size, max_scales=max_scales,
             downsampling_method=downsampling, outside_value=outside_value,
             ignore_scaling=ignore_scaling, resolution=resolution,
             input_orientation=input_orientation, fill_missing=fill_missing,
@@ -79,7 +79,7 @@ def convert(
 
 
 @app.command("convert-chunks")
-@bundled(files=("gzip", "flat"), run=("memory", "workers", "overwrite", "quiet", "debug"))
+@bundled(files=("gzip", "flat"), run=("memory", "workers", "overwrite", "quiet", "debug", "storage_option"))
 def convert_chunks_command(
     source: Annotated[str, typer.Argument(help="A precomputed volume: a directory or an http(s) URL.")],
     destination: Annotated[str, typer.Argument(help="The directory to write the re-encoded chunks to.")],
@@ -96,7 +96,7 @@ def convert_chunks_command(
     """Re-encode an existing pyramid into a new directory (as neuroglancer-scripts' convert-chunks)."""
     block = xyz(cseg_block_size, "--cseg-block-size")
     with reported_errors(run.debug):
-        done = convert_chunks(source, destination, encoding=encoding, copy_info=copy_info,
+        done = convert_chunks(run.at(source), run.at(destination), encoding=encoding, copy_info=copy_info,
                               jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane, cseg_block_size=block,
                               gzip=files.gzip, memory=run.memory, workers=run.workers,
                               overwrite=run.overwrite)
@@ -106,7 +106,7 @@ def convert_chunks_command(
 
 
 @app.command()
-@bundled(run=("debug",))
+@bundled(run=("debug", "storage_option"))
 def verify(
     input: Annotated[str, typer.Argument(help="The input the output was converted from.")],
     output: Annotated[str, typer.Argument(help="A precomputed volume on disk, ours or another tool's.")],
@@ -125,7 +125,7 @@ def verify(
     """Check an output against its input: scale 0 voxel for voxel, the lower scales derived
     again from the scale below, every chunk of every scale decoded."""
     with reported_errors(run.debug):
-        report = verify_output(input, output, ignore_scaling=ignore_scaling, resolution=resolution,
+        report = verify_output(input, run.at(output), ignore_scaling=ignore_scaling, resolution=resolution,
                                input_orientation=input_orientation, fill_missing=fill_missing,
                                min_psnr=min_psnr, full=full, outside_value=outside_value,
                                downsampling_method=None if downscaling_method == "auto"

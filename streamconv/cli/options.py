@@ -25,6 +25,7 @@ from ..encodings import ENCODINGS
 from ..encodings.images import PLANES
 from ..geometry import triple
 from ..pyramid import VOLUME_TYPES
+from ..stores import Location, StorageOptions
 
 # The values of a choice come from the library's own list, so that a new encoding or method
 # reaches the command line without a second list here. Typer offers and checks the values of a
@@ -57,6 +58,11 @@ Resume = Annotated[bool, typer.Option(
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log the plan (slabs, workers, memory).")]
 Debug = Annotated[bool, typer.Option(help="Show the traceback of an error.")]
+StorageOption = Annotated[Optional[list[str]], typer.Option(
+    metavar="KEY=VALUE",
+    help="An option of the filesystem of the output or of a pyramid read from a URL, e.g. "
+         "endpoint_url=http://minio:9000 or client_kwargs.region_name=eu-west-1; repeatable. "
+         "Credentials come from the filesystem's usual environment (docs/storage.md)")]
 
 # neuroglancer-scripts' file options (the fields of FileOptions). Their defaults differ: we write
 # flat, uncompressed chunks, what Neuroglancer and tensorstore read from any static server
@@ -110,6 +116,11 @@ class RunOptions:
     quiet: Quiet = False
     verbose: Verbose = False
     debug: Debug = False
+    storage_option: StorageOption = None
+
+    def at(self, url: str) -> Location:
+        """A path or URL the command reads or writes, with the --storage-option values."""
+        return Location.of(url, StorageOptions.parse(self.storage_option or ()))
 
     def engine(self) -> EngineArgs:
         """The arguments every library call that runs the engine takes from these options."""

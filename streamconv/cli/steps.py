@@ -51,13 +51,13 @@ def volume_to_precomputed(
     if generate_info:
         start_logging(run)
         with reported_errors(run.debug):
-            path = library.generate_info(volume_filename, dest_url, **reading)
+            path = library.generate_info(volume_filename, run.at(dest_url), **reading)
         if not run.quiet:
             typer.echo(f"{path}: written; check it, then run generate-scales-info", err=True)
         return
     with engine_run(run) as progress:
         report = library.write_full_resolution(
-            volume_filename, dest_url, **reading, **files.written(), **run.engine(),
+            volume_filename, run.at(dest_url), **reading, **files.written(), **run.engine(),
             progress=progress)
     summary(report, run)
 
@@ -83,13 +83,13 @@ def slices_to_precomputed(
                                  param_hint="SLICE_DIRS")
     with engine_run(run) as progress:
         report = library.write_full_resolution(
-            slice_dirs[0], dest_url, input_orientation=input_orientation, fill_missing=fill_missing,
+            slice_dirs[0], run.at(dest_url), input_orientation=input_orientation, fill_missing=fill_missing,
             **files.written(), **run.engine(), progress=progress)
     summary(report, run)
 
 
 @app.command("generate-scales-info")
-@bundled(run=("overwrite", "debug"))
+@bundled(run=("overwrite", "debug", "storage_option"))
 def generate_scales_info(
     fullres_info: Annotated[str, typer.Argument(help="The full-resolution info (info_fullres.json).")],
     dest_url: Annotated[str, typer.Argument(help="The dataset directory: DEST_URL/info is written.")],
@@ -106,18 +106,18 @@ def generate_scales_info(
     """Plan every scale of the pyramid and write DEST_URL/info, with the rules of convert."""
     with reported_errors(run.debug):
         info = library.generate_scales_info(
-            fullres_info, dest_url, max_scales=max_scales, target_chunk_size=target_chunk_size,
+            fullres_info, run.at(dest_url), max_scales=max_scales, target_chunk_size=target_chunk_size,
             volume_type=type, encoding=encoding, jpeg_plane=jpeg_plane, overwrite=run.overwrite)
     typer.echo(f"{dest_url.rstrip('/')}/info: {len(info.scales)} scales", err=True)
 
 
 @app.command("scale-stats")
-@bundled(run=("workers", "debug"))
+@bundled(run=("workers", "debug", "storage_option"))
 def scale_stats(url: Dataset = ".", *, run: RunOptions) -> None:
     """Per scale: chunks and uncompressed size; the memory the engine needs; the estimated disk
     use of each encoding (from a sample of the full-resolution chunks, once they exist)."""
     with reported_errors(run.debug):
-        stats = library.scale_stats(url, workers=run.workers)
+        stats = library.scale_stats(run.at(url), workers=run.workers)
     for key, chunks, size in stats.scales:
         typer.echo(f"Scale {key}: {chunks:,d} chunks, raw uncompressed size {format_size(size)}")
     typer.echo("---")
@@ -146,7 +146,7 @@ def compute_scales(
     """Compute every lower scale of WORK_DIR/info from the full-resolution chunks on disk."""
     with engine_run(run) as progress:
         report = library.compute_scales(
-            work_dir, downsampling_method=downscaling_method, outside_value=outside_value,
+            run.at(work_dir), downsampling_method=downscaling_method, outside_value=outside_value,
             **files.written(), **run.engine(), progress=progress)
     summary(report, run)
 
@@ -169,7 +169,7 @@ def volume_to_precomputed_pyramid(
     reading = volume.reading()
     with engine_run(run) as progress:
         report = convert_volume(
-            volume_filename, dest_url, volume_type=type,
+            volume_filename, run.at(dest_url), volume_type=type,
             downsampling_method=None if downscaling_method == "auto" else downscaling_method,
             outside_value=outside_value, encoding=encoding, **reading, **files.written(),
             **run.engine(), progress=progress)

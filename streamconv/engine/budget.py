@@ -91,8 +91,11 @@ def _unit(scales: list[Scale], k: int, axis: int) -> int:
 
 
 def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int, budget: int,
-              parallel_reads: bool, stream_axis: int = 2, main_base: int | None = None) -> SlabPlan:
-    """The most comfortable plan that fits `budget`, or a UsageError that states the minimum."""
+              parallel_reads: bool, stream_axis: int = 2, main_base: int | None = None,
+              writes_in_flight: int = 1) -> SlabPlan:
+    """The most comfortable plan that fits `budget`, or a UsageError that states the minimum.
+    `writes_in_flight`: encoded chunks a band task holds while the store writes them (the
+    output's `can.parallel`)."""
     item = channels * np.dtype(dtype).itemsize
     s_ax, b_ax = stream_axis, band_axis(stream_axis)
     (r_ax,) = {0, 1, 2} - {s_ax, b_ax}  # the third axis
@@ -119,7 +122,8 @@ def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int
         # A band task maps its band of the slab and the part it downsamples into, and works one
         # output plane at a time (temporaries: a few wide copies of two input planes).
         touch = max(p * r * s.size[r_ax] * item * 3 // 2 + 64 * r * s.size[r_ax] * channels
-                    + 2 * item * math.prod(s.chunk_size) for p, r, s in zip(planes, rows, scales))
+                    + (1 + writes_in_flight) * item * math.prod(s.chunk_size)
+                    for p, r, s in zip(planes, rows, scales))
         # A read task fills a few planes (a decoded section and its reoriented copy besides).
         plane = scales[0].size[b_ax] * scales[0].size[r_ax] * item
         fill = max(1, min(ceil_div(planes[0], max(1, 2 * workers)), BAND_TARGET // max(plane, 1)))

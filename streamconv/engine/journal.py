@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
@@ -106,6 +107,11 @@ class Lock:
                     and psutil.pid_exists(int(owner[0])):
                 raise OutputError(f"{self.store.url} is being written by another run "
                                   f"(pid {owner[0]}); wait for it or stop it")
+            if len(owner) == 2 and owner[1] != boot_id() and self.store.can.durable:
+                # A store other machines reach: a lock of another boot may be a live run elsewhere.
+                raise OutputError(f"{self.store.url} is locked by a run on another machine or "
+                                  f"before a restart (pid {owner[0]}); if none is running, delete "
+                                  f"{self.store.url}/{LOCK}")
             self.store.delete(LOCK)  # stale: its process is gone
         raise OutputError(f"cannot take the lock {self.store.url}/{LOCK}")
 
@@ -125,13 +131,61 @@ def locked(store: Store) -> Iterator[None]:
         lock.release()
 
 
+class JournalLines(Protocol):
+    """Where the journal's lines go: one growing key, or one object per line."""
+
+    def read(self) -> list[str]: ...
+
+    def add(self, line: str, durable: bool) -> None: ...
+
+
+class AppendedLines:
+    """The journal as one key appended to (a local file: `OUTPUT/.streamconv/journal`)."""
+
+    def __init__(self, store: Store, key: str) -> None:
+        self.store, self.key = store, key
+
+    def read(self) -> list[str]:
+        data = self.store.read(self.key)
+        return [] if data is None else data.decode(errors="replace").splitlines()
+
+    def add(self, line: str, durable: bool) -> None:
+        self.store.append(self.key, (line + "\n").encode(), durable)
+
+
+class NumberedLines:
+    """The journal of a store that cannot append (an object store): one small object per line
+    below the journal's key, named by its number and its words (`00000012_slab_0_3`), so that
+    one listing reads the whole journal back, in order, without a request per line."""
+
+    def __init__(self, store: Store, key: str) -> None:
+        require(store, "list", "keep the journal of a resumable run")
+        self.store, self.key = store, key
+        self._next: int | None = None
+
+    def read(self) -> list[str]:
+        names = [k.rsplit("/", 1)[-1] for k in self.store.list(self.key)]
+        numbered = sorted((int(n), words) for n, _, words in (name.partition("_") for name in names)
+                          if n.isdigit())
+        self._next = numbered[-1][0] + 1 if numbered else 0
+        return [words.replace("_", " ") for _, words in numbered]
+
+    def add(self, line: str, durable: bool) -> None:
+        if self._next is None:
+            self.read()
+        assert self._next is not None
+        self.store.write(f"{self.key}/{self._next:08d}_{line.replace(' ', '_')}", line.encode())
+        self._next += 1
+
+
 class Journal:
     """Which slabs of which scales are complete, durable across killed processes."""
 
     def __init__(self, store: Store, step: str = CONVERT) -> None:
-        require(store, "append", "keep the journal of a resumable run")
         self.store = store
         self.key = f"{state_key(step)}/journal"
+        self.lines: JournalLines = AppendedLines(store, self.key) if store.can.append \
+            else NumberedLines(store, self.key)
         self._lock = threading.Lock()  # the checkpoint thread appends too
         self._checkpoint: threading.Thread | None = None
         self._last_checkpoint = time.monotonic()
@@ -139,14 +193,12 @@ class Journal:
     def completed(self) -> set[tuple[int, int]]:
         """Slabs recorded complete; of a run on an earlier boot only those before its last
         synced checkpoint."""
-        data = self.store.read(self.key)
-        if data is None:
-            return set()
+        lines = self.lines.read()
         done: set[tuple[int, int]] = set()
         synced: set[tuple[int, int]] = set()
         marked: set[tuple[int, int]] = set()
         boot = None
-        for line in data.decode(errors="replace").splitlines():
+        for line in lines:
             parts = line.split()
             if parts[:1] == ["boot"] and len(parts) == 2:
                 if boot is not None and parts[1] != boot:  # the machine restarted in between
@@ -158,7 +210,7 @@ class Journal:
                 marked = set(done)
             elif parts == ["synced"]:
                 synced = marked
-        return done if boot == boot_id() else synced
+        return done if boot == boot_id() or self.store.can.durable else synced
 
     def open(self) -> None:
         self._append(f"boot {boot_id()}")
@@ -166,7 +218,7 @@ class Journal:
     def record(self, level: int, index: int) -> None:
         self._append(f"slab {level} {index}")
         busy = self._checkpoint is not None and self._checkpoint.is_alive()
-        if self.store.can.sync and not busy \
+        if self.store.can.sync and not self.store.can.durable and not busy \
                 and time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS:
             self._append("checkpoint")
             self._last_checkpoint = time.monotonic()
@@ -184,18 +236,20 @@ class Journal:
 
     def _append(self, line: str, durable: bool = False) -> None:
         with self._lock:
-            self.store.append(self.key, (line + "\n").encode(), durable)
+            self.lines.add(line, durable)
 
     def close(self) -> None:
         if self._checkpoint is not None:
             self._checkpoint.join()
 
 
-def finished(job: dict | None) -> bool:
+def finished(job: dict | None, store: Store) -> bool:
     """Whether a job record says its run finished with its chunks still there: a run ends
     without a sync, so a restart of the machine since (a crash would lose unsynced chunks)
-    makes it unfinished, to be resumed from its journal's last synced checkpoint."""
-    return bool(job and job.get("complete") and job.get("boot", boot_id()) == boot_id())
+    makes it unfinished, to be resumed from its journal's last synced checkpoint. On a store
+    whose writes are durable when they return, finished is finished."""
+    return bool(job and job.get("complete")
+                and (store.can.durable or job.get("boot", boot_id()) == boot_id()))
 
 
 def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bool,
@@ -211,7 +265,7 @@ def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bo
         _remove_ours(store, scale_keys, step)
         return False
     if old is not None:
-        if finished(old):
+        if finished(old, store):
             what = "conversion" if step == CONVERT else f"run of this step ({', '.join(scale_keys)})"
             raise OutputError(f"{store.url} already holds a finished {what}; "
                               "pass --overwrite to replace it")
@@ -219,7 +273,7 @@ def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bo
         if changed:
             raise OutputError(f"{store.url} holds an unfinished conversion of something else "
                               f"({changed}); pass --overwrite to start over")
-        if old.get("complete"):
+        if old.get("complete") and not store.can.durable:
             log.warning("%s finished before the machine restarted and may not have reached the "
                         "disk: redoing what was written after its last checkpoint", store.url)
         if not resume:

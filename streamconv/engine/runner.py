@@ -25,7 +25,8 @@ from ..errors import StreamconvError, UsageError
 from ..geometry import Scale
 from ..info import VolumeInfo
 from ..sources import Source
-from ..storage import Store, open_output
+from ..storage import Store, open_output, require
+from ..stores import Where
 from .budget import SlabPlan, default_budget, parse_size
 from .buffers import remove_stale_buffers
 from .executor import TaskExecutor, executor
@@ -108,15 +109,19 @@ def closing_on_error(source: Source) -> Iterator[None]:
         raise
 
 
-def run_job(describe: Callable[[], tuple[Source, Job]], output: str | os.PathLike, workers: int,
+def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, workers: int,
             overwrite: bool, resume: bool, progress: ProgressFactory | None) -> Report:
-    """Start the workers, open and plan the job (`describe`) while they start, then write it."""
+    """Start the workers, open and plan the job (`describe`, given the output's store: how it
+    writes counts in the plan) while they start, then write it."""
     started = time.perf_counter()
     store = open_output(output)
+    if workers:
+        require(store, "shared", "be written by worker processes (each would write its own copy); "
+                "pass --workers 0")
     with executor(workers) as pool:
         for _ in range(workers):  # start the workers now, while headers are read
             pool.submit(int)
-        source, job = describe()
+        source, job = describe(store)
         try:
             totals, resumed = _write(source, job, store, pool, overwrite, resume, progress)
         finally:

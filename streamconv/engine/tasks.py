@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..dataset import Dataset
 from ..downsampling import downsample
 from ..encodings import ChunkFormat
+from ..encodings.base import Encoded
 from ..geometry import Box, Scale, Vec3, array_axis, ceil_div
 from ..sources import Source
 from ..storage import Store
@@ -58,23 +60,29 @@ class Band:
 
 
 def process_band(band: Band) -> tuple[int, int, int]:
-    """Returns (chunks visited, chunks written, bytes written)."""
+    """Returns (chunks visited, chunks written, bytes written). Chunks are encoded as the store
+    takes them (several requests in flight on an object store)."""
     view = band.source.array()[band.region.index(band.origin)]
-    visited = written = nbytes = 0
-    boxes = band.scale.chunks_in(band.region.start, band.region.stop) if band.write else ()
-    for box in boxes:
-        chunk = view[box.index(band.region.start)]
-        visited += 1
-        if band.skip_empty and not chunk.any():
-            continue
-        data = band.fmt.encode(chunk)
-        band.store.write(band.fmt.key(band.scale.key, box.name), data)
-        written += 1
-        nbytes += len(data)
+    counts = [0, 0, 0]  # visited, written, bytes
+
+    def encoded() -> Iterator[tuple[str, Encoded]]:
+        boxes = band.scale.chunks_in(band.region.start, band.region.stop) if band.write else ()
+        for box in boxes:
+            chunk = view[box.index(band.region.start)]
+            counts[0] += 1
+            if band.skip_empty and not chunk.any():
+                continue
+            data = band.fmt.encode(chunk)
+            counts[1] += 1
+            counts[2] += len(data)
+            yield band.fmt.key(band.scale.key, box.name), data
+
+    band.store.write_all(encoded())
     if band.down is not None:
         d = band.down
         out = d.target.array()[_downsampled(band.region, d.factor).index(d.origin)]
         downsample(view, d.factor, d.method, out=out, outside=d.outside)
+    visited, written, nbytes = counts
     return visited, written, nbytes
 
 

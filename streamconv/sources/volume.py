@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,9 @@ from .. import dtypes
 from ..errors import DataError
 from ..geometry import Vec3
 from ..info import MAX_CHANNELS, MAX_EXTENT, MAX_VOXELS
+from ..stores import Where
 from .base import MemoryOrder, Source, one_line
+from .files import InputFile, open_input
 
 log = logging.getLogger("streamconv")
 
@@ -29,7 +30,7 @@ _UNIT_NM = {"meter": Decimal(10) ** 9, "mm": Decimal(10) ** 6, "micron": Decimal
 
 
 @contextmanager
-def our_warnings(path: Path) -> Iterator[None]:
+def our_warnings(path: str) -> Iterator[None]:
     """nibabel warns about headers it repairs (qfac, sform codes, ...) through `warnings`, many
     lines with a source location: each becomes one line of our log naming the file."""
     with warnings.catch_warnings(record=True) as caught:
@@ -47,7 +48,7 @@ class _RawLayout:
     streams keep one forward-only handle per channel.
     """
 
-    path: str
+    file: InputFile
     offset: int
     disk_dtype: np.dtype
     shape: Vec3
@@ -84,23 +85,13 @@ class _RawLayout:
 
     def _read_into(self, channel: int, start: int, buf: memoryview) -> None:
         if not self.compressed:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                done = 0
-                while done < len(buf):
-                    n = os.preadv(fd, [buf[done:]], start + done)
-                    if n == 0:
-                        raise DataError(f"{self.path}: file is truncated (expected "
-                                        f"{start + len(buf)} bytes of image data)")
-                    done += n
-            finally:
-                os.close(fd)
+            if self.file.pread(buf, start) < len(buf):
+                raise DataError(f"{self.file.name}: file is truncated (expected "
+                                f"{start + len(buf)} bytes of image data)")
             return
-        from nibabel.openers import ImageOpener
-
         handle = self._handles.get(channel)
         if handle is None or handle.tell() > start:
-            handle = self._handles[channel] = ImageOpener(self.path, "rb")
+            handle = self._handles[channel] = self.file.stream()
         try:
             handle.seek(start)
             n = handle.readinto(buf) or 0
@@ -108,9 +99,9 @@ class _RawLayout:
                 while handle.read(1 << 20):  # to the end, where gzip checks its CRC
                     pass
         except (OSError, EOFError, ValueError, zlib.error) as exc:
-            raise DataError(f"{self.path}: cannot decompress image data ({exc})") from exc
+            raise DataError(f"{self.file.name}: cannot decompress image data ({exc})") from exc
         if n != len(buf):
-            raise DataError(f"{self.path}: file is truncated (image data ends early)")
+            raise DataError(f"{self.file.name}: file is truncated (image data ends early)")
 
     def _ends_data(self, channel: int, end: int) -> bool:
         x, y, z = self.shape
@@ -134,18 +125,19 @@ class NibabelSource:
     stream_axis = 2  # volumes are stored x fastest: z planes are contiguous
     memory_order = MemoryOrder()
 
-    def __init__(self, path: str | os.PathLike, ignore_scaling: bool = False,
+    def __init__(self, path: Where, ignore_scaling: bool = False,
                  resolution: tuple[float, float, float] | None = None) -> None:
-        import nibabel
-
-        self.path = Path(path)
-        if not self.path.is_file():
+        self.file = open_input(path)
+        self.path = self.file.name
+        if not self.file.exists():
             raise DataError(f"{self.path}: no such file")
-        if not os.access(self.path, os.R_OK):
+        if self.file.local_path is not None and not os.access(self.file.local_path, os.R_OK):
             raise DataError(f"{self.path}: permission denied; make the file readable to this user")
         try:
             with our_warnings(self.path):  # nibabel's header complaints, as our own lines
-                img: Any = nibabel.load(str(self.path))  # the image class of the file's format
+                img: Any = _load(self.file)
+        except DataError:
+            raise
         except Exception as exc:  # nibabel raises many kinds for a file it cannot read
             raise DataError(f"{self.path}: not a volume nibabel can read ({one_line(exc)})") from exc
         self._img = img
@@ -191,17 +183,19 @@ class NibabelSource:
         if _is_plain(proxy) and len(shape) <= 4 or (rgb and _is_plain(proxy)):
             from nibabel.openers import ImageOpener
 
-            file_like = proxy.file_like
-            compressed = str(file_like).endswith(tuple(k for k in ImageOpener.compress_ext_map if k))
-            self._raw = _RawLayout(str(file_like), int(proxy.offset), disk_dtype, self.shape,
+            # A local image may keep its voxels in another file (Analyze's .img); a remote one is
+            # read from the stream it was opened from.
+            data_file = open_input(str(proxy.file_like)) if self.file.local_path else self.file
+            compressed = data_file.name.endswith(tuple(k for k in ImageOpener.compress_ext_map if k))
+            self._raw = _RawLayout(data_file, int(proxy.offset), disk_dtype, self.shape,
                                    self.num_channels, rgb, slope, inter, self.dtype, compressed)
         self.parallel_reads = self._raw is not None and not self._raw.compressed
         if self._raw is not None and self.parallel_reads:  # a short plain file is found now
             need = self._raw.offset + int(np.prod(self.shape)) * self.num_channels * (
                 disk_dtype.itemsize // (self.num_channels if rgb else 1))
-            have = os.path.getsize(self._raw.path)
+            have = self._raw.file.size()
             if have < need:
-                raise DataError(f"{self._raw.path}: file is truncated ({have} bytes, the header "
+                raise DataError(f"{self._raw.file.name}: file is truncated ({have} bytes, the header "
                                 f"needs {need})")
 
     def _resolution(self) -> tuple[float, float, float]:
@@ -248,8 +242,7 @@ class NibabelSource:
         return self
 
     def fingerprint(self) -> dict:
-        st = self.path.stat()
-        return {"path": str(self.path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+        return {**self.file.identity(),
                 "shape": list(self.shape), "channels": self.num_channels, "dtype": self.dtype.name}
 
     def close(self) -> None:
@@ -260,6 +253,25 @@ class NibabelSource:
         if not self.parallel_reads:
             raise TypeError("a sequential source stays in the main process")
         return {**self.__dict__, "_img": None}
+
+
+def _load(file: InputFile) -> Any:
+    """The nibabel image of a file: by name where it has a local one (every format nibabel
+    reads), else NIfTI-1 or -2 from a stream of ranged reads (the header, then voxels as asked)."""
+    import nibabel
+
+    if file.local_path is not None:
+        return nibabel.load(file.local_path)  # the image class of the file's format
+    stream = file.stream()
+    head = stream.read(4)
+    stream.seek(0)
+    sizes = {int.from_bytes(head, "little"), int.from_bytes(head, "big")}
+    kind = nibabel.Nifti1Image if 348 in sizes else nibabel.Nifti2Image if 540 in sizes else None
+    if kind is None:
+        raise DataError(f"{file.name}: over a URL, NIfTI-1 and NIfTI-2 volumes are read "
+                        "(.nii, .nii.gz); copy other formats to a local disk first")
+    holder = nibabel.fileholders.FileHolder(fileobj=stream)
+    return kind.from_file_map({"header": holder, "image": holder})
 
 
 def _is_plain(proxy: object) -> bool:
