@@ -313,8 +313,6 @@ class HttpStore:
             if exc.code == 429 or exc.code >= 500:
                 raise  # an OSError: retried
             raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
         if len(data) > MAX_READ:
             raise DataError(f"{self.url}/{key}: more than {MAX_READ >> 20} MiB, larger than any "
                             "chunk or info can be")
