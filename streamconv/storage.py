@@ -44,6 +44,17 @@ class Store(Protocol):
     def read(self, key: str) -> bytes | None:
         """The bytes under `key`, or None when there are none."""
 
+    def read_range(self, key: str, start: int, stop: int) -> bytes | None:
+        """Bytes [start, stop) under `key` (a shard is read a few ranges at a time), or None
+        when the key is absent."""
+
+    def size(self, key: str) -> int | None:
+        """The length of the value under `key`, or None when there is none."""
+
+    def writer(self, key: str) -> StreamWriter:
+        """A value written in pieces that appears under `key` whole, at `commit`: a shard file,
+        a spool segment; never held in memory whole."""
+
     def delete(self, key: str) -> None:
         """Remove `key` and everything below it, if present."""
 
@@ -58,6 +69,16 @@ class Store(Protocol):
 
     def sync(self) -> None:
         """Make everything written to the store so far durable."""
+
+
+class StreamWriter(Protocol):
+    def write(self, data: Encoded) -> None: ...
+
+    def commit(self, durable: bool = False) -> None:
+        """Put what was written in place under the key, atomically."""
+
+    def abort(self) -> None:
+        """Forget what was written."""
 
 
 def require(store: Store, what: str, why: str) -> None:
@@ -144,6 +165,24 @@ class LocalStore:
         except OSError as exc:
             raise _output_error(self._path(key), exc) from exc
 
+    def read_range(self, key: str, start: int, stop: int) -> bytes | None:
+        try:
+            with open(self._path(key), "rb") as f:
+                return os.pread(f.fileno(), stop - start, start)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _output_error(self._path(key), exc) from exc
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def writer(self, key: str) -> StreamWriter:
+        return _LocalWriter(self._path(key))
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         if path.is_dir() and not path.is_symlink():
@@ -206,6 +245,57 @@ class LocalStore:
             os.close(fd)
 
 
+class _LocalWriter:
+    """A temporary file beside the target (`.<name>.<pid>.tmp`, swept by a resume) renamed
+    over it at commit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as exc:
+            raise _output_error(path, exc) from exc
+        self._pending: list[Encoded] = []
+        self._size = 0
+
+    def write(self, data: Encoded) -> None:
+        """Written in pieces of about 1 MiB: small chunks need not cost a system call each."""
+        self._pending.append(data)
+        self._size += len(data)
+        if self._size >= 1 << 20:
+            self._flush()
+
+    def _flush(self) -> None:
+        try:
+            _write_all(self.fd, b"".join(self._pending), durable=False)
+        except OSError as exc:
+            self.abort()
+            raise _output_error(self.path, exc) from exc
+        self._pending, self._size = [], 0
+
+    def commit(self, durable: bool = False) -> None:
+        self._flush()
+        try:
+            if durable:
+                os.fsync(self.fd)
+            os.close(self.fd)
+            os.replace(self.tmp, self.path)
+            if durable:
+                _fsync_dir(self.path.parent)
+        except OSError as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise _output_error(self.path, exc) from exc
+
+    def abort(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+
 _fds: dict[int, int] = {}
 
 
@@ -266,6 +356,42 @@ class HttpStore:
             raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
+
+    def read_range(self, key: str, start: int, stop: int) -> bytes | None:
+        """A `Range` request: how a shard is read over http."""
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.url}/{key}", headers={"Range": f"bytes={start}-{stop - 1}"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                data = response.read()
+                return data if response.status == 206 else data[start:stop]
+        except urllib.error.HTTPError as exc:
+            if exc.code in (403, 404):
+                return None
+            raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
+
+    def size(self, key: str) -> int | None:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(urllib.request.Request(f"{self.url}/{key}", method="HEAD"),
+                                        timeout=60) as response:
+                return int(response.headers["Content-Length"])
+        except urllib.error.HTTPError as exc:
+            if exc.code in (403, 404):
+                return None
+            raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
+
+    def writer(self, key: str) -> StreamWriter:
+        self._read_only()
+        raise AssertionError
 
     def write(self, key: str, data: Encoded, durable: bool = False) -> None:
         self._read_only()

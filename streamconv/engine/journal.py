@@ -244,7 +244,7 @@ def _remove_ours(store: Store, scale_keys: list[str], old_info: bytes | None, st
     if step == CONVERT:  # everything: the info, and the records of every step
         mine = ["info"] + [k for k in store.list(STATE_DIR) if not k.endswith("/lock")]
     else:
-        mine = [f"{state}/job.json", f"{state}/journal"]
+        mine = [f"{state}/job.json", f"{state}/journal", f"{state}/spool"]
     for key in sorted(keys) + mine:
         if key and not os.path.isabs(key) and ".." not in Path(key).parts:
             store.delete(key)

@@ -23,12 +23,15 @@ from typing import TYPE_CHECKING, Any
 from ..dataset import Dataset
 from ..errors import Interrupted, WorkerDied
 from ..geometry import Box, Scale, Vec3, ceil_div
+from ..sharding.spool import ShardCompletion, ShardedLevel, ShardSpool
 from ..sources import Source
 from ..sources.base import MemoryOrder
 from ..storage import Store
 from .budget import SlabPlan, band_axis
 from .buffers import SlabBuffer
 from .executor import TaskExecutor
+from .journal import state_key
+from .sink import ChunkSink, Completion, FileSink, Finish, NoCompletion, run_finish
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
 
 if TYPE_CHECKING:  # the runner imports this module to run its jobs
@@ -60,6 +63,7 @@ class TaskKind(enum.Enum):
 
     FILL = "fill"  # wrote planes into the slab: read from the source, or back from the chunks
     BAND = "band"  # read a band of the slab: wrote its chunks, downsampled it into slab.target
+    FINISH = "finish"  # completed output made of several slabs (a shard file); no slab waits
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,25 @@ class SlabGrid:
         start, stop = _along(self.axis, p0, (0, 0, 0)), _along(self.axis, p1, size)
         return [Box(_along(b_ax, r0, start), _along(b_ax, min(r0 + rows, size[b_ax]), stop))
                 for r0 in range(0, size[b_ax], rows)]
+
+
+def output_sink(job: Job, store: Store) -> tuple[ChunkSink, Completion, str | None]:
+    """Where the band tasks put chunks, what completes them, and the spool to read back from
+    (None: plain files). A scale whose info has a `sharding` spec is spooled and assembled."""
+    files = FileSink(store, job.fmt.compression)
+    specs = tuple(s.sharding for s in job.info.scales)
+    written = [level for level in range(job.first, len(job.scales)) if specs[level] is not None]
+    if not written:
+        return files, NoCompletion(), None
+    root = f"{state_key(job.step)}/spool"
+    item = job.info.num_channels * job.info.dtype.itemsize
+    levels = []
+    for level in written:
+        spec = specs[level]
+        assert spec is not None
+        levels.append(ShardedLevel(level, job.scales[level], spec, job.plan.slab_planes[level], item))
+    return (ShardSpool(store, root, specs, files), ShardCompletion(store, root, levels, job.plan.stream_axis),
+            root)
 
 
 def _along(axis: int, value: int, v: Vec3) -> Vec3:
@@ -179,10 +202,11 @@ class Pipeline:
         `job.first` are on disk already: complete too, read back only to be downsampled."""
         self.job, self.source, self.store, self.executor, self.hooks = job, source, store, executor, hooks
         self.scales, self.plan, self.axis = job.scales, job.plan, job.plan.stream_axis
-        self.volume = Dataset(store, job.info, job.scales)
         self.grid = SlabGrid(job.scales, job.plan)
         self.done = frozenset(done) | {(level, i) for level in range(job.first)
                                        for i in range(self.grid.count(level))}
+        self.sink, self.completion, spool = output_sink(job, store)
+        self.volume = Dataset(store, job.info, job.scales, spool=spool)
         # A source that must read in order is read by one thread of this process.
         self._read_executor: Executor | TaskExecutor = (
             executor if source.parallel_reads or executor.in_process
@@ -192,16 +216,18 @@ class Pipeline:
         self._free: list[list[SlabBuffer]] = [[] for _ in self.scales]
         self._open: list[dict[int, _Slab]] = [{} for _ in self.scales]
         self._visited: set[tuple[int, int]] = set()  # opened or skipped: never opened twice
-        self._in_flight: dict[Future[Any], tuple[TaskKind, _Slab]] = {}
+        self._in_flight: dict[Future[Any], tuple[TaskKind, _Slab | None]] = {}
 
     def run(self) -> Totals:
         """Every slab of every scale, in order along the stream axis; what this run did."""
         try:
+            self._finish(self.completion.start(self.done))
             for index in range(self.grid.count(0)):
                 self._start(index)
                 self._check_stop()
             while self._in_flight:
                 self._wait_one()
+            self.completion.end()
             return self.totals
         except BaseException:
             for future in self._in_flight:
@@ -300,8 +326,9 @@ class Pipeline:
             down = Downsample(target.buffer.ref, self.grid.origin(target.p0),
                               self.scales[target.level].factor, self.job.method, self.job.outside_value)
         for region in self.grid.bands(slab.level, slab.p0, slab.p1):
-            band = Band(slab.buffer.ref, self.grid.origin(slab.p0), self.scales[slab.level], region,
-                        self.store, self.job.fmt, self.job.skip_empty, down, write=not slab.replay)
+            band = Band(slab.buffer.ref, self.grid.origin(slab.p0), slab.level, self.scales[slab.level],
+                        region, self.job.fmt.codec, self.sink, self.job.skip_empty, down,
+                        write=not slab.replay)
             slab.readers += 1
             if slab.target is not None:
                 slab.target.writers += 1
@@ -319,6 +346,8 @@ class Pipeline:
             error = future.exception()
             if error is not None:
                 failure = failure or error
+            elif slab is None:  # TaskKind.FINISH
+                continue
             elif kind is TaskKind.FILL:
                 self._fill_done(slab)
             else:
@@ -362,8 +391,15 @@ class Pipeline:
         target, so its buffer is reused and it is reported complete."""
         del self._open[slab.level][slab.index]
         self._free[slab.level].append(slab.buffer)
-        if self.hooks.slab_done and not slab.replay:
-            self.hooks.slab_done(slab.level, slab.index)
+        if not slab.replay:
+            if self.hooks.slab_done:
+                self.hooks.slab_done(slab.level, slab.index)
+            self._finish(self.completion.slab_done(slab.level, slab.index))
+
+    def _finish(self, tasks: list[Finish]) -> None:
+        """Run what completed slabs made possible (assembling shards) on the workers."""
+        for task in tasks:
+            self._in_flight[self.executor.submit(run_finish, task)] = (TaskKind.FINISH, None)
 
     def _raise(self, failure: BaseException) -> None:
         """A task's error as the user should see it."""

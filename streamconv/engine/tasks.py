@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from ..dataset import Dataset
 from ..downsampling import downsample
-from ..encodings import ChunkFormat
+from ..encodings import Codec
 from ..geometry import Box, Scale, Vec3, array_axis, ceil_div
 from ..sources import Source
-from ..storage import Store
 from .buffers import SlabRef
+from .sink import ChunkSink
 
 
 def fill(source: Source, p0: int, p1: int, ref: SlabRef, first_plane: int) -> None:
@@ -48,10 +48,11 @@ class Band:
 
     source: SlabRef
     origin: Vec3  # voxel of the scale at the slab's first element
+    level: int
     scale: Scale
     region: Box
-    store: Store
-    fmt: ChunkFormat
+    codec: Codec
+    sink: ChunkSink  # where the encoded chunks go: files, or a shard spool
     skip_empty: bool
     down: Downsample | None
     write: bool = True  # False when replaying a slab whose chunks are already written
@@ -61,16 +62,16 @@ def process_band(band: Band) -> tuple[int, int, int]:
     """Returns (chunks visited, chunks written, bytes written)."""
     view = band.source.array()[band.region.index(band.origin)]
     visited = written = nbytes = 0
-    boxes = band.scale.chunks_in(band.region.start, band.region.stop) if band.write else ()
-    for box in boxes:
-        chunk = view[box.index(band.region.start)]
-        visited += 1
-        if band.skip_empty and not chunk.any():
-            continue
-        data = band.fmt.encode(chunk)
-        band.store.write(band.fmt.key(band.scale.key, box.name), data)
-        written += 1
-        nbytes += len(data)
+    if band.write:
+        out = band.sink.open(band.level, band.scale, band.region)
+        for box in band.scale.chunks_in(band.region.start, band.region.stop):
+            chunk = view[box.index(band.region.start)]
+            visited += 1
+            if band.skip_empty and not chunk.any():
+                continue
+            nbytes += out.put(box, band.codec.encode(chunk))
+            written += 1
+        out.close()
     if band.down is not None:
         d = band.down
         out = d.target.array()[_downsampled(band.region, d.factor).index(d.origin)]
