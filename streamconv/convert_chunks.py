@@ -14,13 +14,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dataset import Dataset, open_dataset, read_info
-from .encodings import ChunkFormat, compression, make_codec
+from .encodings import ChunkFormat, Codec, compression, make_codec
 from .engine.budget import WORKER_BASE, default_budget, format_size, parse_size
 from .engine.executor import executor
+from .engine.journal import STATE_DIR
+from .engine.sink import FileSink
 from .errors import UsageError
-from .geometry import Box
+from .geometry import Box, Scale
 from .info import VolumeInfo
+from .sharding import apply_sharding, parse_sharding
+from .sharding.spec import chunk_ids
+from .sharding.spool import AssembleShard, ShardSpool
 from .storage import Store, open_output
+
+#: where convert-chunks spools a shard's chunks while it re-encodes them
+WORK = f"{STATE_DIR}/convert-chunks"
+SPOOL = f"{WORK}/spool"
 
 
 @dataclass(frozen=True)
@@ -61,15 +70,54 @@ def _recode(src: Dataset, level: int, boxes: list[Box], dst: Store, key: str, fm
     return len(boxes), absent, nbytes
 
 
+def _recode_shard(src: Dataset, level: int, boxes: list[Box], spool: ShardSpool, codec: Codec,
+                  dtype: str, shard: int) -> tuple[int, int, int]:
+    """Worker task: re-encode the chunks of one shard into a spool segment, then assemble the
+    shard from it. Returns (chunks, absent, bytes)."""
+    scale, spec = src.scales[level], spool.specs[level]
+    assert spec is not None
+    out = spool.open(level, scale, Box((0, 0, 0), scale.size))
+    absent = nbytes = 0
+    for box in boxes:
+        chunk = src.read_chunk(level, box)
+        if chunk is None:
+            absent += 1
+            continue
+        nbytes += out.put(box, codec.encode(chunk.astype(dtype, copy=False)))
+    out.close()
+    AssembleShard(spool.store, spool.root, scale, spec, shard).run()
+    return len(boxes), absent, nbytes
+
+
+def _shards(scale: Scale, spool: ShardSpool, level: int) -> dict[int, list[Box]]:
+    """The chunks of each shard of a sharded scale."""
+    spec = spool.specs[level]
+    assert spec is not None
+    codes, cells = chunk_ids(scale.grid)
+    out: dict[int, list[Box]] = {}
+    for shard, (x, y, z) in zip(spec.shard_numbers(codes).tolist(), cells.T.tolist()):
+        out.setdefault(shard, []).append(scale.chunk(x, y, z))
+    return out
+
+
 def convert_chunks(source: str | os.PathLike, destination: str | os.PathLike, *,
                    encoding: str | None = None, copy_info: bool = False, jpeg_quality: int = 90,
                    jpeg_plane: str = "xy", cseg_block_size: tuple[int, int, int] = (8, 8, 8),
-                   gzip: bool = False, memory: str | int | None = None,
-                   workers: int | None = None) -> Recoded:
-    """Re-encode every chunk of `source` into `destination`; absent chunks stay absent."""
+                   gzip: bool = False, sharding: str | None = None, shard_size: str | int = "2GiB",
+                   memory: str | int | None = None, workers: int | None = None) -> Recoded:
+    """Re-encode every chunk of `source` into `destination`; absent chunks stay absent.
+    `sharding` (off, auto, PRESHIFT,MINISHARD,SHARD) shards or unshards every scale; by default
+    the destination is sharded as the target info says (the source's)."""
     dst = open_output(destination)
     src = open_dataset(source)
     info = target_info(src.info, dst, encoding, copy_info, jpeg_quality, jpeg_plane, cseg_block_size)
+    if sharding is not None:
+        info = apply_sharding(info.with_sharding([None] * len(info.scales)),
+                              parse_sharding(sharding, parse_size(shard_size)))
+    if gzip and any(s.sharding is not None for s in info.scales):
+        raise UsageError("--gzip writes <chunk>.gz files; a sharded destination compresses its "
+                         "chunks in the shard files")
+    spool = ShardSpool(dst, SPOOL, tuple(s.sharding for s in info.scales), FileSink(dst, compression(gzip)))
     if len(info.scales) != len(src.scales) or any(
             (a.size, a.chunk_size) != (b.size, b.chunk_size)
             for a, b in zip(info.geometry, src.scales)):
@@ -88,6 +136,13 @@ def convert_chunks(source: str | os.PathLike, destination: str | os.PathLike, *,
     with executor(workers) as pool:
         pending: set = set()
         for level, scale in enumerate(src.scales):
+            if spool.specs[level] is not None:
+                for shard, boxes in _shards(info.geometry[level], spool, level).items():
+                    while len(pending) >= in_flight:
+                        total = _collect(pending, total)
+                    pending.add(pool.submit(_recode_shard, src, level, boxes, spool,
+                                            info.scales[level].codec, info.data_type, shard))
+                continue
             fmt = ChunkFormat(info.scales[level].codec, compression(gzip))
             gx, gy, gz = scale.grid
             for k in range(gz):
@@ -99,6 +154,7 @@ def convert_chunks(source: str | os.PathLike, destination: str | os.PathLike, *,
                                             fmt, info.data_type))
         while pending:
             total = _collect(pending, total)
+    dst.delete(WORK)
     dst.write("info", info.to_json())
     return total
 
