@@ -30,8 +30,8 @@ from streamconv.storage import LocalStore
 from streamconv.verify import verify
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
-from make_sections import make_sections  # noqa: E402
-from make_volume import make_volume  # noqa: E402
+from make_sections import make_sections
+from make_volume import make_volume
 
 STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
 

@@ -63,15 +63,15 @@ def process_band(band: Band) -> tuple[int, int, int]:
     view = band.source.array()[band.region.index(band.origin)]
     visited = written = nbytes = 0
     if band.write:
-        out = band.sink.open(band.level, band.scale, band.region)
+        chunks = band.sink.open(band.level, band.scale, band.region)
         for box in band.scale.chunks_in(band.region.start, band.region.stop):
             chunk = view[box.index(band.region.start)]
             visited += 1
             if band.skip_empty and not chunk.any():
                 continue
-            nbytes += out.put(box, band.codec.encode(chunk))
+            nbytes += chunks.put(box, band.codec.encode(chunk))
             written += 1
-        out.close()
+        chunks.close()
     if band.down is not None:
         d = band.down
         out = d.target.array()[_downsampled(band.region, d.factor).index(d.origin)]

@@ -86,9 +86,11 @@ class ShardingSpec:
         if not isinstance(raw, dict) or raw.get("@type") != SHARDED:
             raise ValueError(f"sharding {raw!r} is not a {SHARDED} object")
         bits = [raw.get(k) for k in ("preshift_bits", "minishard_bits", "shard_bits")]
-        if not all(isinstance(b, int) and not isinstance(b, bool) for b in bits):
-            raise ValueError(f"sharding bits {bits} are not integers")
-        return cls(bits[0], bits[1], bits[2], raw.get("hash", ""),
+        preshift, minishard, shard = (b if isinstance(b, int) and not isinstance(b, bool) else -1
+                                      for b in bits)
+        if min(preshift, minishard, shard) < 0:
+            raise ValueError(f"sharding bits {bits} are not integers of 0 or more")
+        return cls(preshift, minishard, shard, raw.get("hash", ""),
                    raw.get("minishard_index_encoding", "raw"), raw.get("data_encoding", "raw"))
 
 
