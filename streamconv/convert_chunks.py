@@ -14,15 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dataset import Dataset, open_dataset, read_info
-from .encodings import ChunkFormat, Codec, compression, make_codec
+from .encodings import Codec, compression, make_codec
 from .engine.budget import WORKER_BASE, default_budget, format_size, parse_size
 from .engine.executor import executor
 from .engine.journal import STATE_DIR
-from .engine.sink import FileSink
+from .engine.sink import ChunkSink, FileSink, Finish
 from .errors import UsageError
 from .geometry import Box, Scale
 from .info import VolumeInfo
-from .sharding import apply_sharding, parse_sharding
+from .sharding import ShardingSpec, apply_sharding, parse_sharding
 from .sharding.spec import chunk_ids
 from .sharding.spool import AssembleShard, ShardSpool
 from .storage import Store, open_output
@@ -55,28 +55,12 @@ def target_info(source: VolumeInfo, destination: Store, encoding: str | None, co
                                         cseg_block_size=cseg_block_size))
 
 
-def _recode(src: Dataset, level: int, boxes: list[Box], dst: Store, key: str, fmt: ChunkFormat,
-            dtype: str) -> tuple[int, int, int]:
-    """Worker task: re-encode some chunks of one scale. Returns (chunks, absent, bytes)."""
-    absent = nbytes = 0
-    for box in boxes:
-        chunk = src.read_chunk(level, box)
-        if chunk is None:
-            absent += 1
-            continue
-        data = fmt.encode(chunk.astype(dtype, copy=False))
-        dst.write(fmt.key(key, box.name), data)
-        nbytes += len(data)
-    return len(boxes), absent, nbytes
-
-
-def _recode_shard(src: Dataset, level: int, boxes: list[Box], spool: ShardSpool, codec: Codec,
-                  dtype: str, shard: int) -> tuple[int, int, int]:
-    """Worker task: re-encode the chunks of one shard into a spool segment, then assemble the
-    shard from it. Returns (chunks, absent, bytes)."""
-    scale, spec = src.scales[level], spool.specs[level]
-    assert spec is not None
-    out = spool.open(level, scale, Box((0, 0, 0), scale.size))
+def _recode(src: Dataset, level: int, boxes: list[Box], sink: ChunkSink, scale: Scale, codec: Codec,
+            dtype: str, then: Finish | None = None) -> tuple[int, int, int]:
+    """Worker task: re-encode some chunks of one scale into the sink (chunk files, or the
+    spool segment of one shard, which `then` assembles), as the destination's `scale`.
+    Returns (chunks, absent, bytes)."""
+    out = sink.open(level, scale, Box(boxes[0].start, boxes[-1].stop))
     absent = nbytes = 0
     for box in boxes:
         chunk = src.read_chunk(level, box)
@@ -85,14 +69,13 @@ def _recode_shard(src: Dataset, level: int, boxes: list[Box], spool: ShardSpool,
             continue
         nbytes += out.put(box, codec.encode(chunk.astype(dtype, copy=False)))
     out.close()
-    AssembleShard(spool.store, spool.root, scale, spec, shard).run()
+    if then is not None:
+        then.run()
     return len(boxes), absent, nbytes
 
 
-def _shards(scale: Scale, spool: ShardSpool, level: int) -> dict[int, list[Box]]:
+def _shards(scale: Scale, spec: ShardingSpec) -> dict[int, list[Box]]:
     """The chunks of each shard of a sharded scale."""
-    spec = spool.specs[level]
-    assert spec is not None
     codes, cells = chunk_ids(scale.grid)
     out: dict[int, list[Box]] = {}
     for shard, (x, y, z) in zip(spec.shard_numbers(codes).tolist(), cells.T.tolist()):
@@ -135,23 +118,21 @@ def convert_chunks(source: str | os.PathLike, destination: str | os.PathLike, *,
     in_flight = 4 * max(workers, 1)  # bounded queue: memory stays flat on any number of chunks
     with executor(workers) as pool:
         pending: set = set()
-        for level, scale in enumerate(src.scales):
-            if spool.specs[level] is not None:
-                for shard, boxes in _shards(info.geometry[level], spool, level).items():
-                    while len(pending) >= in_flight:
-                        total = _collect(pending, total)
-                    pending.add(pool.submit(_recode_shard, src, level, boxes, spool,
-                                            info.scales[level].codec, info.data_type, shard))
-                continue
-            fmt = ChunkFormat(info.scales[level].codec, compression(gzip))
-            gx, gy, gz = scale.grid
-            for k in range(gz):
-                for j in range(gy):
-                    boxes = [scale.chunk(i, j, k) for i in range(gx)]
-                    while len(pending) >= in_flight:
-                        total = _collect(pending, total)
-                    pending.add(pool.submit(_recode, src, level, boxes, dst, info.geometry[level].key,
-                                            fmt, info.data_type))
+        for level in range(len(src.scales)):
+            codec, spec, scale = info.scales[level].codec, spool.specs[level], info.geometry[level]
+            tasks: list[tuple[list[Box], Finish | None]]
+            if spec is not None:  # a task per shard: its chunks, then the shard file
+                tasks = [(boxes, AssembleShard(dst, SPOOL, scale, spec, shard))
+                         for shard, boxes in _shards(scale, spec).items()]
+            else:  # a task per row of chunk files
+                gx, gy, gz = scale.grid
+                tasks = [([scale.chunk(i, j, k) for i in range(gx)], None)
+                         for k in range(gz) for j in range(gy)]
+            for boxes, then in tasks:
+                while len(pending) >= in_flight:
+                    total = _collect(pending, total)
+                pending.add(pool.submit(_recode, src, level, boxes, spool, scale, codec, info.data_type,
+                                        then))
         while pending:
             total = _collect(pending, total)
     dst.delete(WORK)

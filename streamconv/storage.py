@@ -3,7 +3,8 @@
 Chunks, the `info` and the state of a run (job record, journal, lock) all go through a store,
 so that another kind of store (object stores, shard files) carries a whole resumable run. A
 store declares what it can do (`Capabilities`); callers ask that instead of recognising a type.
-Stores are picklable so that worker processes write their own chunks.
+Stores are picklable so that worker processes write their own chunks. `LocalStore` is here;
+the read-only `HttpStore` in `httpstore.py`.
 """
 
 from __future__ import annotations
@@ -335,93 +336,12 @@ def _output_error(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"{path}: cannot write ({exc.strerror or exc})")
 
 
-class HttpStore:
-    """A precomputed volume served over http(s), read only (convert-chunks, verify)."""
-
-    can = Capabilities()
-
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-
-    def read(self, key: str) -> bytes | None:
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"{self.url}/{key}", timeout=60) as response:
-                return response.read()
-        except urllib.error.HTTPError as exc:
-            if exc.code in (403, 404):  # what Neuroglancer reads as "no chunk here"
-                return None
-            raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
-
-    def read_range(self, key: str, start: int, stop: int) -> bytes | None:
-        """A `Range` request: how a shard is read over http."""
-        import urllib.error
-        import urllib.request
-
-        request = urllib.request.Request(f"{self.url}/{key}", headers={"Range": f"bytes={start}-{stop - 1}"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                data = response.read()
-                return data if response.status == 206 else data[start:stop]
-        except urllib.error.HTTPError as exc:
-            if exc.code in (403, 404):
-                return None
-            raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
-
-    def size(self, key: str) -> int | None:
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(urllib.request.Request(f"{self.url}/{key}", method="HEAD"),
-                                        timeout=60) as response:
-                return int(response.headers["Content-Length"])
-        except urllib.error.HTTPError as exc:
-            if exc.code in (403, 404):
-                return None
-            raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
-
-    def writer(self, key: str) -> StreamWriter:
-        self._read_only()
-        raise AssertionError
-
-    def write(self, key: str, data: Encoded, durable: bool = False) -> None:
-        self._read_only()
-
-    def delete(self, key: str) -> None:
-        self._read_only()
-
-    def list(self, prefix: str = "") -> Iterator[str]:
-        self._read_only()
-        return iter(())
-
-    def create(self, key: str, data: bytes) -> bool:
-        self._read_only()
-        return False
-
-    def append(self, key: str, data: bytes, durable: bool = False) -> None:
-        self._read_only()
-
-    def sync(self) -> None:
-        self._read_only()
-
-    def _read_only(self) -> None:
-        """Callers check `can` first; this is the guard behind that check."""
-        raise OutputError(f"{self.url}: http locations are read only")
-
-
 def open_store(url: str | os.PathLike) -> Store:
     """The store for a location: a local path, or an http(s) URL (read only)."""
     text = os.fspath(url)
     if text.startswith(("http://", "https://")):
+        from .httpstore import HttpStore
+
         return HttpStore(text)
     return LocalStore(text)
 

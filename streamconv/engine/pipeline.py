@@ -23,15 +23,14 @@ from typing import TYPE_CHECKING, Any
 from ..dataset import Dataset
 from ..errors import Interrupted, WorkerDied
 from ..geometry import Box, Scale, Vec3, ceil_div
-from ..sharding.spool import ShardCompletion, ShardedLevel, ShardSpool
 from ..sources import Source
 from ..sources.base import MemoryOrder
 from ..storage import Store
 from .budget import SlabPlan, band_axis
 from .buffers import SlabBuffer
 from .executor import TaskExecutor
-from .journal import state_key
-from .sink import ChunkSink, Completion, FileSink, Finish, NoCompletion, run_finish
+from .output import output_sink
+from .sink import Finish, run_finish
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
 
 if TYPE_CHECKING:  # the runner imports this module to run its jobs
@@ -119,25 +118,6 @@ class SlabGrid:
         start, stop = _along(self.axis, p0, (0, 0, 0)), _along(self.axis, p1, size)
         return [Box(_along(b_ax, r0, start), _along(b_ax, min(r0 + rows, size[b_ax]), stop))
                 for r0 in range(0, size[b_ax], rows)]
-
-
-def output_sink(job: Job, store: Store) -> tuple[ChunkSink, Completion, str | None]:
-    """Where the band tasks put chunks, what completes them, and the spool to read back from
-    (None: plain files). A scale whose info has a `sharding` spec is spooled and assembled."""
-    files = FileSink(store, job.fmt.compression)
-    specs = tuple(s.sharding for s in job.info.scales)
-    written = [level for level in range(job.first, len(job.scales)) if specs[level] is not None]
-    if not written:
-        return files, NoCompletion(), None
-    root = f"{state_key(job.step)}/spool"
-    item = job.info.num_channels * job.info.dtype.itemsize
-    levels = []
-    for level in written:
-        spec = specs[level]
-        assert spec is not None
-        levels.append(ShardedLevel(level, job.scales[level], spec, job.plan.slab_planes[level], item))
-    return (ShardSpool(store, root, specs, files), ShardCompletion(store, root, levels, job.plan.stream_axis),
-            root)
 
 
 def _along(axis: int, value: int, v: Vec3) -> Vec3:
