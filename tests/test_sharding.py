@@ -264,3 +264,25 @@ def test_cli_warns_about_many_files_and_takes_sharding(tmp_path):
     bad = subprocess.run([STREAMCONV, "convert", str(src), str(tmp_path / "bad"), "--sharding", "on"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--sharding" in bad.stderr
+
+
+def test_the_steps_write_the_scales_an_edited_info_shards_and_read_them_back(tmp_path):
+    """generate-scales-info, then an info edited to shard every scale: volume-to-precomputed
+    writes sharded scale 0, compute-scales reads it back (the replay) and writes sharded scales."""
+    out = tmp_path / "steps"
+    for args in (["volume-to-precomputed", "--generate-info", MNI152_FILE_PATH, out],
+                 ["generate-scales-info", out / "info_fullres.json", out]):
+        subprocess.run([STREAMCONV, *map(str, args)], check=True, capture_output=True)
+    info = json.loads((out / "info").read_text())
+    for s in info["scales"]:
+        s["sharding"] = {"@type": "neuroglancer_uint64_sharded_v1", "preshift_bits": 0, "hash": "identity",
+                         "minishard_bits": 1, "shard_bits": 1, "minishard_index_encoding": "gzip",
+                         "data_encoding": "gzip"}
+    (out / "info").write_text(json.dumps(info))
+    for args in (["volume-to-precomputed", MNI152_FILE_PATH, out], ["compute-scales", out]):
+        run = subprocess.run([STREAMCONV, *map(str, args)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+    streamconv.convert(MNI152_FILE_PATH, tmp_path / "plain", workers=2)
+    for k, (a, b) in enumerate(zip(tensorstore_scales(tmp_path / "plain"), tensorstore_scales(out))):
+        assert np.array_equal(a, b), f"scale {k}"
+    assert all(f.suffix in (".shard", ".json") or f.name == "info" for f in output_files(out))
