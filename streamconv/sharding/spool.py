@@ -28,7 +28,7 @@ from ..engine.budget import format_size
 from ..engine.sink import ChunkSink, ChunkWriter, Finish
 from ..geometry import Box, Scale
 from ..storage import Store, StreamWriter
-from .shardfile import Entry, encode, write_shard
+from .shardfile import Entry, encode_data, write_shard
 from .spec import ShardingSpec, chunk_id, chunk_ids
 
 SEGMENT = ".seg"
@@ -69,7 +69,7 @@ class _SegmentWriter:
             key = f"{shard_folder(self.root, self.scale, self.spec, shard)}/{self.region.name}{SEGMENT}"
             self._segments[shard] = (self.store.writer(key), [])
         out, entries = self._segments[shard]
-        stored = encode(bytes(data), self.spec.data_encoding)
+        stored = encode_data(bytes(data), self.spec.data_encoding)
         out.write(stored)
         entries.append((cid, len(stored)))
         return len(stored)
