@@ -6,7 +6,7 @@ import os
 
 from . import downsampling
 from .encodings import ChunkFormat, compression, make_codec
-from .engine.budget import plan_slabs
+from .engine.budget import parse_size, plan_slabs
 from .engine.runner import (
     Job,
     ProgressFactory,
@@ -17,8 +17,11 @@ from .engine.runner import (
     resources,
     run_job,
 )
+from .errors import UsageError
 from .geometry import parse_resolution
 from .pyramid import plan_pyramid
+from .sharding import apply_sharding, parse_sharding
+from .sharding.choice import DEFAULT_SHARD_SIZE
 from .sources import Source, open_source
 from .storage import Store
 from .stores import Where
@@ -35,7 +38,8 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
             input_orientation: str | None = None, fill_missing: float | None = None,
             encoding: str = "raw", jpeg_quality: int = 90, jpeg_plane: str = "xy",
             cseg_block_size: tuple[int, int, int] = (8, 8, 8), gzip: bool = False,
-            compresslevel: int = 6, skip_empty: bool = False, overwrite: bool = False,
+            compresslevel: int = 6, skip_empty: bool = False, sharding: str = "off",
+            shard_size: str | int = DEFAULT_SHARD_SIZE, overwrite: bool = False,
             resume: bool = True,
             progress: ProgressFactory | None = None) -> Report:
     """Convert a volume or a slice stack to a precomputed pyramid: info, full resolution and
@@ -47,7 +51,8 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
     `resolution` ('20um', or X,Y,Z in nm) overrides what the input says; `input_range` maps
     those input values onto 0..1 in float32 (neuroglancer-scripts' --input-min/--input-max).
     `encoding` is raw, jpeg, png or compressed_segmentation; `gzip` writes `<chunk>.gz` files
-    (at `compresslevel`).
+    (at `compresslevel`). `sharding` is off, auto (shards of about `shard_size` bytes of chunk
+    data before compression: '2GiB') or PRESHIFT,MINISHARD,SHARD bits for every scale.
     `outside_value`: average downsampling counts the voxels past odd edges as this value.
     `memory` bounds the whole process tree ('512MiB'; default: half of the available memory);
     `workers` is the number of processes (default: CPU count; 0 runs everything in this
@@ -62,6 +67,10 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
         resolution = parse_resolution(resolution)
     codec = make_codec(encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
                        cseg_block_size=cseg_block_size)
+    choice = parse_sharding(sharding, parse_size(shard_size))
+    if gzip and sharding != "off":
+        raise UsageError("--gzip writes <chunk>.gz files; a sharded output compresses its chunks "
+                         "in the shard files (gzip for raw and compressed_segmentation)")
 
     def describe(store: Store) -> tuple[Source, Job]:
         source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
@@ -70,6 +79,7 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
         with closing_on_error(source):
             scales, info = plan_pyramid(source.shape, source.resolution, source.dtype,
                                         source.num_channels, volume_type, chunk_size, max_scales, codec)
+            info = apply_sharding(info, choice)
             check_outside_value(outside_value, source.dtype)
             plan = plan_slabs(scales, source.num_channels, source.dtype, workers, budget,
                              source.parallel_reads, source.stream_axis,

@@ -9,21 +9,29 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 
 from .dataset import Dataset, open_dataset, read_info
-from .encodings import ChunkFormat, compression, make_codec
-from .engine.budget import WORKER_BASE, format_size
+from .encodings import Codec, compression, make_codec
+from .engine.budget import WORKER_BASE, format_size, parse_size
 from .engine.executor import executor
-from .engine.journal import CHUNKS, boot_id, locked, prepare_output, write_job
+from .engine.journal import CHUNKS, STATE_DIR, boot_id, locked, prepare_output, write_job
 from .engine.runner import resources
+from .engine.sink import ChunkSink, FileSink, Finish
 from .errors import UsageError
 from .geometry import Box, Scale
 from .info import VolumeInfo
+from .sharding import ShardingSpec, apply_sharding, parse_sharding
+from .sharding.spec import chunk_ids
+from .sharding.spool import AssembleShard, ShardSpool
 from .storage import Store, open_output
 from .stores import Where
+
+#: where convert-chunks spools a shard's chunks while it re-encodes them
+WORK = f"{STATE_DIR}/convert-chunks"
+SPOOL = f"{WORK}/spool"
 
 
 @dataclass(frozen=True)
@@ -49,19 +57,32 @@ def target_info(source: VolumeInfo, destination: Store, encoding: str | None, co
                                         cseg_block_size=cseg_block_size))
 
 
-def _recode(src: Dataset, level: int, boxes: list[Box], dst: Store, key: str, fmt: ChunkFormat,
-            dtype: str) -> tuple[int, int, int]:
-    """Worker task: re-encode some chunks of one scale. Returns (chunks, absent, bytes)."""
+def _recode(src: Dataset, level: int, boxes: list[Box], sink: ChunkSink, scale: Scale, codec: Codec,
+            dtype: str, then: Finish | None = None) -> tuple[int, int, int]:
+    """Worker task: re-encode some chunks of one scale into the sink (chunk files, or the
+    spool segment of one shard, which `then` assembles), as the destination's `scale`.
+    Returns (chunks, absent, bytes)."""
+    out = sink.open(level, scale, Box(boxes[0].start, boxes[-1].stop))
     absent = nbytes = 0
     for box in boxes:
         chunk = src.read_chunk(level, box)
         if chunk is None:
             absent += 1
             continue
-        data = fmt.encode(chunk.astype(dtype, copy=False))
-        dst.write(fmt.key(key, box.name), data)
-        nbytes += len(data)
+        nbytes += out.put(box, codec.encode(chunk.astype(dtype, copy=False)))
+    out.close()
+    if then is not None:
+        then.run()
     return len(boxes), absent, nbytes
+
+
+def _shards(scale: Scale, spec: ShardingSpec) -> dict[int, list[Box]]:
+    """The chunks of each shard of a sharded scale."""
+    codes, cells = chunk_ids(scale.grid)
+    out: dict[int, list[Box]] = {}
+    for shard, (x, y, z) in zip(spec.shard_numbers(codes).tolist(), cells.T.tolist()):
+        out.setdefault(shard, []).append(scale.chunk(x, y, z))
+    return out
 
 
 BATCH = 64  # chunks per task: a task's arguments stay small whatever the grid
@@ -70,9 +91,12 @@ BATCH = 64  # chunks per task: a task's arguments stay small whatever the grid
 def convert_chunks(source: Where, destination: Where, *,
                    encoding: str | None = None, copy_info: bool = False, jpeg_quality: int = 90,
                    jpeg_plane: str = "xy", cseg_block_size: tuple[int, int, int] = (8, 8, 8),
-                   gzip: bool = False, memory: str | int | None = None,
-                   workers: int | None = None, overwrite: bool = False) -> Recoded:
+                   gzip: bool = False, sharding: str | None = None, shard_size: str | int = "2GiB",
+                   memory: str | int | None = None, workers: int | None = None,
+                   overwrite: bool = False) -> Recoded:
     """Re-encode every chunk of `source` into `destination`; absent chunks stay absent.
+    `sharding` (off, auto, PRESHIFT,MINISHARD,SHARD) shards or unshards every scale; by default
+    the destination is sharded as the target info says (the source's).
 
     Like every writing command it holds the destination's lock and keeps a job record
     (`.streamconv/chunks/`): a second writer is refused, an interrupted run is run again (every
@@ -84,6 +108,12 @@ def convert_chunks(source: Where, destination: Where, *,
     src = open_dataset(source)
     _refuse_in_place(src.store, dst)
     info = target_info(src.info, dst, encoding, copy_info, jpeg_quality, jpeg_plane, cseg_block_size)
+    if sharding is not None:
+        info = apply_sharding(info.with_sharding([None] * len(info.scales)),
+                              parse_sharding(sharding, parse_size(shard_size)))
+    if gzip and any(s.sharding is not None for s in info.scales):
+        raise UsageError("--gzip writes <chunk>.gz files; a sharded destination compresses its "
+                         "chunks in the shard files")
     if len(info.scales) != len(src.scales) or any(
             (a.size, a.chunk_size) != (b.size, b.chunk_size)
             for a, b in zip(info.geometry, src.scales)):
@@ -103,6 +133,7 @@ def convert_chunks(source: Where, destination: Where, *,
         prepare_output(dst, keys, record, overwrite, resume=True, step=CHUNKS)
         write_job(dst, {"job": record, "complete": False}, CHUNKS)
         total = _recode_all(src, dst, info, gzip, workers)
+        dst.delete(WORK)
         dst.write("info", info.to_json(), durable=True)
         write_job(dst, {"job": record, "complete": True, "boot": boot_id()}, CHUNKS)
     return total
@@ -120,20 +151,27 @@ def _refuse_in_place(src: Store, dst: Store) -> None:
 
 def _recode_all(src: Dataset, dst: Store, info: VolumeInfo, gzip: bool, workers: int) -> Recoded:
     total = Recoded(0, 0, 0)
+    spool = ShardSpool(dst, SPOOL, tuple(s.sharding for s in info.scales), FileSink(dst, compression(gzip)))
     in_flight = 4 * max(workers, 1)  # bounded queue: memory stays flat on any number of chunks
     with executor(workers) as pool:
         pending: set = set()
-        for level, scale in enumerate(src.scales):
-            fmt = ChunkFormat(info.scales[level].codec, compression(gzip))
-            cells = src.stored_cells(level)
-            if cells is not None:
-                total = Recoded(total.chunks + scale.num_chunks - len(cells),
-                                total.absent + scale.num_chunks - len(cells), total.bytes_written)
-            for batch in _batches(scale, cells):
+        for level in range(len(src.scales)):
+            codec, spec, scale = info.scales[level].codec, spool.specs[level], info.geometry[level]
+            tasks: Iterable[tuple[list[Box], Finish | None]]
+            if spec is not None:  # a task per shard: its chunks, then the shard file
+                tasks = [(boxes, AssembleShard(dst, SPOOL, scale, spec, shard))
+                         for shard, boxes in _shards(scale, spec).items()]
+            else:  # the stored chunks (or every cell), a batch per task
+                cells = src.stored_cells(level)
+                if cells is not None:
+                    total = Recoded(total.chunks + scale.num_chunks - len(cells),
+                                    total.absent + scale.num_chunks - len(cells), total.bytes_written)
+                tasks = ((batch, None) for batch in _batches(scale, cells))
+            for boxes, then in tasks:
                 while len(pending) >= in_flight:
                     total = _collect(pending, total)
-                pending.add(pool.submit(_recode, src, level, batch, dst, info.geometry[level].key,
-                                        fmt, info.data_type))
+                pending.add(pool.submit(_recode, src, level, boxes, spool, scale, codec, info.data_type,
+                                        then))
         while pending:
             total = _collect(pending, total)
     return total

@@ -3,14 +3,15 @@ start from an existing pyramid.
 
 Chunks are looked up as the writers of our field store them: the flat name, the flat name
 with `.gz` (gzip-compressed, the cloud-volume and neuroglancer-scripts convention on local
-disk), and neuroglancer-scripts' nested `x0-x1/y0-y1/z0-z1` layout. An absent chunk reads as
-zeros, as in Neuroglancer and tensorstore.
+disk), and neuroglancer-scripts' nested `x0-x1/y0-y1/z0-z1` layout; a sharded scale through
+its shard files (`sharding/reader.py`). An absent chunk reads as zeros, as in Neuroglancer and
+tensorstore.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from .encodings import GZIP, NO_COMPRESSION
 from .errors import DataError
 from .geometry import Box, Scale, triple
 from .info import VolumeInfo
+from .sharding.reader import ShardedScaleReader
 from .storage import Store, open_store
 from .stores import Where
 
@@ -33,6 +35,9 @@ class Dataset:
     store: Store
     info: VolumeInfo
     scales: list[Scale]
+    #: the spool of a sharded run in progress: chunks not yet in a shard file are read there
+    spool: str | None = None
+    _sharded: dict[int, ShardedScaleReader] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def dtype(self) -> np.dtype:
@@ -47,6 +52,11 @@ class Dataset:
 
     def chunk_bytes(self, level: int, box: Box) -> bytes | None:
         """The stored (decompressed) bytes of a chunk, or None when it is absent."""
+        spec = self.info.scales[level].sharding
+        if spec is not None:
+            if level not in self._sharded:
+                self._sharded[level] = ShardedScaleReader(self.store, self.scales[level], spec, self.spool)
+            return self._sharded[level].read(box)
         key = self.scales[level].key
         nested = "/".join(f"{a}-{b}" for a, b in zip(box.start, box.stop))
         for name in (f"{key}/{box.name}", f"{key}/{nested}"):

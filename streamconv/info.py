@@ -3,8 +3,8 @@
 Every reader and writer of an `info` goes through `VolumeInfo`: `VolumeInfo.parse` checks a
 file someone else may have written (types, sizes, encodings, keys that stay inside the
 dataset) and builds each scale's geometry and codec once; `to_json` writes the bytes. Members
-we do not interpret (`mesh`, `segment_properties`, a scale's `sharding`, ...) are kept, in
-their order, after the ones we do.
+we do not interpret (`mesh`, `segment_properties`, ...) are kept, in their order, after the
+ones we do. A scale's `sharding` is a checked `ShardingSpec`.
 
 `FullresInfo` is neuroglancer-scripts' `info_fullres.json`: the full-resolution part only,
 written for the user to check or edit before `generate-scales-info` plans the scales.
@@ -24,12 +24,13 @@ from .dtypes import SUPPORTED
 from .encodings import Codec, codec_for_scale
 from .errors import DataError, UsageError
 from .geometry import Scale, Vec3
+from .sharding.spec import ShardingSpec
 
 VOLUME_TYPES = ("image", "segmentation")
 MULTISCALE = "neuroglancer_multiscale_volume"
 _TOP = ("@type", "type", "data_type", "num_channels", "scales")
 _SCALE = ("key", "size", "voxel_offset", "resolution", "chunk_sizes", "encoding",
-          "compressed_segmentation_block_size")
+          "compressed_segmentation_block_size", "sharding")
 _CODEC_OPTIONS = ("jpeg_quality", "png_level")  # other writers' encoder settings: dropped on re-encoding
 _PATH_MEMBERS = ("mesh", "segment_properties")  # directories other writers name: kept, but checked
 
@@ -52,11 +53,13 @@ class ScaleInfo:
     codec: Codec
     more_chunk_sizes: tuple[Vec3, ...] = ()  # chunk_sizes after the first (readers may choose)
     extra: Members = ()
+    sharding: ShardingSpec | None = None
 
     def to_dict(self) -> dict:
         members = self.scale.info()
         members["chunk_sizes"] += [list(c) for c in self.more_chunk_sizes]
-        return {**members, **self.codec.info(), **dict(self.extra)}
+        sharding = {} if self.sharding is None else {"sharding": self.sharding.to_dict()}
+        return {**members, **self.codec.info(), **sharding, **dict(self.extra)}
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,10 @@ class VolumeInfo:
         return replace(self, data_type=dtype.name, scales=tuple(
             replace(s, codec=codec, extra=tuple((k, v) for k, v in s.extra if k not in _CODEC_OPTIONS))
             for s in self.scales))
+
+    def with_sharding(self, specs: Sequence[ShardingSpec | None]) -> VolumeInfo:
+        """Every scale with its sharding (None: plain chunk files)."""
+        return replace(self, scales=tuple(replace(s, sharding=spec) for s, spec in zip(self.scales, specs)))
 
     def volume_part(self) -> dict:
         """What changes the chunks (not, say, the `mesh` that mesh-to-precomputed adds)."""
@@ -194,7 +201,12 @@ def _scale_from_dict(raw: dict, previous: tuple[float, float, float] | None,
                   chunk_sizes[0],
                   (factor[0], factor[1], factor[2]), offset)
     extra = tuple((k, v) for k, v in raw.items() if k not in _SCALE)
-    return ScaleInfo(scale, codec_for_scale(raw), tuple(chunk_sizes[1:]), extra)
+    sharding = None
+    if "sharding" in raw:
+        sharding = ShardingSpec.parse(raw["sharding"])
+        if len(chunk_sizes) != 1:
+            raise ValueError(f"scale {key}: a sharded scale has exactly one chunk size")
+    return ScaleInfo(scale, codec_for_scale(raw), tuple(chunk_sizes[1:]), extra, sharding)
 
 
 def _triple(value: Any, what: str, low: int, high: int) -> Vec3:

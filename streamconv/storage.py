@@ -3,7 +3,8 @@
 Chunks, the `info` and the state of a run (job record, journal, lock) all go through a store,
 so that another kind of store (object stores, shard files) carries a whole resumable run. A
 store declares what it can do (`Capabilities`); callers ask that instead of recognising a type.
-Stores are picklable so that worker processes write their own chunks.
+Stores are picklable so that worker processes write their own chunks. `LocalStore` is here;
+the read-only `HttpStore` in `httpstore.py`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from .encodings.base import Encoded
-from .errors import DataError, NoSpaceError, OutputError, UsageError
+from .errors import NoSpaceError, OutputError, UsageError
 from .stores.location import Location, Where
-
-MAX_READ = 2 ** 31  # bytes of one key read over the network: a chunk is at most 1 GiB decoded
 
 
 @dataclass(frozen=True)
@@ -55,6 +54,17 @@ class Store(Protocol):
     def read(self, key: str) -> bytes | None:
         """The bytes under `key`, or None when there are none."""
 
+    def read_range(self, key: str, start: int, stop: int) -> bytes | None:
+        """Bytes [start, stop) under `key` (a shard is read a few ranges at a time), or None
+        when the key is absent."""
+
+    def size(self, key: str) -> int | None:
+        """The length of the value under `key`, or None when there is none."""
+
+    def writer(self, key: str) -> StreamWriter:
+        """A value written in pieces that appears under `key` whole, at `commit`: a shard file,
+        a spool segment; never held in memory whole."""
+
     def delete(self, key: str) -> None:
         """Remove `key` and everything below it, if present."""
 
@@ -69,6 +79,16 @@ class Store(Protocol):
 
     def sync(self) -> None:
         """Make everything written to the store so far durable."""
+
+
+class StreamWriter(Protocol):
+    def write(self, data: Encoded) -> None: ...
+
+    def commit(self, durable: bool = False) -> None:
+        """Put what was written in place under the key, atomically."""
+
+    def abort(self) -> None:
+        """Forget what was written."""
 
 
 def require(store: Store, what: str, why: str) -> None:
@@ -174,6 +194,24 @@ class LocalStore:
         except OSError as exc:
             raise _output_error(self._path(key), exc) from exc
 
+    def read_range(self, key: str, start: int, stop: int) -> bytes | None:
+        try:
+            with open(self._path(key), "rb") as f:
+                return os.pread(f.fileno(), stop - start, start)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _output_error(self._path(key), exc) from exc
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def writer(self, key: str) -> StreamWriter:
+        return _LocalWriter(self._path(key))
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         try:
@@ -239,6 +277,57 @@ class LocalStore:
             os.close(fd)
 
 
+class _LocalWriter:
+    """A temporary file beside the target (`.<name>.<pid>.tmp`, swept by a resume) renamed
+    over it at commit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as exc:
+            raise _output_error(path, exc) from exc
+        self._pending: list[Encoded] = []
+        self._size = 0
+
+    def write(self, data: Encoded) -> None:
+        """Written in pieces of about 1 MiB: small chunks need not cost a system call each."""
+        self._pending.append(data)
+        self._size += len(data)
+        if self._size >= 1 << 20:
+            self._flush()
+
+    def _flush(self) -> None:
+        try:
+            _write_all(self.fd, b"".join(self._pending), durable=False)
+        except OSError as exc:
+            self.abort()
+            raise _output_error(self.path, exc) from exc
+        self._pending, self._size = [], 0
+
+    def commit(self, durable: bool = False) -> None:
+        self._flush()
+        try:
+            if durable:
+                os.fsync(self.fd)
+            os.close(self.fd)
+            os.replace(self.tmp, self.path)
+            if durable:
+                _fsync_dir(self.path.parent)
+        except OSError as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise _output_error(self.path, exc) from exc
+
+    def abort(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+
 _fds: dict[int, int] = {}
 
 
@@ -278,85 +367,6 @@ def _output_error(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"{path}: cannot write ({exc.strerror or exc})")
 
 
-class HttpStore:
-    """A precomputed volume served over http(s), read only (convert-chunks, verify)."""
-
-    can = Capabilities()
-
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-
-    def read(self, key: str) -> bytes | None:
-        """GET, retried (with the object stores' backoff) on 429, 5xx and failed connections."""
-        import urllib.error
-
-        from .stores.objects import Retry
-
-        try:
-            return Retry().call(lambda: self._get(key), f"{self.url}/{key}: cannot read")
-        except urllib.error.HTTPError as exc:
-            raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise OutputError(f"{self.url}/{key}: {getattr(exc, 'reason', exc)}") from exc
-
-    def _get(self, key: str) -> bytes | None:
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"{self.url}/{key}", timeout=60) as response:
-                data = _read_bounded(response)
-        except urllib.error.HTTPError as exc:
-            exc.close()  # it holds the connection
-            if exc.code in (403, 404):  # what Neuroglancer reads as "no chunk here"
-                return None
-            if exc.code == 429 or exc.code >= 500:
-                raise  # an OSError: retried
-            raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
-        if len(data) > MAX_READ:
-            raise DataError(f"{self.url}/{key}: more than {MAX_READ >> 20} MiB, larger than any "
-                            "chunk or info can be")
-        return data
-
-    def write(self, key: str, data: Encoded, durable: bool = False) -> None:
-        self._read_only()
-
-    def write_all(self, items: Iterable[tuple[str, Encoded]]) -> None:
-        self._read_only()
-
-    def delete(self, key: str) -> None:
-        self._read_only()
-
-    def list(self, prefix: str = "") -> Iterator[str]:
-        self._read_only()
-        return iter(())
-
-    def create(self, key: str, data: bytes) -> bool:
-        self._read_only()
-        return False
-
-    def append(self, key: str, data: bytes, durable: bool = False) -> None:
-        self._read_only()
-
-    def sync(self) -> None:
-        self._read_only()
-
-    def _read_only(self) -> None:
-        """Callers check `can` first; this is the guard behind that check."""
-        raise OutputError(f"{self.url}: http locations are read only")
-
-
-def _read_bounded(response: Any) -> bytes:
-    """A response's body, read in pieces up to `MAX_READ` + 1 bytes: a hostile server cannot
-    make us allocate more (`read(n)` would allocate n bytes at once)."""
-    pieces, total = [], 0
-    while total <= MAX_READ:
-        piece = response.read(min(1 << 20, MAX_READ + 1 - total))
-        if not piece:
-            break
-        pieces.append(piece)
-        total += len(piece)
-    return b"".join(pieces)
 
 
 def open_store(where: Where) -> Store:
@@ -365,6 +375,8 @@ def open_store(where: Where) -> Store:
     as Neuroglancer writes sources, is dropped."""
     location = Location.of(where)
     if location.scheme in ("http", "https"):
+        from .httpstore import HttpStore
+
         return HttpStore(location.url)
     if location.scheme in ("", "file"):
         return LocalStore(location.path)

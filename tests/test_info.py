@@ -18,9 +18,10 @@ import streamconv
 from streamconv.encodings import make_codec
 from streamconv.engine.journal import Journal, Lock, boot_id
 from streamconv.errors import DataError, OutputError, UsageError
+from streamconv.httpstore import HttpStore
 from streamconv.info import VolumeInfo
 from streamconv.pyramid import plan_pyramid
-from streamconv.storage import HttpStore, LocalStore
+from streamconv.storage import LocalStore
 
 STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
 
@@ -43,13 +44,17 @@ def test_what_we_write_parses_back_to_the_same_bytes(tmp_path, encoding, dtype, 
 
 
 def test_members_of_other_writers_are_kept_in_order():
-    raw = json.loads(info_of(sharding={"@type": "neuroglancer_uint64_sharded_v1"}))
+    sharding = {"@type": "neuroglancer_uint64_sharded_v1", "preshift_bits": 1, "hash": "murmurhash3_x86_128",
+                "minishard_bits": 2, "shard_bits": 3, "minishard_index_encoding": "gzip",
+                "data_encoding": "raw"}
+    raw = json.loads(info_of(sharding=sharding))
     raw["mesh"], raw["segment_properties"] = "mesh", "names"
     info = VolumeInfo.parse(json.dumps(raw).encode(), "info")
     assert info.get("mesh") == "mesh" and info.get("segment_properties") == "names"
     written = json.loads(info.with_member("mesh", "meshes").to_json())
     assert list(written)[-2:] == ["mesh", "segment_properties"] and written["mesh"] == "meshes"
-    assert written["scales"][0]["sharding"] == {"@type": "neuroglancer_uint64_sharded_v1"}
+    assert written["scales"][0]["sharding"] == sharding  # read as a ShardingSpec, written back
+    assert info.scales[0].sharding is not None and info.scales[0].sharding.shard_bits == 3
 
 
 @pytest.mark.parametrize("scale, problem", [

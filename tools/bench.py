@@ -5,6 +5,7 @@
         --encoding compressed_segmentation
     python tools/bench.py stack --count 256 --memory 4GiB
     python tools/bench.py s3 --shape 512,512,512 --dtype uint8 --memory 512MiB
+    python tools/bench.py volume --memory 512MiB --sharding auto --skip-ngscripts
 
 Each contestant runs as a child process; its wall time and the peak memory of its whole process
 tree (sum of RSS, and sum of PSS, which counts shared pages once) are sampled every 20 ms.
@@ -14,6 +15,8 @@ the same count and sizes as streamconv's output, nothing else. neuroglancer-scri
 dependency: `pip install .[bench]`) runs its documented steps with `--flat --no-gzip` and the
 same chunk size. With `--durable` every contestant's time includes a final sync(1): the time
 until its output is on disk, which streamconv does not wait for (nor do the others).
+With `--sharding MODE` each round also runs streamconv with `--sharding MODE` ("streamconv
+sharded"), and the report gives its time against the unsharded run and the file counts.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class Measurement:
     peak_rss: int
     peak_pss: int
     output_bytes: int = 0
+    files: int = 0
 
 
 def measure(name: str, commands: list[list[str]], durable: bool = False) -> Measurement:
@@ -141,8 +145,16 @@ def bench(name: str, work: Path, inputs: list[Path], streamconv_cmd, ngscripts_c
         results.append(run_floor(work, inputs, ours, args.durable))
         settle(inputs, ours)
         m = measure("streamconv", [streamconv_cmd(ours)], args.durable)
-        m.output_bytes = sum(size for _, size in tree_files(ours))
+        m.output_bytes, m.files = output_size(ours)
         results.append(m)
+        if args.sharding != "off":
+            sharded = work / "out-streamconv-sharded"
+            settle(inputs, ours, sharded)
+            m = measure("streamconv sharded", [streamconv_cmd(sharded) + [
+                "--sharding", args.sharding, "--shard-size", args.shard_size]], args.durable)
+            m.output_bytes, m.files = output_size(sharded)
+            results.append(m)
+            subprocess.run(streamconv_cmd(ours), check=True, capture_output=True)  # the floor's sizes
     if not args.skip_ngscripts:
         theirs = work / "out-ngscripts"
         settle(inputs, theirs)
@@ -154,6 +166,12 @@ def bench(name: str, work: Path, inputs: list[Path], streamconv_cmd, ngscripts_c
     return results
 
 
+def output_size(root: Path) -> tuple[int, int]:
+    """Bytes and number of files of an output, its info included."""
+    files = tree_files(root)
+    return sum(size for _, size in files), len(files) + 1
+
+
 def best(results: list[Measurement], name: str) -> Measurement | None:
     found = [m for m in results if m.name == name]
     return min(found, key=lambda m: m.seconds) if found else None
@@ -162,10 +180,17 @@ def best(results: list[Measurement], name: str) -> Measurement | None:
 def report(name: str, results: list[Measurement]) -> None:
     print(f"\n{name} on {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
           f"Python {platform.python_version()}")
-    print(f"{'contestant':24} {'seconds':>8} {'peak RSS sum':>13} {'peak PSS sum':>13} {'output':>10}")
+    print(f"{'contestant':24} {'seconds':>8} {'peak RSS sum':>13} {'peak PSS sum':>13} {'output':>10} "
+          f"{'files':>8}")
     for m in results:
         print(f"{m.name:24} {m.seconds:8.2f} {m.peak_rss / MiB:9.0f} MiB {m.peak_pss / MiB:9.0f} MiB "
-              f"{m.output_bytes / MiB:6.0f} MiB")
+              f"{m.output_bytes / MiB:6.0f} MiB {m.files or '':>8}")
+    sharded = best(results, "streamconv sharded")
+    if sharded:
+        pairs = [(a.seconds / b.seconds) for a, b in zip(
+            [m for m in results if m.name == "streamconv sharded"], [m for m in results if m.name == "streamconv"])]
+        print("streamconv sharded / unsharded per round:", ", ".join(f"{r:.2f}x" for r in pairs),
+              f"(median {statistics.median(pairs):.2f}x)")
     ours, low, theirs = best(results, "streamconv"), best(results, "I/O floor"), best(results, "neuroglancer-scripts")
     if ours and low:
         print(f"streamconv / I/O floor: {ours.seconds / low.seconds:.2f}x (best of each)")
@@ -236,6 +261,8 @@ def stack_bench(args) -> list[Measurement]:
         full = ours_best.seconds / args.count * 7404
         print(f"extrapolated to BigBrain's 7404 sections: {full / 3600:.1f} h "
               f"({ours_best.seconds / args.count:.2f} s per section)")
+    if args.sharding == "auto":
+        print(bigbrain_sharded(args.width, args.height, args.memory, args.shard_size, args.workers))
     return results
 
 
@@ -278,6 +305,29 @@ def s3_bench(args) -> list[Measurement]:
     return results
 
 
+def bigbrain_sharded(width: int, height: int, memory: str, shard_size: str, workers: int) -> str:
+    """The full BigBrain stack (7404 sections, RIA, jpeg, 64^3 chunks) sharded `auto`: shard
+    files per scale and the spool's bound, from the same planning code a run uses."""
+    import numpy as np
+
+    from streamconv.encodings import make_codec
+    from streamconv.engine.budget import parse_size, plan_slabs
+    from streamconv.pyramid import plan_pyramid
+    from streamconv.sharding import AutoSharding, apply_sharding
+    from streamconv.sharding.spool import ShardCompletion, ShardedLevel
+    from streamconv.storage import LocalStore
+
+    size, resolution = (width, 7404, height), (21166.67, 20000.0, 21166.67)
+    scales, info = plan_pyramid(size, resolution, np.dtype("uint8"), 1, "image", 64, None, make_codec("jpeg"))
+    info = apply_sharding(info, AutoSharding(parse_size(shard_size)))
+    plan = plan_slabs(scales, 1, np.dtype("uint8"), workers, parse_size(memory), True, 1)
+    levels = [ShardedLevel(k, s, si.sharding, plan.slab_planes[k], 1)
+              for k, (s, si) in enumerate(zip(scales, info.scales)) if si.sharding is not None]
+    unsharded = sum(s.num_chunks for s in scales)
+    return (f"BigBrain {size} sharded auto ({shard_size} shards), unsharded {unsharded} chunk files:\n"
+            + ShardCompletion(LocalStore("/nonexistent"), "spool", levels, 1).describe())
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "floor":
         floor(*sys.argv[2:5])
@@ -294,6 +344,9 @@ def main() -> None:
         p.add_argument("--durable", action="store_true",
                        help="time until the output is on disk: a sync(1) ends every contestant")
         p.add_argument("--json", help="save the measurements here")
+        p.add_argument("--sharding", default="off",
+                       help="also run streamconv with --sharding MODE (auto, or P,M,S bits) each round")
+        p.add_argument("--shard-size", default="2GiB")
         p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more streamconv options")
         if name in ("volume", "s3"):
             p.add_argument("--shape", default="1024,1024,1024")

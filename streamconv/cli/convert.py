@@ -28,6 +28,8 @@ from .options import (
     OutsideValue,
     Plane,
     RunOptions,
+    ShardingMode,
+    ShardSize,
     bundled,
     xyz,
 )
@@ -61,6 +63,8 @@ def convert(
     gzip: Annotated[bool, typer.Option(help="Write gzip-compressed <chunk>.gz files.")] = False,
     outside_value: OutsideValue = None,
     skip_empty: Annotated[bool, typer.Option(help="Do not write chunks that are all zero.")] = False,
+    sharding: ShardingMode = "off",
+    shard_size: ShardSize = "2GiB",
     *,
     run: RunOptions,
 ) -> None:
@@ -73,7 +77,8 @@ def convert(
             ignore_scaling=ignore_scaling, resolution=resolution,
             input_orientation=input_orientation, fill_missing=fill_missing,
             encoding=encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
-            cseg_block_size=block, gzip=gzip, skip_empty=skip_empty, **run.engine(),
+            cseg_block_size=block, gzip=gzip, skip_empty=skip_empty, sharding=sharding,
+            shard_size=shard_size, **run.engine(),
             progress=progress)
     summary(report, run)
 
@@ -89,6 +94,10 @@ def convert_chunks_command(
     jpeg_quality: JpegQuality = 90,
     jpeg_plane: JpegPlane = "xy",
     cseg_block_size: CsegBlockSize = "8,8,8",
+    sharding: Annotated[Optional[str], typer.Option(
+        "--sharding", help="off: unshard; auto or PRESHIFT,MINISHARD,SHARD: shard every scale "
+                           "[default: as the source]")] = None,
+    shard_size: ShardSize = "2GiB",
     *,
     files: FileOptions,
     run: RunOptions,
@@ -98,8 +107,8 @@ def convert_chunks_command(
     with reported_errors(run.debug):
         done = convert_chunks(run.at(source), run.at(destination), encoding=encoding, copy_info=copy_info,
                               jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane, cseg_block_size=block,
-                              gzip=files.gzip, memory=run.memory, workers=run.workers,
-                              overwrite=run.overwrite)
+                              gzip=files.gzip, sharding=sharding, shard_size=shard_size,
+                              memory=run.memory, workers=run.workers, overwrite=run.overwrite)
     if not run.quiet:
         typer.echo(f"{destination}: {done.chunks - done.absent} chunks re-encoded "
                    f"({done.absent} absent), {format_size(done.bytes_written)}", err=True)

@@ -97,6 +97,13 @@ OutsideValue = Annotated[Optional[float], typer.Option(
     help="Average downsampling: the value of the voxels past an odd edge (e.g. 255 for a white "
          "background) [default: edge blocks average their voxels only]")]
 
+# Sharded output (convert, convert-chunks).
+ShardingMode = Annotated[str, typer.Option(
+    "--sharding", help="off: one file per chunk; auto: each scale packed into shards of about "
+                       "--shard-size; or PRESHIFT,MINISHARD,SHARD bits for every scale.")]
+ShardSize = Annotated[str, typer.Option(
+    help="--sharding auto: chunk data per shard, before compression.")]
+
 # Arguments of the step-by-step and mesh commands.
 VolumeFile = Annotated[str, typer.Argument(help="A volume nibabel reads.")]
 Dataset = Annotated[str, typer.Argument(help="The dataset directory (with its info).")]

@@ -22,6 +22,9 @@ class CodecOptions:
 
 class Codec(Protocol):
     name: ClassVar[str]
+    #: whether gzip is worth running on its bytes (a shard's data encoding); not for images,
+    #: which are compressed already
+    compressible: ClassVar[bool]
 
     def encode(self, chunk: np.ndarray) -> Encoded:
         """Bytes of one chunk file for `chunk`, shaped (channels, z, y, x)."""
@@ -56,6 +59,7 @@ class CodecBase:
     """Defaults: any type, stored as it is, no parameters."""
 
     name: ClassVar[str]
+    compressible: ClassVar[bool] = True
 
     def info(self) -> dict:
         return {"encoding": self.name}

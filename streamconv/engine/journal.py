@@ -313,7 +313,7 @@ def _remove_ours(store: Store, scale_keys: list[str], step: str) -> None:
         keys |= _written_keys(store)
         mine = (["info"] if step == CONVERT else []) + _records(store)
     else:  # a step: its own scales and records
-        mine = [f"{state}/job.json", f"{state}/journal"]
+        mine = [f"{state}/job.json", f"{state}/journal", f"{state}/spool"]
     for key in sorted(keys) + mine:
         store.delete(key)
 

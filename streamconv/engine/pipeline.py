@@ -29,6 +29,8 @@ from ..storage import Store
 from .budget import SlabPlan, band_axis
 from .buffers import SlabBuffer
 from .executor import TaskExecutor
+from .output import output_sink
+from .sink import Finish, run_finish
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
 
 if TYPE_CHECKING:  # the runner imports this module to run its jobs
@@ -60,6 +62,7 @@ class TaskKind(enum.Enum):
 
     FILL = "fill"  # wrote planes into the slab: read from the source, or back from the chunks
     BAND = "band"  # read a band of the slab: wrote its chunks, downsampled it into slab.target
+    FINISH = "finish"  # completed output made of several slabs (a shard file); no slab waits
 
 
 @dataclass(frozen=True)
@@ -179,10 +182,11 @@ class Pipeline:
         `job.first` are on disk already: complete too, read back only to be downsampled."""
         self.job, self.source, self.store, self.executor, self.hooks = job, source, store, executor, hooks
         self.scales, self.plan, self.axis = job.scales, job.plan, job.plan.stream_axis
-        self.volume = Dataset(store, job.info, job.scales)
         self.grid = SlabGrid(job.scales, job.plan)
         self.done = frozenset(done) | {(level, i) for level in range(job.first)
                                        for i in range(self.grid.count(level))}
+        self.sink, self.completion, spool = output_sink(job, store)
+        self.volume = Dataset(store, job.info, job.scales, spool=spool)
         # A source that must read in order is read by one thread of this process.
         self._read_executor: Executor | TaskExecutor = (
             executor if source.parallel_reads or executor.in_process
@@ -192,16 +196,18 @@ class Pipeline:
         self._free: list[list[SlabBuffer]] = [[] for _ in self.scales]
         self._open: list[dict[int, _Slab]] = [{} for _ in self.scales]
         self._visited: set[tuple[int, int]] = set()  # opened or skipped: never opened twice
-        self._in_flight: dict[Future[Any], tuple[TaskKind, _Slab]] = {}
+        self._in_flight: dict[Future[Any], tuple[TaskKind, _Slab | None]] = {}
 
     def run(self) -> Totals:
         """Every slab of every scale, in order along the stream axis; what this run did."""
         try:
+            self._finish(self.completion.start(self.done))
             for index in range(self.grid.count(0)):
                 self._start(index)
                 self._check_stop()
             while self._in_flight:
                 self._wait_one()
+            self.completion.end()
             return self.totals
         except BaseException:
             for future in self._in_flight:
@@ -300,8 +306,9 @@ class Pipeline:
             down = Downsample(target.buffer.ref, self.grid.origin(target.p0),
                               self.scales[target.level].factor, self.job.method, self.job.outside_value)
         for region in self.grid.bands(slab.level, slab.p0, slab.p1):
-            band = Band(slab.buffer.ref, self.grid.origin(slab.p0), self.scales[slab.level], region,
-                        self.store, self.job.fmt, self.job.skip_empty, down, write=not slab.replay)
+            band = Band(slab.buffer.ref, self.grid.origin(slab.p0), slab.level, self.scales[slab.level],
+                        region, self.job.fmt.codec, self.sink, self.job.skip_empty, down,
+                        write=not slab.replay)
             slab.readers += 1
             if slab.target is not None:
                 slab.target.writers += 1
@@ -319,6 +326,8 @@ class Pipeline:
             error = future.exception()
             if error is not None:
                 failure = failure or error
+            elif slab is None:  # TaskKind.FINISH
+                continue
             elif kind is TaskKind.FILL:
                 self._fill_done(slab)
             else:
@@ -362,8 +371,15 @@ class Pipeline:
         target, so its buffer is reused and it is reported complete."""
         del self._open[slab.level][slab.index]
         self._free[slab.level].append(slab.buffer)
-        if self.hooks.slab_done and not slab.replay:
-            self.hooks.slab_done(slab.level, slab.index)
+        if not slab.replay:
+            if self.hooks.slab_done:
+                self.hooks.slab_done(slab.level, slab.index)
+            self._finish(self.completion.slab_done(slab.level, slab.index))
+
+    def _finish(self, tasks: list[Finish]) -> None:
+        """Run what completed slabs made possible (assembling shards) on the workers."""
+        for task in tasks:
+            self._in_flight[self.executor.submit(run_finish, task)] = (TaskKind.FINISH, None)
 
     def _raise(self, failure: BaseException) -> None:
         """A task's error as the user should see it."""

@@ -152,7 +152,10 @@ def _write(source: Source, job: Job, store: Store, pool: TaskExecutor, overwrite
             with _stop_on_signals() as stop:
                 hooks = Hooks(progress=progress(job.scales) if progress else None,
                               slab_done=journal.record, should_stop=stop.is_set)
-                totals = Pipeline(job, source, store, pool, hooks, frozenset(done)).run()
+                pipeline = Pipeline(job, source, store, pool, hooks, frozenset(done))
+                if pipeline.completion.describe():
+                    log.info("%s", pipeline.completion.describe())
+                totals = pipeline.run()
         finally:
             journal.close()
         if job.step == CONVERT:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..dataset import Dataset
 from ..downsampling import downsample
-from ..encodings import ChunkFormat
-from ..encodings.base import Encoded
+from ..encodings import Codec
 from ..geometry import Box, Scale, Vec3, array_axis, ceil_div
 from ..sources import Source
-from ..storage import Store
 from .buffers import SlabRef
+from .sink import ChunkSink
 
 
 def fill(source: Source, p0: int, p1: int, ref: SlabRef, first_plane: int) -> None:
@@ -50,10 +48,11 @@ class Band:
 
     source: SlabRef
     origin: Vec3  # voxel of the scale at the slab's first element
+    level: int
     scale: Scale
     region: Box
-    store: Store
-    fmt: ChunkFormat
+    codec: Codec
+    sink: ChunkSink  # where the encoded chunks go: files, or a shard spool
     skip_empty: bool
     down: Downsample | None
     write: bool = True  # False when replaying a slab whose chunks are already written
@@ -63,26 +62,21 @@ def process_band(band: Band) -> tuple[int, int, int]:
     """Returns (chunks visited, chunks written, bytes written). Chunks are encoded as the store
     takes them (several requests in flight on an object store)."""
     view = band.source.array()[band.region.index(band.origin)]
-    counts = [0, 0, 0]  # visited, written, bytes
-
-    def encoded() -> Iterator[tuple[str, Encoded]]:
-        boxes = band.scale.chunks_in(band.region.start, band.region.stop) if band.write else ()
-        for box in boxes:
+    visited = written = nbytes = 0
+    if band.write:
+        chunks = band.sink.open(band.level, band.scale, band.region)
+        for box in band.scale.chunks_in(band.region.start, band.region.stop):
             chunk = view[box.index(band.region.start)]
-            counts[0] += 1
+            visited += 1
             if band.skip_empty and not chunk.any():
                 continue
-            data = band.fmt.encode(chunk)
-            counts[1] += 1
-            counts[2] += len(data)
-            yield band.fmt.key(band.scale.key, box.name), data
-
-    band.store.write_all(encoded())
+            nbytes += chunks.put(box, band.codec.encode(chunk))
+            written += 1
+        chunks.close()
     if band.down is not None:
         d = band.down
         out = d.target.array()[_downsampled(band.region, d.factor).index(d.origin)]
         downsample(view, d.factor, d.method, out=out, outside=d.outside)
-    visited, written, nbytes = counts
     return visited, written, nbytes
 
 

@@ -1,0 +1,33 @@
+"""The output side of a job: plain chunk files, or shards assembled from a spool, chosen from
+the info (a scale with a `sharding` spec is sharded)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..sharding.spool import ShardCompletion, ShardedLevel, ShardSpool
+from ..storage import Store
+from .journal import state_key
+from .sink import ChunkSink, Completion, FileSink, NoCompletion
+
+if TYPE_CHECKING:  # the runner imports the pipeline, which imports this module
+    from .runner import Job
+
+
+def output_sink(job: Job, store: Store) -> tuple[ChunkSink, Completion, str | None]:
+    """Where the band tasks put chunks, what completes them, and the spool to read back from
+    (None: plain files). A scale whose info has a `sharding` spec is spooled and assembled."""
+    files = FileSink(store, job.fmt.compression)
+    specs = tuple(s.sharding for s in job.info.scales)
+    written = [level for level in range(job.first, len(job.scales)) if specs[level] is not None]
+    if not written:
+        return files, NoCompletion(), None
+    root = f"{state_key(job.step)}/spool"
+    item = job.info.num_channels * job.info.dtype.itemsize
+    levels = []
+    for level in written:
+        spec = specs[level]
+        assert spec is not None
+        levels.append(ShardedLevel(level, job.scales[level], spec, job.plan.slab_planes[level], item))
+    return (ShardSpool(store, root, specs, files), ShardCompletion(store, root, levels, job.plan.stream_axis),
+            root)

@@ -1,0 +1,116 @@
+"""How a run chooses each scale's sharding: `off`, `auto` (a shard of about `--shard-size`
+bytes of chunk data) or fixed `PRESHIFT,MINISHARD,SHARD` bits.
+
+With the identity hash, the low `preshift + minishard` bits of the compressed Morton code
+select a chunk inside its shard, so a shard is an aligned block of 2^b consecutive Morton codes:
+a spatially compact box of chunks (the bits go to x, y, z in turn). `auto` makes b as large as
+`--shard-size` allows, keeps 2^9 chunks per minishard (TS's heuristic: minishard indexes of
+12 KiB) and gives the remaining Morton bits to the shard number, so a scale that fits in one
+shard (the small top scales) gets `shard_bits` 0: one file.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from ..errors import UsageError
+from ..geometry import Scale
+from .spec import ShardingSpec, morton_bits
+
+if TYPE_CHECKING:  # info.py reads sharding specs: imported there first
+    from ..info import VolumeInfo
+
+log = logging.getLogger("streamconv")
+MANY_FILES = 100_000  # an unsharded output past this many files gets a suggestion
+PRESHIFT_MAX = 9  # 2^9 chunks per minishard: an index of 12 KiB
+DEFAULT_SHARD_SIZE = 2 << 30
+
+
+class Sharding(Protocol):
+    """A run's choice of sharding, asked for each scale."""
+
+    def spec(self, scale: Scale, chunk_bytes: int, compressible: bool) -> ShardingSpec | None:
+        """The scale's sharding, None for plain chunk files. `chunk_bytes`: one whole chunk
+        before compression; `compressible`: whether gzip is worth its time on the codec's
+        bytes (not for jpeg or png)."""
+
+
+@dataclass(frozen=True)
+class NoSharding:
+    def spec(self, scale: Scale, chunk_bytes: int, compressible: bool) -> ShardingSpec | None:
+        return None
+
+
+@dataclass(frozen=True)
+class AutoSharding:
+    shard_size: int = DEFAULT_SHARD_SIZE
+
+    def spec(self, scale: Scale, chunk_bytes: int, compressible: bool) -> ShardingSpec:
+        total = _total_bits(scale)
+        b = min(total, max(0, (self.shard_size // max(chunk_bytes, 1)).bit_length() - 1))
+        preshift = min(b, PRESHIFT_MAX)
+        return ShardingSpec(preshift, b - preshift, total - b, data_encoding=_data(compressible))
+
+
+@dataclass(frozen=True)
+class FixedSharding:
+    preshift_bits: int
+    minishard_bits: int
+    shard_bits: int
+
+    def spec(self, scale: Scale, chunk_bytes: int, compressible: bool) -> ShardingSpec:
+        _total_bits(scale)
+        return ShardingSpec(self.preshift_bits, self.minishard_bits, self.shard_bits,
+                            data_encoding=_data(compressible))
+
+
+def _data(compressible: bool) -> str:
+    return "gzip" if compressible else "raw"
+
+
+def _total_bits(scale: Scale) -> int:
+    total = sum(morton_bits(scale.grid))
+    if total > 64:
+        raise UsageError(f"scale {scale.key}: {scale.num_chunks} chunks need {total} bits of chunk id, "
+                         "more than the 64 a sharded volume allows")
+    return total
+
+
+def parse_sharding(text: str, shard_size: int = DEFAULT_SHARD_SIZE) -> Sharding:
+    """`--sharding off|auto|PRESHIFT,MINISHARD,SHARD`."""
+    if text == "off":
+        return NoSharding()
+    if text == "auto":
+        if shard_size < 1:
+            raise UsageError(f"--shard-size must be positive, got {shard_size}")
+        return AutoSharding(shard_size)
+    try:
+        p, m, s = (int(v) for v in text.split(","))
+        ShardingSpec(p, m, s)
+    except ValueError:
+        raise UsageError(f"--sharding takes off, auto or PRESHIFT,MINISHARD,SHARD bits "
+                         f"(minishard 0-32, shard 0-(64-minishard)), got {text!r}") from None
+    return FixedSharding(p, m, s)
+
+
+def chunk_bytes(scale: Scale, channels: int, dtype: np.dtype) -> int:
+    """Bytes of one whole chunk of a scale before any encoding."""
+    x, y, z = scale.chunk_size
+    return x * y * z * channels * np.dtype(dtype).itemsize
+
+
+def apply_sharding(info: VolumeInfo, choice: Sharding) -> VolumeInfo:
+    """The info with each scale's sharding as `choice` decides it; an unsharded output of
+    more than `MANY_FILES` chunk files gets a warning that suggests `--sharding auto`."""
+    codec = info.scales[0].codec
+    specs = [choice.spec(s, chunk_bytes(s, info.num_channels, info.dtype), s_info.codec.compressible)
+             for s, s_info in zip(info.geometry, info.scales)]
+    files = sum(s.num_chunks for s, spec in zip(info.geometry, specs) if spec is None)
+    if files > MANY_FILES:
+        log.warning("this output will hold %d chunk files (%s); --sharding auto packs each scale "
+                    "into a few shard files", files, codec.name)
+    return info.with_sharding(specs)

@@ -1,0 +1,157 @@
+"""The bytes of a shard file (format notes 5.4), written from chunks that lie elsewhere (spool
+segments) without holding the shard in memory, and read back a few byte ranges at a time.
+
+Layout, as tensorstore writes it: the shard index (16 bytes per minishard), then for each
+minishard in turn its chunks' data in ascending id order and its index, so every offset delta
+after a minishard's first chunk is 0. gzip is always RFC 1952 members (never zlib streams).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import imagecodecs
+import numpy as np
+
+from ..encodings import gzip_compress
+from ..errors import DataError
+from ..storage import Store
+from .spec import ShardingSpec
+
+INDEX_LEVEL = 9  # minishard indexes are small; their size matters to every reader
+#: chunk data: libdeflate's level 1 compresses 64^3 uint8 chunks 4-5x faster than zlib's
+#: default level, and no worse (bench.py, docs/benchmarks.md)
+DATA_LEVEL = 1
+
+
+def gzip_data(data: bytes) -> bytes:
+    """A chunk's gzip member (RFC 1952), by libdeflate: the sharded run's main extra cost."""
+    return bytes(imagecodecs.gzip_encode(data, level=DATA_LEVEL))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A chunk to put in a shard: its id, its stored bytes' length, and where they are now."""
+
+    chunk_id: int
+    size: int
+    source: str  # key of the spool segment that holds it
+    offset: int
+
+
+def encode_index(data: bytes, encoding: str) -> bytes:
+    return gzip_compress(data, INDEX_LEVEL) if encoding == "gzip" else data
+
+
+def encode_data(data: bytes, encoding: str) -> bytes:
+    return gzip_data(data) if encoding == "gzip" else data
+
+
+def decode(data: bytes, encoding: str, where: str) -> bytes:
+    """`gzip`: accepts zlib streams too, as neuroglancer-scripts wrote them (format notes 2.5)."""
+    if encoding != "gzip":
+        return data
+    try:
+        return zlib.decompress(data, 47)  # 32 + 15: gzip or zlib header, detected
+    except zlib.error as exc:
+        raise DataError(f"{where}: not gzip data ({exc})") from exc
+
+
+def _minishard_index(entries: list[Entry], start: int) -> bytes:
+    """Rows of ids (delta-coded), offsets (delta-coded from the previous chunk's end) and sizes."""
+    ids = np.array([e.chunk_id for e in entries], np.uint64)
+    rows = np.zeros((3, len(entries)), "<u8")
+    rows[0] = np.diff(ids, prepend=np.uint64(0))
+    rows[1, 0] = start
+    rows[2] = [e.size for e in entries]
+    return rows.tobytes()
+
+
+def write_shard(store: Store, key: str, spec: ShardingSpec, entries: Iterable[Entry],
+                fetch: Callable[[Entry], bytes]) -> int:
+    """Write the shard of `entries` (sorted by id, no duplicates) under `key`, the chunk bytes
+    read one at a time through `fetch`; the file appears whole, durable. Returns its size."""
+    groups: dict[int, list[Entry]] = {}
+    for entry in entries:
+        groups.setdefault(spec.locate(entry.chunk_id)[1], []).append(entry)
+    table = np.zeros((spec.minishards, 2), "<u8")
+    indexes: dict[int, bytes] = {}
+    at = 0
+    for m in sorted(groups):
+        start = at
+        at += sum(e.size for e in groups[m])
+        indexes[m] = encode_index(_minishard_index(groups[m], start), spec.minishard_index_encoding)
+        table[m] = (at, at + len(indexes[m]))
+        at += len(indexes[m])
+    out = store.writer(key)
+    try:
+        out.write(table.tobytes())
+        for m in sorted(groups):
+            for entry in groups[m]:
+                out.write(fetch(entry))
+            out.write(indexes[m])
+        out.commit(durable=True)
+    except BaseException:
+        out.abort()
+        raise
+    return table.nbytes + at
+
+
+@dataclass
+class ShardReader:
+    """Reads chunks of one sharded scale by id; keeps the shard and minishard indexes it read."""
+
+    store: Store
+    key: str
+    spec: ShardingSpec
+    _minishards: dict[tuple[int, int], dict[int, tuple[int, int]]] = field(default_factory=dict)
+
+    def read(self, chunk_id: int) -> bytes | None:
+        """The chunk's stored bytes, decoded from the data encoding; None when absent."""
+        shard, minishard = self.spec.locate(chunk_id)
+        name = f"{self.key}/{self.spec.file_name(shard)}"
+        where = self.index(shard, minishard).get(chunk_id)
+        if where is None:
+            return None
+        data = self.store.read_range(name, *where)
+        if data is None or len(data) != where[1] - where[0]:
+            raise DataError(f"{self.store.url}/{name}: shorter than its index says")
+        return decode(data, self.spec.data_encoding, f"{self.store.url}/{name}")
+
+    def index(self, shard: int, minishard: int) -> dict[int, tuple[int, int]]:
+        """Chunk id -> absolute byte range, for one minishard."""
+        if (shard, minishard) not in self._minishards:
+            self._minishards[(shard, minishard)] = self._read_index(shard, minishard)
+        return self._minishards[(shard, minishard)]
+
+    def forget(self, shard: int, minishard: int) -> None:
+        """Drop what was read of a minishard (its shard file may have appeared since)."""
+        self._minishards.pop((shard, minishard), None)
+
+    def _read_index(self, shard: int, minishard: int) -> dict[int, tuple[int, int]]:
+        name = f"{self.key}/{self.spec.file_name(shard)}"
+        where = f"{self.store.url}/{name}"
+        end = 16 * self.spec.minishards
+        entry = self.store.read_range(name, 16 * minishard, 16 * minishard + 16)
+        if entry is None:
+            return {}
+        if len(entry) != 16:
+            raise DataError(f"{where}: shorter than its shard index")
+        start, stop = (int(v) for v in np.frombuffer(entry, "<u8"))
+        if start == stop:
+            return {}
+        raw = self.store.read_range(name, end + start, end + stop) or b""
+        data = decode(raw, self.spec.minishard_index_encoding, where)
+        if len(data) % 24:
+            raise DataError(f"{where}: minishard index of {len(data)} bytes, not a multiple of 24")
+        rows = np.frombuffer(data, "<u8").reshape(3, -1).astype(np.uint64)
+        ids = np.cumsum(rows[0], dtype=np.uint64)
+        out: dict[int, tuple[int, int]] = {}
+        position = end
+        for cid, delta, size in zip(ids.tolist(), rows[1].tolist(), rows[2].tolist()):
+            position += delta
+            out[cid] = (position, position + size)
+            position += size
+        return out
