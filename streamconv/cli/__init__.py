@@ -3,7 +3,7 @@
 Only this package imports typer and rich; the library (`streamconv` outside `cli/`) takes plain
 arguments and a progress callback. Commands are registered in the order `--help` lists them:
 the one-pass commands (`convert`), neuroglancer-scripts' step-by-step commands (`steps`), then
-the meshes (`meshes`). Options several commands share are defined once, in `options`.
+the meshes (`meshes`) and the viewer (`view`). Options several commands share are defined once, in `options`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from .app import app
 from . import convert  # noqa: F401  isort: skip
 from . import steps  # noqa: F401  isort: skip
 from . import meshes  # noqa: F401  isort: skip
+from . import view  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 
