@@ -67,32 +67,31 @@ class LocalDataset:
         self.root = Path(root).resolve()
 
     def _path(self, key: str) -> Path | None:
+        """Where `key` resolves (symlinks followed), if that is inside the output."""
         parts = key.split("/")
         if not key or any(p in ("", ".", "..") or p.startswith(".") or "\\" in p or "\0" in p
                           for p in parts):
             return None
         path = self.root.joinpath(*parts).resolve()
-        return path if path.is_relative_to(self.root) and path.is_file() else None
+        return path if path.is_relative_to(self.root) else None
 
     def info(self) -> bytes | None:
         path = self._path("info")
-        return None if path is None else path.read_bytes()
+        return path.read_bytes() if path is not None and path.is_file() else None
 
     def open(self, key: str) -> tuple[BinaryIO, int, bool] | None:
         for name, gzipped in ((key, False), (key + ".gz", True)):
             path = self._path(name)
-            if path is not None:
+            if path is not None and path.is_file():
                 handle = path.open("rb")
                 return handle, os.fstat(handle.fileno()).st_size, gzipped
         return None
 
     def list(self, prefix: str) -> Iterator[str]:
-        directory = self._path(prefix + "/x")  # checks the prefix's segments
-        base = self.root.joinpath(*prefix.split("/")).resolve()
-        if directory is None and not (base.is_relative_to(self.root) and base.is_dir()):
-            return
-        for entry in sorted(base.iterdir()):
-            yield f"{prefix}/{entry.name}"
+        directory = self._path(prefix)
+        if directory is not None and directory.is_dir():
+            for entry in sorted(directory.iterdir()):
+                yield f"{prefix}/{entry.name}"
 
 
 def served_datasets(outputs: Sequence[str | os.PathLike]) -> list[LocalDataset]:
@@ -117,7 +116,7 @@ def client_file(name: str) -> bytes | None:
     if not CLIENT_NAME.fullmatch(name):
         return None
     try:
-        path = files("neuroglancer.static").joinpath("client", name)
+        path = files("neuroglancer.static").joinpath("client").joinpath(name)
     except ModuleNotFoundError:
         return None
     return path.read_bytes() if path.is_file() else None
@@ -284,8 +283,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_error(HTTPStatus.NOT_FOUND)
         handle, size, gzipped = opened
         with handle:
-            span = byte_range(self.headers.get("Range"), size)
-            if span == "unsatisfiable":
+            try:
+                span = byte_range(self.headers.get("Range"), size)
+            except RangeNotSatisfiable:
                 self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
                 self.send_header("Content-Range", f"bytes */{size}")
                 self.send_header("Content-Length", "0")
@@ -346,9 +346,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
 
-def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
-    """A single `bytes=` range as (start, stop), 'unsatisfiable', or None (serve it all; also
-    for forms we do not serve, such as several ranges, which HTTP lets a server ignore)."""
+class RangeNotSatisfiable(Exception):
+    """A Range that starts past the end of the file (416)."""
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """A single `bytes=` range as (start, stop), or None: serve it all (also for forms we do not
+    serve, such as several ranges, which HTTP lets a server ignore)."""
     if not header:
         return None
     match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
@@ -361,5 +365,5 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
         start = int(first)
         stop = size if last == "" else min(size, int(last) + 1)
     if start >= size or stop <= start:
-        return "unsatisfiable"
+        raise RangeNotSatisfiable(header)
     return start, stop
