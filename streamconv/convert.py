@@ -34,8 +34,8 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
             encoding: str = "raw", jpeg_quality: int = 90, jpeg_plane: str = "xy",
             cseg_block_size: tuple[int, int, int] = (8, 8, 8), gzip: bool = False,
             compresslevel: int = 6, skip_empty: bool = False, overwrite: bool = False,
-            resume: bool = True,
-            progress: ProgressFactory | None = None) -> Report:
+            resume: bool = True, progress: ProgressFactory | None = None,
+            dry_run: bool = False) -> Report:
     """Convert a volume or a slice stack to a precomputed pyramid: info, full resolution and
     every scale.
 
@@ -51,7 +51,8 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
     `workers` is the number of processes (default: CPU count; 0 runs everything in this
     process). An output holding an unfinished run of the same conversion is resumed
     (`resume=False` refuses); `overwrite` starts over. `progress`, given the scales, returns a
-    callback fed (scale, chunks, bytes).
+    callback fed (scale, chunks, bytes). `dry_run` writes nothing: the report's `estimate`
+    says what the run would write, the memory, disk and time it would take.
     """
     method = downsampling_method or downsampling.default_method(volume_type)
     downsampling.check_method(method)
@@ -77,4 +78,4 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
             return source, Job(scales, info, plan, ChunkFormat(codec, compression(gzip, compresslevel)), method,
                                skip_empty, record, outside_value=outside_value)
 
-    return run_job(describe, output, workers, overwrite, resume, progress)
+    return run_job(describe, output, workers, overwrite, resume, progress, dry_run)

@@ -28,6 +28,7 @@ from ..sources import Source
 from ..storage import Store, open_output
 from .budget import SlabPlan, default_budget, parse_size
 from .buffers import remove_stale_buffers
+from .estimate import Estimate, check_free_space, estimate_job
 from .executor import TaskExecutor, executor
 from .journal import (
     COMPLETE,
@@ -82,6 +83,7 @@ class Report:
     replayed_slabs: int = 0  # complete before, read back to rebuild a coarser scale
     complete: bool = False   # the output already held this finished job: nothing was done
     peak_memory: int = 0     # bytes: the largest PSS sum of the process tree during the run
+    estimate: Estimate | None = None  # a dry run: what the run would cost; nothing was written
 
 
 def resources(workers: int | None, memory: str | int | None) -> tuple[int, int]:
@@ -122,9 +124,18 @@ def closing_on_error(source: Source) -> Iterator[None]:
 
 
 def run_job(describe: Callable[[], tuple[Source, Job]], output: str | os.PathLike, workers: int,
-            overwrite: bool, resume: bool, progress: ProgressFactory | None) -> Report:
-    """Start the workers, open and plan the job (`describe`) while they start, then write it."""
+            overwrite: bool, resume: bool, progress: ProgressFactory | None, dry_run: bool = False) -> Report:
+    """Start the workers, open and plan the job (`describe`) while they start, then write it.
+    A dry run only plans the job and measures a sample of it (`Report.estimate`)."""
     started = time.perf_counter()
+    if dry_run:
+        source, job = describe()
+        try:
+            cost = estimate_job(source, job, output)
+        finally:
+            source.close()
+        return Report(str(output), job.scales, job.plan, 0, 0, 0, time.perf_counter() - started,
+                      estimate=cost)
     store = open_output(output)
     with peak_memory() as peak, executor(workers) as pool:
         for _ in range(workers):  # start the workers now, while headers are read
@@ -153,6 +164,8 @@ def _write(source: Source, job: Job, store: Store, pool: TaskExecutor, overwrite
             log.info("%s already holds this finished job: nothing to do", store.url)
             return Totals(), found
         resumed = found == RESUME
+        if not resumed:
+            check_free_space(job, store.url)
         journal = Journal(store, job.step)
         done = set(journal.completed()) if resumed else set()
         if resumed:
