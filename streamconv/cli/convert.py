@@ -63,7 +63,7 @@ def convert(
     outside_value: OutsideValue = None,
     skip_empty: Annotated[bool, typer.Option(help="Do not write chunks that are all zero.")] = False,
     dry_run: Annotated[bool, typer.Option(
-        help="Write nothing: print the pyramid, memory, disk and estimated time.")] = False,
+        "--dry-run", help="Write nothing: print the pyramid, memory, disk and estimated time.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="With --dry-run: print JSON.")] = False,
     *,
     run: RunOptions,
