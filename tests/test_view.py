@@ -194,11 +194,11 @@ def test_a_real_browser_shows_the_mni_template(tmp_path):
                 time.sleep(2)
                 driver.save_screenshot(str(tmp_path / "view.png"))
                 shown = brain_fraction(tmp_path / "view.png")
-                if shown > 0.1 or time.monotonic() > deadline:
+                if shown > 0.3 or time.monotonic() > deadline:
                     break
         finally:
             driver.quit()
-        assert shown > 0.1, f"only {shown:.1%} of the top-left panel shows tissue ({tmp_path / 'view.png'})"
+        assert shown > 0.3, f"only {shown:.1%} of the top-left panel shows tissue ({tmp_path / 'view.png'})"
 
 
 def brain_fraction(png: Path) -> float:
@@ -208,6 +208,7 @@ def brain_fraction(png: Path) -> float:
 
     image = np.asarray(Image.open(png).convert("RGB")).astype(int)
     height, width = image.shape[:2]
-    panel = image[height // 5: height * 9 // 20, width * 3 // 20: width * 2 // 5]
+    # Inside the volume's outline in that panel: outside it Neuroglancer paints a uniform grey.
+    panel = image[height // 5: height * 9 // 20, width * 9 // 50: width * 7 // 20]
     grey = (np.ptp(panel, axis=2) < 12) & (panel.mean(axis=2) > 60)
     return float(grey.mean())
