@@ -213,9 +213,10 @@ def _scratch_parent(output: str | os.PathLike) -> str | None:
 
 def check_free_space(job: Job, output: str | os.PathLike) -> None:
     """Refuse a run whose output clearly cannot hold it: raw chunks, whose size is exact, that
-    need more than the free space. (Compressed sizes are only known from a sample: not refused.)"""
+    need more than the free space. (Compressed sizes are only known from a sample, and with
+    --skip-empty the need is an upper bound: neither is refused.)"""
     found = free_space(output)
-    if found is None or not is_exact(job.fmt):
+    if found is None or not is_exact(job.fmt) or job.skip_empty:
         return
     free, block = found
     need = sum(c.disk for c in scale_costs(job, block, 1.0))
