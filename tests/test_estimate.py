@@ -67,3 +67,23 @@ def test_a_run_is_refused_when_the_output_clearly_lacks_the_space(tmp_path, volu
     with pytest.raises(OutputError, match="needs .* free"):
         streamconv.convert(volume, tmp_path / "out", workers=0, chunk_size=16)
     assert not list((tmp_path / "out").rglob("*0-16*"))
+
+
+def test_a_run_ends_with_a_summary_and_its_rerun_is_a_no_op(tmp_path, volume):
+    """The summary line (files, bytes, time, MiB/s, peak memory); the same command again exits 0
+    and writes nothing, so that a workflow manager can rerun a pipeline."""
+    out = tmp_path / "out"
+    command = [STREAMCONV, "convert", str(volume), str(out), "--chunk-size", "16", "--workers", "2"]
+    first = subprocess.run(command, capture_output=True, text=True, check=True)
+    line = first.stderr.strip().splitlines()[-1]
+    assert "60 files" in line and "MiB/s" in line and "peak memory" in line and " s (" in line
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    again = subprocess.run([*command[:-1], "1"], capture_output=True, text=True)  # other --workers
+    assert again.returncode == 0 and "already complete" in again.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == mtimes
+
+
+def test_view_refuses_a_directory_without_an_info_in_one_line(tmp_path):
+    result = subprocess.run([STREAMCONV, "view", "--no-browser", str(tmp_path)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no info" in result.stderr
