@@ -123,6 +123,8 @@ def client_file(name: str) -> bytes | None:
 
 
 def check_client() -> None:
+    """Refuse before serving when the client is missing: a page that cannot load is worse than
+    a one-line error that says what to install."""
     if client_file("index.html") is None:
         raise UsageError("the Neuroglancer client is not installed: pip install 'streamconv[view]' "
                          "(the neuroglancer package)")
@@ -169,6 +171,8 @@ def mesh_segments(dataset: Served, mesh_key: str, limit: int = 1000) -> list[str
 
 
 def viewer_url(base_url: str, state: dict) -> str:
+    """The client's page with the state after `#!`; JSON punctuation stays readable, since a
+    user may copy, read or edit the URL."""
     fragment = urllib.parse.quote(json.dumps(state, separators=(",", ":")), safe="{}[]:,\"/")
     return f"{base_url}/v/{TOKEN}/#!{fragment}"
 
