@@ -40,8 +40,8 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
             cseg_block_size: tuple[int, int, int] = (8, 8, 8), gzip: bool = False,
             compresslevel: int = 6, skip_empty: bool = False, sharding: str = "off",
             shard_size: str | int = DEFAULT_SHARD_SIZE, overwrite: bool = False,
-            resume: bool = True,
-            progress: ProgressFactory | None = None) -> Report:
+            resume: bool = True, progress: ProgressFactory | None = None,
+            dry_run: bool = False) -> Report:
     """Convert a volume or a slice stack to a precomputed pyramid: info, full resolution and
     every scale.
 
@@ -58,7 +58,8 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
     `workers` is the number of processes (default: CPU count; 0 runs everything in this
     process). An output holding an unfinished run of the same conversion is resumed
     (`resume=False` refuses); `overwrite` starts over. `progress`, given the scales, returns a
-    callback fed (scale, chunks, bytes).
+    callback fed (scale, chunks, bytes). `dry_run` writes nothing: the report's `estimate`
+    says what the run would write, the memory, disk and time it would take.
     """
     method = downsampling_method or downsampling.default_method(volume_type)
     downsampling.check_method(method)
@@ -90,4 +91,4 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
             return source, Job(scales, info, plan, ChunkFormat(codec, compression(gzip, compresslevel)), method,
                                skip_empty, record, outside_value=outside_value)
 
-    return run_job(describe, output, workers, overwrite, resume, progress)
+    return run_job(describe, output, workers, overwrite, resume, progress, dry_run)

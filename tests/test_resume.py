@@ -116,7 +116,7 @@ def kill_and_resume(src: Path, out: Path | LocalOutput, args: list[str], seed: i
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            killed += 1
+            killed += 1  # even after it finished: the next run is then a no-op (issue 16)
             finished = target.finished()
         finally:
             if proc.stderr:
@@ -183,8 +183,10 @@ def test_resume_refuses_a_changed_input_or_parameters(tmp_path, volume):
         streamconv.convert(small, out, workers=0, chunk_size=8, resume=False)
     report = streamconv.convert(small, out, workers=0, chunk_size=8)
     assert report.resumed and report.chunks_written == 0
-    with pytest.raises(OutputError, match="finished"):
-        streamconv.convert(small, out, workers=0, chunk_size=8)
+    again = streamconv.convert(small, out, workers=2, chunk_size=8)  # issue 16: the same job is a no-op
+    assert again.complete and again.chunks_written == 0 and not again.resumed
+    with pytest.raises(OutputError, match="finished conversion of something else.*chunk_sizes"):
+        streamconv.convert(small, out, workers=0, chunk_size=16)
     assert streamconv.convert(small, out, workers=0, chunk_size=16, overwrite=True).chunks_written > 0
 
 
@@ -204,8 +206,8 @@ def test_after_a_restart_only_synced_checkpoints_are_trusted(tmp_path, volume, m
     out = tmp_path / "out"
     monkeypatch.setattr(journal, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every slab
     first = streamconv.convert(volume, out, workers=0, chunk_size=32)
-    with pytest.raises(OutputError, match="finished"):  # same boot: finished, nothing redone
-        streamconv.convert(volume, out, workers=0, chunk_size=32)
+    again = streamconv.convert(volume, out, workers=0, chunk_size=32)  # same boot: finished, nothing redone
+    assert again.complete and again.chunks_written == 0
     restart_machine(out)  # it ended without a sync: what came after the last checkpoint is redone
     report = streamconv.convert(volume, out, workers=0, chunk_size=32)
     assert report.resumed and report.chunks_written < first.chunks_written
@@ -278,16 +280,20 @@ def test_a_full_disk_stops_cleanly_and_resumes_after_space_is_freed(tmp_path, vo
         filler = mount / "filler"
         filler.write_bytes(b"\0" * (20 << 20))  # the output needs about 55 MiB
         out = mount / "out"
-        full = run(str(volume), str(out), "--chunk-size", "32")
+        refused = run(str(volume), str(out), "--chunk-size", "32")  # raw chunks: refused before writing
+        assert refused.returncode == 1 and "free" in refused.stderr and len(refused.stderr.splitlines()) == 1
+        assert not any(out.glob("*_*_*"))
+        # With --skip-empty the need is an upper bound, not refused up front: the disk fills mid-run.
+        full = run(str(volume), str(out), "--chunk-size", "32", "--skip-empty")
         assert full.returncode == 1 and "no space left" in full.stderr and "resume" in full.stderr
         assert len(full.stderr.strip().splitlines()) == 1
         assert not list(out.rglob("*.tmp"))
         filler.unlink()
         shutil.rmtree(tmp_path / "ref", ignore_errors=True)
-        assert run(str(volume), str(tmp_path / "ref"), "-q", "--chunk-size", "32").returncode == 0
+        assert run(str(volume), str(tmp_path / "ref"), "-q", "--chunk-size", "32", "--skip-empty").returncode == 0
         # The output needs more than the tmpfs holds even empty: grow it, as freeing space would.
         subprocess.run(["mount", "-o", "remount,size=200m", str(mount)], check=True)
-        resumed = run(str(volume), str(out), "--chunk-size", "32")
+        resumed = run(str(volume), str(out), "--chunk-size", "32", "--skip-empty")
         assert resumed.returncode == 0, resumed.stderr
         assert files(out) == files(tmp_path / "ref")
     finally:

@@ -159,8 +159,9 @@ def test_steps_refuse_what_would_be_wrong(labels, tmp_path):
     assert "(150, 133, 53)" in result.stderr and len(result.stderr.splitlines()) == 1
     assert not (out / "1000000_1000000_1000000").exists()
     streamconv("volume-to-precomputed", MNI152_FILE_PATH, out)
-    result = streamconv("volume-to-precomputed", MNI152_FILE_PATH, out, code=1)  # a second run
-    assert "already holds a finished run" in result.stderr
+    streamconv("volume-to-precomputed", MNI152_FILE_PATH, out)  # a second run: nothing to do (issue 16)
+    result = streamconv("volume-to-precomputed", "--gzip", MNI152_FILE_PATH, out, code=1)  # another job
+    assert "already holds a finished run of this step" in result.stderr and "gzip" in result.stderr
     result = streamconv("compute-scales", "--outside-value", "300", out, code=2)
     assert "not a value of uint8" in result.stderr
     streamconv("compute-scales", out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
                   help="Convert brain-imaging data to the Neuroglancer precomputed format.")
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Annotated, Optional
 
 import typer
@@ -65,12 +67,17 @@ def convert(
     skip_empty: Annotated[bool, typer.Option(help="Do not write chunks that are all zero.")] = False,
     sharding: ShardingMode = "off",
     shard_size: ShardSize = "2GiB",
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Write nothing: print the pyramid, memory, disk and estimated time.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="With --dry-run: print JSON.")] = False,
     *,
     run: RunOptions,
 ) -> None:
     """Convert a volume or slice stack: info, full-resolution chunks and every scale, in one pass."""
     block = xyz(cseg_block_size, "--cseg-block-size")
-    with engine_run(run) as progress:
+    if json_output and not dry_run:
+        raise typer.BadParameter("--json goes with --dry-run", param_hint="--json")
+    with engine_run(run if not dry_run else dataclasses.replace(run, quiet=True)) as progress:
         report = convert_volume(
             input, run.at(output), volume_type=type, chunk_size=chunk_size, max_scales=max_scales,
             downsampling_method=downsampling, outside_value=outside_value,
@@ -78,8 +85,11 @@ def convert(
             input_orientation=input_orientation, fill_missing=fill_missing,
             encoding=encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
             cseg_block_size=block, gzip=gzip, skip_empty=skip_empty, sharding=sharding,
-            shard_size=shard_size, **run.engine(),
-            progress=progress)
+            shard_size=shard_size, **run.engine(), progress=progress, dry_run=dry_run)
+    if report.estimate is not None:
+        typer.echo(json.dumps(report.estimate.to_dict(), indent=1) if json_output
+                   else report.estimate.describe())
+        return
     summary(report, run)
 
 

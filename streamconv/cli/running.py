@@ -65,10 +65,17 @@ def engine_run(run: RunOptions) -> Iterator[Optional[ProgressFactory]]:
 
 
 def summary(report: Report, run: RunOptions) -> None:
-    """The line a conversion ends with (not with --quiet)."""
+    """The line a conversion ends with (not with --quiet): what it wrote, how fast, and the
+    peak memory of the process tree, to compare with --memory."""
     if run.quiet:
+        return
+    if report.complete:
+        typer.echo(f"{report.output}: already complete ({len(report.scales)} scales); nothing to do",
+                   err=True)
         return
     resumed = (f" (resumed: {report.skipped_slabs + report.replayed_slabs} slabs were done, "
                f"{report.replayed_slabs} read back)" if report.resumed else "")
-    typer.echo(f"{report.output}: {len(report.scales)} scales, {report.chunks_written} chunks, "
-               f"{format_size(report.bytes_written)} in {report.seconds:.1f} s{resumed}", err=True)
+    rate = report.bytes_written / max(report.seconds, 1e-9) / (1 << 20)
+    typer.echo(f"{report.output}: {len(report.scales)} scales, {report.chunks_written} files, "
+               f"{format_size(report.bytes_written)} in {report.seconds:.1f} s ({rate:.1f} MiB/s), "
+               f"peak memory {format_size(report.peak_memory)}{resumed}", err=True)

@@ -70,15 +70,24 @@ def write_job(store: Store, job: dict, step: str = CONVERT) -> None:
 def difference(old: dict, new: dict, path: str = "") -> str | None:
     """The first place where two job descriptions differ, said for a person, or None."""
     for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        where = f"{path}.{key}" if path else key
-        if isinstance(a, dict) and isinstance(b, dict):
-            found = difference(a, b, where)
+        found = _differ(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+        if found:
+            return found
+    return None
+
+
+def _differ(a: object, b: object, where: str) -> str | None:
+    """Into dicts and lists of the same length, so that the message names the member
+    (`info.scales[0].chunk_sizes`), not a whole list of scales."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return difference(a, b, where)
+    if isinstance(a, list) and isinstance(b, list) and any(isinstance(v, (dict, list)) for v in a):
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = _differ(x, y, f"{where}[{i}]")
             if found:
                 return found
-        elif a != b:
-            return f"{where} was {_short(a)}, now {_short(b)}"
-    return None
+        return None if len(a) == len(b) else f"{where} had {len(a)} items, now {len(b)}"
+    return None if a == b else f"{where} was {_short(a)}, now {_short(b)}"
 
 
 def _short(value: object) -> str:
@@ -252,9 +261,16 @@ def finished(job: dict | None, store: Store) -> bool:
                 and (store.can.durable or job.get("boot", boot_id()) == boot_id()))
 
 
+START, RESUME, COMPLETE = "start", "resume", "complete"  # what prepare_output found
+#: how a job's slabs are cut: it changes the journal's entries, not the bytes written
+SLAB_KEYS = ("slab_planes", "stream_axis")
+
+
 def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bool,
-                   resume: bool, step: str = CONVERT) -> bool:
-    """Make the output ready for `job`; True when an unfinished run of the same job resumes.
+                   resume: bool, step: str = CONVERT) -> str:
+    """Make the output ready for `job`: START it, RESUME an unfinished run of the same job, or
+    find it COMPLETE (a finished run of the same job: nothing to do, so that a workflow manager
+    can rerun a pipeline safely).
 
     Refuses an output that holds something else, unless `overwrite`, which removes only what
     this step writes. `convert` writes the info too; the other steps start from an info.
@@ -263,12 +279,16 @@ def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bo
     old_info = store.read("info") if step == CONVERT else None
     if overwrite:
         _remove_ours(store, scale_keys, step)
-        return False
+        return START
     if old is not None:
         if finished(old, store):
+            # The slab plan follows --memory and --workers, which do not change the bytes.
+            changed = difference(_without_slabs(old.get("job", {})), _without_slabs(job))
+            if changed is None:
+                return COMPLETE
             what = "conversion" if step == CONVERT else f"run of this step ({', '.join(scale_keys)})"
-            raise OutputError(f"{store.url} already holds a finished {what}; "
-                              "pass --overwrite to replace it")
+            raise OutputError(f"{store.url} already holds a finished {what} of something else "
+                              f"({changed}); pass --overwrite to replace it")
         changed = difference(old.get("job", {}), job)
         if changed:
             raise OutputError(f"{store.url} holds an unfinished conversion of something else "
@@ -280,14 +300,18 @@ def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bo
             raise UsageError(f"{store.url} holds an unfinished run of this conversion; "
                              "run without --no-resume to finish it, or pass --overwrite")
         remove_temporary(store, scale_keys, step)
-        return True
+        return RESUME
     if old_info is not None:
         raise OutputError(f"{store.url} already holds a dataset (an info file); "
                           "pass --overwrite to replace it")
     for key in scale_keys:
         if any(True for _ in store.list(key)):
             raise OutputError(f"{store.url}/{key} already holds files; pass --overwrite to replace them")
-    return False
+    return START
+
+
+def _without_slabs(job: dict) -> dict:
+    return {k: v for k, v in job.items() if k not in SLAB_KEYS}
 
 
 _TEMPORARY = re.compile(r"\..+\.\d+\.tmp")

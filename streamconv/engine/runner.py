@@ -25,12 +25,24 @@ from ..errors import StreamconvError, UsageError
 from ..geometry import Scale
 from ..info import VolumeInfo
 from ..sources import Source
-from ..storage import Store, open_output, require
+from ..storage import Store, open_output, open_store, require
 from ..stores import Where
 from .budget import SlabPlan, default_budget, parse_size
 from .buffers import remove_stale_buffers
+from .estimate import Estimate, check_free_space, estimate_job
 from .executor import TaskExecutor, executor
-from .journal import CONVERT, Journal, Lock, boot_id, prepare_output, remove_temporary, write_job
+from .journal import (
+    COMPLETE,
+    CONVERT,
+    RESUME,
+    Journal,
+    Lock,
+    boot_id,
+    prepare_output,
+    remove_temporary,
+    write_job,
+)
+from .peak import peak_memory
 from .pipeline import Hooks, Pipeline, ProgressFn, Totals
 
 log = logging.getLogger("streamconv")
@@ -70,6 +82,9 @@ class Report:
     resumed: bool = False
     skipped_slabs: int = 0   # complete before this run
     replayed_slabs: int = 0  # complete before, read back to rebuild a coarser scale
+    complete: bool = False   # the output already held this finished job: nothing was done
+    peak_memory: int = 0     # bytes: the largest PSS sum of the process tree during the run
+    estimate: Estimate | None = None  # a dry run: what the run would cost; nothing was written
 
 
 def resources(workers: int | None, memory: str | int | None) -> tuple[int, int]:
@@ -110,36 +125,54 @@ def closing_on_error(source: Source) -> Iterator[None]:
 
 
 def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, workers: int,
-            overwrite: bool, resume: bool, progress: ProgressFactory | None) -> Report:
+            overwrite: bool, resume: bool, progress: ProgressFactory | None,
+            dry_run: bool = False) -> Report:
     """Start the workers, open and plan the job (`describe`, given the output's store: how it
-    writes counts in the plan) while they start, then write it."""
+    writes counts in the plan) while they start, then write it. A dry run only plans the job
+    and measures a sample of it (`Report.estimate`)."""
     started = time.perf_counter()
+    if dry_run:
+        planned = open_store(output)
+        source, job = describe(planned)
+        try:
+            cost = estimate_job(source, job, planned.url)
+        finally:
+            source.close()
+        return Report(str(output), job.scales, job.plan, 0, 0, 0, time.perf_counter() - started,
+                      estimate=cost)
     store = open_output(output)
     if workers:
         require(store, "shared", "be written by worker processes (each would write its own copy); "
                 "pass --workers 0")
-    with executor(workers) as pool:
+    with peak_memory() as peak, executor(workers) as pool:
         for _ in range(workers):  # start the workers now, while headers are read
             pool.submit(int)
         source, job = describe(store)
         try:
-            totals, resumed = _write(source, job, store, pool, overwrite, resume, progress)
+            totals, found = _write(source, job, store, pool, overwrite, resume, progress)
         finally:
             source.close()
     return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
-                  time.perf_counter() - started, resumed, totals.skipped_slabs, totals.replayed_slabs)
+                  time.perf_counter() - started, found == RESUME, totals.skipped_slabs,
+                  totals.replayed_slabs, complete=found == COMPLETE, peak_memory=peak.bytes)
 
 
 def _write(source: Source, job: Job, store: Store, pool: TaskExecutor, overwrite: bool, resume: bool,
-           progress: ProgressFactory | None) -> tuple[Totals, bool]:
+           progress: ProgressFactory | None) -> tuple[Totals, str]:
     """Run the pipeline under the output's lock and the step's journal; `convert` writes the
-    info last."""
+    info last. Returns what the output held: START, RESUME or COMPLETE (nothing written)."""
     log.info("%s", job.plan.describe(job.scales))
     keys = [s.key for s in job.scales[job.first:]]
     lock = Lock(store)
     lock.acquire()
     try:
-        resumed = prepare_output(store, keys, job.record, overwrite, resume, job.step)
+        found = prepare_output(store, keys, job.record, overwrite, resume, job.step)
+        if found == COMPLETE:
+            log.info("%s already holds this finished job: nothing to do", store.url)
+            return Totals(), found
+        resumed = found == RESUME
+        if not resumed:
+            check_free_space(job, store.url)
         journal = Journal(store, job.step)
         done = set(journal.completed()) if resumed else set()
         if resumed:
@@ -161,7 +194,7 @@ def _write(source: Source, job: Job, store: Store, pool: TaskExecutor, overwrite
         if job.step == CONVERT:
             store.write("info", job.info.to_json(), durable=True)
         write_job(store, {"job": job.record, "complete": True, "boot": boot_id()}, job.step)
-        return totals, resumed
+        return totals, found
     except StreamconvError as exc:
         remove_temporary(store, keys, job.step)
         if exc.resumable:
