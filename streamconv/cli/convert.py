@@ -60,6 +60,10 @@ def convert(
     gzip: Annotated[bool, typer.Option(help="Write gzip-compressed <chunk>.gz files.")] = False,
     outside_value: OutsideValue = None,
     skip_empty: Annotated[bool, typer.Option(help="Do not write chunks that are all zero.")] = False,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Run on a Dask cluster: its scheduler's tcp://HOST:PORT, or 'local' for a LocalCluster "
+             "of --workers processes; --memory is then the budget of each worker (pip install "
+             "streamconv[dask])")] = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -72,8 +76,8 @@ def convert(
             ignore_scaling=ignore_scaling, resolution=resolution,
             input_orientation=input_orientation, fill_missing=fill_missing,
             encoding=encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
-            cseg_block_size=block, gzip=gzip, skip_empty=skip_empty, **run.engine(),
-            progress=progress)
+            cseg_block_size=block, gzip=gzip, skip_empty=skip_empty, scheduler=scheduler,
+            **run.engine(), progress=progress)
     summary(report, run)
 
 

@@ -147,6 +147,15 @@ def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int
                 budget, total, minimum)
 
 
+def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budget: int,
+                      stream_axis: int = 2) -> SlabPlan:
+    """A Dask cluster (engine/distributed.py): `budget` is one worker's, which runs one slab's
+    task at a time within it, in its own memory and from a source every worker reads. The same
+    planner with one worker and no main process gives slabs a worker can hold with room to spare
+    (the plan counts two buffers per scale; a task holds one slab and its piece of the next)."""
+    return plan_slabs(scales, channels, dtype, 1, budget, True, stream_axis, main_base=0)
+
+
 def _band_rows(extent: int, row_bytes: int, unit: int, band_bytes: int, workers: int) -> int:
     """Rows per band: whole units, about `band_bytes` of slab, and enough bands for the workers."""
     units = ceil_div(extent, unit)

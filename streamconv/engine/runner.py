@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +28,7 @@ from ..sources import Source
 from ..storage import Store, open_output
 from .budget import SlabPlan, default_budget, parse_size
 from .buffers import remove_stale_buffers
-from .executor import TaskExecutor, executor
+from .executor import executor
 from .journal import CONVERT, Journal, Lock, boot_id, prepare_output, remove_temporary, write_job
 from .pipeline import Hooks, Pipeline, ProgressFn, Totals
 
@@ -109,23 +109,43 @@ def closing_on_error(source: Source) -> Iterator[None]:
 
 
 def run_job(describe: Callable[[], tuple[Source, Job]], output: str | os.PathLike, workers: int,
-            overwrite: bool, resume: bool, progress: ProgressFactory | None) -> Report:
-    """Start the workers, open and plan the job (`describe`) while they start, then write it."""
+            overwrite: bool, resume: bool, progress: ProgressFactory | None,
+            scheduler: str | None = None) -> Report:
+    """Start the workers, open and plan the job (`describe`) while they start, then write it;
+    on the Dask cluster at `scheduler` (or a LocalCluster of `workers` for `local`) if given."""
     started = time.perf_counter()
     store = open_output(output)
-    with executor(workers) as pool:
-        for _ in range(workers):  # start the workers now, while headers are read
-            pool.submit(int)
-        source, job = describe()
-        try:
-            totals, resumed = _write(source, job, store, pool, overwrite, resume, progress)
-        finally:
-            source.close()
+    with _engine(describe, store, workers, scheduler) as (source, job, engine):
+        totals, resumed = _write(job, store, engine, overwrite, resume, progress)
     return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
                   time.perf_counter() - started, resumed, totals.skipped_slabs, totals.replayed_slabs)
 
 
-def _write(source: Source, job: Job, store: Store, pool: TaskExecutor, overwrite: bool, resume: bool,
+#: runs the job's slabs, given the hooks and the slabs complete before: the local pipeline or a
+#: Dask cluster
+Engine = Callable[[Hooks, frozenset[tuple[int, int]]], Totals]
+
+
+@contextmanager
+def _engine(describe: Callable[[], tuple[Source, Job]], store: Store, workers: int,
+            scheduler: str | None) -> Iterator[tuple[Source, Job, Engine]]:
+    """The described job and what runs it; the source is closed and the workers stopped after."""
+    if scheduler is None:
+        with executor(workers) as pool:
+            for _ in range(workers):  # start the workers now, while headers are read
+                pool.submit(int)
+            source, job = describe()
+            with closing(source):
+                yield source, job, lambda hooks, done: Pipeline(job, source, store, pool, hooks, done).run()
+        return
+    from .distributed import DaskRun, connect  # dask is an optional extra
+
+    source, job = describe()
+    with closing(source), connect(scheduler, workers, job.plan.budget) as client:
+        yield source, job, lambda hooks, done: DaskRun(job, source, store, client, hooks, done).run()
+
+
+def _write(job: Job, store: Store, engine: Engine, overwrite: bool, resume: bool,
            progress: ProgressFactory | None) -> tuple[Totals, bool]:
     """Run the pipeline under the output's lock and the step's journal; `convert` writes the
     info last."""
@@ -147,7 +167,7 @@ def _write(source: Source, job: Job, store: Store, pool: TaskExecutor, overwrite
             with _stop_on_signals() as stop:
                 hooks = Hooks(progress=progress(job.scales) if progress else None,
                               slab_done=journal.record, should_stop=stop.is_set)
-                totals = Pipeline(job, source, store, pool, hooks, frozenset(done)).run()
+                totals = engine(hooks, frozenset(done))
         finally:
             journal.close()
         if job.step == CONVERT:

@@ -1,0 +1,269 @@
+"""Running a job on a Dask cluster: one task per slab of each scale, and nothing shared.
+
+Workers may be on other hosts, so no task touches the client's memory or another task's: a
+task fills a slab in its own memory (full resolution: from the source, whose path every worker
+sees; a coarser scale: from the *pieces* its finer slabs left in the output store), writes the
+slab's chunks through the `Store` and the job's chunk format, downsamples it, and leaves its
+piece of the next scale in the store (`.streamconv/.../pieces/`, raw `.npy`: lossless, so a
+coarser scale is the same bytes as the local engine's, jpeg included) and hands back three
+numbers. The coarser slab's task is given the finer tasks' futures, so Dask itself runs it once
+they are done: the client schedules nothing, it only journals each slab as its future completes.
+
+A task writes the same bytes however often it runs (chunks and pieces appear whole under their
+name), so Dask's retries after a lost worker and a rerun after a killed client are harmless.
+Each task declares the memory it needs as the worker resource `MEMORY`, so a worker started
+with `--resources MEMORY=<bytes>` never runs more slabs at once than fit.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from distributed import Client, Future, LocalCluster, wait
+
+from ..dataset import Dataset
+from ..encodings import ChunkFormat
+from ..errors import Interrupted, UsageError, WorkerDied
+from ..geometry import Box, Scale, Vec3, triple
+from ..sources import Source
+from ..sources.base import MemoryOrder
+from ..storage import Store
+from .budget import SlabPlan, format_size
+from .buffers import PrivateSlab
+from .journal import state_key
+from .pipeline import Hooks, SlabGrid, Totals, _along
+from .tasks import Band, Downsample, fill, fill_from_store, process_band
+
+if TYPE_CHECKING:
+    from .runner import Job
+
+log = logging.getLogger("streamconv")
+
+RESOURCE = "MEMORY"
+
+
+@contextmanager
+def connect(scheduler: str, workers: int, budget: int) -> Iterator[Client]:
+    """A client of the cluster at `scheduler` (tcp://host:port), or of a LocalCluster of
+    `workers` processes (one thread each, `budget` of MEMORY each) for `local`."""
+    if scheduler != "local":
+        with Client(scheduler) as client:
+            yield client
+        return
+    # Our own cluster's start-up and shutdown chatter (INFO, Dask's default) is not the user's news.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    with LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=logging.WARNING,
+                      resources={RESOURCE: budget}) as cluster:
+        with Client(cluster) as client:
+            yield client
+
+
+@dataclass(frozen=True)
+class SlabTask:
+    """One slab of one scale, and everything its task needs besides the store."""
+
+    level: int
+    p0: int
+    p1: int
+    shape: tuple[int, int, int, int]  # (c, z, y, x) of the slab in the task's memory
+    dtype: str
+    order: MemoryOrder
+    origin: Vec3
+    bands: tuple[Box, ...]
+    scale: Scale
+    fmt: ChunkFormat
+    skip_empty: bool
+    #: how the slab is filled: from the source, from pieces of the finer scale, or read back
+    #: from its own chunks (`replay`: complete already, only its piece is lost)
+    source: Source | None
+    pieces: tuple[tuple[str, Vec3], ...]  # key and origin of each piece of the finer scale
+    replay: Dataset | None
+    #: the next scale: its factor, the origin and shape of this slab's piece of it, the key
+    down: tuple[Vec3, Vec3, tuple[int, int, int, int], str] | None
+    method: str
+    outside: float | None
+
+
+def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, int]:
+    """Fill, write and downsample one slab; (chunks visited, written, bytes). `after`: the
+    finer tasks' results, only there so that Dask runs this task after them."""
+    slab = PrivateSlab.zeros(task.shape, task.dtype, task.order)
+    if task.source is not None:
+        fill(task.source, task.p0, task.p1, slab, task.p0)
+    for key, origin in task.pieces:
+        piece = store.read(key)
+        if piece is None:
+            raise FileNotFoundError(f"{store.url}: {key} is missing (its slab is journalled complete)")
+        held = np.load(io.BytesIO(piece))
+        box = Box(origin, triple(o + n for o, n in zip(origin, held.shape[:0:-1])))
+        slab.data[box.index(task.origin)] = held
+    if task.replay is not None:
+        for region in task.bands:
+            fill_from_store(task.replay, task.level, region, slab, task.origin)
+    out = None
+    down = None
+    if task.down is not None:
+        factor, origin, shape, _ = task.down
+        out = PrivateSlab.zeros(shape, task.dtype)
+        down = Downsample(out, origin, factor, task.method, task.outside)
+    totals = np.zeros(3, np.int64)
+    for region in task.bands:
+        totals += process_band(Band(slab, task.origin, task.scale, region, store, task.fmt,
+                                    task.skip_empty, down, write=task.replay is None))
+    if task.down is not None and out is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, out.data)
+        store.write(task.down[3], buffer.getbuffer())
+    return int(totals[0]), int(totals[1]), int(totals[2])
+
+
+class DaskRun:
+    """The client's side: submit every slab's task with its finer tasks as dependencies, then
+    journal each slab as its future completes. Same inputs and hooks as `Pipeline`."""
+
+    def __init__(self, job: Job, source: Source, store: Store, client: Client,
+                 hooks: Hooks = Hooks(), done: frozenset[tuple[int, int]] = frozenset()) -> None:
+        self.job, self.source, self.store, self.client, self.hooks = job, source, store, client, hooks
+        self.grid = SlabGrid(job.scales, job.plan)
+        self.volume = Dataset(store, job.info, job.scales)
+        self.done = done | {(level, i) for level in range(job.first) for i in range(self.grid.count(level))}
+        self.prefix = f"{state_key(job.step)}/pieces"
+        self.totals = Totals()
+        self.memory = [task_memory(job.plan, job.scales, k, source) for k in range(len(job.scales))]
+
+    def run(self) -> Totals:
+        self._check_workers()
+        futures: dict[Future, tuple[int, int]] = {}
+        try:
+            self._submit_all(futures)
+            pending = set(futures)
+            while pending:
+                self._check_stop()
+                try:
+                    finished = wait(pending, timeout=0.25, return_when="FIRST_COMPLETED").done
+                except TimeoutError:  # nothing finished yet: look at the stop flag again
+                    continue
+                for future in finished:
+                    pending.discard(future)
+                    self._finished(future, *futures[future])
+            self._remove_pieces()
+            return self.totals
+        finally:
+            self.client.cancel(list(futures))
+
+    def _submit_all(self, futures: dict[Future, tuple[int, int]]) -> None:
+        """Every slab that has work, finest scale first; a coarser slab after the finer slabs
+        whose pieces it reads."""
+        run = self._to_run()
+        by_slab: dict[tuple[int, int], Future] = {}
+        for level in range(len(self.job.scales)):
+            for index in range(self.grid.count(level)):
+                if (level, index) not in run:
+                    self.totals.skipped_slabs += (level, index) in self.done
+                    continue
+                feeders = self._feeders(level, index)
+                after = [by_slab[f] for f in feeders if f in by_slab]
+                future = self.client.submit(run_slab, self._task(level, index, feeders), self.store, *after,
+                                            resources={RESOURCE: self.memory[level]}, pure=False,
+                                            key=f"streamconv-slab-{level}-{index}-{id(self)}")
+                by_slab[level, index] = future
+                futures[future] = (level, index)
+                self.totals.replayed_slabs += (level, index) in self.done
+
+    def _to_run(self) -> set[tuple[int, int]]:
+        """Slabs not complete, and complete slabs whose piece a slab to run needs but lost
+        (the piece is gone, or another engine wrote the slab): those are replayed."""
+        run: set[tuple[int, int]] = set()
+        pieces = set(self.store.list(self.prefix)) if self.done else set()
+        for level in reversed(range(len(self.job.scales))):
+            for index in range(self.grid.count(level)):
+                if (level, index) not in self.done:
+                    run.add((level, index))
+                elif (level + 1 < len(self.job.scales) and (level + 1, self.grid.target(level, index)) in run
+                      and self._piece(level, index) not in pieces):
+                    run.add((level, index))
+        return run
+
+    def _feeders(self, level: int, index: int) -> list[tuple[int, int]]:
+        if level == 0:
+            return []
+        return [(level - 1, i) for i in range(self.grid.count(level - 1)) if self.grid.target(level - 1, i) == index]
+
+    def _piece(self, level: int, index: int) -> str:
+        return f"{self.prefix}/{level}-{index}.npy"
+
+    def _task(self, level: int, index: int, feeders: list[tuple[int, int]]) -> SlabTask:
+        job, grid, scale = self.job, self.grid, self.job.scales[level]
+        p0, p1 = grid.planes(level, index)
+        replay = (level, index) in self.done
+        x, y, z = _along(grid.axis, p1 - p0, scale.size)
+        down = None
+        if level + 1 < len(job.scales):
+            factor = job.scales[level + 1].factor
+            q0, q1 = p0 // factor[grid.axis], p0 // factor[grid.axis] + grid.downsampled_planes(level, p0, p1)
+            nx, ny, nz = _along(grid.axis, q1 - q0, job.scales[level + 1].size)
+            down = (factor, grid.origin(q0), (self.source.num_channels, nz, ny, nx), self._piece(level, index))
+        return SlabTask(
+            level, p0, p1, (self.source.num_channels, z, y, x), self.source.dtype.str,
+            self.source.memory_order if level == 0 else MemoryOrder(), grid.origin(p0),
+            tuple(grid.bands(level, p0, p1)), scale, job.fmt, job.skip_empty,
+            source=self.source.window(p0, p1) if level == 0 and not replay else None,
+            pieces=() if replay else tuple((self._piece(*f), grid.origin(grid.planes(*f)[0] // scale.factor[grid.axis]))
+                                           for f in feeders),
+            replay=self.volume if replay else None, down=down, method=job.method, outside=job.outside_value)
+
+    def _finished(self, future: Future, level: int, index: int) -> None:
+        error = future.exception()
+        if error is not None:
+            self._check_stop()
+            if type(error).__name__ == "KilledWorker":
+                raise WorkerDied(f"the task of slab {index} of scale {level} killed the workers that ran it "
+                                 "(out of memory?); lower --memory if it happens again") from None
+            raise error
+        visited, written, nbytes = future.result()
+        self.totals.chunks += visited
+        self.totals.written += written
+        self.totals.nbytes += nbytes
+        if self.hooks.progress:
+            self.hooks.progress(level, visited, nbytes)
+        if (level, index) not in self.done and self.hooks.slab_done:
+            self.hooks.slab_done(level, index)
+
+    def _remove_pieces(self) -> None:
+        """Every slab is done: the pieces were only the way to the next scale."""
+        for key in list(self.store.list(self.prefix)):
+            self.store.delete(key)
+
+    def _check_workers(self) -> None:
+        """Refuse a cluster where no worker could ever run the largest task (it would wait forever)."""
+        need = max(self.memory)
+        info = self.client.scheduler_info()
+        have = [w.get("resources", {}).get(RESOURCE, 0) for w in info["workers"].values()]
+        if not any(h >= need for h in have):
+            raise UsageError(f"no worker of {info.get('address', 'the cluster')} offers the {format_size(need)} "
+                             f"of {RESOURCE} the largest task needs: start workers with "
+                             f"--resources {RESOURCE}=<bytes> (at least {need}), or lower --memory")
+
+    def _check_stop(self) -> None:
+        if self.hooks.should_stop():
+            raise Interrupted(f"{self.store.url}: interrupted")
+
+
+def task_memory(plan: SlabPlan, scales: list[Scale], level: int, source: Source) -> int:
+    """What a slab's task holds at its peak: the slab, its piece of the next scale twice (the
+    array and its serialized copy), a decoded block or piece being copied in, and a chunk being
+    encoded."""
+    item = source.num_channels * source.dtype.itemsize
+    slab = item * int(np.prod(plan.slab_shape(scales[level], level)))
+    piece = 0
+    if level + 1 < len(scales):
+        piece = item * int(np.prod(plan.slab_shape(scales[level + 1], level + 1)))
+    return 2 * slab + 2 * piece + 2 * item * int(np.prod(scales[level].chunk_size))
+
