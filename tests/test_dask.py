@@ -7,6 +7,7 @@ reliance on memory shared with the client fails: on several hosts nothing is sha
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -51,8 +52,6 @@ class Cluster:
             deadline = time.monotonic() + 60
             while not file.exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
-            import json
-
             self.address = json.loads(file.read_text())["address"]
             self.workers = [subprocess.Popen(
                 [*PRIVATE_SHM, str(BIN / "dask"), "worker", self.address, "--nthreads", "1", "--no-nanny",
@@ -132,11 +131,15 @@ def test_a_cluster_without_shared_memory_writes_the_local_engines_bytes(cluster,
         assert not list((remote / ".streamconv").rglob("*.npy")), "pieces are removed at the end"
 
 
-def _wait_for_journal(out: Path, lines: int, process: subprocess.Popen) -> None:
+def slabs_done(out: Path) -> int:
     journal = out / ".streamconv" / "journal"
+    return journal.read_text().count("slab ") if journal.exists() else 0
+
+
+def _wait_for_journal(out: Path, lines: int, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        if journal.exists() and journal.read_text().count("slab ") >= lines:
+        if slabs_done(out) >= lines:
             return
         time.sleep(0.02)
     pytest.fail(f"the run ended or stalled before {lines} slabs: {process.poll()}")
@@ -151,7 +154,9 @@ def test_a_worker_killed_mid_run_changes_nothing(cluster, tmp_path):
     run = convert([MNI_SMALL_CHUNKS[0], str(remote), *MNI_SMALL_CHUNKS[1:]], "--scheduler", cluster.address)
     _wait_for_journal(remote, 1, run)
     os.kill(cluster.workers[0].pid, signal.SIGKILL)
+    killed_at = slabs_done(remote)
     finish(run)
+    assert killed_at < slabs_done(remote), "the worker was killed before the run's end"
     assert chunk_files(remote) == chunk_files(local)
 
 
@@ -163,7 +168,7 @@ def test_a_client_killed_mid_run_resumes_to_the_same_bytes(cluster, tmp_path):
     _wait_for_journal(remote, 1, run)
     run.kill()
     run.communicate(timeout=60)
-    assert not (remote / "info").exists()
+    assert not (remote / "info").exists(), "the client was killed before the run's end"
     rerun = convert(args, "--scheduler", cluster.address)
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err.decode()

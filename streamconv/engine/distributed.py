@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from distributed import Client, Future, LocalCluster, wait
+from distributed.scheduler import KilledWorker
 
 from ..dataset import Dataset
 from ..encodings import ChunkFormat
@@ -223,7 +224,7 @@ class DaskRun:
         error = future.exception()
         if error is not None:
             self._check_stop()
-            if type(error).__name__ == "KilledWorker":
+            if isinstance(error, KilledWorker):
                 raise WorkerDied(f"the task of slab {index} of scale {level} killed the workers that ran it "
                                  "(out of memory?); lower --memory if it happens again") from None
             raise error
@@ -242,8 +243,16 @@ class DaskRun:
             self.store.delete(key)
 
     def _check_workers(self) -> None:
-        """Refuse a cluster where no worker could ever run the largest task (it would wait forever)."""
+        """Wait for a first worker (a batch system may still be starting them), then refuse a
+        cluster where no worker could ever run the largest task (it would wait forever)."""
         need = max(self.memory)
+        while not self.client.scheduler_info()["workers"]:
+            self._check_stop()
+            log.warning("waiting for a first worker to join %s", self.client.scheduler_info().get("address"))
+            try:
+                self.client.wait_for_workers(1, timeout=10)
+            except TimeoutError:
+                continue
         info = self.client.scheduler_info()
         have = [w.get("resources", {}).get(RESOURCE, 0) for w in info["workers"].values()]
         if not any(h >= need for h in have):
