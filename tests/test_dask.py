@@ -174,3 +174,14 @@ def test_a_client_killed_mid_run_resumes_to_the_same_bytes(cluster, tmp_path):
     assert rerun.returncode == 0, err.decode()
     assert b"resuming" in err
     assert chunk_files(remote) == chunk_files(local)
+
+
+def test_a_local_cluster_from_the_library_writes_the_same_bytes(tmp_path):
+    """`scheduler="local"`: a LocalCluster of this machine (no namespaces needed)."""
+    import streamconv
+
+    streamconv.convert(MNI152_FILE_PATH, tmp_path / "local", workers=2, chunk_size=32)
+    report = streamconv.convert(MNI152_FILE_PATH, tmp_path / "dask", workers=2, chunk_size=32,
+                                scheduler="local", memory="512MiB")
+    assert report.chunks_written == len(chunk_files(tmp_path / "local")) - 1  # all but the info
+    assert chunk_files(tmp_path / "dask") == chunk_files(tmp_path / "local")
