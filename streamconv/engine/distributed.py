@@ -35,7 +35,7 @@ from ..geometry import Box, Scale, Vec3, triple
 from ..sources import Source
 from ..sources.base import MemoryOrder
 from ..storage import Store
-from .budget import SlabPlan, format_size
+from .budget import format_size, task_memory
 from .buffers import PrivateSlab
 from .journal import state_key
 from .pipeline import Hooks, SlabGrid, Totals, _along
@@ -137,7 +137,8 @@ class DaskRun:
         self.done = done | {(level, i) for level in range(job.first) for i in range(self.grid.count(level))}
         self.prefix = f"{state_key(job.step)}/pieces"
         self.totals = Totals()
-        self.memory = [task_memory(job.plan, job.scales, k, source) for k in range(len(job.scales))]
+        self.memory = [task_memory(job.plan, job.scales, k, source.num_channels * source.dtype.itemsize)
+                       for k in range(len(job.scales))]
 
     def run(self) -> Totals:
         self._check_workers()
@@ -239,8 +240,7 @@ class DaskRun:
 
     def _remove_pieces(self) -> None:
         """Every slab is done: the pieces were only the way to the next scale."""
-        for key in list(self.store.list(self.prefix)):
-            self.store.delete(key)
+        self.store.delete(self.prefix)
 
     def _check_workers(self) -> None:
         """Wait for a first worker (a batch system may still be starting them), then refuse a
@@ -263,16 +263,4 @@ class DaskRun:
     def _check_stop(self) -> None:
         if self.hooks.should_stop():
             raise Interrupted(f"{self.store.url}: interrupted")
-
-
-def task_memory(plan: SlabPlan, scales: list[Scale], level: int, source: Source) -> int:
-    """What a slab's task holds at its peak: the slab, its piece of the next scale twice (the
-    array and its serialized copy), a decoded block or piece being copied in, and a chunk being
-    encoded."""
-    item = source.num_channels * source.dtype.itemsize
-    slab = item * int(np.prod(plan.slab_shape(scales[level], level)))
-    piece = 0
-    if level + 1 < len(scales):
-        piece = item * int(np.prod(plan.slab_shape(scales[level + 1], level + 1)))
-    return 2 * slab + 2 * piece + 2 * item * int(np.prod(scales[level].chunk_size))
 
