@@ -179,7 +179,11 @@ class DaskCluster:
         for p in self.processes:
             p.terminate()
         for p in self.processes:
-            p.wait(30)
+            try:
+                p.wait(30)
+            except psutil.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def dask_bench(work: Path, inputs: list[Path], streamconv_cmd, args: argparse.Namespace) -> list[Measurement]:

@@ -67,6 +67,16 @@ def connect(scheduler: str, workers: int, budget: int) -> Iterator[Client]:
 
 
 @dataclass(frozen=True)
+class Piece:
+    """What a slab downsamples into: a piece of the next scale, kept in the store under `key`."""
+
+    key: str
+    origin: Vec3                      # voxel of the next scale at the piece's first element
+    shape: tuple[int, int, int, int]  # (c, z, y, x)
+    factor: Vec3
+
+
+@dataclass(frozen=True)
 class SlabTask:
     """One slab of one scale, and everything its task needs besides the store."""
 
@@ -86,8 +96,7 @@ class SlabTask:
     source: Source | None
     pieces: tuple[tuple[str, Vec3], ...]  # key and origin of each piece of the finer scale
     replay: Dataset | None
-    #: the next scale: its factor, the origin and shape of this slab's piece of it, the key
-    down: tuple[Vec3, Vec3, tuple[int, int, int, int], str] | None
+    down: Piece | None  # None on the coarsest scale
     method: str
     outside: float | None
 
@@ -108,20 +117,16 @@ def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, in
     if task.replay is not None:
         for region in task.bands:
             fill_from_store(task.replay, task.level, region, slab, task.origin)
-    out = None
-    down = None
-    if task.down is not None:
-        factor, origin, shape, _ = task.down
-        out = PrivateSlab.zeros(shape, task.dtype)
-        down = Downsample(out, origin, factor, task.method, task.outside)
+    out = PrivateSlab.zeros(task.down.shape, task.dtype) if task.down else None
+    down = Downsample(out, task.down.origin, task.down.factor, task.method, task.outside) if task.down and out else None
     totals = np.zeros(3, np.int64)
     for region in task.bands:
         totals += process_band(Band(slab, task.origin, task.scale, region, store, task.fmt,
                                     task.skip_empty, down, write=task.replay is None))
-    if task.down is not None and out is not None:
+    if task.down and out:
         buffer = io.BytesIO()
         np.save(buffer, out.data)
-        store.write(task.down[3], buffer.getbuffer())
+        store.write(task.down.key, buffer.getbuffer())
     return int(totals[0]), int(totals[1]), int(totals[2])
 
 
@@ -211,7 +216,7 @@ class DaskRun:
             factor = job.scales[level + 1].factor
             q0, q1 = p0 // factor[grid.axis], p0 // factor[grid.axis] + grid.downsampled_planes(level, p0, p1)
             nx, ny, nz = _along(grid.axis, q1 - q0, job.scales[level + 1].size)
-            down = (factor, grid.origin(q0), (self.source.num_channels, nz, ny, nx), self._piece(level, index))
+            down = Piece(self._piece(level, index), grid.origin(q0), (self.source.num_channels, nz, ny, nx), factor)
         return SlabTask(
             level, p0, p1, (self.source.num_channels, z, y, x), self.source.dtype.str,
             self.source.memory_order if level == 0 else MemoryOrder(), grid.origin(p0),
