@@ -127,6 +127,8 @@ def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, in
         buffer = io.BytesIO()
         np.save(buffer, out.data)
         store.write(task.down.key, buffer.getbuffer())
+    if store.can.sync:  # this host's writes on disk before the client journals the slab
+        store.sync()
     return int(totals[0]), int(totals[1]), int(totals[2])
 
 
