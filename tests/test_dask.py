@@ -185,3 +185,11 @@ def test_a_local_cluster_from_the_library_writes_the_same_bytes(tmp_path):
                                 scheduler="local", memory="512MiB")
     assert report.chunks_written == len(chunk_files(tmp_path / "local")) - 1  # all but the info
     assert chunk_files(tmp_path / "dask") == chunk_files(tmp_path / "local")
+
+
+def test_an_address_that_is_no_scheduler_is_a_usage_error(tmp_path):
+    run = subprocess.run([str(BIN / "streamconv"), "convert", MNI152_FILE_PATH, str(tmp_path / "out"),
+                          "--scheduler", "no-port"], capture_output=True, timeout=120)
+    assert run.returncode == 2
+    assert b"cannot reach the Dask scheduler at no-port" in run.stderr
+    assert not (tmp_path / "out").exists()

@@ -54,7 +54,11 @@ def connect(scheduler: str, workers: int, budget: int) -> Iterator[Client]:
     """A client of the cluster at `scheduler` (tcp://host:port), or of a LocalCluster of
     `workers` processes (one thread each, `budget` of MEMORY each) for `local`."""
     if scheduler != "local":
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler, timeout=30)
+        except (OSError, ValueError) as exc:  # unreachable (TimeoutError is an OSError), or not an address
+            raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        with client:
             yield client
         return
     # Our own cluster's start-up and shutdown chatter (INFO, Dask's default) is not the user's news.

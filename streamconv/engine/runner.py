@@ -138,7 +138,10 @@ def _engine(describe: Callable[[], tuple[Source, Job]], store: Store, workers: i
             with closing(source):
                 yield source, job, lambda hooks, done: Pipeline(job, source, store, pool, hooks, done).run()
         return
-    from .distributed import DaskRun, connect  # dask is an optional extra
+    try:
+        from .distributed import DaskRun, connect
+    except ImportError as exc:  # dask is an optional extra
+        raise UsageError(f"--scheduler needs Dask ({exc}): pip install 'streamconv[dask]'") from None
 
     source, job = describe()
     with closing(source), connect(scheduler, workers, job.plan.budget) as client:
