@@ -6,7 +6,7 @@ import os
 
 from . import downsampling
 from .encodings import ChunkFormat, compression, make_codec
-from .engine.budget import parse_size, plan_slabs
+from .engine.budget import parse_size, plan_slabs, plan_worker_slabs
 from .engine.runner import (
     Job,
     ProgressFactory,
@@ -40,8 +40,8 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
             cseg_block_size: tuple[int, int, int] = (8, 8, 8), gzip: bool = False,
             compresslevel: int = 6, skip_empty: bool = False, sharding: str = "off",
             shard_size: str | int = DEFAULT_SHARD_SIZE, overwrite: bool = False,
-            resume: bool = True, progress: ProgressFactory | None = None,
-            dry_run: bool = False) -> Report:
+            resume: bool = True, scheduler: str | None = None,
+            progress: ProgressFactory | None = None, dry_run: bool = False) -> Report:
     """Convert a volume or a slice stack to a precomputed pyramid: info, full resolution and
     every scale.
 
@@ -56,7 +56,10 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
     `outside_value`: average downsampling counts the voxels past odd edges as this value.
     `memory` bounds the whole process tree ('512MiB'; default: half of the available memory);
     `workers` is the number of processes (default: CPU count; 0 runs everything in this
-    process). An output holding an unfinished run of the same conversion is resumed
+    process). `scheduler` runs the tasks on a Dask cluster (tcp://host:port, or `local` for a
+    LocalCluster of `workers` processes); `memory` is then the budget of each Dask worker, and
+    the input and output must be at the same paths on every worker. An output holding an
+    unfinished run of the same conversion is resumed
     (`resume=False` refuses); `overwrite` starts over. `progress`, given the scales, returns a
     callback fed (scale, chunks, bytes). `dry_run` writes nothing: the report's `estimate`
     says what the run would write, the memory, disk and time it would take.
@@ -82,13 +85,14 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
                                         source.num_channels, volume_type, chunk_size, max_scales, codec)
             info = apply_sharding(info, choice)
             check_outside_value(outside_value, source.dtype)
-            plan = plan_slabs(scales, source.num_channels, source.dtype, workers, budget,
-                             source.parallel_reads, source.stream_axis,
-                             writes_in_flight=store.can.parallel)
+            plan = (plan_slabs(scales, source.num_channels, source.dtype, workers, budget,
+                               source.parallel_reads, source.stream_axis,
+                               writes_in_flight=store.can.parallel) if scheduler is None else
+                    plan_worker_slabs(scales, source.num_channels, source.dtype, budget, source.stream_axis))
             record = job_record(source, plan, info=info.to_dict(), downsampling=method,
                                 outside_value=outside_value, encoding=repr(codec), gzip=gzip,
                                 level=compresslevel if gzip else None, skip_empty=skip_empty)
             return source, Job(scales, info, plan, ChunkFormat(codec, compression(gzip, compresslevel)), method,
                                skip_empty, record, outside_value=outside_value)
 
-    return run_job(describe, output, workers, overwrite, resume, progress, dry_run)
+    return run_job(describe, output, workers, overwrite, resume, progress, dry_run, scheduler)

@@ -6,6 +6,11 @@
     python tools/bench.py stack --count 256 --memory 4GiB
     python tools/bench.py s3 --shape 512,512,512 --dtype uint8 --memory 512MiB
     python tools/bench.py volume --memory 512MiB --sharding auto --skip-ngscripts
+    python tools/bench.py volume --memory 1GiB --skip-ngscripts --dask-workers 1 2
+
+`--dask-workers N...` adds, for each N, streamconv on a Dask cluster of N `dask worker` processes
+(one thread each, `--resources MEMORY=<--memory>`, started and stopped here on 127.0.0.1): the
+client's wall time, and each worker's peak RSS (the workers are not the client's children).
 
 Each contestant runs as a child process; its wall time and the peak memory of its whole process
 tree (sum of RSS, and sum of PSS, which counts shared pages once) are sampled every 20 ms.
@@ -31,7 +36,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
@@ -52,6 +57,7 @@ class Measurement:
     peak_pss: int
     output_bytes: int = 0
     files: int = 0
+    worker_rss: list[int] = field(default_factory=list)  # Dask runs: each worker's peak (not in the tree)
 
 
 def measure(name: str, commands: list[list[str]], durable: bool = False) -> Measurement:
@@ -135,6 +141,79 @@ def run_floor(work: Path, inputs: list[Path], reference: Path, durable: bool) ->
     return m
 
 
+class DaskCluster:
+    """`dask scheduler` and `n` x `dask worker` on 127.0.0.1, each worker's RSS sampled every 20 ms."""
+
+    def __init__(self, work: Path, n: int, memory: int) -> None:
+        file = work / "scheduler.json"
+        file.unlink(missing_ok=True)
+        local = ["--no-dashboard", "--host", "127.0.0.1"]
+        self.processes = [psutil.Popen([str(BIN / "dask"), "scheduler", "--port", "0", "--scheduler-file", str(file),
+                                        *local], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        while not file.exists():
+            time.sleep(0.1)
+        self.address = json.loads(file.read_text())["address"]
+        self.workers = [psutil.Popen([str(BIN / "dask"), "worker", self.address, "--nthreads", "1", "--no-nanny",
+                                      "--resources", f"MEMORY={memory}", *local],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
+        self.processes += self.workers
+        from distributed import Client
+
+        with Client(self.address) as client:
+            client.wait_for_workers(n, timeout=120)
+        self.peaks = [0] * n
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            for i, w in enumerate(self.workers):
+                try:
+                    self.peaks[i] = max(self.peaks[i], w.memory_info().rss)
+                except psutil.Error:
+                    pass
+            self._stop.wait(0.02)
+
+    def reset(self) -> None:
+        self.peaks = [0] * len(self.workers)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sampler.join()
+        for p in self.processes:
+            p.terminate()
+        for p in self.processes:
+            try:
+                p.wait(30)
+            except psutil.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def dask_bench(work: Path, inputs: list[Path], streamconv_cmd, args: argparse.Namespace) -> list[Measurement]:
+    """streamconv --scheduler on clusters of each size in --dask-workers: the client's process tree
+    is measured as any contestant's, and each worker's peak RSS besides."""
+    from streamconv.engine.budget import parse_size
+
+    results = []
+    out = work / "out-dask"
+    for n in args.dask_workers:
+        cluster = DaskCluster(work, n, parse_size(args.memory))
+        try:
+            for _ in range(args.repeat):
+                settle(inputs, out)
+                cluster.reset()
+                m = measure(f"streamconv dask x{n}", [streamconv_cmd(out) + ["--scheduler", cluster.address]],
+                            args.durable)
+                m.worker_rss = list(cluster.peaks)
+                m.output_bytes = sum(size for _, size in tree_files(out))
+                results.append(m)
+        finally:
+            cluster.close()
+    return results
+
+
 def bench(name: str, work: Path, inputs: list[Path], streamconv_cmd, ngscripts_cmds,
           args: argparse.Namespace) -> list[Measurement]:
     ours = work / "out-streamconv"
@@ -162,6 +241,8 @@ def bench(name: str, work: Path, inputs: list[Path], streamconv_cmd, ngscripts_c
         m = measure("neuroglancer-scripts", ngscripts_cmds(theirs), args.durable)
         m.output_bytes = sum(size for _, size in tree_files(theirs))
         results.append(m)
+    if args.dask_workers:
+        results += dask_bench(work, inputs, streamconv_cmd, args)
     report(name + (", each run timed until its output is on disk" if args.durable else ""), results)
     return results
 
@@ -184,7 +265,8 @@ def report(name: str, results: list[Measurement]) -> None:
           f"{'files':>8}")
     for m in results:
         print(f"{m.name:24} {m.seconds:8.2f} {m.peak_rss / MiB:9.0f} MiB {m.peak_pss / MiB:9.0f} MiB "
-              f"{m.output_bytes / MiB:6.0f} MiB {m.files or '':>8}")
+              f"{m.output_bytes / MiB:6.0f} MiB {m.files or '':>8}"
+              + (" workers: " + ", ".join(f"{w / MiB:.0f} MiB" for w in m.worker_rss) if m.worker_rss else ""))
     sharded = best(results, "streamconv sharded")
     if sharded:
         pairs = [(a.seconds / b.seconds) for a, b in zip(
@@ -347,6 +429,8 @@ def main() -> None:
         p.add_argument("--sharding", default="off",
                        help="also run streamconv with --sharding MODE (auto, or P,M,S bits) each round")
         p.add_argument("--shard-size", default="2GiB")
+        p.add_argument("--dask-workers", type=int, nargs="*", default=[],
+                       help="also run on Dask clusters of these many workers")
         p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more streamconv options")
         if name in ("volume", "s3"):
             p.add_argument("--shape", default="1024,1024,1024")

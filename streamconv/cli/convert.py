@@ -70,6 +70,10 @@ def convert(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Write nothing: print the pyramid, memory, disk and estimated time.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="With --dry-run: print JSON.")] = False,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Run on a Dask cluster: its scheduler's tcp://HOST:PORT, or 'local' for a LocalCluster "
+             "of --workers processes; --memory is then the budget of each worker (pip install "
+             "streamconv[dask])")] = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -85,7 +89,8 @@ def convert(
             input_orientation=input_orientation, fill_missing=fill_missing,
             encoding=encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
             cseg_block_size=block, gzip=gzip, skip_empty=skip_empty, sharding=sharding,
-            shard_size=shard_size, **run.engine(), progress=progress, dry_run=dry_run)
+            shard_size=shard_size, scheduler=scheduler, **run.engine(), progress=progress,
+            dry_run=dry_run)
     if report.estimate is not None:
         typer.echo(json.dumps(report.estimate.to_dict(), indent=1) if json_output
                    else report.estimate.describe())

@@ -151,6 +151,29 @@ def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int
                 budget, total, minimum)
 
 
+def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budget: int,
+                      stream_axis: int = 2) -> SlabPlan:
+    """A Dask cluster (engine/distributed.py): `budget` is one worker's, which runs one slab's
+    task at a time within it, in its own memory and from a source every worker reads. The same
+    planner with one worker and no main process gives the slabs; each task must then fit."""
+    plan = plan_slabs(scales, channels, dtype, 1, budget, True, stream_axis, main_base=0)
+    item = channels * np.dtype(dtype).itemsize
+    need = max(task_memory(plan, scales, k, item) for k in range(len(scales)))
+    if need > budget:
+        raise UsageError(f"--memory {format_size(budget)} is below the {format_size(need)} a task of this "
+                         "conversion needs on a Dask worker (a slab of one chunk row)")
+    return plan
+
+
+def task_memory(plan: SlabPlan, scales: list[Scale], level: int, item: int) -> int:
+    """What a slab's task on a Dask worker holds at its peak (`item`: bytes per voxel): the slab,
+    its piece of the next scale twice (the array and its serialized copy), the slab again (a
+    decoded block being copied in, or the pieces read back) and a chunk being encoded."""
+    slab = item * math.prod(plan.slab_shape(scales[level], level))
+    piece = item * math.prod(plan.slab_shape(scales[level + 1], level + 1)) if level + 1 < len(scales) else 0
+    return 2 * slab + 2 * piece + 2 * item * math.prod(scales[level].chunk_size)
+
+
 def _band_rows(extent: int, row_bytes: int, unit: int, band_bytes: int, workers: int) -> int:
     """Rows per band: whole units, about `band_bytes` of slab, and enough bands for the workers."""
     units = ceil_div(extent, unit)

@@ -44,11 +44,34 @@ class SlabRef:
             mm = mmap.mmap(fd, max(size, 1))
         finally:
             os.close(fd)
-        axes = self.order.axes
-        stored = np.ndarray(tuple(self.shape[a] for a in axes), self.dtype, buffer=mm)
-        view = stored.transpose(np.argsort(axes))
-        return view[tuple(slice(None, None, -1) if a in self.order.reversed else slice(None)
-                          for a in range(4))]
+        return arranged(np.ndarray(stored_shape(self.shape, self.order), self.dtype, buffer=mm), self.order)
+
+
+@dataclass(frozen=True)
+class PrivateSlab:
+    """A slab in the task's own memory (a Dask task on another host shares nothing): it offers
+    the same `array()` as a `SlabRef`, so the task functions serve both."""
+
+    data: np.ndarray
+
+    @classmethod
+    def zeros(cls, shape: tuple[int, int, int, int], dtype: np.dtype | str,
+              order: MemoryOrder = MemoryOrder()) -> PrivateSlab:
+        return cls(arranged(np.zeros(stored_shape(shape, order), dtype), order))
+
+    def array(self) -> np.ndarray:
+        return self.data
+
+
+def stored_shape(shape: tuple[int, int, int, int], order: MemoryOrder) -> tuple[int, ...]:
+    """How a (c, z, y, x) slab lies in memory in `order`."""
+    return tuple(shape[a] for a in order.axes)
+
+
+def arranged(stored: np.ndarray, order: MemoryOrder) -> np.ndarray:
+    """Memory laid out in `order` seen as a (c, z, y, x) array."""
+    view = stored.transpose(np.argsort(order.axes))
+    return view[tuple(slice(None, None, -1) if a in order.reversed else slice(None) for a in range(4))]
 
 
 class SlabBuffer:

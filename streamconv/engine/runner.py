@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +30,7 @@ from ..stores import Where
 from .budget import SlabPlan, default_budget, parse_size
 from .buffers import remove_stale_buffers
 from .estimate import Estimate, check_free_space, estimate_job
-from .executor import TaskExecutor, executor
+from .executor import executor
 from .journal import (
     COMPLETE,
     CONVERT,
@@ -126,10 +126,11 @@ def closing_on_error(source: Source) -> Iterator[None]:
 
 def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, workers: int,
             overwrite: bool, resume: bool, progress: ProgressFactory | None,
-            dry_run: bool = False) -> Report:
+            dry_run: bool = False, scheduler: str | None = None) -> Report:
     """Start the workers, open and plan the job (`describe`, given the output's store: how it
-    writes counts in the plan) while they start, then write it. A dry run only plans the job
-    and measures a sample of it (`Report.estimate`)."""
+    writes counts in the plan) while they start, then write it; on the Dask cluster at
+    `scheduler` (or a LocalCluster of `workers` for `local`) if given. A dry run only plans the
+    job and measures a sample of it (`Report.estimate`)."""
     started = time.perf_counter()
     if dry_run:
         planned = open_store(output)
@@ -141,23 +142,54 @@ def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, work
         return Report(str(output), job.scales, job.plan, 0, 0, 0, time.perf_counter() - started,
                       estimate=cost)
     store = open_output(output)
-    if workers:
+    if workers and scheduler is None:
         require(store, "shared", "be written by worker processes (each would write its own copy); "
                 "pass --workers 0")
-    with peak_memory() as peak, executor(workers) as pool:
-        for _ in range(workers):  # start the workers now, while headers are read
-            pool.submit(int)
-        source, job = describe(store)
-        try:
-            totals, found = _write(source, job, store, pool, overwrite, resume, progress)
-        finally:
-            source.close()
+    with peak_memory() as peak, _engine(describe, store, workers, scheduler) as (source, job, engine):
+        totals, found = _write(job, store, engine, overwrite, resume, progress)
     return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
                   time.perf_counter() - started, found == RESUME, totals.skipped_slabs,
                   totals.replayed_slabs, complete=found == COMPLETE, peak_memory=peak.bytes)
 
 
-def _write(source: Source, job: Job, store: Store, pool: TaskExecutor, overwrite: bool, resume: bool,
+#: runs the job's slabs, given the hooks and the slabs complete before: the local pipeline or a
+#: Dask cluster
+Engine = Callable[[Hooks, frozenset[tuple[int, int]]], Totals]
+
+
+@contextmanager
+def _engine(describe: Callable[[Store], tuple[Source, Job]], store: Store, workers: int,
+            scheduler: str | None) -> Iterator[tuple[Source, Job, Engine]]:
+    """The described job and what runs it; the source is closed and the workers stopped after."""
+    if scheduler is None:
+        with executor(workers) as pool:
+            for _ in range(workers):  # start the workers now, while headers are read
+                pool.submit(int)
+            source, job = describe(store)
+            with closing(source):
+                yield source, job, lambda hooks, done: _run_pipeline(Pipeline(job, source, store, pool, hooks, done))
+        return
+    try:
+        from .distributed import DaskRun, connect
+    except ImportError as exc:  # dask is an optional extra
+        raise UsageError(f"--scheduler needs Dask ({exc}): pip install 'streamconv[dask]'") from None
+
+    source, job = describe(store)
+    if any(s.sharding is not None for s in job.info.scales):
+        source.close()
+        raise UsageError("--scheduler does not write sharded outputs yet; run without --sharding, "
+                         "then shard with convert-chunks --sharding")
+    with closing(source), connect(scheduler, workers, job.plan.budget) as client:
+        yield source, job, lambda hooks, done: DaskRun(job, source, store, client, hooks, done).run()
+
+
+def _run_pipeline(pipeline: Pipeline) -> Totals:
+    if pipeline.completion.describe():
+        log.info("%s", pipeline.completion.describe())
+    return pipeline.run()
+
+
+def _write(job: Job, store: Store, engine: Engine, overwrite: bool, resume: bool,
            progress: ProgressFactory | None) -> tuple[Totals, str]:
     """Run the pipeline under the output's lock and the step's journal; `convert` writes the
     info last. Returns what the output held: START, RESUME or COMPLETE (nothing written)."""
@@ -185,10 +217,7 @@ def _write(source: Source, job: Job, store: Store, pool: TaskExecutor, overwrite
             with _stop_on_signals() as stop:
                 hooks = Hooks(progress=progress(job.scales) if progress else None,
                               slab_done=journal.record, should_stop=stop.is_set)
-                pipeline = Pipeline(job, source, store, pool, hooks, frozenset(done))
-                if pipeline.completion.describe():
-                    log.info("%s", pipeline.completion.describe())
-                totals = pipeline.run()
+                totals = engine(hooks, frozenset(done))
         finally:
             journal.close()
         if job.step == CONVERT:

@@ -9,11 +9,14 @@ from ..downsampling import downsample
 from ..encodings import Codec
 from ..geometry import Box, Scale, Vec3, array_axis, ceil_div
 from ..sources import Source
-from .buffers import SlabRef
+from .buffers import PrivateSlab, SlabRef
 from .sink import ChunkSink
 
+#: where a task finds a slab: shared memory on this host, or its own
+Slab = SlabRef | PrivateSlab
 
-def fill(source: Source, p0: int, p1: int, ref: SlabRef, first_plane: int) -> None:
+
+def fill(source: Source, p0: int, p1: int, ref: Slab, first_plane: int) -> None:
     """Read planes [p0, p1) along the source's stream axis into a slab that starts at `first_plane`."""
     slab = ref.array()
     index = [slice(None)] * 4
@@ -21,7 +24,7 @@ def fill(source: Source, p0: int, p1: int, ref: SlabRef, first_plane: int) -> No
     source.read(p0, p1, slab[tuple(index)])
 
 
-def fill_from_store(volume: Dataset, level: int, region: Box, ref: SlabRef, origin: Vec3) -> None:
+def fill_from_store(volume: Dataset, level: int, region: Box, ref: Slab, origin: Vec3) -> None:
     """Read back a region of a scale already on disk: to rebuild what a lost slab held, or to
     compute the scales above chunks another step (or tool) wrote."""
     slab = ref.array()
@@ -35,7 +38,7 @@ def fill_from_store(volume: Dataset, level: int, region: Box, ref: SlabRef, orig
 class Downsample:
     """Where a band's downsampled voxels go: a slab of the next scale."""
 
-    target: SlabRef
+    target: Slab
     origin: Vec3  # voxel of the next scale at the target slab's first element
     factor: Vec3
     method: str
@@ -46,7 +49,7 @@ class Downsample:
 class Band:
     """A chunk-aligned region of one scale's slab: write its chunks, downsample it."""
 
-    source: SlabRef
+    source: Slab
     origin: Vec3  # voxel of the scale at the slab's first element
     level: int
     scale: Scale

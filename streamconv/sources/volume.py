@@ -250,9 +250,17 @@ class NibabelSource:
             self._raw.close()
 
     def __getstate__(self) -> dict:
-        if not self.parallel_reads:
-            raise TypeError("a sequential source stays in the main process")
         return {**self.__dict__, "_img": None}
+
+    def __setstate__(self, state: dict) -> None:
+        """A source read through nibabel's proxy (a gzip stream) opens its file again: a task on
+        a Dask worker reads its own planes (the local engine reads such a source in one thread
+        of the main process, in order, and never sends it)."""
+        self.__dict__.update(state)
+        if self._raw is None:
+            import nibabel
+
+            self._img = nibabel.load(str(self.path))
 
 
 def _load(file: InputFile) -> Any:

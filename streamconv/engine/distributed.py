@@ -1,0 +1,279 @@
+"""Running a job on a Dask cluster: one task per slab of each scale, and nothing shared.
+
+Workers may be on other hosts, so no task touches the client's memory or another task's: a
+task fills a slab in its own memory (full resolution: from the source, whose path every worker
+sees; a coarser scale: from the *pieces* its finer slabs left in the output store), writes the
+slab's chunks through the `Store` and the job's chunk format, downsamples it, and leaves its
+piece of the next scale in the store (`.streamconv/.../pieces/`, raw `.npy`: lossless, so a
+coarser scale is the same bytes as the local engine's, jpeg included) and hands back three
+numbers. The coarser slab's task is given the finer tasks' futures, so Dask itself runs it once
+they are done: the client schedules nothing, it only journals each slab as its future completes.
+
+A task writes the same bytes however often it runs (chunks and pieces appear whole under their
+name), so Dask's retries after a lost worker and a rerun after a killed client are harmless.
+Each task declares the memory it needs as the worker resource `MEMORY`, so a worker started
+with `--resources MEMORY=<bytes>` never runs more slabs at once than fit.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from distributed import Client, Future, LocalCluster, wait
+from distributed.scheduler import KilledWorker
+
+from ..dataset import Dataset
+from ..encodings import ChunkFormat
+from ..errors import Interrupted, UsageError, WorkerDied
+from ..geometry import Box, Scale, Vec3, triple
+from ..sources import Source
+from ..sources.base import MemoryOrder
+from ..storage import Store
+from .budget import format_size, task_memory
+from .buffers import PrivateSlab
+from .journal import state_key
+from .pipeline import Hooks, SlabGrid, Totals, _along
+from .sink import FileSink
+from .tasks import Band, Downsample, fill, fill_from_store, process_band
+
+if TYPE_CHECKING:
+    from .runner import Job
+
+log = logging.getLogger("streamconv")
+
+RESOURCE = "MEMORY"
+
+
+@contextmanager
+def connect(scheduler: str, workers: int, budget: int) -> Iterator[Client]:
+    """A client of the cluster at `scheduler` (tcp://host:port), or of a LocalCluster of
+    `workers` processes (one thread each, `budget` of MEMORY each) for `local`."""
+    if scheduler != "local":
+        try:
+            client = Client(scheduler, timeout=30)
+        except (OSError, ValueError) as exc:  # unreachable (TimeoutError is an OSError), or not an address
+            raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        with client:
+            yield client
+        return
+    # Our own cluster's start-up and shutdown chatter (INFO, Dask's default) is not the user's news.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    with LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=logging.WARNING,
+                      resources={RESOURCE: budget}) as cluster:
+        with Client(cluster) as client:
+            yield client
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What a slab downsamples into: a piece of the next scale, kept in the store under `key`."""
+
+    key: str
+    origin: Vec3                      # voxel of the next scale at the piece's first element
+    shape: tuple[int, int, int, int]  # (c, z, y, x)
+    factor: Vec3
+
+
+@dataclass(frozen=True)
+class SlabTask:
+    """One slab of one scale, and everything its task needs besides the store."""
+
+    level: int
+    p0: int
+    p1: int
+    shape: tuple[int, int, int, int]  # (c, z, y, x) of the slab in the task's memory
+    dtype: str
+    order: MemoryOrder
+    origin: Vec3
+    bands: tuple[Box, ...]
+    scale: Scale
+    fmt: ChunkFormat
+    skip_empty: bool
+    #: how the slab is filled: from the source, from pieces of the finer scale, or read back
+    #: from its own chunks (`replay`: complete already, only its piece is lost)
+    source: Source | None
+    pieces: tuple[tuple[str, Vec3], ...]  # key and origin of each piece of the finer scale
+    replay: Dataset | None
+    down: Piece | None  # None on the coarsest scale
+    method: str
+    outside: float | None
+
+
+def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, int]:
+    """Fill, write and downsample one slab; (chunks visited, written, bytes). `after`: the
+    finer tasks' results, only there so that Dask runs this task after them."""
+    slab = PrivateSlab.zeros(task.shape, task.dtype, task.order)
+    if task.source is not None:
+        fill(task.source, task.p0, task.p1, slab, task.p0)
+    for key, origin in task.pieces:
+        piece = store.read(key)
+        if piece is None:
+            raise FileNotFoundError(f"{store.url}: {key} is missing (its slab is journalled complete)")
+        held = np.load(io.BytesIO(piece))
+        box = Box(origin, triple(o + n for o, n in zip(origin, held.shape[:0:-1])))
+        slab.data[box.index(task.origin)] = held
+    if task.replay is not None:
+        for region in task.bands:
+            fill_from_store(task.replay, task.level, region, slab, task.origin)
+    out = PrivateSlab.zeros(task.down.shape, task.dtype) if task.down else None
+    down = Downsample(out, task.down.origin, task.down.factor, task.method, task.outside) if task.down and out else None
+    totals = np.zeros(3, np.int64)
+    for region in task.bands:
+        totals += process_band(Band(slab, task.origin, task.level, task.scale, region, task.fmt.codec,
+                                    FileSink(store, task.fmt.compression), task.skip_empty, down,
+                                    write=task.replay is None))
+    if task.down and out:
+        buffer = io.BytesIO()
+        np.save(buffer, out.data)
+        store.write(task.down.key, buffer.getbuffer())
+    if store.can.sync:  # this host's writes on disk before the client journals the slab
+        store.sync()
+    return int(totals[0]), int(totals[1]), int(totals[2])
+
+
+class DaskRun:
+    """The client's side: submit every slab's task with its finer tasks as dependencies, then
+    journal each slab as its future completes. Same inputs and hooks as `Pipeline`."""
+
+    def __init__(self, job: Job, source: Source, store: Store, client: Client,
+                 hooks: Hooks = Hooks(), done: frozenset[tuple[int, int]] = frozenset()) -> None:
+        self.job, self.source, self.store, self.client, self.hooks = job, source, store, client, hooks
+        self.grid = SlabGrid(job.scales, job.plan)
+        self.volume = Dataset(store, job.info, job.scales)
+        self.done = done | {(level, i) for level in range(job.first) for i in range(self.grid.count(level))}
+        self.prefix = f"{state_key(job.step)}/pieces"
+        self.totals = Totals()
+        self.memory = [task_memory(job.plan, job.scales, k, source.num_channels * source.dtype.itemsize)
+                       for k in range(len(job.scales))]
+
+    def run(self) -> Totals:
+        self._check_workers()
+        futures: dict[Future, tuple[int, int]] = {}
+        try:
+            self._submit_all(futures)
+            pending = set(futures)
+            while pending:
+                self._check_stop()
+                try:
+                    finished = wait(pending, timeout=0.25, return_when="FIRST_COMPLETED").done
+                except TimeoutError:  # nothing finished yet: look at the stop flag again
+                    continue
+                for future in finished:
+                    pending.discard(future)
+                    self._finished(future, *futures[future])
+            self._remove_pieces()
+            return self.totals
+        finally:
+            self.client.cancel(list(futures))
+
+    def _submit_all(self, futures: dict[Future, tuple[int, int]]) -> None:
+        """Every slab that has work, finest scale first; a coarser slab after the finer slabs
+        whose pieces it reads."""
+        run = self._to_run()
+        by_slab: dict[tuple[int, int], Future] = {}
+        for level in range(len(self.job.scales)):
+            for index in range(self.grid.count(level)):
+                if (level, index) not in run:
+                    self.totals.skipped_slabs += (level, index) in self.done
+                    continue
+                feeders = self._feeders(level, index)
+                after = [by_slab[f] for f in feeders if f in by_slab]
+                future = self.client.submit(run_slab, self._task(level, index, feeders), self.store, *after,
+                                            resources={RESOURCE: self.memory[level]}, pure=False,
+                                            key=f"streamconv-slab-{level}-{index}-{id(self)}")
+                by_slab[level, index] = future
+                futures[future] = (level, index)
+                self.totals.replayed_slabs += (level, index) in self.done
+
+    def _to_run(self) -> set[tuple[int, int]]:
+        """Slabs not complete, and complete slabs whose piece a slab to run needs but lost
+        (the piece is gone, or another engine wrote the slab): those are replayed."""
+        run: set[tuple[int, int]] = set()
+        pieces = set(self.store.list(self.prefix)) if self.done else set()
+        for level in reversed(range(len(self.job.scales))):
+            for index in range(self.grid.count(level)):
+                if (level, index) not in self.done:
+                    run.add((level, index))
+                elif (level + 1 < len(self.job.scales) and (level + 1, self.grid.target(level, index)) in run
+                      and self._piece(level, index) not in pieces):
+                    run.add((level, index))
+        return run
+
+    def _feeders(self, level: int, index: int) -> list[tuple[int, int]]:
+        if level == 0:
+            return []
+        return [(level - 1, i) for i in range(self.grid.count(level - 1)) if self.grid.target(level - 1, i) == index]
+
+    def _piece(self, level: int, index: int) -> str:
+        return f"{self.prefix}/{level}-{index}.npy"
+
+    def _task(self, level: int, index: int, feeders: list[tuple[int, int]]) -> SlabTask:
+        job, grid, scale = self.job, self.grid, self.job.scales[level]
+        p0, p1 = grid.planes(level, index)
+        replay = (level, index) in self.done
+        x, y, z = _along(grid.axis, p1 - p0, scale.size)
+        down = None
+        if level + 1 < len(job.scales):
+            factor = job.scales[level + 1].factor
+            q0, q1 = p0 // factor[grid.axis], p0 // factor[grid.axis] + grid.downsampled_planes(level, p0, p1)
+            nx, ny, nz = _along(grid.axis, q1 - q0, job.scales[level + 1].size)
+            down = Piece(self._piece(level, index), grid.origin(q0), (self.source.num_channels, nz, ny, nx), factor)
+        return SlabTask(
+            level, p0, p1, (self.source.num_channels, z, y, x), self.source.dtype.str,
+            self.source.memory_order if level == 0 else MemoryOrder(), grid.origin(p0),
+            tuple(grid.bands(level, p0, p1)), scale, job.fmt, job.skip_empty,
+            source=self.source.window(p0, p1) if level == 0 and not replay else None,
+            pieces=() if replay else tuple((self._piece(*f), grid.origin(grid.planes(*f)[0] // scale.factor[grid.axis]))
+                                           for f in feeders),
+            replay=self.volume if replay else None, down=down, method=job.method, outside=job.outside_value)
+
+    def _finished(self, future: Future, level: int, index: int) -> None:
+        error = future.exception()
+        if error is not None:
+            self._check_stop()
+            if isinstance(error, KilledWorker):
+                raise WorkerDied(f"the task of slab {index} of scale {level} killed the workers that ran it "
+                                 "(out of memory?); lower --memory if it happens again") from None
+            raise error
+        visited, written, nbytes = future.result()
+        self.totals.chunks += visited
+        self.totals.written += written
+        self.totals.nbytes += nbytes
+        if self.hooks.progress:
+            self.hooks.progress(level, visited, nbytes)
+        if (level, index) not in self.done and self.hooks.slab_done:
+            self.hooks.slab_done(level, index)
+
+    def _remove_pieces(self) -> None:
+        """Every slab is done: the pieces were only the way to the next scale."""
+        self.store.delete(self.prefix)
+
+    def _check_workers(self) -> None:
+        """Wait for a first worker (a batch system may still be starting them), then refuse a
+        cluster where no worker could ever run the largest task (it would wait forever)."""
+        need = max(self.memory)
+        while not self.client.scheduler_info()["workers"]:
+            self._check_stop()
+            log.warning("waiting for a first worker to join %s", self.client.scheduler_info().get("address"))
+            try:
+                self.client.wait_for_workers(1, timeout=10)
+            except TimeoutError:
+                continue
+        info = self.client.scheduler_info()
+        have = [w.get("resources", {}).get(RESOURCE, 0) for w in info["workers"].values()]
+        if not any(h >= need for h in have):
+            raise UsageError(f"no worker of {info.get('address', 'the cluster')} offers the {format_size(need)} "
+                             f"of {RESOURCE} the largest task needs: start workers with "
+                             f"--resources {RESOURCE}=<bytes> (at least {need}), or lower --memory")
+
+    def _check_stop(self) -> None:
+        if self.hooks.should_stop():
+            raise Interrupted(f"{self.store.url}: interrupted")
+
