@@ -30,11 +30,11 @@ def mapped_shm(processes: list[psutil.Process]) -> set[str]:
 
 
 def test_killing_the_main_process_alone_leaves_nothing_behind(tmp_path):
-    data = np.random.default_rng(0).integers(0, 255, (192, 192, 256), dtype=np.uint8)
+    data = np.random.default_rng(0).integers(0, 255, (256, 256, 512), dtype=np.uint8)
     nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "vol.nii")
     out = tmp_path / "out"
     shm_before = set(os.listdir("/dev/shm"))
-    args = [STREAMCONV, "convert", "-q", "--workers", "2", "--chunk-size", "32",
+    args = [STREAMCONV, "convert", "-q", "--workers", "2", "--chunk-size", "32", "--memory", "300MiB",
             str(tmp_path / "vol.nii"), str(out)]
     with subprocess.Popen(args) as main:
         journal = out / ".streamconv" / "journal"
