@@ -31,6 +31,7 @@ log = logging.getLogger("streamconv")
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".jp2", ".j2k", ".webp")
 _TIFF = (".tif", ".tiff")
+WARN_SECTIONS = 5  # unreadable sections named one by one; past these, counted
 # The decoder of each suffix: imagecodecs given no codec tries every one it has, and its error
 # is then a list of every codec's failure instead of the one that matters.
 _CODECS = {".png": "png", ".jpg": "jpeg8", ".jpeg": "jpeg8", ".jp2": "jpeg2k", ".j2k": "jpeg2k",
@@ -337,6 +338,7 @@ class SliceStack:
     def _validate(self) -> Layout:
         """Probe every section; a bad one ends the run now, or is filled with --fill-missing."""
         layouts: dict[Layout, Slice] = {}
+        filled = 0
         for k, s in enumerate(self.slices):
             if s.path is None:
                 continue
@@ -345,7 +347,9 @@ class SliceStack:
             except DataError as exc:
                 if self.fill_value is None:
                     raise
-                log.warning("filling section %s with %s: %s", s.name, self.fill_value, exc)
+                filled += 1
+                if filled <= WARN_SECTIONS:  # the first few by name, the rest counted
+                    log.warning("filling section %s with %s: %s", s.name, self.fill_value, exc)
                 self.slices[k] = Slice(None)
                 continue
             if layouts and layout not in layouts:
@@ -353,6 +357,9 @@ class SliceStack:
                 raise DataError(f"{s.name}: {_describe(layout)} differs from {other.name}: "
                                 f"{_describe(first)}")
             layouts.setdefault(layout, s)
+        if filled > WARN_SECTIONS:
+            log.warning("filling %d more unreadable sections with %s", filled - WARN_SECTIONS,
+                        self.fill_value)
         if not layouts:
             raise DataError(f"{self.spec}: no readable section")
         return next(iter(layouts))
