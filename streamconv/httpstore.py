@@ -30,6 +30,7 @@ class HttpStore:
                 body = response.read() if method == "GET" else b""
                 return response.status, body, int(response.headers.get("Content-Length") or len(body))
         except urllib.error.HTTPError as exc:
+            exc.close()  # its response: a socket otherwise left to the garbage collector
             if exc.code in (403, 404):
                 return None
             raise OutputError(f"{self.url}/{key}: HTTP {exc.code}") from exc
