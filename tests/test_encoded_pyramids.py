@@ -99,6 +99,7 @@ def test_convert_chunks_reencodes_local_and_http_sources(tmp_path, mni):
         convert_chunks(url, tmp_path / "back", copy_info=True, workers=0)
     finally:
         server.shutdown()
+        server.server_close()
     for level in range(3):
         assert np.array_equal(read_scale(tmp_path / "back", level), read_scale(tmp_path / "raw", level))
     with pytest.raises(UsageError, match="--encoding"):

@@ -83,7 +83,7 @@ def kill_and_resume(src: Path, out: Path, args: list[str], seed: int, kills: int
                               start_new_session=True, stderr=subprocess.PIPE) as proc:
             try:  # the last run is left to finish
                 proc.wait(timeout=rng.uniform(0.15, 0.85) * duration if killed < kills else None)
-                assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+                assert proc.returncode == 0, proc.communicate()[1]
                 finished = True
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -279,7 +279,7 @@ def test_a_killed_worker_fails_the_run_clearly_and_the_rerun_resumes(tmp_path, v
             break
         time.sleep(0.005)
     if victim is None:
-        proc.wait()
+        proc.communicate()
         pytest.skip("the run finished before a worker could be killed")
     victim.kill()  # as the OOM killer would
     _, err = proc.communicate(timeout=60)
