@@ -79,7 +79,9 @@ def test_the_worked_example_shard_byte_for_byte(tmp_path):
     assert (tmp_path / "0.shard").read_bytes() == expected
 
 
-def test_sharding_options_are_checked():
+def test_sharding_options_are_checked(tmp_path):
+    with pytest.raises(UsageError, match="--gzip"):  # .gz files and shards do not mix
+        streamconv.convert(MNI152_FILE_PATH, tmp_path / "out", sharding="auto", gzip=True, workers=0)
     assert parse_sharding("off").spec(Scale("s", (9, 9, 9), (1, 1, 1), (4, 4, 4), (1, 1, 1)), 64, True) is None
     for bad in ("on", "1,2", "1,40,40", "a,b,c"):
         with pytest.raises(UsageError):
