@@ -8,270 +8,22 @@ workers, each straight into the shared slab, in the orientation the code asks fo
 from __future__ import annotations
 
 import copy
-import glob
 import logging
-import posixpath
-import re
-from dataclasses import dataclass
-from math import gcd
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .. import dtypes
 from ..errors import DataError, UsageError
 from ..geometry import LENGTH_NM, Vec3, array_axis, triple
-from ..stores import Location
-from .base import MemoryOrder, one_line
-from .files import InputFile, open_input
+from .base import MemoryOrder
+from .files import open_input
 from .orientation import Orientation
+from .sections import _TIFF, WARN_SECTIONS, Layout, Slice, decode, is_stack, list_slices, probe, tiff_file
 
 log = logging.getLogger("streamconv")
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".jp2", ".j2k", ".webp")
-_TIFF = (".tif", ".tiff")
-WARN_SECTIONS = 5  # unreadable sections named one by one; past these, counted
-# The decoder of each suffix: imagecodecs given no codec tries every one it has, and its error
-# is then a list of every codec's failure instead of the one that matters.
-_CODECS = {".png": "png", ".jpg": "jpeg8", ".jpeg": "jpeg8", ".jp2": "jpeg2k", ".j2k": "jpeg2k",
-           ".webp": "webp"}
-# What a file of each suffix starts with: a file that does not is not damaged, it is another kind.
-_MAGIC = {".png": (b"\x89PNG\r\n\x1a\n",), ".jpg": (b"\xff\xd8",), ".jpeg": (b"\xff\xd8",),
-          ".webp": (b"RIFF",), ".jp2": (b"\x00\x00\x00\x0cjP", b"\xff\x4f\xff\x51"),
-          ".j2k": (b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0cjP")}
-_LISTS = (".txt", ".lst", ".list")
-_PIL_MODES = {"L": ("uint8", 1), "LA": ("uint8", 2), "RGB": ("uint8", 3), "RGBA": ("uint8", 4),
-              "I;16": ("uint16", 1), "I;16B": ("uint16", 1), "I;16L": ("uint16", 1),
-              "I": ("int32", 1), "F": ("float32", 1)}
 
-
-@dataclass(frozen=True)
-class Slice:
-    """One section: a file, a page of a multi-page TIFF, or a gap to fill (path None)."""
-
-    path: str | None
-    page: int | None = None
-
-    @property
-    def file(self) -> str:
-        """The file of a section that is not a gap."""
-        if self.path is None:
-            raise DataError("a missing section has no file")
-        return self.path
-
-    @property
-    def name(self) -> str:
-        return f"{self.path} (page {self.page})" if self.page is not None else str(self.path)
-
-
-@dataclass(frozen=True)
-class Layout:
-    rows: int
-    columns: int
-    channels: int
-    dtype: str
-
-
-def natural_key(text: str) -> list:
-    """Sort key that puts s2.png before s10.png."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
-
-
-def is_stack(spec: str) -> bool:
-    """Whether an input names a slice stack rather than a volume file (a URL: by its name,
-    a directory, a glob, a list or an image)."""
-    if Location.of(spec).scheme not in ("", "file"):
-        suffix = posixpath.splitext(spec.rstrip("/"))[1].lower()
-        return spec.endswith("/") or any(c in spec for c in "*?[") or suffix in ("", *_LISTS, *IMAGE_SUFFIXES)
-    path = Path(spec)
-    if any(c in spec for c in "*?[") and not path.exists():
-        return True
-    if path.is_dir():
-        return True
-    suffix = path.suffix.lower()
-    return suffix in _LISTS or suffix in IMAGE_SUFFIXES
-
-
-def list_slices(spec: str, fill_missing: bool) -> list[Slice]:
-    """The sections of a stack, in order, from a directory, a glob, a list file or a TIFF."""
-    if Location.of(spec).scheme not in ("", "file"):
-        return _remote_slices(spec, fill_missing)
-    path = Path(spec)
-    if path.is_dir():
-        files = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-        origin = f"directory {path}"
-    elif path.suffix.lower() in _LISTS and path.is_file():
-        lines = [line.strip() for line in path.read_text().splitlines()]
-        return [Slice(str(path.parent / line)) for line in lines if line and not line.startswith("#")] \
-            or _empty(f"list {path}")
-    elif path.suffix.lower() in _TIFF and path.is_file():
-        return _tiff_pages(path)
-    elif path.exists():
-        files = [path]
-        origin = str(path)
-    else:
-        files = [Path(p) for p in glob.glob(spec) if Path(p).is_file()]
-        if not any(c in spec for c in "*?["):
-            raise DataError(f"{spec}: no such file or directory")
-        origin = f"pattern {spec!r}"
-    if not files:
-        _empty(origin)
-    files.sort(key=lambda p: natural_key(p.name))
-    return _with_gaps([str(p) for p in files], fill_missing)
-
-
-def _remote_slices(url: str, fill_missing: bool) -> list[Slice]:
-    """The sections below a URL: a directory, a glob or a list file (names relative to it); one
-    listing, each section read only when a task decodes it."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(url)
-    suffix = posixpath.splitext(path)[1].lower()
-    if suffix in _LISTS:
-        lines = [line.strip() for line in fs.cat_file(path).decode().splitlines()]
-        base = url.rsplit("/", 1)[0]
-        return [Slice(f"{base}/{line}") for line in lines if line and not line.startswith("#")] \
-            or _empty(f"list {url}")
-    names = fs.glob(path) if any(c in url for c in "*?[") else [path] if suffix else fs.ls(path, detail=False)
-    files = [fs.unstrip_protocol(n) for n in names if posixpath.splitext(n)[1].lower() in IMAGE_SUFFIXES]
-    if not files:
-        _empty(url)
-    files.sort(key=lambda f: natural_key(posixpath.basename(f)))
-    return _with_gaps(files, fill_missing)
-
-
-def _empty(origin: str) -> list[Slice]:
-    raise DataError(f"{origin} holds no sections ({', '.join(IMAGE_SUFFIXES)})")
-
-
-def _tiff_pages(path: Path) -> list[Slice]:
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            pages = len(tif.pages)
-    except Exception as exc:  # tifffile raises several kinds for a bad file
-        raise DataError(f"{path}: not a readable TIFF ({one_line(exc)})") from exc
-    return [Slice(str(path), k) for k in range(pages)] if pages > 1 else [Slice(str(path))]
-
-
-def _with_gaps(files: list[str], fill_missing: bool) -> list[Slice]:
-    """Sections in order; numbered names with a hole in their sequence are missing sections."""
-    matches = [re.fullmatch(r"(.*?)(\d+)(\D*)", posixpath.basename(f)) for f in files]
-    numbered = [m for m in matches if m is not None]
-    slices = [Slice(f) for f in files]
-    if len(files) < 2 or len(numbered) < len(files) or len({(m.group(1), m.group(3)) for m in numbered}) != 1:
-        return slices
-    numbers = [int(m.group(2)) for m in numbered]
-    step = 0
-    for a, b in zip(numbers, numbers[1:]):
-        step = gcd(step, b - a)
-    if step == 0:
-        return slices
-    present = dict(zip(numbers, slices))
-    missing = [n for n in range(numbers[0], numbers[-1] + 1, step) if n not in present]
-    if missing and not fill_missing:
-        m = numbered[0]
-        names = ", ".join(f"{m.group(1)}{n:0{len(m.group(2))}d}{m.group(3)}" for n in missing[:3])
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise DataError(f"sections missing from the numbered series in {posixpath.dirname(files[0]) or '.'}: "
-                        f"{names}{more}; pass --fill-missing VALUE to fill them")
-    if missing:
-        log.warning("filling %d missing sections: %s", len(missing), ", ".join(map(str, missing[:10])))
-    return [present.get(n, Slice(None)) for n in range(numbers[0], numbers[-1] + 1, step)]
-
-
-def probe(s: Slice) -> Layout:
-    """Shape, type and channels from the header, after a check that the file is complete."""
-    file = open_input(s.file)
-    if not file.exists():
-        raise DataError(f"{s.name}: section file is missing")
-    try:
-        if s.file.lower().endswith(_TIFF):
-            return _probe_tiff(file, s.page)
-        _check_complete(file)
-        from PIL import Image
-
-        with file.open() as f, Image.open(f) as img:
-            if img.mode not in _PIL_MODES:
-                raise DataError(f"{s.name}: image mode {img.mode} is not supported "
-                                "(grey, grey+alpha, RGB, RGBA; 8 or 16 bits)")
-            dtype, channels = _PIL_MODES[img.mode]
-            return Layout(img.height, img.width, channels, dtype)
-    except DataError:
-        raise
-    except Exception as exc:  # decoders raise many kinds for a damaged file
-        raise DataError(f"{s.name}: cannot read the image ({one_line(exc)})") from exc
-
-
-def _tiff(file: InputFile) -> Any:
-    """A TiffFile of a section: by name on this machine, else on ranged reads."""
-    import tifffile
-
-    return tifffile.TiffFile(file.local_path or file.open())
-
-
-def _probe_tiff(file: InputFile, page: int | None) -> Layout:
-    with _tiff(file) as tif:
-        p = tif.pages[page or 0]
-        size = file.size()
-        if any(o + n > size for o, n in zip(p.dataoffsets, p.databytecounts)):
-            raise DataError(f"{file.name}: file is truncated (image data runs past its end)")
-        return Layout(int(p.imagelength), int(p.imagewidth), int(p.samplesperpixel),
-                      np.dtype(p.dtype).name)
-
-
-def _check_complete(file: InputFile) -> None:
-    """Truncation shows at the end of the file: PNG ends with IEND, JPEG with EOI, WebP in RIFF."""
-    suffix = posixpath.splitext(file.name)[1].lower()
-    size = file.size()
-    tail, head = bytearray(min(size, 32)), bytearray(min(size, 12))
-    file.pread(memoryview(tail), size - len(tail))
-    file.pread(memoryview(head), 0)
-    if suffix in _MAGIC and not bytes(head).startswith(_MAGIC[suffix]):
-        kind = suffix.lstrip(".").upper()
-        raise DataError(f"{file.name}: not a {kind} file (it does not start as one); replace it, or "
-                        "pass --fill-missing VALUE to fill its section")
-    ok = True
-    if suffix == ".png":
-        ok = tail.endswith(b"IEND\xaeB`\x82")
-    elif suffix in (".jpg", ".jpeg"):
-        ok = b"\xff\xd9" in tail
-    elif suffix == ".webp" and head[:4] == b"RIFF":
-        ok = int.from_bytes(head[4:8], "little") + 8 <= size
-    if not ok:
-        raise DataError(f"{file.name}: file is truncated; replace it, or pass --fill-missing VALUE to "
-                        "fill its section")
-
-
-def decode(s: Slice, out: np.ndarray | None = None) -> np.ndarray:
-    """The pixels of a section as (rows, columns, channels); into `out` (the decoder's own
-    shape and type, C-contiguous) when given."""
-    file = open_input(s.file)
-    try:
-        if s.file.lower().endswith(_TIFF):
-            import tifffile
-
-            with _tiff(file) as tif:
-                page = tif.pages[s.page or 0]
-                if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1:
-                    # Samples stored plane after plane: (samples, rows, columns), to move.
-                    image = np.moveaxis(page.asarray(), 0, -1)
-                    if out is not None:
-                        out[...] = image
-                else:
-                    image = page.asarray(out=out)
-        else:
-            import imagecodecs
-
-            codec = _CODECS.get(posixpath.splitext(file.name)[1].lower())
-            data = file.local_path or file.read()
-            image = imagecodecs.imread(data, out=out, codec=codec) if codec else imagecodecs.imread(data, out=out)
-    except Exception as exc:  # decoders raise many kinds for a damaged file
-        raise DataError(f"{s.name}: cannot decode the image ({one_line(exc)[:160]}); replace "
-                        "it, or pass --fill-missing VALUE to fill its section") from exc
-    return image.reshape(image.shape[:2] + (-1,))
+__all__ = ["SliceStack", "is_stack"]
 
 
 class SliceStack:
@@ -313,7 +65,7 @@ class SliceStack:
         first = next(s for s in self.slices if s.path is not None)
         if not first.file.lower().endswith(_TIFF):
             return None
-        with _tiff(open_input(first.file)) as tif:
+        with tiff_file(open_input(first.file)) as tif:
             tags = tif.pages[0].tags
             meta = tif.imagej_metadata or {}
             unit_tag = tags.get("ResolutionUnit")
