@@ -86,8 +86,8 @@ class Dataset:
         y, then x), when the store can list them and they are stored flat; None otherwise
         (every cell must then be tried). A sparse or hostile info with a huge grid then costs
         one listing, not one lookup per cell."""
-        if not self.store.can.list:
-            return None
+        if not self.store.can.list or self.info.scales[level].sharding is not None:
+            return None  # a sharded scale's chunks are in its shard files, not files of their own
         scale = self.scales[level]
         cells = set()
         for key in self.store.list(scale.key):
