@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ class Raw(CodecBase):
         return np.ascontiguousarray(chunk, dtype=chunk.dtype.newbyteorder("<")).data.cast("B")
 
     def decode(self, data: bytes, shape: tuple[int, int, int, int], dtype: np.dtype) -> np.ndarray:
-        expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        expected = math.prod(shape) * np.dtype(dtype).itemsize
         if len(data) != expected:
             raise DataError(f"raw chunk of {len(data)} bytes, expected {expected} for {shape[::-1]}")
         return np.frombuffer(data, np.dtype(dtype).newbyteorder("<")).reshape(shape).astype(dtype)

@@ -7,6 +7,7 @@ buffers left by a killed run are found and removed by the next one.
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import tempfile
@@ -40,7 +41,7 @@ class SlabRef:
         the array or a view of it."""
         fd = os.open(self.path, os.O_RDWR)
         try:
-            size = int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+            size = math.prod(self.shape) * np.dtype(self.dtype).itemsize
             mm = mmap.mmap(fd, max(size, 1))
         finally:
             os.close(fd)
@@ -81,7 +82,7 @@ class SlabBuffer:
                  order: MemoryOrder = MemoryOrder()) -> None:
         fd, path = tempfile.mkstemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=_shm_dir())
         try:
-            os.ftruncate(fd, max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1))
+            os.ftruncate(fd, max(math.prod(shape) * np.dtype(dtype).itemsize, 1))
         finally:
             os.close(fd)
         c, z, y, x = shape

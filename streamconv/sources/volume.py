@@ -191,7 +191,7 @@ class NibabelSource:
                                    self.num_channels, rgb, slope, inter, self.dtype, compressed)
         self.parallel_reads = self._raw is not None and not self._raw.compressed
         if self._raw is not None and self.parallel_reads:  # a short plain file is found now
-            need = self._raw.offset + int(np.prod(self.shape)) * self.num_channels * (
+            need = self._raw.offset + math.prod(self.shape) * self.num_channels * (
                 disk_dtype.itemsize // (self.num_channels if rgb else 1))
             have = self._raw.file.size()
             if have < need:
