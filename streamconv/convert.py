@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from . import downsampling
+from .annotate import make_annotations
 from .encodings import ChunkFormat, compression, make_codec
 from .engine.budget import plan_slabs
 from .engine.runner import (
@@ -34,7 +35,8 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
             encoding: str = "raw", jpeg_quality: int = 90, jpeg_plane: str = "xy",
             cseg_block_size: tuple[int, int, int] = (8, 8, 8), gzip: bool = False,
             compresslevel: int = 6, skip_empty: bool = False, overwrite: bool = False,
-            resume: bool = True,
+            resume: bool = True, segment_names: str | os.PathLike | None = None,
+            meshes: bool = False, mesh_format: str = "multilod",
             progress: ProgressFactory | None = None) -> Report:
     """Convert a volume or a slice stack to a precomputed pyramid: info, full resolution and
     every scale.
@@ -49,7 +51,10 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
     `outside_value`: average downsampling counts the voxels past odd edges as this value.
     `memory` bounds the whole process tree ('512MiB'; default: half of the available memory);
     `workers` is the number of processes (default: CPU count; 0 runs everything in this
-    process). An output holding an unfinished run of the same conversion is resumed
+    process). Segmentations: `segment_names` (a FreeSurfer LUT, FSL atlas XML, TSV, CSV or
+    JSON table) writes `segment_properties`; `meshes` writes every label's surface
+    (`mesh_format` multilod, Neuroglancer's multi-resolution Draco meshes, or legacy).
+    An output holding an unfinished run of the same conversion is resumed
     (`resume=False` refuses); `overwrite` starts over. `progress`, given the scales, returns a
     callback fed (scale, chunks, bytes).
     """
@@ -60,6 +65,8 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
         resolution = parse_resolution(resolution)
     codec = make_codec(encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
                        cseg_block_size=cseg_block_size)
+    annotations = make_annotations(volume_type, segment_names, meshes, mesh_format)
+    annotated = {} if annotations is None else {"annotations": annotations.record()}
 
     def describe() -> tuple[Source, Job]:
         source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
@@ -73,8 +80,8 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, *, volume_type:
                              source.parallel_reads, source.stream_axis)
             record = job_record(source, plan, info=info.to_dict(), downsampling=method,
                                 outside_value=outside_value, encoding=repr(codec), gzip=gzip,
-                                level=compresslevel if gzip else None, skip_empty=skip_empty)
+                                level=compresslevel if gzip else None, skip_empty=skip_empty, **annotated)
             return source, Job(scales, info, plan, ChunkFormat(codec, compression(gzip, compresslevel)), method,
-                               skip_empty, record, outside_value=outside_value)
+                               skip_empty, record, outside_value=outside_value, annotations=annotations)
 
     return run_job(describe, output, workers, overwrite, resume, progress)

@@ -23,10 +23,13 @@ from .options import (
     JpegQuality,
     LayerType,
     MaxScales,
+    Meshes,
+    MeshFormatOption,
     Method,
     OutsideValue,
     Plane,
     RunOptions,
+    SegmentNames,
     bundled,
     xyz,
 )
@@ -60,6 +63,9 @@ def convert(
     gzip: Annotated[bool, typer.Option(help="Write gzip-compressed <chunk>.gz files.")] = False,
     outside_value: OutsideValue = None,
     skip_empty: Annotated[bool, typer.Option(help="Do not write chunks that are all zero.")] = False,
+    segment_names: SegmentNames = None,
+    meshes: Meshes = False,
+    mesh_format: MeshFormatOption = "multilod",
     *,
     run: RunOptions,
 ) -> None:
@@ -72,7 +78,8 @@ def convert(
             ignore_scaling=ignore_scaling, resolution=resolution,
             input_orientation=input_orientation, fill_missing=fill_missing,
             encoding=encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
-            cseg_block_size=block, gzip=gzip, skip_empty=skip_empty, **run.engine(),
+            cseg_block_size=block, gzip=gzip, skip_empty=skip_empty, segment_names=segment_names,
+            meshes=meshes, mesh_format=mesh_format, **run.engine(),
             progress=progress)
     summary(report, run)
 

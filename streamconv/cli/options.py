@@ -24,6 +24,7 @@ from ..downsampling import METHODS
 from ..encodings import ENCODINGS
 from ..encodings.images import PLANES
 from ..geometry import triple
+from ..meshing import MESH_FORMATS
 from ..pyramid import VOLUME_TYPES
 
 # The values of a choice come from the library's own list, so that a new encoding or method
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     Method = str
     DownscalingMethod = str
     Plane = str
+    MeshFormat = str
 else:
     from typing import Literal
 
@@ -44,6 +46,7 @@ else:
     Method = Literal[METHODS]
     DownscalingMethod = Literal[("auto",) + METHODS]
     Plane = Literal[PLANES]
+    MeshFormat = Literal[MESH_FORMATS]
 
 # How a command runs (the fields of RunOptions).
 Memory = Annotated[Optional[str], typer.Option(
@@ -90,6 +93,17 @@ Downscaling = Annotated[DownscalingMethod, typer.Option(
 OutsideValue = Annotated[Optional[float], typer.Option(
     help="Average downsampling: the value of the voxels past an odd edge (e.g. 255 for a white "
          "background) [default: edge blocks average their voxels only]")]
+
+# Segmentations: names and meshes (convert, generate-meshes, add-segment-names).
+SegmentNames = Annotated[Optional[str], typer.Option(
+    help="Segmentations: a table of label names (FreeSurfer LUT, FSL atlas XML, TSV, CSV or JSON) "
+         "written as segment properties.")]
+Meshes = Annotated[bool, typer.Option(help="Segmentations: a surface mesh of every label.")]
+MeshFormatOption = Annotated[MeshFormat, typer.Option(
+    "--mesh-format", help="multilod: Neuroglancer's multi-resolution Draco meshes; legacy: one "
+                          "resolution, as mesh-to-precomputed.")]
+NamesFile = Annotated[str, typer.Argument(
+    help="A table of label names: FreeSurfer LUT, FSL atlas XML, TSV, CSV or JSON.")]
 
 # Arguments of the step-by-step and mesh commands.
 VolumeFile = Annotated[str, typer.Argument(help="A volume nibabel reads.")]

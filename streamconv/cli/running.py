@@ -70,5 +70,8 @@ def summary(report: Report, run: RunOptions) -> None:
         return
     resumed = (f" (resumed: {report.skipped_slabs + report.replayed_slabs} slabs were done, "
                f"{report.replayed_slabs} read back)" if report.resumed else "")
+    labels = ""
+    if report.annotated is not None:
+        labels = f", {report.annotated.labels} labels" + (" meshed" if report.annotated.meshes else "")
     typer.echo(f"{report.output}: {len(report.scales)} scales, {report.chunks_written} chunks, "
-               f"{format_size(report.bytes_written)} in {report.seconds:.1f} s{resumed}", err=True)
+               f"{format_size(report.bytes_written)}{labels} in {report.seconds:.1f} s{resumed}", err=True)

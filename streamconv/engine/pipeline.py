@@ -20,6 +20,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..dataset import Dataset
 from ..errors import Interrupted, WorkerDied
 from ..geometry import Box, Scale, Vec3, ceil_div
@@ -29,7 +31,7 @@ from ..storage import Store
 from .budget import SlabPlan, band_axis
 from .buffers import SlabBuffer
 from .executor import TaskExecutor
-from .tasks import Band, Downsample, fill, fill_from_store, process_band
+from .tasks import Band, BandDone, Downsample, fill, fill_from_store, process_band
 
 if TYPE_CHECKING:  # the runner imports this module to run its jobs
     from .runner import Job
@@ -167,6 +169,8 @@ class Totals:
     nbytes: int = 0          # bytes of those files
     skipped_slabs: int = 0   # complete before this run, not touched
     replayed_slabs: int = 0  # complete before this run, read back to rebuild the next scale
+    #: the distinct values of the scale-0 slabs this run wrote, when the job asks for them
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
 
 
 class Pipeline:
@@ -301,7 +305,8 @@ class Pipeline:
                               self.scales[target.level].factor, self.job.method, self.job.outside_value)
         for region in self.grid.bands(slab.level, slab.p0, slab.p1):
             band = Band(slab.buffer.ref, self.grid.origin(slab.p0), self.scales[slab.level], region,
-                        self.store, self.job.fmt, self.job.skip_empty, down, write=not slab.replay)
+                        self.store, self.job.fmt, self.job.skip_empty, down, write=not slab.replay,
+                        labels=self.job.collect_labels and slab.level == 0 and not slab.replay)
             slab.readers += 1
             if slab.target is not None:
                 slab.target.writers += 1
@@ -341,8 +346,10 @@ class Pipeline:
         slab.writers -= 1
         self._seal_if_ready(slab)
 
-    def _band_done(self, slab: _Slab, result: tuple[int, int, int]) -> None:
-        self._count(slab.level, *result)
+    def _band_done(self, slab: _Slab, result: BandDone) -> None:
+        self._count(slab.level, result.visited, result.written, result.nbytes)
+        if result.labels is not None:
+            self.totals.labels = np.union1d(self.totals.labels, result.labels.astype(np.uint64))
         slab.readers -= 1
         if slab.target is not None:
             slab.target.writers -= 1

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..annotate import AnnotationReport, Annotations, annotate
 from ..encodings import ChunkFormat
 from ..errors import StreamconvError, UsageError
 from ..geometry import Scale
@@ -53,6 +54,13 @@ class Job:
     step: str = CONVERT  # or a step of the step-by-step workflow (its own job record)
     first: int = 0       # scales below this one are on disk already: read, not written
     outside_value: float | None = None
+    annotations: Annotations | None = None  # names and meshes of a segmentation, added at the end
+
+    @property
+    def collect_labels(self) -> bool:
+        """Band tasks return the labels of scale 0 for a names table (a mesh pass finds them itself)."""
+        return self.annotations is not None and self.annotations.names is not None \
+            and self.annotations.meshes is None
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ class Report:
     resumed: bool = False
     skipped_slabs: int = 0   # complete before this run
     replayed_slabs: int = 0  # complete before, read back to rebuild a coarser scale
+    annotated: AnnotationReport | None = None  # names and meshes, when asked for
 
 
 def resources(workers: int | None, memory: str | int | None) -> tuple[int, int]:
@@ -118,17 +127,18 @@ def run_job(describe: Callable[[], tuple[Source, Job]], output: str | os.PathLik
             pool.submit(int)
         source, job = describe()
         try:
-            totals, resumed = _write(source, job, store, pool, overwrite, resume, progress)
+            totals, resumed, annotated = _write(source, job, store, pool, overwrite, resume, progress)
         finally:
             source.close()
     return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
-                  time.perf_counter() - started, resumed, totals.skipped_slabs, totals.replayed_slabs)
+                  time.perf_counter() - started, resumed, totals.skipped_slabs, totals.replayed_slabs,
+                  annotated)
 
 
 def _write(source: Source, job: Job, store: Store, pool: TaskExecutor, overwrite: bool, resume: bool,
-           progress: ProgressFactory | None) -> tuple[Totals, bool]:
-    """Run the pipeline under the output's lock and the step's journal; `convert` writes the
-    info last."""
+           progress: ProgressFactory | None) -> tuple[Totals, bool, AnnotationReport | None]:
+    """Run the pipeline under the output's lock and the step's journal, then add names and
+    meshes; `convert` writes the info last."""
     log.info("%s", job.plan.describe(job.scales))
     keys = [s.key for s in job.scales[job.first:]]
     lock = Lock(store)
@@ -148,12 +158,18 @@ def _write(source: Source, job: Job, store: Store, pool: TaskExecutor, overwrite
                 hooks = Hooks(progress=progress(job.scales) if progress else None,
                               slab_done=journal.record, should_stop=stop.is_set)
                 totals = Pipeline(job, source, store, pool, hooks, frozenset(done)).run()
+                info, annotated = job.info, None
+                if job.annotations is not None:
+                    # the band tasks saw every label only if this run wrote every slab
+                    labels = totals.labels if job.collect_labels and job.first == 0 and not done else None
+                    info, annotated = annotate(store, info, pool, job.plan.workers, job.plan.budget,
+                                               job.annotations, labels, stop.is_set)
         finally:
             journal.close()
         if job.step == CONVERT:
-            store.write("info", job.info.to_json(), durable=True)
+            store.write("info", info.to_json(), durable=True)
         write_job(store, {"job": job.record, "complete": True, "boot": boot_id()}, job.step)
-        return totals, resumed
+        return totals, resumed, annotated
     except StreamconvError as exc:
         remove_temporary(store, keys, job.step)
         if exc.resumable:

@@ -87,11 +87,11 @@ def generate_meshes(volume: Dataset, pool: TaskExecutor, workers: int, per_worke
     ahead = 2 * max(workers, 1)
     found: list[np.ndarray] = []
     blocks = list(grid.blocks())
-    for ids in _bounded(pool, ahead, should_stop, ((mesh_block, volume, grid, b, levels) for b in blocks)):
+    for ids in bounded(pool, ahead, should_stop, ((mesh_block, volume, grid, b, levels) for b in blocks)):
         found.append(ids)
     labels = np.unique(np.concatenate(found)) if found else np.zeros(0, np.uint64)
     layout = MeshLayout(options.directory, options.format, levels)
-    written = sum(_bounded(pool, ahead, should_stop,
+    written = sum(bounded(pool, ahead, should_stop,
                            ((assemble, volume, grid, layout, int(label)) for label in labels)))
     volume.store.delete(PARTS)
     volume.store.write(f"{options.directory}/info", json.dumps(_mesh_info(volume, options)).encode())
@@ -106,7 +106,7 @@ def _mesh_info(volume: Dataset, options: MeshOptions) -> dict:
             "transform": [rx, 0, 0, 0, 0, ry, 0, 0, 0, 0, rz, 0], "lod_scale_multiplier": 1.0}
 
 
-def _bounded(pool: TaskExecutor, ahead: int, should_stop: Callable[[], bool],
+def bounded(pool: TaskExecutor, ahead: int, should_stop: Callable[[], bool],
              calls: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
     """Results of the calls (function, arguments...), at most `ahead` in flight."""
     pending: set[Future[Any]] = set()
