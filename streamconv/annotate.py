@@ -23,8 +23,8 @@ from .dataset import Dataset
 from .engine.budget import WORKER_BASE, format_size
 from .engine.executor import TaskExecutor
 from .errors import UsageError
-from .info import VolumeInfo
 from .geometry import Box, triple
+from .info import VolumeInfo
 from .meshing import MeshOptions, MeshReport, bounded, generate_meshes
 from .segment_names import SegmentTable, properties_info, read_segment_names
 from .storage import Store
@@ -54,13 +54,13 @@ class AnnotationReport:
 
 
 def make_annotations(volume_type: str, segment_names: str | os.PathLike | None, meshes: bool,
-                     mesh_format: str) -> Annotations | None:
+                     mesh_format: str, mesh_block: int | None = None) -> Annotations | None:
     """The annotations the options ask for (None: none), checked before any work."""
     if segment_names is None and not meshes:
         return None
     if volume_type != "segmentation":
         raise UsageError("--segment-names and --meshes need --type segmentation")
-    options = MeshOptions(mesh_format) if meshes else None
+    options = MeshOptions(mesh_format, block=mesh_block) if meshes else None
     if options is not None:
         options.check()
     table = read_segment_names(segment_names) if segment_names is not None else None

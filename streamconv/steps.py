@@ -248,9 +248,10 @@ def add_segment_names(output: str | os.PathLike, names: str | os.PathLike, *, me
 
 
 def generate_meshes(output: str | os.PathLike, *, mesh_format: str = "multilod", memory: str | int | None = None,
-                    workers: int | None = None) -> AnnotationReport:
-    """`generate-meshes`: every label's surface mesh, from scale 0 of a segmentation on disk."""
-    return _annotate(output, make_annotations("segmentation", None, True, mesh_format), memory, workers)
+                    workers: int | None = None, block: int | None = None) -> AnnotationReport:
+    """`generate-meshes`: every label's surface mesh, from scale 0 of a segmentation on disk
+    (`block`: the edge of a meshing block in voxels; default: the largest the memory allows)."""
+    return _annotate(output, make_annotations("segmentation", None, True, mesh_format, block), memory, workers)
 
 
 def _annotate(output: str | os.PathLike, annotations: Annotations | None, memory: str | int | None,

@@ -46,6 +46,7 @@ class MeshOptions:
 
     format: str = "multilod"
     directory: str = "mesh"
+    block: int | None = None  # block edge in cells; None: the largest the memory budget allows
 
     def check(self) -> None:
         if self.format not in MESH_FORMATS:
@@ -55,6 +56,8 @@ class MeshOptions:
         except ValueError:
             raise UsageError(f"the mesh directory {self.directory!r} is not a relative path inside "
                              "the dataset") from None
+        if self.block is not None and self.block < 2:
+            raise UsageError(f"the mesh block edge must be at least 2 cells, got {self.block}")
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ def generate_meshes(volume: Dataset, pool: TaskExecutor, workers: int, per_worke
     """Mesh every label of the volume's scale 0 and write the mesh directory (not the
     volume's info: the caller adds `mesh` to it)."""
     scale = volume.scales[0]
-    edge = block_edge(per_worker)
+    edge = options.block or block_edge(per_worker)
     grid = BlockGrid(scale, edge)
     levels = 1 if options.format == "legacy" else max(2, min(len(LEVELS), 1 + math.ceil(math.log2(max(grid.counts)))))
     volume.store.delete(PARTS)  # pieces of an interrupted run

@@ -117,14 +117,14 @@ def mesh_block(volume: Dataset, grid: BlockGrid, block: Vec3, levels: int) -> np
     for label in ids.tolist():
         raw = mesher.get(label, normals=False, reduction_factor=0)
         mesher.erase(label)
-        arrays = {}
+        arrays: dict[str, np.ndarray] = {}
         for lod, level in enumerate(LEVELS[:levels]):
             mesh = mesher.simplify(raw, reduction_factor=level.reduction, max_error=level.max_error * unit,
                                    compute_normals=False) if level.reduction > 1 else raw
             arrays[f"v{lod}"] = (np.asarray(mesh.vertices, np.float64) / resolution).astype(np.float32)
             arrays[f"f{lod}"] = np.asarray(mesh.faces, np.uint32)
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        np.savez(buffer, allow_pickle=False, **arrays)
         volume.store.write(f"{PARTS}/{label}/{name}", buffer.getvalue())
     mesher.clear()
     return ids
