@@ -16,7 +16,6 @@ fragments and manifest: a shard writer takes the two as one entry keyed by the l
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
@@ -85,7 +84,7 @@ def generate_meshes(volume: Dataset, pool: TaskExecutor, workers: int, per_worke
     scale = volume.scales[0]
     edge = options.block or block_edge(per_worker)
     grid = BlockGrid(scale, edge)
-    levels = 1 if options.format == "legacy" else max(2, min(len(LEVELS), 1 + math.ceil(math.log2(max(grid.counts)))))
+    levels = 1 if options.format == "legacy" else len(LEVELS)
     volume.store.delete(PARTS)  # pieces of an interrupted run
     ahead = 2 * max(workers, 1)
     found: list[np.ndarray] = []

@@ -39,8 +39,10 @@ class Simplification:
     max_error: float
 
 
-#: level 0 stays within half a voxel of the marching-cubes surface; coarser levels trade detail
-LEVELS = (Simplification(2, 0.5), Simplification(8, 1.5), Simplification(32, 3.0))
+#: level 0 stays within half a voxel of the marching-cubes surface, level 1 within two voxels.
+#: Each level is simplified from the raw marching-cubes mesh: zmesh 1.15 can loop forever
+#: simplifying a mesh it simplified already (seen on the labels benchmark volume).
+LEVELS = (Simplification(2, 0.5), Simplification(16, 2.0))
 
 
 @dataclass(frozen=True)
