@@ -170,7 +170,7 @@ class Totals:
     skipped_slabs: int = 0   # complete before this run, not touched
     replayed_slabs: int = 0  # complete before this run, read back to rebuild the next scale
     #: the distinct values of the scale-0 slabs this run wrote, when the job asks for them
-    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64), compare=False)
 
 
 class Pipeline:
