@@ -52,13 +52,12 @@ class BlockGrid:
     scale: Scale
     edge: int
 
-    @property
     def counts(self) -> Vec3:
         """Blocks along x, y, z: the padded volume has size + 1 cells along each axis."""
         return triple(ceil_div(n + 1, self.edge) for n in self.scale.size)
 
     def blocks(self) -> Iterator[Vec3]:
-        cx, cy, cz = self.counts
+        cx, cy, cz = self.counts()
         for bz in range(cz):
             for by in range(cy):
                 for bx in range(cx):
