@@ -25,7 +25,7 @@ from .engine.executor import TaskExecutor
 from .errors import UsageError
 from .geometry import Box, triple
 from .info import VolumeInfo
-from .meshing import MeshOptions, MeshReport, bounded, generate_meshes
+from .meshing import MeshOptions, MeshReport, bounded, mesh_labels
 from .segment_names import SegmentTable, properties_info, read_segment_names
 from .storage import Store
 
@@ -76,7 +76,7 @@ def annotate(store: Store, info: VolumeInfo, pool: TaskExecutor, workers: int, b
     mesh_report = None
     if annotations.meshes is not None:
         per_worker = _per_worker(workers, budget)
-        mesh_report = generate_meshes(volume, pool, workers, per_worker, annotations.meshes, should_stop)
+        mesh_report = mesh_labels(volume, pool, workers, per_worker, annotations.meshes, should_stop)
         log.info("meshes: %d labels, %d blocks of %d^3 cells, %s", len(mesh_report.labels),
                  mesh_report.blocks, mesh_report.edge, format_size(mesh_report.bytes_written))
         labels = mesh_report.labels

@@ -77,8 +77,8 @@ def block_edge(per_worker: int) -> int:
     return EDGES[-1]
 
 
-def generate_meshes(volume: Dataset, pool: TaskExecutor, workers: int, per_worker: int,
-                    options: MeshOptions, should_stop: Callable[[], bool] = lambda: False) -> MeshReport:
+def mesh_labels(volume: Dataset, pool: TaskExecutor, workers: int, per_worker: int,
+                options: MeshOptions, should_stop: Callable[[], bool] = lambda: False) -> MeshReport:
     """Mesh every label of the volume's scale 0 and write the mesh directory (not the
     volume's info: the caller adds `mesh` to it)."""
     scale = volume.scales[0]
