@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from . import downsampling
+from .annotate import make_annotations
 from .encodings import ChunkFormat, compression, make_codec
 from .engine.budget import parse_size, plan_slabs, plan_worker_slabs
 from .engine.runner import (
@@ -41,7 +42,9 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
             compresslevel: int = 6, skip_empty: bool = False, sharding: str = "off",
             shard_size: str | int = DEFAULT_SHARD_SIZE, overwrite: bool = False,
             resume: bool = True, scheduler: str | None = None,
-            progress: ProgressFactory | None = None, dry_run: bool = False) -> Report:
+            segment_names: str | os.PathLike | None = None, meshes: bool = False,
+            mesh_format: str = "multilod", progress: ProgressFactory | None = None,
+            dry_run: bool = False) -> Report:
     """Convert a volume or a slice stack to a precomputed pyramid: info, full resolution and
     every scale.
 
@@ -60,6 +63,9 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
     LocalCluster of `workers` processes); `memory` is then the budget of each Dask worker, and
     the input and output must be at the same paths on every worker. An output holding an
     unfinished run of the same conversion is resumed
+    process). Segmentations: `segment_names` (a FreeSurfer LUT, FSL atlas XML, TSV, CSV or
+    JSON table) writes `segment_properties`; `meshes` writes every label's surface
+    (`mesh_format` multilod, Neuroglancer's multi-resolution Draco meshes, or legacy).
     (`resume=False` refuses); `overwrite` starts over. `progress`, given the scales, returns a
     callback fed (scale, chunks, bytes). `dry_run` writes nothing: the report's `estimate`
     says what the run would write, the memory, disk and time it would take.
@@ -75,6 +81,8 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
     if gzip and sharding != "off":
         raise UsageError("--gzip writes <chunk>.gz files; a sharded output compresses its chunks "
                          "in the shard files (gzip for raw and compressed_segmentation)")
+    annotations = make_annotations(volume_type, segment_names, meshes, mesh_format)
+    annotated = {} if annotations is None else {"annotations": annotations.record()}
 
     def describe(store: Store) -> tuple[Source, Job]:
         source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
@@ -91,8 +99,8 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
                     plan_worker_slabs(scales, source.num_channels, source.dtype, budget, source.stream_axis))
             record = job_record(source, plan, info=info.to_dict(), downsampling=method,
                                 outside_value=outside_value, encoding=repr(codec), gzip=gzip,
-                                level=compresslevel if gzip else None, skip_empty=skip_empty)
+                                level=compresslevel if gzip else None, skip_empty=skip_empty, **annotated)
             return source, Job(scales, info, plan, ChunkFormat(codec, compression(gzip, compresslevel)), method,
-                               skip_empty, record, outside_value=outside_value)
+                               skip_empty, record, outside_value=outside_value, annotations=annotations)
 
     return run_job(describe, output, workers, overwrite, resume, progress, dry_run, scheduler)

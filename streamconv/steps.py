@@ -23,10 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from . import downsampling
-from .dataset import Dataset, open_dataset
+from .annotate import AnnotationReport, Annotations, annotate, make_annotations
+from .dataset import Dataset, open_dataset, read_info
 from .encodings import CODECS, GZIP, ChunkFormat, compression, make_codec
 from .engine.budget import plan_slabs
-from .engine.journal import finished, locked, read_job
+from .engine.executor import executor
+from .engine.journal import Lock, finished, locked, read_job
 from .engine.pipeline import ProgressFn
 from .engine.runner import Job, Report, check_outside_value, closing_on_error, job_record, resources, run_job
 from .errors import DataError, OutputError, UsageError
@@ -252,3 +254,38 @@ def scale_stats(output: Where, *, workers: int | None = None, samples: int = 16)
 
 __all__ = ["generate_info", "generate_scales_info", "write_full_resolution", "compute_scales",
            "scale_stats", "Stats", "INFO_FULLRES"]
+
+
+def add_segment_names(output: str | os.PathLike, names: str | os.PathLike, *, memory: str | int | None = None,
+                      workers: int | None = None) -> AnnotationReport:
+    """`add-segment-names`: a names table as the segment properties of a segmentation on disk."""
+    return _annotate(output, make_annotations("segmentation", names, False, "multilod"), memory, workers)
+
+
+def generate_meshes(output: str | os.PathLike, *, mesh_format: str = "multilod", memory: str | int | None = None,
+                    workers: int | None = None, block: int | None = None) -> AnnotationReport:
+    """`generate-meshes`: every label's surface mesh, from scale 0 of a segmentation on disk
+    (`block`: the edge of a meshing block in voxels; default: the largest the memory allows)."""
+    return _annotate(output, make_annotations("segmentation", None, True, mesh_format, block), memory, workers)
+
+
+def _annotate(output: str | os.PathLike, annotations: Annotations | None, memory: str | int | None,
+              workers: int | None) -> AnnotationReport:
+    """Annotate a pyramid on disk under its lock, then rewrite its info with the new members."""
+    assert annotations is not None
+    workers, budget = resources(workers, memory)
+    store = open_output(output)
+    info = read_info(store)
+    if info is None:
+        raise UsageError(f"{store.url}/info does not exist: convert the segmentation first")
+    if info.type != "segmentation":
+        raise UsageError(f"{store.url} is of type {info.type!r}: names and meshes need a segmentation")
+    lock = Lock(store)
+    lock.acquire()
+    try:
+        with executor(workers) as pool:
+            info, report = annotate(store, info, pool, workers, budget, annotations)
+        store.write("info", info.to_json(), durable=True)
+    finally:
+        lock.release()
+    return report

@@ -26,10 +26,13 @@ from .options import (
     JpegQuality,
     LayerType,
     MaxScales,
+    Meshes,
+    MeshFormatOption,
     Method,
     OutsideValue,
     Plane,
     RunOptions,
+    SegmentNames,
     ShardingMode,
     ShardSize,
     bundled,
@@ -74,6 +77,9 @@ def convert(
         help="Run on a Dask cluster: its scheduler's tcp://HOST:PORT, or 'local' for a LocalCluster "
              "of --workers processes; --memory is then the budget of each worker (pip install "
              "streamconv[dask])")] = None,
+    segment_names: SegmentNames = None,
+    meshes: Meshes = False,
+    mesh_format: MeshFormatOption = "multilod",
     *,
     run: RunOptions,
 ) -> None:
@@ -89,7 +95,8 @@ def convert(
             input_orientation=input_orientation, fill_missing=fill_missing,
             encoding=encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
             cseg_block_size=block, gzip=gzip, skip_empty=skip_empty, sharding=sharding,
-            shard_size=shard_size, scheduler=scheduler, **run.engine(), progress=progress,
+            shard_size=shard_size, scheduler=scheduler, segment_names=segment_names,
+            meshes=meshes, mesh_format=mesh_format, **run.engine(), progress=progress,
             dry_run=dry_run)
     if report.estimate is not None:
         typer.echo(json.dumps(report.estimate.to_dict(), indent=1) if json_output

@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from .. import meshes as library
+from .. import steps
 from .app import app
-from .options import Dataset, FileOptions, RunOptions, bundled
-from .running import reported_errors
+from .options import Dataset, FileOptions, MeshFormatOption, NamesFile, RunOptions, bundled
+from .running import reported_errors, start_logging
 
 # The options that place a fragment: its directory, its name, its coordinates.
 MeshDir = Annotated[Optional[str], typer.Option(
@@ -57,3 +58,34 @@ def link_mesh_fragments(
     with reported_errors(run.debug):
         count = library.link_mesh_fragments(input_csv, dest_url, colon_suffix=not no_colon_suffix)
     typer.echo(f"{dest_url}: {count} labels linked to their fragments", err=True)
+
+
+@app.command("generate-meshes")
+@bundled(run=("memory", "workers", "verbose", "debug"))
+def generate_meshes(
+    dest_url: Dataset,
+    mesh_format: MeshFormatOption = "multilod",
+    *,
+    run: RunOptions,
+) -> None:
+    """Mesh every label of a segmentation pyramid (zmesh, block by block, from scale 0)."""
+    start_logging(run)
+    with reported_errors(run.debug):
+        report = steps.generate_meshes(dest_url, mesh_format=mesh_format, memory=run.memory,
+                                       workers=run.workers)
+    typer.echo(f"{dest_url}: meshes of {report.labels} labels written", err=True)
+
+
+@app.command("add-segment-names")
+@bundled(run=("memory", "workers", "verbose", "debug"))
+def add_segment_names(
+    dest_url: Dataset,
+    names: NamesFile,
+    *,
+    run: RunOptions,
+) -> None:
+    """Name the labels of a segmentation pyramid (its segment properties) from a table."""
+    start_logging(run)
+    with reported_errors(run.debug):
+        report = steps.add_segment_names(dest_url, names, memory=run.memory, workers=run.workers)
+    typer.echo(f"{dest_url}: segment names written ({report.labels} labels in the volume)", err=True)

@@ -24,6 +24,7 @@ from ..downsampling import METHODS
 from ..encodings import ENCODINGS
 from ..encodings.images import PLANES
 from ..geometry import triple
+from ..meshing import MESH_FORMATS
 from ..pyramid import VOLUME_TYPES
 from ..stores import Location, StorageOptions
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     Method = str
     DownscalingMethod = str
     Plane = str
+    MeshFormat = str
 else:
     from typing import Literal
 
@@ -45,6 +47,7 @@ else:
     Method = Literal[METHODS]
     DownscalingMethod = Literal[("auto",) + METHODS]
     Plane = Literal[PLANES]
+    MeshFormat = Literal[MESH_FORMATS]
 
 # How a command runs (the fields of RunOptions).
 Memory = Annotated[Optional[str], typer.Option(
@@ -103,6 +106,17 @@ ShardingMode = Annotated[str, typer.Option(
                        "--shard-size; or PRESHIFT,MINISHARD,SHARD bits for every scale.")]
 ShardSize = Annotated[str, typer.Option(
     help="--sharding auto: chunk data per shard, before compression.")]
+
+# Segmentations: names and meshes (convert, generate-meshes, add-segment-names).
+SegmentNames = Annotated[Optional[str], typer.Option(
+    help="Segmentations: a table of label names (FreeSurfer LUT, FSL atlas XML, TSV, CSV or JSON) "
+         "written as segment properties.")]
+Meshes = Annotated[bool, typer.Option(help="Segmentations: a surface mesh of every label.")]
+MeshFormatOption = Annotated[MeshFormat, typer.Option(
+    "--mesh-format", help="multilod: Neuroglancer's multi-resolution Draco meshes; legacy: one "
+                          "resolution, as mesh-to-precomputed.")]
+NamesFile = Annotated[str, typer.Argument(
+    help="A table of label names: FreeSurfer LUT, FSL atlas XML, TSV, CSV or JSON.")]
 
 # Arguments of the step-by-step and mesh commands.
 VolumeFile = Annotated[str, typer.Argument(help="A volume nibabel reads.")]

@@ -76,6 +76,9 @@ def summary(report: Report, run: RunOptions) -> None:
     resumed = (f" (resumed: {report.skipped_slabs + report.replayed_slabs} slabs were done, "
                f"{report.replayed_slabs} read back)" if report.resumed else "")
     rate = report.bytes_written / max(report.seconds, 1e-9) / (1 << 20)
+    labels = ""
+    if report.annotated is not None:
+        labels = f", {report.annotated.labels} labels" + (" meshed" if report.annotated.meshes else "")
     typer.echo(f"{report.output}: {len(report.scales)} scales, {report.chunks_written} files, "
-               f"{format_size(report.bytes_written)} in {report.seconds:.1f} s ({rate:.1f} MiB/s), "
+               f"{format_size(report.bytes_written)}{labels} in {report.seconds:.1f} s ({rate:.1f} MiB/s), "
                f"peak memory {format_size(report.peak_memory)}{resumed}", err=True)

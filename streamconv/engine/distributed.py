@@ -126,9 +126,10 @@ def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, in
     down = Downsample(out, task.down.origin, task.down.factor, task.method, task.outside) if task.down and out else None
     totals = np.zeros(3, np.int64)
     for region in task.bands:
-        totals += process_band(Band(slab, task.origin, task.level, task.scale, region, task.fmt.codec,
+        done = process_band(Band(slab, task.origin, task.level, task.scale, region, task.fmt.codec,
                                     FileSink(store, task.fmt.compression), task.skip_empty, down,
                                     write=task.replay is None))
+        totals += (done.visited, done.written, done.nbytes)
     if task.down and out:
         buffer = io.BytesIO()
         np.save(buffer, out.data)

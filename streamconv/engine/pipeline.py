@@ -1,14 +1,14 @@
 """The streaming pipeline: slabs flow from the source through every scale of the pyramid.
 
-Each scale holds a few slab buffers. A full-resolution slab is filled by read tasks; once full
-it is *sealed*: band tasks write its chunks and downsample it into the next scale's open slab,
-which is sealed in turn when all its planes have arrived. A buffer is reused once its band tasks
-are done. One loop in the main process reacts to finished tasks, so reading, encoding, writing
-and downsampling of different slabs and scales overlap, and memory is bounded by the buffers.
+Each scale holds a few slab buffers. A full-resolution slab is filled by read tasks; once full it is
+*sealed*: band tasks write its chunks and downsample it into the next scale's open slab, which is
+sealed in turn when all its planes have arrived. A buffer is reused once its band tasks are done.
+One loop in the main process reacts to finished tasks, so reading, encoding, writing and
+downsampling of different slabs and scales overlap, and memory is bounded by the buffers.
 
-Resuming, a slab recorded complete is skipped, unless the slab it feeds on the next scale is
-not complete: then it is *replayed*, read back from its chunks on disk and only downsampled, so
-a lost partial slab of a coarser scale is rebuilt from what the finer scale already holds.
+Resuming, a slab recorded complete is skipped, unless the slab it feeds on the next scale is not
+complete: then it is *replayed*, read back from its chunks on disk and only downsampled, so a lost
+partial slab of a coarser scale is rebuilt from what the finer scale already holds.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExec
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..dataset import Dataset
 from ..errors import Interrupted, WorkerDied
@@ -31,7 +33,7 @@ from .buffers import SlabBuffer
 from .executor import TaskExecutor
 from .output import output_sink
 from .sink import Finish, run_finish
-from .tasks import Band, Downsample, fill, fill_from_store, process_band
+from .tasks import Band, BandDone, Downsample, fill, fill_from_store, process_band
 
 if TYPE_CHECKING:  # the runner imports this module to run its jobs
     from .runner import Job
@@ -50,8 +52,7 @@ class Hooks:
 
     #: after each band task: (scale, chunks visited, bytes written), for progress bars
     progress: ProgressFn | None = None
-    #: (scale, slab index) once the slab's chunks are all written and its downsampled planes
-    #: handed on: the journal's line, so a rerun may skip it (not called for replayed slabs)
+    #: (scale, slab) once its chunks are written and its planes handed on: a journal line (not for replays)
     slab_done: Callable[[int, int], None] | None = None
     #: polled between waits; True stops the run with `Interrupted` at that safe point
     should_stop: Callable[[], bool] = _never
@@ -170,6 +171,8 @@ class Totals:
     nbytes: int = 0          # bytes of those files
     skipped_slabs: int = 0   # complete before this run, not touched
     replayed_slabs: int = 0  # complete before this run, read back to rebuild the next scale
+    #: the distinct values of the scale-0 slabs this run wrote, when the job asks for them
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64), compare=False)
 
 
 class Pipeline:
@@ -308,7 +311,8 @@ class Pipeline:
         for region in self.grid.bands(slab.level, slab.p0, slab.p1):
             band = Band(slab.buffer.ref, self.grid.origin(slab.p0), slab.level, self.scales[slab.level],
                         region, self.job.fmt.codec, self.sink, self.job.skip_empty, down,
-                        write=not slab.replay)
+                        write=not slab.replay,
+                        labels=self.job.collect_labels and slab.level == 0 and not slab.replay)
             slab.readers += 1
             if slab.target is not None:
                 slab.target.writers += 1
@@ -350,8 +354,10 @@ class Pipeline:
         slab.writers -= 1
         self._seal_if_ready(slab)
 
-    def _band_done(self, slab: _Slab, result: tuple[int, int, int]) -> None:
-        self._count(slab.level, *result)
+    def _band_done(self, slab: _Slab, result: BandDone) -> None:
+        self._count(slab.level, result.visited, result.written, result.nbytes)
+        if result.labels is not None:
+            self.totals.labels = np.union1d(self.totals.labels, result.labels.astype(np.uint64))
         slab.readers -= 1
         if slab.target is not None:
             slab.target.writers -= 1

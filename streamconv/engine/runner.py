@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..annotate import AnnotationReport, Annotations, annotate
 from ..encodings import ChunkFormat
 from ..errors import StreamconvError, UsageError
 from ..geometry import Scale
@@ -30,7 +31,7 @@ from ..stores import Where
 from .budget import SlabPlan, default_budget, parse_size
 from .buffers import remove_stale_buffers
 from .estimate import Estimate, check_free_space, estimate_job
-from .executor import executor
+from .executor import TaskExecutor, executor
 from .journal import (
     COMPLETE,
     CONVERT,
@@ -66,6 +67,13 @@ class Job:
     step: str = CONVERT  # or a step of the step-by-step workflow (its own job record)
     first: int = 0       # scales below this one are on disk already: read, not written
     outside_value: float | None = None
+    annotations: Annotations | None = None  # names and meshes of a segmentation, added at the end
+
+    @property
+    def collect_labels(self) -> bool:
+        """Band tasks return the labels of scale 0 for a names table (a mesh pass finds them itself)."""
+        return self.annotations is not None and self.annotations.names is not None \
+            and self.annotations.meshes is None
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,7 @@ class Report:
     complete: bool = False   # the output already held this finished job: nothing was done
     peak_memory: int = 0     # bytes: the largest PSS sum of the process tree during the run
     estimate: Estimate | None = None  # a dry run: what the run would cost; nothing was written
+    annotated: AnnotationReport | None = None  # names and meshes, when asked for
 
 
 def resources(workers: int | None, memory: str | int | None) -> tuple[int, int]:
@@ -145,11 +154,13 @@ def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, work
     if workers and scheduler is None:
         require(store, "shared", "be written by worker processes (each would write its own copy); "
                 "pass --workers 0")
-    with peak_memory() as peak, _engine(describe, store, workers, scheduler) as (source, job, engine):
-        totals, found = _write(job, store, engine, overwrite, resume, progress)
+    with peak_memory() as peak, _engine(describe, store, workers, scheduler) as run:
+        totals, found, annotated = _write(run, store, overwrite, resume, progress)
+    job = run.job
     return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
                   time.perf_counter() - started, found == RESUME, totals.skipped_slabs,
-                  totals.replayed_slabs, complete=found == COMPLETE, peak_memory=peak.bytes)
+                  totals.replayed_slabs, complete=found == COMPLETE, peak_memory=peak.bytes,
+                  annotated=annotated)
 
 
 #: runs the job's slabs, given the hooks and the slabs complete before: the local pipeline or a
@@ -157,9 +168,20 @@ def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, work
 Engine = Callable[[Hooks, frozenset[tuple[int, int]]], Totals]
 
 
+@dataclass(frozen=True)
+class Running:
+    """The described job, what runs it, and the local workers (names and meshes run on them
+    after the pyramid; None on a Dask cluster)."""
+
+    source: Source
+    job: Job
+    engine: Engine
+    pool: TaskExecutor | None
+
+
 @contextmanager
 def _engine(describe: Callable[[Store], tuple[Source, Job]], store: Store, workers: int,
-            scheduler: str | None) -> Iterator[tuple[Source, Job, Engine]]:
+            scheduler: str | None) -> Iterator[Running]:
     """The described job and what runs it; the source is closed and the workers stopped after."""
     if scheduler is None:
         with executor(workers) as pool:
@@ -167,7 +189,8 @@ def _engine(describe: Callable[[Store], tuple[Source, Job]], store: Store, worke
                 pool.submit(int)
             source, job = describe(store)
             with closing(source):
-                yield source, job, lambda hooks, done: _run_pipeline(Pipeline(job, source, store, pool, hooks, done))
+                yield Running(source, job, lambda hooks, done: _run_pipeline(
+                    Pipeline(job, source, store, pool, hooks, done)), pool)
         return
     try:
         from .distributed import DaskRun, connect
@@ -179,8 +202,13 @@ def _engine(describe: Callable[[Store], tuple[Source, Job]], store: Store, worke
         source.close()
         raise UsageError("--scheduler does not write sharded outputs yet; run without --sharding, "
                          "then shard with convert-chunks --sharding")
+    if job.annotations is not None:
+        source.close()
+        raise UsageError("--scheduler does not write segment names or meshes yet; add them after "
+                         "the run with add-segment-names and generate-meshes")
     with closing(source), connect(scheduler, workers, job.plan.budget) as client:
-        yield source, job, lambda hooks, done: DaskRun(job, source, store, client, hooks, done).run()
+        yield Running(source, job, lambda hooks, done: DaskRun(job, source, store, client, hooks,
+                                                               done).run(), None)
 
 
 def _run_pipeline(pipeline: Pipeline) -> Totals:
@@ -189,10 +217,12 @@ def _run_pipeline(pipeline: Pipeline) -> Totals:
     return pipeline.run()
 
 
-def _write(job: Job, store: Store, engine: Engine, overwrite: bool, resume: bool,
-           progress: ProgressFactory | None) -> tuple[Totals, str]:
-    """Run the pipeline under the output's lock and the step's journal; `convert` writes the
-    info last. Returns what the output held: START, RESUME or COMPLETE (nothing written)."""
+def _write(run: Running, store: Store, overwrite: bool, resume: bool,
+           progress: ProgressFactory | None) -> tuple[Totals, str, AnnotationReport | None]:
+    """Run the pipeline under the output's lock and the step's journal, then add names and
+    meshes; `convert` writes the info last. Returns what the output held: START, RESUME or
+    COMPLETE (nothing written)."""
+    job = run.job
     log.info("%s", job.plan.describe(job.scales))
     keys = [s.key for s in job.scales[job.first:]]
     lock = Lock(store)
@@ -201,7 +231,7 @@ def _write(job: Job, store: Store, engine: Engine, overwrite: bool, resume: bool
         found = prepare_output(store, keys, job.record, overwrite, resume, job.step)
         if found == COMPLETE:
             log.info("%s already holds this finished job: nothing to do", store.url)
-            return Totals(), found
+            return Totals(), found, None
         resumed = found == RESUME
         if not resumed:
             check_free_space(job, store.url)
@@ -217,13 +247,19 @@ def _write(job: Job, store: Store, engine: Engine, overwrite: bool, resume: bool
             with _stop_on_signals() as stop:
                 hooks = Hooks(progress=progress(job.scales) if progress else None,
                               slab_done=journal.record, should_stop=stop.is_set)
-                totals = engine(hooks, frozenset(done))
+                totals = run.engine(hooks, frozenset(done))
+                info, annotated = job.info, None
+                if job.annotations is not None and run.pool is not None:
+                    # the band tasks saw every label only if this run wrote every slab
+                    labels = totals.labels if job.collect_labels and job.first == 0 and not done else None
+                    info, annotated = annotate(store, info, run.pool, job.plan.workers, job.plan.budget,
+                                               job.annotations, labels, stop.is_set)
         finally:
             journal.close()
         if job.step == CONVERT:
-            store.write("info", job.info.to_json(), durable=True)
+            store.write("info", info.to_json(), durable=True)
         write_job(store, {"job": job.record, "complete": True, "boot": boot_id()}, job.step)
-        return totals, found
+        return totals, found, annotated
     except StreamconvError as exc:
         remove_temporary(store, keys, job.step)
         if exc.resumable:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..dataset import Dataset
 from ..downsampling import downsample
 from ..encodings import Codec
@@ -59,11 +61,22 @@ class Band:
     skip_empty: bool
     down: Downsample | None
     write: bool = True  # False when replaying a slab whose chunks are already written
+    labels: bool = False  # also return the band's distinct values (a segmentation's labels)
 
 
-def process_band(band: Band) -> tuple[int, int, int]:
-    """Returns (chunks visited, chunks written, bytes written). Chunks are encoded as the store
-    takes them (several requests in flight on an object store)."""
+@dataclass(frozen=True)
+class BandDone:
+    """What a band task did."""
+
+    visited: int  # chunks
+    written: int  # chunk files
+    nbytes: int
+    labels: np.ndarray | None = None  # the distinct values of the band, when asked
+
+
+def process_band(band: Band) -> BandDone:
+    """Chunks are encoded as the store takes them (several requests in flight on an object
+    store)."""
     view = band.source.array()[band.region.index(band.origin)]
     visited = written = nbytes = 0
     if band.write:
@@ -80,7 +93,7 @@ def process_band(band: Band) -> tuple[int, int, int]:
         d = band.down
         out = d.target.array()[_downsampled(band.region, d.factor).index(d.origin)]
         downsample(view, d.factor, d.method, out=out, outside=d.outside)
-    return visited, written, nbytes
+    return BandDone(visited, written, nbytes, np.unique(view) if band.labels else None)
 
 
 def _downsampled(region: Box, factor: Vec3) -> Box:

@@ -1,0 +1,111 @@
+"""What makes a segmentation readable, added once its voxels are written: segment names
+(`segment_properties`) and surface meshes (`mesh`).
+
+`convert --segment-names/--meshes` runs this at the end of its job, on the same workers and
+within the same memory budget; `add-segment-names` and `generate-meshes` run it on a pyramid
+already on disk. The labels a names table is checked against come from the band tasks of the
+conversion when it wrote every scale-0 slab itself, from the mesh pass when there is one, and
+otherwise from reading scale 0 back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import psutil
+
+from .dataset import Dataset
+from .engine.budget import WORKER_BASE, format_size
+from .engine.executor import TaskExecutor
+from .errors import UsageError
+from .geometry import Box, triple
+from .info import VolumeInfo
+from .meshing import MeshOptions, MeshReport, bounded, mesh_labels
+from .segment_names import SegmentTable, properties_info, read_segment_names
+from .storage import Store
+
+log = logging.getLogger("streamconv")
+
+PROPERTIES_DIR = "segment_properties"
+
+
+@dataclass(frozen=True)
+class Annotations:
+    """Names and meshes to add to a segmentation."""
+
+    names: SegmentTable | None = None
+    meshes: MeshOptions | None = None
+
+    def record(self) -> dict:
+        """For job.json: what changes the files written."""
+        return {"names": None if self.names is None else [self.names.source, len(self.names.segments)],
+                "meshes": None if self.meshes is None else [self.meshes.format, self.meshes.directory]}
+
+
+@dataclass(frozen=True)
+class AnnotationReport:
+    labels: int                  # labels of scale 0, background aside
+    meshes: MeshReport | None
+
+
+def make_annotations(volume_type: str, segment_names: str | os.PathLike | None, meshes: bool,
+                     mesh_format: str, mesh_block: int | None = None) -> Annotations | None:
+    """The annotations the options ask for (None: none), checked before any work."""
+    if segment_names is None and not meshes:
+        return None
+    if volume_type != "segmentation":
+        raise UsageError("--segment-names and --meshes need --type segmentation")
+    options = MeshOptions(mesh_format, block=mesh_block) if meshes else None
+    if options is not None:
+        options.check()
+    table = read_segment_names(segment_names) if segment_names is not None else None
+    return Annotations(table, options)
+
+
+def annotate(store: Store, info: VolumeInfo, pool: TaskExecutor, workers: int, budget: int,
+             annotations: Annotations, labels: np.ndarray | None = None,
+             should_stop: Callable[[], bool] = lambda: False) -> tuple[VolumeInfo, AnnotationReport]:
+    """Write the mesh and segment-properties directories; returns the info that links them
+    (written by the caller) and what was done. `labels`: those of scale 0, when known."""
+    volume = Dataset(store, info, info.geometry)
+    mesh_report = None
+    if annotations.meshes is not None:
+        per_worker = _per_worker(workers, budget)
+        mesh_report = mesh_labels(volume, pool, workers, per_worker, annotations.meshes, should_stop)
+        log.info("meshes: %d labels, %d blocks of %d^3 cells, %s", len(mesh_report.labels),
+                 mesh_report.blocks, mesh_report.edge, format_size(mesh_report.bytes_written))
+        labels = mesh_report.labels
+        info = info.with_member("mesh", annotations.meshes.directory)
+    if labels is None:
+        labels = scale0_labels(volume, pool, workers, should_stop)
+    if annotations.names is not None:
+        properties = properties_info(annotations.names, labels.tolist())
+        store.write(f"{PROPERTIES_DIR}/info", json.dumps(properties).encode())
+        info = info.with_member("segment_properties", PROPERTIES_DIR)
+    return info, AnnotationReport(int(np.count_nonzero(labels)), mesh_report)
+
+
+def _per_worker(workers: int, budget: int) -> int:
+    """A worker's share of the budget once the processes themselves are counted."""
+    main = psutil.Process().memory_info().rss
+    return max(0, budget - main - (workers + 1) * WORKER_BASE) // max(workers, 1)
+
+
+def scale0_labels(volume: Dataset, pool: TaskExecutor, workers: int,
+                  should_stop: Callable[[], bool]) -> np.ndarray:
+    """The labels of scale 0, read back chunk by chunk on the workers."""
+    scale = volume.scales[0]
+    stop = triple(o + s for o, s in zip(scale.voxel_offset, scale.size))
+    calls = ((_labels_of, volume, box) for box in scale.chunks_in(scale.voxel_offset, stop))
+    found = list(bounded(pool, 2 * max(workers, 1), should_stop, calls))
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, np.uint64)
+
+
+def _labels_of(volume: Dataset, box: Box) -> np.ndarray:
+    chunk = volume.read_chunk(0, box)
+    return np.zeros(0, np.uint64) if chunk is None else np.unique(chunk).astype(np.uint64)
