@@ -17,7 +17,7 @@ from .dataset import Dataset, open_dataset, read_info
 from .encodings import Codec, compression, make_codec
 from .engine.budget import WORKER_BASE, format_size, parse_size
 from .engine.executor import executor
-from .engine.journal import CHUNKS, STATE_DIR, boot_id, locked, prepare_output, write_job
+from .engine.journal import CHUNKS, COMPLETE, STATE_DIR, boot_id, locked, prepare_output, write_job
 from .engine.runner import resources
 from .engine.sink import ChunkSink, FileSink, Finish
 from .errors import UsageError
@@ -130,7 +130,8 @@ def convert_chunks(source: Where, destination: Where, *,
               "gzip": gzip}
     keys = [s.key for s in info.geometry]
     with locked(dst):
-        prepare_output(dst, keys, record, overwrite, resume=True, step=CHUNKS)
+        if prepare_output(dst, keys, record, overwrite, resume=True, step=CHUNKS) == COMPLETE:
+            return Recoded(0, 0, 0)  # the same re-encoding finished already: nothing to do
         write_job(dst, {"job": record, "complete": False}, CHUNKS)
         total = _recode_all(src, dst, info, gzip, workers)
         dst.delete(WORK)

@@ -242,7 +242,10 @@ def test_convert_chunks_respects_the_lock_and_the_job_record(pyramid, tmp_path):
     assert not (done / ".streamconv" / "job.json").exists()  # convert's record described old data
     assert json.loads((done / ".streamconv" / "chunks" / "job.json").read_text())["complete"]
     assert run("verify", pyramid / "vol.nii", done).returncode == 0
-    one_line(run("convert-chunks", "--encoding", "png", src, done), 1, "finished")
+    finished = snapshot(done)  # the same re-encoding again: a no-op (issue 16), another is refused
+    assert run("convert-chunks", "--encoding", "png", src, done).returncode == 0
+    assert snapshot(done) == finished
+    one_line(run("convert-chunks", "--encoding", "jpeg", src, done), 1, "finished")
 
 
 def test_convert_chunks_refuses_to_reencode_in_place(pyramid, tmp_path):
