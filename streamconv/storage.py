@@ -378,7 +378,7 @@ def open_store(where: Where) -> Store:
         from .httpstore import HttpStore
 
         return HttpStore(location.url)
-    if location.scheme in ("", "file"):
+    if location.is_local:
         return LocalStore(location.path)
     from .stores.objects import ObjectStore
 

@@ -18,14 +18,15 @@ def gzip_compress(data: Encoded, level: int = 6) -> bytes:
 MAX_DECOMPRESSED = 2 ** 30 + 2 ** 20  # a chunk is at most 1 GiB (info.MAX_CHUNK_BYTES)
 
 
-def gzip_decompress(data: bytes) -> bytes:
+def gzip_decompress(data: bytes, zlib_too: bool = False) -> bytes:
     """The members of a gzip file, decompressed to at most `MAX_DECOMPRESSED` bytes: a small
-    hostile file cannot expand into all of memory."""
+    hostile file cannot expand into all of memory. `zlib_too`: a zlib stream is accepted as
+    well (neuroglancer-scripts writes those where shards want gzip)."""
     out: list[bytes] = []
     total = 0
     try:
         while True:
-            stream = zlib.decompressobj(wbits=31)
+            stream = zlib.decompressobj(wbits=47 if zlib_too else 31)  # 47: either header
             piece = stream.decompress(data, MAX_DECOMPRESSED + 1 - total)
             total += len(piece)
             out.append(piece)

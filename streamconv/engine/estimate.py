@@ -25,6 +25,7 @@ from ..encodings import NO_COMPRESSION, ChunkFormat
 from ..errors import OutputError
 from ..geometry import Box, Scale, triple
 from ..sources import Source
+from ..stores import Location
 from .budget import format_size
 
 if TYPE_CHECKING:  # the runner calls check_free_space
@@ -98,9 +99,10 @@ def _duration(seconds: float) -> str:
 def free_space(output: str | os.PathLike) -> tuple[int, int] | None:
     """Free bytes and block size of the filesystem the output is (or will be) on; None for a
     location that is not a local path."""
-    if "://" in str(output):
+    location = Location.of(output)
+    if not location.is_local:
         return None
-    path = Path(output).absolute()
+    path = Path(location.path).absolute()
     while not path.exists():
         path = path.parent
     stat = os.statvfs(path)
@@ -203,9 +205,10 @@ def _measure(source: Source, job: Job, output: str | os.PathLike) -> tuple[int, 
 def _scratch_parent(output: str | os.PathLike) -> str | None:
     """A directory on the output's filesystem (writes cost what they will cost there), or the
     system's temporary directory."""
-    if "://" in str(output):
+    location = Location.of(output)
+    if not location.is_local:
         return None
-    path = Path(output).absolute().parent  # beside the output, never inside it
+    path = Path(location.path).absolute().parent  # beside the output, never inside it
     while not path.exists():
         path = path.parent
     return str(path) if os.access(path, os.W_OK) else None

@@ -8,14 +8,13 @@ after a minishard's first chunk is 0. gzip is always RFC 1952 members (never zli
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import imagecodecs
 import numpy as np
 
-from ..encodings import gzip_compress
+from ..encodings import gzip_compress, gzip_decompress
 from ..errors import DataError
 from ..storage import Store
 from .spec import ShardingSpec
@@ -54,9 +53,9 @@ def decode(data: bytes, encoding: str, where: str) -> bytes:
     if encoding != "gzip":
         return data
     try:
-        return zlib.decompress(data, 47)  # 32 + 15: gzip or zlib header, detected
-    except zlib.error as exc:
-        raise DataError(f"{where}: not gzip data ({exc})") from exc
+        return gzip_decompress(data, zlib_too=True)  # bounded, as every chunk read
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
 
 
 def _minishard_index(entries: list[Entry], start: int) -> bytes:

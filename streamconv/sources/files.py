@@ -167,7 +167,7 @@ class RemoteFile:
 def open_input(where: Where) -> InputFile:
     """A local file for a path or `file://` URL; a remote one for any other URL."""
     location = Location.of(where)
-    if location.scheme in ("", "file"):
+    if location.is_local:
         return LocalFile(location.path)
     return RemoteFile(location)
 

@@ -75,7 +75,7 @@ def natural_key(text: str) -> list:
 def is_stack(spec: str) -> bool:
     """Whether an input names a slice stack rather than a volume file (a URL: by its name,
     a directory, a glob, a list or an image)."""
-    if Location.of(spec).scheme not in ("", "file"):
+    if not Location.of(spec).is_local:
         suffix = posixpath.splitext(spec.rstrip("/"))[1].lower()
         return spec.endswith("/") or any(c in spec for c in "*?[") or suffix in ("", *_LISTS, *IMAGE_SUFFIXES)
     path = Path(spec)
@@ -89,7 +89,7 @@ def is_stack(spec: str) -> bool:
 
 def list_slices(spec: str, fill_missing: bool) -> list[Slice]:
     """The sections of a stack, in order, from a directory, a glob, a list file or a TIFF."""
-    if Location.of(spec).scheme not in ("", "file"):
+    if not Location.of(spec).is_local:
         return _remote_slices(spec, fill_missing)
     path = Path(spec)
     if path.is_dir():

@@ -80,6 +80,11 @@ class Location:
         return head.lower() if sep and head.isidentifier() else ""
 
     @property
+    def is_local(self) -> bool:
+        """A plain path or a `file://` URL: a directory of this machine."""
+        return self.scheme in ("", "file")
+
+    @property
     def path(self) -> str:
         """A local path: the URL without `file://`."""
         return self.url[len("file://"):] if self.scheme == "file" else self.url
