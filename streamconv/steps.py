@@ -28,7 +28,7 @@ from .dataset import Dataset, open_dataset, read_info
 from .encodings import CODECS, GZIP, ChunkFormat, compression, make_codec
 from .engine.budget import plan_slabs
 from .engine.executor import executor
-from .engine.journal import Lock, finished, locked, read_job
+from .engine.journal import finished, locked, read_job
 from .engine.pipeline import ProgressFn
 from .engine.runner import Job, Report, check_outside_value, closing_on_error, job_record, resources, run_job
 from .errors import DataError, OutputError, UsageError
@@ -280,12 +280,7 @@ def _annotate(output: str | os.PathLike, annotations: Annotations | None, memory
         raise UsageError(f"{store.url}/info does not exist: convert the segmentation first")
     if info.type != "segmentation":
         raise UsageError(f"{store.url} is of type {info.type!r}: names and meshes need a segmentation")
-    lock = Lock(store)
-    lock.acquire()
-    try:
-        with executor(workers) as pool:
-            info, report = annotate(store, info, pool, workers, budget, annotations)
+    with locked(store), executor(workers) as pool:
+        info, report = annotate(store, info, pool, workers, budget, annotations)
         store.write("info", info.to_json(), durable=True)
-    finally:
-        lock.release()
     return report

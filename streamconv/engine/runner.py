@@ -173,9 +173,8 @@ class Running:
     """The described job, what runs it, and the local workers (names and meshes run on them
     after the pyramid; None on a Dask cluster)."""
 
-    source: Source
     job: Job
-    engine: Engine
+    engine: Engine  # holds the source it reads
     pool: TaskExecutor | None
 
 
@@ -189,7 +188,7 @@ def _engine(describe: Callable[[Store], tuple[Source, Job]], store: Store, worke
                 pool.submit(int)
             source, job = describe(store)
             with closing(source):
-                yield Running(source, job, lambda hooks, done: _run_pipeline(
+                yield Running(job, lambda hooks, done: _run_pipeline(
                     Pipeline(job, source, store, pool, hooks, done)), pool)
         return
     try:
@@ -207,8 +206,7 @@ def _engine(describe: Callable[[Store], tuple[Source, Job]], store: Store, worke
         raise UsageError("--scheduler does not write segment names or meshes yet; add them after "
                          "the run with add-segment-names and generate-meshes")
     with closing(source), connect(scheduler, workers, job.plan.budget) as client:
-        yield Running(source, job, lambda hooks, done: DaskRun(job, source, store, client, hooks,
-                                                               done).run(), None)
+        yield Running(job, lambda hooks, done: DaskRun(job, source, store, client, hooks, done).run(), None)
 
 
 def _run_pipeline(pipeline: Pipeline) -> Totals:
