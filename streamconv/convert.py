@@ -7,7 +7,7 @@ import os
 from . import downsampling
 from .annotate import make_annotations
 from .encodings import ChunkFormat, compression, make_codec
-from .engine.budget import parse_size, plan_slabs, plan_worker_slabs
+from .engine.budget import parse_size
 from .engine.runner import (
     Job,
     ProgressFactory,
@@ -15,6 +15,7 @@ from .engine.runner import (
     check_outside_value,
     closing_on_error,
     job_record,
+    plan_job,
     resources,
     run_job,
 )
@@ -93,10 +94,7 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
                                         source.num_channels, volume_type, chunk_size, max_scales, codec)
             info = apply_sharding(info, choice)
             check_outside_value(outside_value, source.dtype)
-            plan = (plan_slabs(scales, source.num_channels, source.dtype, workers, budget,
-                               source.parallel_reads, source.stream_axis,
-                               writes_in_flight=store.can.parallel) if scheduler is None else
-                    plan_worker_slabs(scales, source.num_channels, source.dtype, budget, source.stream_axis))
+            plan = plan_job(scales, source, workers, budget, store, scheduler)
             record = job_record(source, plan, info=info.to_dict(), downsampling=method,
                                 outside_value=outside_value, encoding=repr(codec), gzip=gzip,
                                 level=compresslevel if gzip else None, skip_empty=skip_empty, **annotated)
