@@ -62,14 +62,14 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
     `workers` is the number of processes (default: CPU count; 0 runs everything in this
     process). `scheduler` runs the tasks on a Dask cluster (tcp://host:port, or `local` for a
     LocalCluster of `workers` processes); `memory` is then the budget of each Dask worker, and
-    the input and output must be at the same paths on every worker. An output holding an
-    unfinished run of the same conversion is resumed
-    process). Segmentations: `segment_names` (a FreeSurfer LUT, FSL atlas XML, TSV, CSV or
-    JSON table) writes `segment_properties`; `meshes` writes every label's surface
-    (`mesh_format` multilod, Neuroglancer's multi-resolution Draco meshes, or legacy).
-    (`resume=False` refuses); `overwrite` starts over. `progress`, given the scales, returns a
-    callback fed (scale, chunks, bytes). `dry_run` writes nothing: the report's `estimate`
-    says what the run would write, the memory, disk and time it would take.
+    the input and output must be at the same paths on every worker. Segmentations:
+    `segment_names` (a FreeSurfer LUT, FSL atlas XML, TSV, CSV or JSON table) writes
+    `segment_properties`; `meshes` writes every label's surface (`mesh_format` multilod,
+    Neuroglancer's multi-resolution Draco meshes, or legacy). An output holding an unfinished
+    run of the same conversion is resumed (`resume=False` refuses); `overwrite` starts over.
+    `progress`, given the scales, returns a callback fed (scale, chunks, bytes). `dry_run`
+    writes nothing: the report's `estimate` says what the run would write, the memory, disk and
+    time it would take.
     """
     method = downsampling_method or downsampling.default_method(volume_type)
     downsampling.check_method(method)
