@@ -172,17 +172,12 @@ def test_a_cluster_without_shared_memory_writes_the_local_engines_bytes(cluster,
         assert not (remote / ".streamconv" / "pieces").exists(), "pieces are removed at the end"
 
 
-def prepare_steps(tmp: Path, name: str, input: str, reading: dict[str, str],
-                  planning: dict[str, str]) -> tuple[Path, Path]:
-    """Two outputs, for the local engine and for the cluster, holding the same info from the
-    info steps (run here: they only read a header)."""
+def prepare_steps(out: Path, input: str, reading: dict[str, str], planning: dict[str, str]) -> None:
+    """The info steps, run here (they only read a header): `out` holds an info of 16^3 chunks."""
     from streamconv import steps
 
-    local, remote = tmp / f"{name}-local", tmp / f"{name}-dask"
-    steps.generate_info(input, local, **reading)
-    steps.generate_scales_info(local / "info_fullres.json", local, target_chunk_size=16, **planning)
-    shutil.copytree(local, remote)
-    return local, remote
+    steps.generate_info(input, out, **reading)
+    steps.generate_scales_info(out / "info_fullres.json", out, target_chunk_size=16, **planning)
 
 
 @pytest.mark.parametrize("name, reading, planning, fullres, scales", [
@@ -194,7 +189,9 @@ def prepare_steps(tmp: Path, name: str, input: str, reading: dict[str, str],
 def test_the_step_commands_on_a_cluster_write_the_local_steps_bytes(cluster, inputs, tmp_path, name, reading,
                                                                      planning, fullres, scales):
     """volume-to-precomputed or slices-to-precomputed, then compute-scales, with --scheduler."""
-    local, remote = prepare_steps(tmp_path, name, inputs[name][0], reading, planning)
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    prepare_steps(local, inputs[name][0], reading, planning)
+    shutil.copytree(local, remote)
     for out, engine in ((local, ["--workers", "2"]), (remote, ["--scheduler", cluster.address])):
         finish(streamconv(fullres[0], [*fullres[1:], inputs[name][0], str(out)], *engine))
         finish(streamconv("compute-scales", [*scales, str(out)], *engine))
@@ -204,11 +201,12 @@ def test_the_step_commands_on_a_cluster_write_the_local_steps_bytes(cluster, inp
 
 
 def test_compute_scales_on_a_cluster_resumes_after_the_client_is_killed(cluster, tmp_path):
-    """The MNI template (a gzip NIfTI) through volume-to-precomputed on the cluster; then
-    compute-scales killed after its first slab and run again: the local steps' bytes."""
-    local, remote = prepare_steps(tmp_path, "mni", MNI152_FILE_PATH, {}, {})
-    for out, engine in ((local, ["--workers", "2"]), (remote, ["--scheduler", cluster.address])):
-        finish(streamconv("volume-to-precomputed", [MNI152_FILE_PATH, str(out)], *engine))
+    """The MNI template's full resolution written by the local engine, its scales on the cluster
+    by a compute-scales killed after its first slab and run again: the local steps' bytes."""
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    prepare_steps(local, MNI152_FILE_PATH, {}, {})
+    finish(streamconv("volume-to-precomputed", [MNI152_FILE_PATH, str(local)], "--workers", "2"))
+    shutil.copytree(local, remote)
     finish(streamconv("compute-scales", [str(local)], "--workers", "2"))
     run = streamconv("compute-scales", [str(remote)], "--scheduler", cluster.address)
     _wait_for_journal(remote, 1, run, "scales")
