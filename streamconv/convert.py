@@ -7,7 +7,7 @@ import os
 from . import downsampling
 from .annotate import make_annotations
 from .encodings import ChunkFormat, compression, make_codec
-from .engine.budget import parse_size, plan_slabs, plan_worker_slabs
+from .engine.budget import parse_size
 from .engine.runner import (
     Job,
     ProgressFactory,
@@ -15,6 +15,7 @@ from .engine.runner import (
     check_outside_value,
     closing_on_error,
     job_record,
+    plan_job,
     resources,
     run_job,
 )
@@ -61,14 +62,14 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
     `workers` is the number of processes (default: CPU count; 0 runs everything in this
     process). `scheduler` runs the tasks on a Dask cluster (tcp://host:port, or `local` for a
     LocalCluster of `workers` processes); `memory` is then the budget of each Dask worker, and
-    the input and output must be at the same paths on every worker. An output holding an
-    unfinished run of the same conversion is resumed
-    process). Segmentations: `segment_names` (a FreeSurfer LUT, FSL atlas XML, TSV, CSV or
-    JSON table) writes `segment_properties`; `meshes` writes every label's surface
-    (`mesh_format` multilod, Neuroglancer's multi-resolution Draco meshes, or legacy).
-    (`resume=False` refuses); `overwrite` starts over. `progress`, given the scales, returns a
-    callback fed (scale, chunks, bytes). `dry_run` writes nothing: the report's `estimate`
-    says what the run would write, the memory, disk and time it would take.
+    the input and output must be at the same paths on every worker. Segmentations:
+    `segment_names` (a FreeSurfer LUT, FSL atlas XML, TSV, CSV or JSON table) writes
+    `segment_properties`; `meshes` writes every label's surface (`mesh_format` multilod,
+    Neuroglancer's multi-resolution Draco meshes, or legacy). An output holding an unfinished
+    run of the same conversion is resumed (`resume=False` refuses); `overwrite` starts over.
+    `progress`, given the scales, returns a callback fed (scale, chunks, bytes). `dry_run`
+    writes nothing: the report's `estimate` says what the run would write, the memory, disk and
+    time it would take.
     """
     method = downsampling_method or downsampling.default_method(volume_type)
     downsampling.check_method(method)
@@ -93,10 +94,7 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
                                         source.num_channels, volume_type, chunk_size, max_scales, codec)
             info = apply_sharding(info, choice)
             check_outside_value(outside_value, source.dtype)
-            plan = (plan_slabs(scales, source.num_channels, source.dtype, workers, budget,
-                               source.parallel_reads, source.stream_axis,
-                               writes_in_flight=store.can.parallel) if scheduler is None else
-                    plan_worker_slabs(scales, source.num_channels, source.dtype, budget, source.stream_axis))
+            plan = plan_job(scales, source, workers, budget, store, scheduler)
             record = job_record(source, plan, info=info.to_dict(), downsampling=method,
                                 outside_value=outside_value, encoding=repr(codec), gzip=gzip,
                                 level=compresslevel if gzip else None, skip_empty=skip_empty, **annotated)

@@ -30,7 +30,16 @@ from .engine.budget import plan_slabs
 from .engine.executor import executor
 from .engine.journal import finished, locked, read_job
 from .engine.pipeline import ProgressFn
-from .engine.runner import Job, Report, check_outside_value, closing_on_error, job_record, resources, run_job
+from .engine.runner import (
+    Job,
+    Report,
+    check_outside_value,
+    closing_on_error,
+    job_record,
+    plan_job,
+    resources,
+    run_job,
+)
 from .errors import DataError, OutputError, UsageError
 from .geometry import Scale, ceil_div, parse_resolution
 from .info import FullresInfo, VolumeInfo
@@ -110,11 +119,12 @@ def write_full_resolution(input: str | os.PathLike, output: Where, *,
                           input_orientation: str | None = None, fill_missing: float | None = None,
                           gzip: bool = False, compresslevel: int = 6,
                           memory: str | int | None = None, workers: int | None = None,
-                          overwrite: bool = False, resume: bool = True,
+                          overwrite: bool = False, resume: bool = True, scheduler: str | None = None,
                           progress: Callable[[list[Scale]], ProgressFn] | None = None) -> Report:
     """Write the full-resolution chunks that `output/info` describes, from a volume or a slice
     stack (volume-to-precomputed, slices-to-precomputed). Values become the info's data type
-    (rounded and clipped, or mapped from `input_range` onto the type's range)."""
+    (rounded and clipped, or mapped from `input_range` onto the type's range). `scheduler`
+    runs the tasks on a Dask cluster, as `convert`'s does (same bytes, same journal)."""
     workers, budget = resources(workers, memory)
     volume = _volume_with_info(output)
     scale, info = volume.scales[0], volume.info
@@ -136,25 +146,24 @@ def write_full_resolution(input: str | os.PathLike, output: Where, *,
                 source = Rescaled(source, volume.dtype, input_range)
             codec = info.scales[0].codec
             type(codec).check(volume.dtype, volume.num_channels, info.type)
-            plan = plan_slabs([scale], source.num_channels, source.dtype, workers, budget,
-                             source.parallel_reads, source.stream_axis,
-                             writes_in_flight=store.can.parallel)
+            plan = plan_job([scale], source, workers, budget, store, scheduler)
             record = job_record(source, plan, info=info.volume_part(), encoding=repr(codec),
                                 gzip=gzip, level=compresslevel if gzip else None)
             method = downsampling.default_method(info.type)  # one scale: unused
             return source, Job([scale], info, plan, ChunkFormat(codec, compression(gzip, compresslevel)),
                                method, False, record, step=FULLRES)
 
-    return run_job(describe, output, workers, overwrite, resume, progress)
+    return run_job(describe, output, workers, overwrite, resume, progress, scheduler=scheduler)
 
 
 def compute_scales(output: Where, *, downsampling_method: str = "auto",
                    outside_value: float | None = None, gzip: bool = False, compresslevel: int = 6,
                    memory: str | int | None = None, workers: int | None = None,
-                   overwrite: bool = False, resume: bool = True,
+                   overwrite: bool = False, resume: bool = True, scheduler: str | None = None,
                    progress: Callable[[list[Scale]], ProgressFn] | None = None) -> Report:
     """Compute every scale of `output/info` below the full resolution from the chunks on disk
-    (ours or another tool's), each from the one above, as `convert` does."""
+    (ours or another tool's), each from the one above, as `convert` does; on a Dask cluster
+    with `scheduler` (the full-resolution slabs are then read back by the tasks themselves)."""
     workers, budget = resources(workers, memory)
     volume = _volume_with_info(output)
     info, scales = volume.info, volume.scales
@@ -174,8 +183,7 @@ def compute_scales(output: Where, *, downsampling_method: str = "auto",
 
     def describe(store: Store) -> tuple[Source, Job]:
         source = PrecomputedSource(volume)
-        plan = plan_slabs(scales, source.num_channels, source.dtype, workers, budget, True, 2,
-                          writes_in_flight=store.can.parallel)
+        plan = plan_job(scales, source, workers, budget, store, scheduler)
         record = job_record(source, plan, info=info.volume_part(), downsampling=method,
                             outside_value=outside_value, encoding=repr(codec), gzip=gzip,
                             level=compresslevel if gzip else None)
@@ -184,7 +192,7 @@ def compute_scales(output: Where, *, downsampling_method: str = "auto",
 
     if len(scales) == 1:
         raise UsageError(f"{volume.store.url}/info has one scale: nothing to compute")
-    return run_job(describe, output, workers, overwrite, resume, progress)
+    return run_job(describe, output, workers, overwrite, resume, progress, scheduler=scheduler)
 
 
 def _volume_with_info(output: Where) -> Dataset:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,9 @@ pytest.importorskip("distributed")
 BIN = Path(sys.executable).parent
 TOOLS = Path(__file__).parents[1] / "tools"
 MEMORY = 1 << 30  # each worker's MEMORY resource, and streamconv's --memory
+# Dask's HTTP server (health, metrics) runs even without the dashboard, by default on 0.0.0.0:8787,
+# where a LocalCluster of another test would warn that the port is taken.
+LOCALHOST = ["--no-dashboard", "--dashboard-address", "127.0.0.1:0", "--host", "127.0.0.1"]
 PRIVATE_SHM = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                'mount -t tmpfs tmpfs /dev/shm && exec "$0" "$@"']
 
@@ -39,34 +43,57 @@ def _namespaces_work() -> str | None:
 
 class Cluster:
     """`dask scheduler` and `workers` x `dask worker` (one thread, no nanny: killing the process
-    kills the worker), on 127.0.0.1, stopped by `close`."""
+    kills the worker), on 127.0.0.1, stopped by `close`. One serves the whole module (starting
+    it is the slow part); `revive` replaces a worker a test killed."""
 
     def __init__(self, tmp: Path, workers: int = 2) -> None:
         file = tmp / "scheduler.json"
-        common = ["--no-dashboard", "--host", "127.0.0.1"]
         self.logs = open(tmp / "cluster.log", "wb")
         self.scheduler = subprocess.Popen([str(BIN / "dask"), "scheduler", "--port", "0", "--scheduler-file",
-                                           str(file), *common], stdout=self.logs, stderr=self.logs)
+                                           str(file), *LOCALHOST], stdout=self.logs, stderr=self.logs)
         self.workers: list[subprocess.Popen] = []
+        self.names: list[str] = []
         try:
             deadline = time.monotonic() + 60
             while not file.exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
             self.address = json.loads(file.read_text())["address"]
-            self.workers = [subprocess.Popen(
-                [*PRIVATE_SHM, str(BIN / "dask"), "worker", self.address, "--nthreads", "1", "--no-nanny",
-                 "--resources", f"MEMORY={MEMORY}", "--name", f"w{i}", *common],
-                stdout=self.logs, stderr=self.logs) for i in range(workers)]
-            self._wait_for_workers(workers, deadline)
+            for i in range(workers):
+                self._start(i)
+            self._wait_for_workers(deadline)
         except BaseException:
             self.close()
             raise
 
-    def _wait_for_workers(self, n: int, deadline: float) -> None:
+    def _start(self, i: int) -> None:
+        """Worker `i`, under a name no earlier worker had (the scheduler may not have dropped a
+        killed one yet)."""
+        name = f"w{i}-{time.monotonic_ns()}"
+        process = subprocess.Popen(
+            [*PRIVATE_SHM, str(BIN / "dask"), "worker", self.address, "--nthreads", "1", "--no-nanny",
+             "--resources", f"MEMORY={MEMORY}", "--name", name, *LOCALHOST],
+            stdout=self.logs, stderr=self.logs)
+        if i < len(self.workers):
+            self.workers[i], self.names[i] = process, name
+        else:
+            self.workers.append(process)
+            self.names.append(name)
+
+    def revive(self) -> None:
+        """Every worker alive again, and the scheduler knowing exactly those."""
+        for i, process in enumerate(self.workers):
+            if process.poll() is not None:
+                self._start(i)
+        self._wait_for_workers(time.monotonic() + 60)
+
+    def _wait_for_workers(self, deadline: float) -> None:
         from distributed import Client
 
         with Client(self.address, timeout=60) as client:
-            client.wait_for_workers(n, timeout=max(1.0, deadline - time.monotonic()))
+            while {w.get("name") for w in client.scheduler_info()["workers"].values()} != set(self.names):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the workers {self.names} did not all join {self.address}")
+                time.sleep(0.1)
 
     def close(self) -> None:
         for process in [*self.workers, self.scheduler]:
@@ -81,16 +108,23 @@ class Cluster:
         self.logs.close()
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+@pytest.fixture(scope="module")
+def module_cluster(tmp_path_factory) -> Iterator[Cluster]:
     reason = _namespaces_work()
     if reason is not None:
         pytest.skip(f"no private mount namespace for the workers: {reason}")
-    running = Cluster(tmp_path)
+    running = Cluster(tmp_path_factory.mktemp("cluster"))
     try:
         yield running
     finally:
         running.close()
+
+
+@pytest.fixture
+def cluster(module_cluster: Cluster) -> Cluster:
+    """The module's cluster, with all its workers (one a test killed is replaced first)."""
+    module_cluster.revive()
+    return module_cluster
 
 
 def chunk_files(out: Path) -> dict[str, bytes]:
@@ -98,9 +132,14 @@ def chunk_files(out: Path) -> dict[str, bytes]:
             if p.is_file() and ".streamconv" not in p.parts}
 
 
-def convert(args: list[str], *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "streamconv"), "convert", *args, "-q", "--memory", str(MEMORY), *extra],
+def streamconv(command: str, args: list[str], *extra: str) -> subprocess.Popen:
+    """A command that runs the engine, quiet, with --memory the workers' MEMORY."""
+    return subprocess.Popen([str(BIN / "streamconv"), command, *args, "-q", "--memory", str(MEMORY), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def convert(args: list[str], *extra: str) -> subprocess.Popen:
+    return streamconv("convert", args, *extra)
 
 
 def finish(process: subprocess.Popen) -> None:
@@ -108,9 +147,11 @@ def finish(process: subprocess.Popen) -> None:
     assert process.returncode == 0, err.decode()
 
 
-def inputs(tmp: Path) -> dict[str, list[str]]:
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, list[str]]:
     """The command lines of three kinds of input: the MNI template (a gzip NIfTI, read in order),
     a slice stack on its side (RIA), a label volume in compressed_segmentation."""
+    tmp = tmp_path_factory.mktemp("inputs")
     stack, labels = tmp / "sections", tmp / "labels.nii"
     subprocess.run([sys.executable, str(TOOLS / "make_sections.py"), str(stack), "--count", "40",
                     "--width", "150", "--height", "120"], check=True, capture_output=True)
@@ -122,8 +163,8 @@ def inputs(tmp: Path) -> dict[str, list[str]]:
                        "--chunk-size", "16"]}
 
 
-def test_a_cluster_without_shared_memory_writes_the_local_engines_bytes(cluster, tmp_path):
-    for name, args in inputs(tmp_path).items():
+def test_a_cluster_without_shared_memory_writes_the_local_engines_bytes(cluster, inputs, tmp_path):
+    for name, args in inputs.items():
         local, remote = tmp_path / f"{name}-local", tmp_path / f"{name}-dask"
         finish(convert([args[0], str(local), *args[1:]], "--workers", "2"))
         finish(convert([args[0], str(remote), *args[1:]], "--scheduler", cluster.address))
@@ -131,15 +172,64 @@ def test_a_cluster_without_shared_memory_writes_the_local_engines_bytes(cluster,
         assert not (remote / ".streamconv" / "pieces").exists(), "pieces are removed at the end"
 
 
-def slabs_done(out: Path) -> int:
-    journal = out / ".streamconv" / "journal"
+def prepare_steps(out: Path, input: str, reading: dict[str, str], planning: dict[str, str]) -> None:
+    """The info steps, run here (they only read a header): `out` holds an info of 16^3 chunks."""
+    from streamconv import steps
+
+    steps.generate_info(input, out, **reading)
+    steps.generate_scales_info(out / "info_fullres.json", out, target_chunk_size=16, **planning)
+
+
+@pytest.mark.parametrize("name, reading, planning, fullres, scales", [
+    ("labels", {}, {"volume_type": "segmentation", "encoding": "compressed_segmentation"},
+     ["volume-to-precomputed"], ["--downscaling-method", "majority"]),
+    ("stack", {"input_orientation": "RIA", "resolution": "20um"}, {},
+     ["slices-to-precomputed", "--input-orientation", "RIA"], ["--outside-value", "255"]),
+])
+def test_the_step_commands_on_a_cluster_write_the_local_steps_bytes(cluster, inputs, tmp_path, name, reading,
+                                                                     planning, fullres, scales):
+    """volume-to-precomputed or slices-to-precomputed, then compute-scales, with --scheduler."""
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    prepare_steps(local, inputs[name][0], reading, planning)
+    shutil.copytree(local, remote)
+    for out, engine in ((local, ["--workers", "2"]), (remote, ["--scheduler", cluster.address])):
+        finish(streamconv(fullres[0], [*fullres[1:], inputs[name][0], str(out)], *engine))
+        finish(streamconv("compute-scales", [*scales, str(out)], *engine))
+    assert chunk_files(remote) == chunk_files(local)
+    assert len(json.loads((remote / "info").read_text())["scales"]) > 2
+    assert not list((remote / ".streamconv").rglob("pieces")), "pieces are removed at the end"
+
+
+def test_compute_scales_on_a_cluster_resumes_after_the_client_is_killed(cluster, tmp_path):
+    """The MNI template's full resolution written by the local engine, its scales on the cluster
+    by a compute-scales killed after its first slab and run again: the local steps' bytes."""
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    prepare_steps(local, MNI152_FILE_PATH, {}, {})
+    finish(streamconv("volume-to-precomputed", [MNI152_FILE_PATH, str(local)], "--workers", "2"))
+    shutil.copytree(local, remote)
+    finish(streamconv("compute-scales", [str(local)], "--workers", "2"))
+    run = streamconv("compute-scales", [str(remote)], "--scheduler", cluster.address)
+    _wait_for_journal(remote, 1, run, "scales")
+    run.kill()
+    run.communicate(timeout=60)
+    job = json.loads((remote / ".streamconv" / "scales" / "job.json").read_text())
+    assert not job["complete"], "the client was killed before the run's end"
+    rerun = streamconv("compute-scales", [str(remote)], "--scheduler", cluster.address)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err.decode()
+    assert b"resuming" in err
+    assert chunk_files(remote) == chunk_files(local)
+
+
+def slabs_done(out: Path, step: str = "") -> int:
+    journal = out / ".streamconv" / step / "journal"
     return journal.read_text().count("slab ") if journal.exists() else 0
 
 
-def _wait_for_journal(out: Path, lines: int, process: subprocess.Popen) -> None:
+def _wait_for_journal(out: Path, lines: int, process: subprocess.Popen, step: str = "") -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        if slabs_done(out) >= lines:
+        if slabs_done(out, step) >= lines:
             return
         time.sleep(0.02)
     pytest.fail(f"the run ended or stalled before {lines} slabs: {process.poll()}")

@@ -42,7 +42,7 @@ from .running import engine_run, reported_errors, summary
 
 
 @app.command()
-@bundled(first=("memory", "workers"))
+@bundled(first=("memory", "workers", "scheduler"))
 def convert(
     input: Annotated[str, typer.Argument(help="A volume nibabel reads (NIfTI, MGH/MGZ, MINC, Analyze), "
                                           "or a slice stack: a directory, a quoted glob, a list file or a "
@@ -73,10 +73,6 @@ def convert(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Write nothing: print the pyramid, memory, disk and estimated time.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="With --dry-run: print JSON.")] = False,
-    scheduler: Annotated[Optional[str], typer.Option(
-        help="Run on a Dask cluster: its scheduler's tcp://HOST:PORT, or 'local' for a LocalCluster "
-             "of --workers processes; --memory is then the budget of each worker (pip install "
-             "streamconv[dask])")] = None,
     segment_names: SegmentNames = None,
     meshes: Meshes = False,
     mesh_format: MeshFormatOption = "multilod",
@@ -95,7 +91,7 @@ def convert(
             input_orientation=input_orientation, fill_missing=fill_missing,
             encoding=encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
             cseg_block_size=block, gzip=gzip, skip_empty=skip_empty, sharding=sharding,
-            shard_size=shard_size, scheduler=scheduler, segment_names=segment_names,
+            shard_size=shard_size, segment_names=segment_names,
             meshes=meshes, mesh_format=mesh_format, **run.engine(), progress=progress,
             dry_run=dry_run)
     if report.estimate is not None:

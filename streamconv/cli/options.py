@@ -55,6 +55,10 @@ Memory = Annotated[Optional[str], typer.Option(
          "[default: half of the available memory]")]
 Workers = Annotated[Optional[int], typer.Option(
     help="Worker processes [default: CPU count]; 0 runs everything in one process")]
+Scheduler = Annotated[Optional[str], typer.Option(
+    help="Run on a Dask cluster: its scheduler's tcp://HOST:PORT, or 'local' for a LocalCluster "
+         "of --workers processes; --memory is then the budget of each worker (pip install "
+         "streamconv[dask])")]
 Overwrite = Annotated[bool, typer.Option(help="Replace what the output already holds.")]
 Resume = Annotated[bool, typer.Option(
     help="Finish an unfinished run of the same step in the output; --no-resume refuses.")]
@@ -132,6 +136,7 @@ class RunOptions:
 
     memory: Memory = None
     workers: Workers = None
+    scheduler: Scheduler = None
     overwrite: Overwrite = False
     resume: Resume = True
     quiet: Quiet = False
@@ -145,8 +150,8 @@ class RunOptions:
 
     def engine(self) -> EngineArgs:
         """The arguments every library call that runs the engine takes from these options."""
-        return EngineArgs(memory=self.memory, workers=self.workers, overwrite=self.overwrite,
-                          resume=self.resume)
+        return EngineArgs(memory=self.memory, workers=self.workers, scheduler=self.scheduler,
+                          overwrite=self.overwrite, resume=self.resume)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,6 +190,7 @@ class VolumeOptions:
 class EngineArgs(TypedDict):
     memory: str | None
     workers: int | None
+    scheduler: str | None
     overwrite: bool
     resume: bool
 

@@ -66,6 +66,9 @@ def connect(scheduler: str, workers: int, budget: int) -> Iterator[Client]:
     logging.getLogger("distributed").setLevel(logging.WARNING)
     with LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None, silence_logs=logging.WARNING,
+                      # no dashboard, but the scheduler's HTTP server (health, metrics) still runs:
+                      # not on 0.0.0.0:8787, which another cluster on this machine may hold
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                       resources={RESOURCE: budget}) as cluster:
         with Client(cluster) as client:
             yield client

@@ -28,7 +28,7 @@ from ..info import VolumeInfo
 from ..sources import Source
 from ..storage import Store, open_output, open_store, require
 from ..stores import Where
-from .budget import SlabPlan, default_budget, parse_size
+from .budget import SlabPlan, default_budget, parse_size, plan_slabs, plan_worker_slabs
 from .buffers import remove_stale_buffers
 from .estimate import Estimate, check_free_space, estimate_job
 from .executor import TaskExecutor, executor
@@ -103,6 +103,16 @@ def resources(workers: int | None, memory: str | int | None) -> tuple[int, int]:
     if workers < 0:
         raise UsageError(f"--workers must be 0 or more, got {workers}")
     return workers, default_budget() if memory is None else parse_size(memory)
+
+
+def plan_job(scales: list[Scale], source: Source, workers: int, budget: int, store: Store,
+             scheduler: str | None) -> SlabPlan:
+    """The slabs of a job: planned for the local engine's whole process tree, or with a
+    `scheduler` for one Dask worker, which runs one slab's task at a time in its own memory."""
+    if scheduler is None:
+        return plan_slabs(scales, source.num_channels, source.dtype, workers, budget, source.parallel_reads,
+                          source.stream_axis, writes_in_flight=store.can.parallel)
+    return plan_worker_slabs(scales, source.num_channels, source.dtype, budget, source.stream_axis)
 
 
 def job_record(source: Source, plan: SlabPlan, **parameters: object) -> dict:
