@@ -105,6 +105,13 @@ def list_slices(spec: str, fill_missing: bool) -> list[Slice]:
     """The sections of a stack, in order, from a directory, a glob, a list file or a TIFF."""
     if not Location.of(spec).is_local:
         return _remote_slices(spec, fill_missing)
+    try:
+        return _local_slices(spec, fill_missing)
+    except PermissionError as exc:  # a directory or list we may not read: not an internal error
+        raise DataError(f"{exc.filename or spec}: permission denied; make it readable to this user") from None
+
+
+def _local_slices(spec: str, fill_missing: bool) -> list[Slice]:
     path = Path(spec)
     if path.is_dir():
         files = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
@@ -210,6 +217,8 @@ def probe(s: Slice) -> Layout:
             return Layout(img.height, img.width, channels, dtype)
     except SectionError:
         raise
+    except PermissionError:
+        raise SectionError(s.name, "permission denied (make it readable to this user)") from None
     except Exception as exc:  # decoders raise many kinds for a damaged file
         raise SectionError(s.name, f"cannot read the image ({one_line(exc)})") from exc
 
