@@ -1,10 +1,8 @@
 """streamconv: brain-imaging volumes to the Neuroglancer precomputed format, streamed."""
 
-import sys
+from .starting import catch_ctrl_c, running_as_command
 
-if sys.argv and sys.argv[0].endswith("/streamconv"):  # the console script: see starting.py
-    from .starting import catch_ctrl_c
-
+if running_as_command():  # before the imports below, which take about half a second
     catch_ctrl_c()
 
 from .convert import Report, convert

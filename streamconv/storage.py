@@ -214,13 +214,16 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         path = self._path(key)
-        try:
-            if path.is_dir() and not path.is_symlink():
+        if path.is_dir() and not path.is_symlink():
+            try:
                 shutil.rmtree(path)  # does not follow links inside
-            else:
-                path.unlink(missing_ok=True)  # a link: the link itself
+            except OSError as exc:  # it names the entry alone, without its directory: name the tree
+                raise _output_error(path / "-", exc) from exc
+            return
+        try:
+            path.unlink(missing_ok=True)  # a link: the link itself
         except OSError as exc:
-            raise _output_error(Path(exc.filename or path), exc) from exc
+            raise _output_error(path, exc) from exc
 
     def list(self, prefix: str = "") -> Iterator[str]:
         base = self._path(f"{prefix.rstrip('/')}/-" if prefix else "-").parent

@@ -4,6 +4,7 @@ temporary or partial files left in the output."""
 from __future__ import annotations
 
 import gzip
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +112,22 @@ def test_bad_flags_exit_2_before_writing_anything(tmp_path, flags, words):
     result = run(MNI152_FILE_PATH, str(out), *flags)
     assert_one_line(result, 2, *words)
     assert not out.exists()
+
+
+def test_headers_nibabel_repairs_give_one_line_per_complaint_naming_the_file(tmp_path):
+    """nibabel says what it repairs through its own logger (with its own handler, propagating to
+    ours) and through `warnings`: one line each, naming the file, and the conversion goes on."""
+    path = save(tmp_path / "odd.nii", np.arange(4 * 5 * 6, dtype=np.uint8).reshape(4, 5, 6))
+    header = bytearray(path.read_bytes())
+    header[252:254] = (7).to_bytes(2, "little")  # qform_code: not a code
+    struct.pack_into("<f", header, 80, -1.0)  # pixdim[1]: a negative voxel size
+    path.write_bytes(bytes(header))
+    for workers in ("0", "2"):
+        result = run(str(path), str(tmp_path / f"out{workers}"), "-q", "--workers", workers)
+        assert result.returncode == 0, result.stderr
+        lines = result.stderr.splitlines()
+        assert len(lines) == 2 and all(line.startswith(f"{path}: ") for line in lines), result.stderr
+        assert any("qform_code 7" in line for line in lines) and any("pixdim" in line for line in lines)
 
 
 def test_segmentation_of_float_data_is_refused(tmp_path):

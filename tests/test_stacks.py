@@ -193,6 +193,38 @@ def test_fill_missing_fills_gaps_and_unreadable_sections(tmp_path):
         streamconv.convert(stack, tmp_path / "out2", workers=0, resolution="1um", fill_missing=300)
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_fill_missing_names_the_first_damaged_sections_and_counts_every_other(tmp_path, workers):
+    """Three sections are unreadable from their headers (found by the main process before the
+    run) and eight decode badly (found by whichever process decodes them: the workers with
+    --workers 2): five are named, and the count covers the other six wherever they were found."""
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    damaged, truncated, garbage = {2, 5, 7, 9, 11, 13, 15, 17}, {3, 12}, 18
+    for k in range(20):
+        image = np.full((20, 30), k, np.uint8)
+        data = imagecodecs.png_encode(image)
+        if k in damaged:
+            data = damaged_png(image)
+        elif k in truncated:
+            data = data[:30]
+        elif k == garbage:
+            data = b"garbage bytes" * 20
+        (stack / f"s{k:02d}.png").write_bytes(data)
+    out = tmp_path / "out"
+    run = subprocess.run([STREAMCONV, "convert", "-q", str(stack), str(out), "--resolution", "1um",
+                          "--fill-missing", "99", "--workers", str(workers)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    named = [line for line in lines if line.startswith("filling section ")]
+    assert len(named) == 5 and lines[5:] == ["... and 6 more sections filled with 99"], run.stderr
+    bad = {stack / f"s{k:02d}.png" for k in damaged | truncated | {garbage}}
+    assert len({line.split()[2] for line in named}) == 5 and {Path(line.split()[2]) for line in named} <= bad
+    assert all(line.count(str(stack)) == 1 and "--fill-missing" not in line for line in named)
+    sections = read_all(out)[0, 0, :, 0]
+    assert list(sections) == [99 if stack / f"s{k:02d}.png" in bad else k for k in range(20)]
+
+
 def test_resolution_comes_from_tiff_tags_or_must_be_given(tmp_path):
     volume = np.arange(5 * 20 * 30, dtype=np.uint16).reshape(5, 20, 30)
     tifffile.imwrite(tmp_path / "ij.tif", volume, imagej=True, resolution=(2, 4),

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import imagecodecs
 import nibabel as nib
 import numpy as np
 import pytest
@@ -291,3 +292,75 @@ def test_messages_are_one_line_naming_what_to_do(pyramid, tmp_path):
     line = one_line(run("mesh-to-precomputed", tmp_path / "..obj", pyramid / "src"), 2, "..obj",
                     "give --mesh-name")
     assert "not a valid file name" not in line
+
+
+@pytest.fixture(scope="module")
+def unprivileged(tmp_path_factory) -> list[str]:
+    """A command prefix under which file permissions hold. Tests often run as root, whom mode
+    bits do not stop; root without capabilities (setpriv) gets only what a file's owner bits
+    give, like any user. (Another uid would not do here: the interpreter may live in root's
+    home, which it cannot enter.)"""
+    probe = tmp_path_factory.mktemp("perm") / "locked"
+    probe.write_text("secret")
+    probe.chmod(0)
+    prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
+    if prefix and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv (util-linux): cannot drop privileges")
+    check = subprocess.run([*prefix, sys.executable, "-c", f"open({str(probe)!r}).read()"],
+                           capture_output=True, text=True)
+    if check.returncode == 0 or "PermissionError" not in check.stderr:
+        pytest.skip(f"cannot drop privileges here: a mode 000 file stays readable ({check.stderr[-200:]})")
+    return prefix
+
+
+def run_as(prefix: list[str], *args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([*prefix, STREAMCONV, *map(str, args)], capture_output=True, text=True,
+                          preexec_fn=limited, timeout=120)
+
+
+def test_an_unreadable_input_says_so(pyramid, tmp_path, unprivileged):
+    """Mode 000 on a volume, a section, a stack's directory or its list: 'permission denied'
+    naming the file, not 'not a volume nibabel can read' nor an internal error."""
+    volume = tmp_path / "locked.nii"
+    shutil.copy(pyramid / "vol.nii", volume)
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    for k in range(3):
+        (stack / f"s{k}.png").write_bytes(imagecodecs.png_encode(np.full((5, 6), k, np.uint8)))
+    (tmp_path / "list.txt").write_text("stack/s0.png\nstack/s1.png\n")
+    cases = [(volume, volume, ()), (stack / "s1.png", stack, ("--resolution", "1um")),
+             (tmp_path / "list.txt", tmp_path / "list.txt", ("--resolution", "1um")),
+             (stack, stack, ("--resolution", "1um"))]
+    for locked, given, flags in cases:
+        locked.chmod(0)
+        around = snapshot(tmp_path)
+        try:
+            for command in (["convert"], ["convert", "--dry-run"]):
+                result = run_as(unprivileged, *command, given, tmp_path / "out", *flags)
+                line = one_line(result, 1, str(locked), "permission denied", "readable")
+                assert "Traceback" not in result.stderr and "internal error" not in line
+                assert snapshot(tmp_path) == around
+        finally:
+            locked.chmod(0o755 if locked.is_dir() else 0o644)
+
+
+def test_overwrite_onto_an_output_it_may_not_change_leaves_it_whole(pyramid, tmp_path, unprivileged):
+    """An output this user may not write (someone else's, or read-only): --overwrite stops with
+    one line saying so, not an internal error, and not one file of the output changes."""
+    out = tmp_path / "out"
+    streamconv.convert(pyramid / "vol.nii", out, chunk_size=16, workers=0)
+    tree = [out, *out.rglob("*")]
+    # All of it read-only (refused at the lock), then all but the lock's directory (refused at
+    # the first file --overwrite deletes).
+    for writable in ([], [out / ".streamconv", *(out / ".streamconv").rglob("*")]):
+        for path in tree:
+            path.chmod(path.stat().st_mode & ~0o222 | (0o200 if path in writable else 0))
+        around = snapshot(tmp_path)
+        for workers in ("0", "2"):
+            result = run_as(unprivileged, "convert", pyramid / "vol.nii", out, "--overwrite",
+                            "--chunk-size", "8", "--workers", workers)
+            line = one_line(result, 1, str(out), "not writable", "Permission denied")
+            assert "internal error" not in line and "Traceback" not in result.stderr
+            assert snapshot(tmp_path) == around
+    for path in tree:
+        path.chmod(path.stat().st_mode | 0o200)

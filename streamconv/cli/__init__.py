@@ -17,6 +17,7 @@ from typing import Any
 
 import typer
 
+from . import running
 from .app import app
 
 # Importing a command module registers its commands with `app`, and --help lists them in this
@@ -52,7 +53,9 @@ def main() -> None:
         message = " ".join(exc.format_message().split())
         typer.echo(f"streamconv: error: {message} (see {command} --help)", err=True)
         code = 2
-    except (errors.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("streamconv: interrupted", err=True)
         code = 130
+    if code == 130 and not running.said_interrupted:  # typer's own exit on Ctrl-C says nothing
+        typer.echo("streamconv: interrupted", err=True)
     sys.exit(code if isinstance(code, int) else 0)

@@ -19,6 +19,17 @@ from ..sources.base import one_line
 from .options import RunOptions
 from .progress import ProgressFactory, scale_bars, wanted
 
+#: whether this process has said why it stops with exit code 130: typer turns a Ctrl-C that
+#: comes outside `reported_errors` (while it parses the command line) into a silent exit 130,
+#: which `main` then explains
+said_interrupted = False
+
+
+def _say_interrupted(line: str) -> None:
+    global said_interrupted
+    said_interrupted = True
+    typer.echo(line, err=True)
+
 
 @contextmanager
 def reported_errors(debug: bool) -> Iterator[None]:
@@ -34,12 +45,15 @@ def reported_errors(debug: bool) -> Iterator[None]:
     except StreamconvError as exc:
         if debug:
             raise
-        typer.echo(f"streamconv: error: {exc}", err=True)
+        if exc.exit_code == 130:  # Interrupted: stopped at a safe point, resumable
+            _say_interrupted(f"streamconv: error: {exc}")
+        else:
+            typer.echo(f"streamconv: error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         if debug:
             raise
-        typer.echo("streamconv: interrupted", err=True)
+        _say_interrupted("streamconv: interrupted")
         raise typer.Exit(130) from None
     except Exception as exc:
         if debug:

@@ -18,7 +18,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from . import lifeline
+from . import lifeline, worklog
 
 
 class TaskExecutor(Protocol):
@@ -64,7 +64,8 @@ def executor(workers: int) -> Iterator[TaskExecutor]:
         yield InlineExecutor()
         return
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["streamconv.engine.lifeline", "streamconv.engine.tasks"])
+    context.set_forkserver_preload(["streamconv.engine.lifeline", "streamconv.engine.worklog",
+                                     "streamconv.engine.tasks"])
     _start_fork_server()
     pool = WorkerPool(max_workers=workers, mp_context=context, initializer=_start_worker,
                       initargs=(os.getpid(),))
@@ -88,8 +89,10 @@ def _start_fork_server() -> None:
 def _start_worker(main_pid: int) -> None:
     """A worker dies with its parent (`lifeline`) and ignores Ctrl-C: Ctrl-C reaches the whole
     process group; the main process alone decides how to stop, and lets running tasks finish.
-    (SIGTERM keeps its default: the pool stops workers with it.)"""
+    (SIGTERM keeps its default: the pool stops workers with it.) Its warnings go back to the
+    main process with its read tasks' results (`worklog`)."""
     lifeline.die_with_parent(main_pid)
+    worklog.hold()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

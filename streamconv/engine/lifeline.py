@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import sys
 
 PARENT = "STREAMCONV_PARENT"  # the pid of the run's main process, for the fork server
 _PR_SET_PDEATHSIG = 1
@@ -34,5 +35,17 @@ def die_with_parent(main_pid: int) -> None:
         pass
 
 
-if os.environ.get(PARENT) == str(os.getppid()):  # the fork server, at its start (`executor`)
-    die_with_parent(os.getppid())
+def _worker_not_started(*_: object) -> None:
+    """The fork server's children report a worker that failed to start through sys.excepthook.
+    That happens when the run is already ending (Ctrl-C while the pool starts: the semaphores
+    the new worker was to open are gone), where a traceback from the fork server would follow
+    the run's last line; a worker missing while the run goes on ends it with its own message
+    (a broken pool: `WorkerDied`)."""
+
+
+_main = os.environ.pop(PARENT, None)  # set only for the fork server; its workers do not inherit it
+if _main is not None:  # the fork server, at its start (`executor`)
+    if os.getppid() != int(_main):  # adopted: the run ended (Ctrl-C) while this server started
+        os._exit(1)
+    die_with_parent(int(_main))
+    sys.excepthook = _worker_not_started

@@ -14,6 +14,7 @@ partial slab of a coarser scale is rebuilt from what the finer scale already hol
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable, Collection
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -34,6 +35,7 @@ from .executor import TaskExecutor
 from .output import output_sink
 from .sink import Finish, run_finish
 from .tasks import Band, BandDone, Downsample, fill, fill_from_store, process_band
+from .worklog import replay
 
 if TYPE_CHECKING:  # the runner imports this module to run its jobs
     from .runner import Job
@@ -286,7 +288,7 @@ class Pipeline:
                                 region, slab.buffer.ref, self.grid.origin(slab.p0))
         slab.planes_incoming = slab.planes
 
-    def _submit_writer(self, executor: Executor | TaskExecutor, slab: _Slab, fn: Callable[..., None],
+    def _submit_writer(self, executor: Executor | TaskExecutor, slab: _Slab, fn: Callable[..., object],
                        *args: object) -> None:
         slab.writers += 1
         self._in_flight[executor.submit(fn, *args)] = (TaskKind.FILL, slab)
@@ -333,7 +335,7 @@ class Pipeline:
             elif slab is None:  # TaskKind.FINISH
                 continue
             elif kind is TaskKind.FILL:
-                self._fill_done(slab)
+                self._fill_done(slab, future.result())
             else:
                 self._band_done(slab, future.result())
         if failure is not None:
@@ -350,12 +352,17 @@ class Pipeline:
             done, _ = wait(self._in_flight, timeout=0.25, return_when=FIRST_COMPLETED)
         return [f for f in self._in_flight if f in done]
 
-    def _fill_done(self, slab: _Slab) -> None:
+    def _fill_done(self, slab: _Slab, logged: list[logging.LogRecord] | None) -> None:
+        replay(logged)  # what a worker logged while reading (`worklog`): shown and counted here
         slab.writers -= 1
         self._seal_if_ready(slab)
 
     def _band_done(self, slab: _Slab, result: BandDone) -> None:
-        self._count(slab.level, result.visited, result.written, result.nbytes)
+        self.totals.chunks += result.visited
+        self.totals.written += result.written
+        self.totals.nbytes += result.nbytes
+        if self.hooks.progress:
+            self.hooks.progress(slab.level, result.visited, result.nbytes)
         if result.labels is not None:
             self.totals.labels = np.union1d(self.totals.labels, result.labels.astype(np.uint64))
         slab.readers -= 1
@@ -364,13 +371,6 @@ class Pipeline:
             self._seal_if_ready(slab.target)
         if slab.readers == 0:
             self._release(slab)
-
-    def _count(self, level: int, visited: int, written: int, nbytes: int) -> None:
-        self.totals.chunks += visited
-        self.totals.written += written
-        self.totals.nbytes += nbytes
-        if self.hooks.progress:
-            self.hooks.progress(level, visited, nbytes)
 
     def _release(self, slab: _Slab) -> None:
         """Every band of the slab is done: its chunks are written and its planes are in its

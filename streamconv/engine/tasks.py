@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,17 +14,21 @@ from ..geometry import Box, Scale, Vec3, array_axis, ceil_div
 from ..sources import Source
 from .buffers import PrivateSlab, SlabRef
 from .sink import ChunkSink
+from .worklog import take
 
 #: where a task finds a slab: shared memory on this host, or its own
 Slab = SlabRef | PrivateSlab
 
 
-def fill(source: Source, p0: int, p1: int, ref: Slab, first_plane: int) -> None:
-    """Read planes [p0, p1) along the source's stream axis into a slab that starts at `first_plane`."""
+def fill(source: Source, p0: int, p1: int, ref: Slab, first_plane: int) -> list[logging.LogRecord]:
+    """Read planes [p0, p1) along the source's stream axis into a slab that starts at `first_plane`;
+    what a worker logged meanwhile (a section filled instead of decoded) goes back with the
+    result, for the main process to log and count (`worklog`)."""
     slab = ref.array()
     index = [slice(None)] * 4
     index[array_axis(source.stream_axis)] = slice(p0 - first_plane, p1 - first_plane)
     source.read(p0, p1, slab[tuple(index)])
+    return take()
 
 
 def fill_from_store(volume: Dataset, level: int, region: Box, ref: Slab, origin: Vec3) -> None:

@@ -40,6 +40,20 @@ _PIL_MODES = {"L": ("uint8", 1), "LA": ("uint8", 2), "RGB": ("uint8", 3), "RGBA"
               "I": ("int32", 1), "F": ("float32", 1)}
 
 
+class SectionError(DataError):
+    """A section that cannot be read (missing, truncated, not what its name says, damaged pixel
+    data): the message names its file and says what to do; with `--fill-missing` the section is
+    filled instead, and the warning says `reason` only (the hint would be wrong there)."""
+
+    def __init__(self, section: str, reason: str) -> None:
+        super().__init__(f"{section}: {reason}; replace it, or pass --fill-missing VALUE to fill "
+                         "its section")
+        self.section, self.reason = section, reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # raised in a worker, read in the main process
+        return SectionError, (self.section, self.reason)
+
+
 @dataclass(frozen=True)
 class Slice:
     """One section: a file, a page of a multi-page TIFF, or a gap to fill (path None)."""
@@ -91,6 +105,13 @@ def list_slices(spec: str, fill_missing: bool) -> list[Slice]:
     """The sections of a stack, in order, from a directory, a glob, a list file or a TIFF."""
     if not Location.of(spec).is_local:
         return _remote_slices(spec, fill_missing)
+    try:
+        return _local_slices(spec, fill_missing)
+    except PermissionError as exc:  # a directory or list we may not read: not an internal error
+        raise DataError(f"{exc.filename or spec}: permission denied; make it readable to this user") from None
+
+
+def _local_slices(spec: str, fill_missing: bool) -> list[Slice]:
     path = Path(spec)
     if path.is_dir():
         files = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
@@ -177,10 +198,11 @@ def _with_gaps(files: list[str], fill_missing: bool) -> list[Slice]:
 
 
 def probe(s: Slice) -> Layout:
-    """Shape, type and channels from the header, after a check that the file is complete."""
+    """Shape, type and channels from the header, after a check that the file is complete; a
+    section that cannot be read raises a `SectionError`."""
     file = open_input(s.file)
     if not file.exists():
-        raise DataError(f"{s.name}: section file is missing")
+        raise SectionError(s.name, "section file is missing")
     try:
         if s.file.lower().endswith(_TIFF):
             return _probe_tiff(file, s.page)
@@ -189,14 +211,16 @@ def probe(s: Slice) -> Layout:
 
         with file.open() as f, Image.open(f) as img:
             if img.mode not in _PIL_MODES:
-                raise DataError(f"{s.name}: image mode {img.mode} is not supported "
-                                "(grey, grey+alpha, RGB, RGBA; 8 or 16 bits)")
+                raise SectionError(s.name, f"image mode {img.mode} is not supported "
+                                   "(grey, grey+alpha, RGB, RGBA; 8 or 16 bits)")
             dtype, channels = _PIL_MODES[img.mode]
             return Layout(img.height, img.width, channels, dtype)
-    except DataError:
+    except SectionError:
         raise
+    except PermissionError:
+        raise SectionError(s.name, "permission denied (make it readable to this user)") from None
     except Exception as exc:  # decoders raise many kinds for a damaged file
-        raise DataError(f"{s.name}: cannot read the image ({one_line(exc)})") from exc
+        raise SectionError(s.name, f"cannot read the image ({one_line(exc)})") from exc
 
 
 def tiff_file(file: InputFile) -> Any:
@@ -211,7 +235,7 @@ def _probe_tiff(file: InputFile, page: int | None) -> Layout:
         p = tif.pages[page or 0]
         size = file.size()
         if any(o + n > size for o, n in zip(p.dataoffsets, p.databytecounts)):
-            raise DataError(f"{file.name}: file is truncated (image data runs past its end)")
+            raise SectionError(file.name, "file is truncated (image data runs past its end)")
         return Layout(int(p.imagelength), int(p.imagewidth), int(p.samplesperpixel),
                       np.dtype(p.dtype).name)
 
@@ -225,8 +249,7 @@ def _check_complete(file: InputFile) -> None:
     file.pread(memoryview(head), 0)
     if suffix in _MAGIC and not bytes(head).startswith(_MAGIC[suffix]):
         kind = suffix.lstrip(".").upper()
-        raise DataError(f"{file.name}: not a {kind} file (it does not start as one); replace it, or "
-                        "pass --fill-missing VALUE to fill its section")
+        raise SectionError(file.name, f"not a {kind} file (it does not start as one)")
     ok = True
     if suffix == ".png":
         ok = tail.endswith(b"IEND\xaeB`\x82")
@@ -235,8 +258,7 @@ def _check_complete(file: InputFile) -> None:
     elif suffix == ".webp" and head[:4] == b"RIFF":
         ok = int.from_bytes(head[4:8], "little") + 8 <= size
     if not ok:
-        raise DataError(f"{file.name}: file is truncated; replace it, or pass --fill-missing VALUE to "
-                        "fill its section")
+        raise SectionError(file.name, "file is truncated")
 
 
 def decode(s: Slice, out: np.ndarray | None = None) -> np.ndarray:
@@ -263,8 +285,7 @@ def decode(s: Slice, out: np.ndarray | None = None) -> np.ndarray:
             data = file.local_path or file.read()
             image = imagecodecs.imread(data, out=out, codec=codec) if codec else imagecodecs.imread(data, out=out)
     except Exception as exc:  # decoders raise many kinds for a damaged file
-        raise DataError(f"{s.name}: cannot decode the image ({one_line(exc)[:160]}); replace "
-                        "it, or pass --fill-missing VALUE to fill its section") from exc
+        raise SectionError(s.name, f"cannot decode the image ({one_line(exc)[:160]})") from exc
     return image.reshape(image.shape[:2] + (-1,))
 
 

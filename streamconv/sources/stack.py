@@ -18,12 +18,43 @@ from ..geometry import LENGTH_NM, Vec3, array_axis, triple
 from .base import MemoryOrder
 from .files import open_input
 from .orientation import Orientation
-from .sections import _TIFF, WARN_SECTIONS, Layout, Slice, decode, is_stack, list_slices, probe, tiff_file
+from .sections import (
+    _TIFF,
+    WARN_SECTIONS,
+    Layout,
+    SectionError,
+    Slice,
+    decode,
+    is_stack,
+    list_slices,
+    probe,
+    tiff_file,
+)
 
 log = logging.getLogger("streamconv")
 
 
 __all__ = ["SliceStack", "is_stack"]
+
+
+class FilledSections(logging.Filter):
+    """The warnings of the sections a stack fills, in the main process: the first few pass, by
+    name; the rest are counted, and `summary` says how many. The sections found damaged while a
+    worker decodes them arrive here too (engine/worklog.py), so the count is exact."""
+
+    def __init__(self, spec: str, value: float) -> None:
+        super().__init__()
+        self.spec, self.value, self.count = spec, value, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "filled_in", None) != self.spec:  # not this stack's
+            return True
+        self.count += 1
+        return self.count <= WARN_SECTIONS
+
+    def summary(self) -> None:
+        if self.count > WARN_SECTIONS:
+            log.warning("... and %d more sections filled with %g", self.count - WARN_SECTIONS, self.value)
 
 
 class SliceStack:
@@ -39,6 +70,19 @@ class SliceStack:
         self.slices = list_slices(spec, fill_missing is not None)
         self._count, self._first = len(self.slices), 0  # every section; the first one held
         self.fill_value = fill_missing
+        self._filled = None if fill_missing is None else FilledSections(spec, fill_missing)
+        if self._filled is not None:
+            log.addFilter(self._filled)  # until `close`
+        try:
+            self._open(resolution)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, resolution: tuple[float, float, float] | None) -> None:
+        """The volume the sections make, from their headers (apart from `__init__` so that a
+        failure closes the stack: its warning filter must not outlive it)."""
+        fill_missing = self.fill_value
         layout = self._validate()
         self.layout = layout
         self.num_channels = layout.channels
@@ -90,18 +134,13 @@ class SliceStack:
     def _validate(self) -> Layout:
         """Probe every section; a bad one ends the run now, or is filled with --fill-missing."""
         layouts: dict[Layout, Slice] = {}
-        filled = 0
         for k, s in enumerate(self.slices):
             if s.path is None:
                 continue
             try:
                 layout = probe(s)
-            except DataError as exc:
-                if self.fill_value is None:
-                    raise
-                filled += 1
-                if filled <= WARN_SECTIONS:  # the first few by name, the rest counted
-                    log.warning("filling section %s with %s: %s", s.name, self.fill_value, exc)
+            except SectionError as exc:
+                self._fill_instead(exc)
                 self.slices[k] = Slice(None)
                 continue
             if layouts and layout not in layouts:
@@ -109,9 +148,6 @@ class SliceStack:
                 raise DataError(f"{s.name}: {_describe(layout)} differs from {other.name}: "
                                 f"{_describe(first)}")
             layouts.setdefault(layout, s)
-        if filled > WARN_SECTIONS:
-            log.warning("filling %d more unreadable sections with %s", filled - WARN_SECTIONS,
-                        self.fill_value)
         if not layouts:
             raise DataError(f"{self.spec}: no readable section")
         return next(iter(layouts))
@@ -144,15 +180,21 @@ class SliceStack:
                     decode(s, as_file if self.layout.channels > 1 else as_file[..., 0])
                     continue
                 image = decode(s)
-            except DataError as exc:  # damaged pixel data behind a sound header
-                if self.fill_value is None:
-                    raise
-                log.warning("filling section %s with %s: %s", s.name, self.fill_value, exc)
+                if image.shape != (self.layout.rows, self.layout.columns, self.layout.channels):
+                    raise SectionError(s.name, f"decoded shape {image.shape} differs from the header")
+            except SectionError as exc:  # damaged pixel data behind a sound header
+                self._fill_instead(exc)
                 plane[...] = self.fill_value
                 continue
-            if image.shape != (self.layout.rows, self.layout.columns, self.layout.channels):
-                raise DataError(f"{s.name}: decoded shape {image.shape} differs from the header")
             dtypes.cast_into(image, as_file)
+
+    def _fill_instead(self, error: SectionError) -> None:
+        """Without --fill-missing a section that cannot be read ends the run; with it, a warning
+        (in a worker, sent to the main process with the task's result to be counted there)."""
+        if self.fill_value is None:
+            raise error
+        log.warning("filling section %s with %g: %s", error.section, self.fill_value, error.reason,
+                    extra={"filled_in": self.spec})
 
     def fingerprint(self) -> dict:
         files: list[list | None] = []
@@ -166,7 +208,10 @@ class SliceStack:
                 "flips": self.orientation.flips, "fill": self.fill_value}
 
     def close(self) -> None:
-        pass
+        """The count of the sections filled past the first few, once every read has reported."""
+        if self._filled is not None and self._filled in log.filters:
+            log.removeFilter(self._filled)
+            self._filled.summary()
 
 
 def _describe(layout: Layout) -> str:

@@ -29,15 +29,34 @@ _UNIT_NM = {"meter": Decimal(10) ** 9, "mm": Decimal(10) ** 6, "micron": Decimal
             "unknown": Decimal(10) ** 6}
 
 
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @contextmanager
 def our_warnings(path: str) -> Iterator[None]:
-    """nibabel warns about headers it repairs (qfac, sform codes, ...) through `warnings`, many
-    lines with a source location: each becomes one line of our log naming the file."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for warning in caught:
-        log.warning("%s: %s", path, " ".join(str(warning.message).split())[:300])
+    """nibabel complains about headers it repairs through `warnings` (many lines with a source
+    location) and through its own logger (`nibabel.global`, which has its own handler and also
+    propagates: `qform_code 7 not valid; setting to 0`, twice, naming no file): each complaint
+    becomes one line of our log naming the file."""
+    import nibabel  # noqa: F401  which adds its handler to its logger when first imported
+
+    nibabel_log = logging.getLogger("nibabel.global")
+    kept, saved = _Kept(), (nibabel_log.handlers, nibabel_log.propagate)
+    nibabel_log.handlers, nibabel_log.propagate = [kept], False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        nibabel_log.handlers, nibabel_log.propagate = saved
+    for message in dict.fromkeys([*kept.messages, *(str(w.message) for w in caught)]):
+        log.warning("%s: %s", path, " ".join(message.split())[:300])
 
 
 @dataclass
