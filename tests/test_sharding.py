@@ -79,9 +79,7 @@ def test_the_worked_example_shard_byte_for_byte(tmp_path):
     assert (tmp_path / "0.shard").read_bytes() == expected
 
 
-def test_sharding_options_are_checked(tmp_path):
-    with pytest.raises(UsageError, match="--gzip"):  # .gz files and shards do not mix
-        streamconv.convert(MNI152_FILE_PATH, tmp_path / "out", sharding="auto", gzip=True, workers=0)
+def test_sharding_options_are_checked():
     assert parse_sharding("off").spec(Scale("s", (9, 9, 9), (1, 1, 1), (4, 4, 4), (1, 1, 1)), 64, True) is None
     for bad in ("on", "1,2", "1,40,40", "a,b,c"):
         with pytest.raises(UsageError):
@@ -99,9 +97,10 @@ def test_auto_gives_compact_shards_and_one_file_to_small_scales():
     big = Scale("s", (6572, 5711, 7404), (1.0, 1.0, 1.0), (64, 64, 64), (1, 1, 1))
     spec = AutoSharding(2 << 30).spec(big, 64 ** 3, True)
     assert spec.preshift_bits + spec.minishard_bits == 13  # 8192 chunks of 256 KiB: 2 GiB
-    assert spec.preshift_bits == 9 and spec.data_encoding == "gzip"
+    assert spec.preshift_bits == 9 and spec.data_encoding == "gzip"  # --gzip
     small = Scale("s", (100, 80, 90), (1.0, 1.0, 1.0), (64, 64, 64), (1, 1, 1))
     assert AutoSharding(2 << 30).spec(small, 64 ** 3, False).shard_bits == 0
+    assert AutoSharding(2 << 30).spec(small, 64 ** 3, False).data_encoding == "raw"
 
 
 # Our output read by tensorstore, equal to the unsharded conversion.
@@ -149,7 +148,7 @@ def test_label_volume_in_compressed_segmentation(tmp_path, dtype):
                                   encoding="compressed_segmentation", chunk_size=32)
     assert_same_through_tensorstore(plain, sharded)
     spec = json.loads((sharded / "info").read_text())["scales"][0]["sharding"]
-    assert spec["data_encoding"] == "gzip" and spec["minishard_index_encoding"] == "gzip"
+    assert spec["data_encoding"] == "raw" and spec["minishard_index_encoding"] == "gzip"  # no --gzip
 
 
 def test_jpeg_slice_stack_in_ria_orientation(tmp_path):
@@ -177,8 +176,8 @@ def test_skip_empty_leaves_empty_chunks_out_of_the_shards(tmp_path):
 # A reader written from the spec alone (format notes 5.4): shard index, delta-coded minishard
 # indexes, gzip members.
 
-def spec_reader(out: Path, level: int) -> dict[int, bytes]:
-    """Every chunk of a scale: id -> stored chunk bytes (data encoding undone)."""
+def spec_reader(out: Path, level: int, decode: bool = True) -> dict[int, bytes]:
+    """Every chunk of a scale: id -> stored chunk bytes (data encoding undone if `decode`)."""
     scale = json.loads((out / "info").read_text())["scales"][level]
     sharding = scale["sharding"]
     minishards = 2 ** sharding["minishard_bits"]
@@ -202,7 +201,7 @@ def spec_reader(out: Path, level: int) -> dict[int, bytes]:
                 position += size
                 if sharding["data_encoding"] == "gzip":
                     assert chunk[:2] == b"\x1f\x8b"
-                    chunk = gzip.decompress(chunk)
+                    chunk = gzip.decompress(chunk) if decode else chunk
                 assert cid not in chunks
                 chunks[cid] = chunk
     return chunks
@@ -216,6 +215,23 @@ def test_a_reader_from_the_spec_finds_every_chunk_of_the_unsharded_files(tmp_pat
         assert len(chunks) == scale.num_chunks
         for box in scale.chunks_in((0, 0, 0), scale.size):
             assert chunks[chunk_id(scale, box)] == (plain / scale.key / box.name).read_bytes()
+
+
+def test_with_gzip_a_chunk_in_a_shard_is_the_gz_file_it_replaces(tmp_path):
+    """--gzip gzips shard data as it gzips chunk files (same level, same bytes); without it
+    the data is raw, as the chunk files would be."""
+    plain, sharded = tmp_path / "plain", tmp_path / "sharded"
+    streamconv.convert(MNI152_FILE_PATH, plain, workers=2, gzip=True, compresslevel=3)
+    streamconv.convert(MNI152_FILE_PATH, sharded, workers=2, gzip=True, compresslevel=3, sharding="auto",
+                       shard_size="1MiB")
+    info = open_dataset(plain)
+    for level, scale in enumerate(info.scales):
+        assert json.loads((sharded / "info").read_text())["scales"][level]["sharding"]["data_encoding"] == "gzip"
+        chunks = spec_reader(sharded, level, decode=False)
+        for box in scale.chunks_in((0, 0, 0), scale.size):
+            assert chunks[chunk_id(scale, box)] == (plain / scale.key / f"{box.name}.gz").read_bytes()
+    whole = info.read(0, Box((0, 0, 0), info.scales[0].size))  # (c, z, y, x)
+    assert np.array_equal(tensorstore_scales(sharded)[0], whole.transpose(3, 2, 1, 0))
 
 
 # Volumes tensorstore sharded, read by us.

@@ -22,9 +22,6 @@ class CodecOptions:
 
 class Codec(Protocol):
     name: ClassVar[str]
-    #: whether gzip is worth running on its bytes (a shard's data encoding); not for images,
-    #: which are compressed already
-    compressible: ClassVar[bool]
 
     def encode(self, chunk: np.ndarray) -> Encoded:
         """Bytes of one chunk file for `chunk`, shaped (channels, z, y, x)."""
@@ -59,7 +56,6 @@ class CodecBase:
     """Defaults: any type, stored as it is, no parameters."""
 
     name: ClassVar[str]
-    compressible: ClassVar[bool] = True
 
     def info(self) -> dict:
         return {"encoding": self.name}

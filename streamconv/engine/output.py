@@ -29,5 +29,5 @@ def output_sink(job: Job, store: Store) -> tuple[ChunkSink, Completion, str | No
         spec = specs[level]
         assert spec is not None
         levels.append(ShardedLevel(level, job.scales[level], spec, job.plan.slab_planes[level], item))
-    return (ShardSpool(store, root, specs, files), ShardCompletion(store, root, levels, job.plan.stream_axis),
-            root)
+    spool = ShardSpool(store, root, specs, files, job.fmt.compression)
+    return spool, ShardCompletion(store, root, levels, job.plan.stream_axis), root

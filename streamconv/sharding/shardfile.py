@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import imagecodecs
 import numpy as np
 
 from ..encodings import gzip_compress, gzip_decompress
@@ -20,14 +19,6 @@ from ..storage import Store
 from .spec import ShardingSpec
 
 INDEX_LEVEL = 9  # minishard indexes are small; their size matters to every reader
-#: chunk data: libdeflate's level 1 compresses 64^3 uint8 chunks 4-5x faster than zlib's
-#: default level, and no worse (bench.py, docs/benchmarks.md)
-DATA_LEVEL = 1
-
-
-def gzip_data(data: bytes) -> bytes:
-    """A chunk's gzip member (RFC 1952), by libdeflate: the sharded run's main extra cost."""
-    return bytes(imagecodecs.gzip_encode(data, level=DATA_LEVEL))
 
 
 @dataclass(frozen=True)
@@ -42,10 +33,6 @@ class Entry:
 
 def encode_index(data: bytes, encoding: str) -> bytes:
     return gzip_compress(data, INDEX_LEVEL) if encoding == "gzip" else data
-
-
-def encode_data(data: bytes, encoding: str) -> bytes:
-    return gzip_data(data) if encoding == "gzip" else data
 
 
 def decode(data: bytes, encoding: str, where: str) -> bytes:

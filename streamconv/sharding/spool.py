@@ -23,12 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..encodings import NO_COMPRESSION, Compression
 from ..encodings.base import Encoded
 from ..engine.budget import format_size
 from ..engine.sink import ChunkSink, ChunkWriter, Finish
 from ..geometry import Box, Scale
 from ..storage import Store, StreamWriter
-from .shardfile import Entry, encode_data, write_shard
+from .shardfile import Entry, write_shard
 from .spec import ShardingSpec, chunk_id, chunk_ids
 
 SEGMENT = ".seg"
@@ -41,25 +42,31 @@ def shard_folder(root: str, scale: Scale, spec: ShardingSpec, shard: int) -> str
 @dataclass(frozen=True)
 class ShardSpool:
     """The sink of a sharded output: scales with a spec spool their chunks, the others (none
-    of ours; a step may mix) go to `files`."""
+    of ours; a step may mix) go to `files`. `compression` is the run's step (`--gzip`): a
+    scale whose `data_encoding` is gzip stores each chunk as the `.gz` file it would otherwise
+    write (the step commands follow the info, at the default level without `--gzip`)."""
 
     store: Store
     root: str  # the spool's key prefix, e.g. `.streamconv/spool`
     specs: tuple[ShardingSpec | None, ...]  # per scale
     files: ChunkSink
+    compression: Compression
 
     def open(self, level: int, scale: Scale, region: Box) -> ChunkWriter:
         spec = self.specs[level]
         if spec is None:
             return self.files.open(level, scale, region)
-        return _SegmentWriter(self.store, self.root, scale, spec, region)
+        step = self.compression.as_gzip() if spec.data_encoding == "gzip" else NO_COMPRESSION
+        return _SegmentWriter(self.store, self.root, scale, spec, region, step)
 
 
 class _SegmentWriter:
     """One band task's segments, one per shard it touches, written as chunks arrive."""
 
-    def __init__(self, store: Store, root: str, scale: Scale, spec: ShardingSpec, region: Box) -> None:
+    def __init__(self, store: Store, root: str, scale: Scale, spec: ShardingSpec, region: Box,
+                 step: Compression) -> None:
         self.store, self.root, self.scale, self.spec, self.region = store, root, scale, spec, region
+        self.step = step
         self._segments: dict[int, tuple[StreamWriter, list[tuple[int, int]]]] = {}
 
     def put(self, box: Box, data: Encoded) -> int:
@@ -69,7 +76,7 @@ class _SegmentWriter:
             key = f"{shard_folder(self.root, self.scale, self.spec, shard)}/{self.region.name}{SEGMENT}"
             self._segments[shard] = (self.store.writer(key), [])
         out, entries = self._segments[shard]
-        stored = encode_data(bytes(data), self.spec.data_encoding)
+        stored = self.step.encode(data)
         out.write(stored)
         entries.append((cid, len(stored)))
         return len(stored)
