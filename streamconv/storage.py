@@ -36,6 +36,7 @@ class Capabilities:
     #                        and what a run recorded outlives the machine that wrote it
     parallel: int = 1     # chunk writes a worker keeps in flight (object stores: hide latency)
     shared: bool = True   # the same store from every process (memory:// is one process's own)
+    write_at: bool = False  # write at an offset of a key, from many processes: shards in place
 
 
 class Store(Protocol):
@@ -64,6 +65,11 @@ class Store(Protocol):
     def writer(self, key: str) -> StreamWriter:
         """A value written in pieces that appears under `key` whole, at `commit`: a shard file,
         a spool segment; never held in memory whole."""
+
+    def write_at(self, key: str, pieces: Iterable[tuple[int, Encoded]]) -> None:
+        """Write each (offset, data) into `key`, creating it (sparse) if absent; other processes
+        write other ranges of it meanwhile (a shard whose layout is known ahead). Not atomic:
+        the journal says which ranges are whole, as it does for chunk files."""
 
     def delete(self, key: str) -> None:
         """Remove `key` and everything below it, if present."""
@@ -100,7 +106,7 @@ def require(store: Store, what: str, why: str) -> None:
 class LocalStore:
     """A directory on a local filesystem; each write appears whole under its name or not at all."""
 
-    can = Capabilities(write=True, list=True, lock=True, append=True, sync=True)
+    can = Capabilities(write=True, list=True, lock=True, append=True, sync=True, write_at=True)
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
@@ -211,6 +217,22 @@ class LocalStore:
 
     def writer(self, key: str) -> StreamWriter:
         return _LocalWriter(self._path(key))
+
+    def write_at(self, key: str, pieces: Iterable[tuple[int, Encoded]]) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                for offset, data in pieces:
+                    view = memoryview(data).cast("B")
+                    while view:
+                        n = os.pwrite(fd, view, offset)
+                        view, offset = view[n:], offset + n
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _output_error(path, exc) from exc
 
     def delete(self, key: str) -> None:
         path = self._path(key)

@@ -35,6 +35,10 @@ class Codec(Protocol):
     def check_chunk_size(self, chunk_size: tuple[int, int, int]) -> None:
         """Raise UsageError if chunks of this (x, y, z) size cannot be encoded."""
 
+    def voxel_bytes(self, dtype: np.dtype, channels: int) -> int | None:
+        """Bytes per voxel of every encoded chunk when they are known before encoding (raw),
+        else None: a shard whose chunk sizes are known is laid out ahead and written in place."""
+
     @classmethod
     def check(cls, dtype: np.dtype, channels: int, volume_type: str) -> None:
         """Raise UsageError unless readers can read this data in this encoding."""
@@ -61,6 +65,9 @@ class CodecBase:
         return {"encoding": self.name}
 
     def check_chunk_size(self, chunk_size: tuple[int, int, int]) -> None:
+        return None
+
+    def voxel_bytes(self, dtype: np.dtype, channels: int) -> int | None:
         return None
 
     @classmethod

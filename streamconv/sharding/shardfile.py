@@ -45,14 +45,19 @@ def decode(data: bytes, encoding: str, where: str) -> bytes:
         raise DataError(f"{where}: {exc}") from None
 
 
-def _minishard_index(entries: list[Entry], start: int) -> bytes:
-    """Rows of ids (delta-coded), offsets (delta-coded from the previous chunk's end) and sizes."""
-    ids = np.array([e.chunk_id for e in entries], np.uint64)
-    rows = np.zeros((3, len(entries)), "<u8")
-    rows[0] = np.diff(ids, prepend=np.uint64(0))
+def minishard_index(ids: np.ndarray, start: int, sizes: np.ndarray) -> bytes:
+    """Rows of ids (delta-coded), offsets (delta-coded from the previous chunk's end: the chunks
+    lie one after the other from `start`) and sizes."""
+    rows = np.zeros((3, len(ids)), "<u8")
+    rows[0] = np.diff(ids.astype(np.uint64), prepend=np.uint64(0))
     rows[1, 0] = start
-    rows[2] = [e.size for e in entries]
+    rows[2] = sizes
     return rows.tobytes()
+
+
+def _minishard_index(entries: list[Entry], start: int) -> bytes:
+    return minishard_index(np.array([e.chunk_id for e in entries], np.uint64), start,
+                           np.array([e.size for e in entries], np.uint64))
 
 
 def write_shard(store: Store, key: str, spec: ShardingSpec, entries: Iterable[Entry],

@@ -29,6 +29,7 @@ from ..engine.budget import format_size
 from ..engine.sink import ChunkSink, ChunkWriter, Finish
 from ..geometry import Box, Scale
 from ..storage import Store, StreamWriter
+from .inplace import PlacedWriter, indexes
 from .shardfile import Entry, write_shard
 from .spec import ShardingSpec, chunk_id, chunk_ids
 
@@ -51,11 +52,16 @@ class ShardSpool:
     specs: tuple[ShardingSpec | None, ...]  # per scale
     files: ChunkSink
     compression: Compression
+    #: per scale: bytes per voxel of a scale written in place (`inplace.py`), None: spooled
+    placed: tuple[int | None, ...] = ()
 
     def open(self, level: int, scale: Scale, region: Box) -> ChunkWriter:
         spec = self.specs[level]
         if spec is None:
             return self.files.open(level, scale, region)
+        voxel = self.placed[level] if level < len(self.placed) else None
+        if voxel is not None:
+            return PlacedWriter(self.store, scale, spec, voxel)
         step = self.compression.as_gzip() if spec.data_encoding == "gzip" else NO_COMPRESSION
         return _SegmentWriter(self.store, self.root, scale, spec, region, step)
 
@@ -140,6 +146,7 @@ class ShardedLevel:
     spec: ShardingSpec
     slab_planes: int
     voxel_bytes: int  # channels x item size
+    placed: int | None = None  # bytes per voxel of a scale written in place (`inplace.py`)
 
 
 class ShardCompletion:
@@ -152,6 +159,7 @@ class ShardCompletion:
         self._slabs: dict[tuple[int, int], list[int]] = {}   # (level, slab) -> shards it feeds
         self._range: dict[tuple[int, int], tuple[int, int]] = {}  # (level, shard) -> slabs
         self._waiting: dict[tuple[int, int], int] = {}  # (level, shard) -> slabs not complete
+        self._placed: list[tuple[ShardedLevel, int]] = []  # shards laid out in place
         for lv in levels:
             codes, cells = chunk_ids(lv.scale.grid)
             shards = lv.spec.shard_numbers(codes)
@@ -162,11 +170,21 @@ class ShardCompletion:
             np.minimum.at(lo, inverse, slab)
             np.maximum.at(hi, inverse, slab)
             for shard, a, b in zip(numbers.tolist(), lo.tolist(), hi.tolist()):
+                if lv.placed is not None:
+                    self._placed.append((lv, shard))
+                    continue
                 self._range[(lv.level, shard)] = (a, b)
                 for index in range(a, b + 1):
                     self._slabs.setdefault((lv.level, index), []).append(shard)
 
     def start(self, done: frozenset[tuple[int, int]]) -> list[Finish]:
+        """Shards laid out in place get their indexes now (the same bytes on a resume), before
+        any task writes into them or a replay reads them; spooled shards whose slabs are all
+        complete are owed their assembly."""
+        for lv, shard in self._placed:
+            assert lv.placed is not None
+            self.store.write_at(f"{lv.scale.key}/{lv.spec.file_name(shard)}",
+                                indexes(lv.scale, lv.spec, lv.placed, shard))
         ready: list[Finish] = []
         for (level, shard), (a, b) in self._range.items():
             self._waiting[(level, shard)] = sum((level, i) not in done for i in range(a, b + 1))
@@ -196,6 +214,12 @@ class ShardCompletion:
         compression."""
         total, lines = 0, []
         for lv in self.levels.values():
+            if lv.placed is not None:
+                shards = sum(1 for placed, _ in self._placed if placed is lv)
+                lines.append(f"scale {lv.level} {lv.scale.key}: sharding preshift {lv.spec.preshift_bits}, "
+                             f"minishard {lv.spec.minishard_bits}, shard {lv.spec.shard_bits} bits: "
+                             f"{shards} shard files written in place (no spool)")
+                continue
             shards = sum(1 for level, _ in self._range if level == lv.level)
             depth = max(b - a + 1 for (level, _), (a, b) in self._range.items() if level == lv.level)
             size = lv.scale.size

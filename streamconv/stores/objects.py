@@ -234,6 +234,9 @@ class ObjectStore:
     def append(self, key: str, data: bytes, durable: bool = False) -> None:
         raise OutputError(f"{self.url}/{key}: objects cannot be appended to")
 
+    def write_at(self, key: str, pieces: Iterable[tuple[int, Encoded]]) -> None:
+        raise OutputError(f"{self.url}/{key}: objects cannot be written in place")
+
     def sync(self) -> None:
         """Nothing to do: an acknowledged PUT is durable."""
 
