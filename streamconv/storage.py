@@ -13,7 +13,7 @@ import ctypes
 import errno
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -89,6 +89,10 @@ class Store(Protocol):
 
 class StreamWriter(Protocol):
     def write(self, data: Encoded) -> None: ...
+
+    def copy(self, source: str, start: int, stop: int) -> None:
+        """Append bytes [start, stop) of another key of the store (a spooled chunk into its
+        shard): on a local disk in the kernel (copy_file_range), never through Python."""
 
     def commit(self, durable: bool = False) -> None:
         """Put what was written in place under the key, atomically."""
@@ -216,7 +220,7 @@ class LocalStore:
             return None
 
     def writer(self, key: str) -> StreamWriter:
-        return _LocalWriter(self._path(key))
+        return _LocalWriter(self._path(key), self._path)
 
     def write_at(self, key: str, pieces: Iterable[tuple[int, Encoded]]) -> None:
         path = self._path(key)
@@ -303,8 +307,9 @@ class _LocalWriter:
     """A temporary file beside the target (`.<name>.<pid>.tmp`, swept by a resume) renamed
     over it at commit."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, resolve: Callable[[str], Path]) -> None:
+        self.path, self.resolve = path, resolve
+        self._sources: dict[str, int] = {}  # open files copied from (a shard's segments)
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -329,8 +334,31 @@ class _LocalWriter:
             raise _output_error(self.path, exc) from exc
         self._pending, self._size = [], 0
 
+    def copy(self, source: str, start: int, stop: int) -> None:
+        self._flush()
+        try:
+            if source not in self._sources:
+                if len(self._sources) >= 64:
+                    self._close_sources()
+                self._sources[source] = os.open(self.resolve(source), os.O_RDONLY)
+            fd = self._sources[source]
+            while start < stop:
+                n = _copy_range(fd, self.fd, start, stop)
+                if n == 0:
+                    raise OutputError(f"{self.resolve(source)}: shorter than {stop} bytes")
+                start += n
+        except OSError as exc:
+            self.abort()
+            raise _output_error(self.path, exc) from exc
+
+    def _close_sources(self) -> None:
+        for fd in self._sources.values():
+            os.close(fd)
+        self._sources.clear()
+
     def commit(self, durable: bool = False) -> None:
         self._flush()
+        self._close_sources()
         try:
             if durable:
                 os.fsync(self.fd)
@@ -343,11 +371,26 @@ class _LocalWriter:
             raise _output_error(self.path, exc) from exc
 
     def abort(self) -> None:
+        self._close_sources()
         try:
             os.close(self.fd)
         except OSError:
             pass
         self.tmp.unlink(missing_ok=True)
+
+
+def _copy_range(src: int, dst: int, start: int, stop: int) -> int:
+    """Bytes [start, ...) of `src` appended to `dst`, in the kernel where it can (Linux's
+    copy_file_range), else through a buffer; returns how many."""
+    if hasattr(os, "copy_file_range"):
+        try:
+            return os.copy_file_range(src, dst, stop - start, start)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+    data = os.pread(src, min(stop - start, 1 << 20), start)
+    _write_all(dst, data, durable=False)
+    return len(data)
 
 
 _fds: dict[int, int] = {}

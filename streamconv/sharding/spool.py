@@ -128,13 +128,8 @@ class AssembleShard:
         if self.store.size(target) is None:
             entries = spooled(self.store, folder)
             if entries:  # a shard without chunks (all skipped as empty) has no file
-                write_shard(self.store, target, self.spec, entries, self._fetch)
+                write_shard(self.store, target, self.spec, entries)
         self.store.delete(folder)
-
-    def _fetch(self, entry: Entry) -> bytes:
-        data = self.store.read_range(entry.source, entry.offset, entry.offset + entry.size)
-        assert data is not None and len(data) == entry.size, entry
-        return data
 
 
 @dataclass(frozen=True)

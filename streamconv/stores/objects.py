@@ -255,6 +255,12 @@ class _ObjectWriter:
     def write(self, data: Encoded) -> None:
         self.file.write(data)
 
+    def copy(self, source: str, start: int, stop: int) -> None:
+        data = self.store.read_range(source, start, stop)
+        if data is None or len(data) != stop - start:
+            raise OutputError(f"{self.store.url}/{source}: shorter than {stop} bytes")
+        self.file.write(data)
+
     def commit(self, durable: bool = False) -> None:
         self.file.close()
         try:
