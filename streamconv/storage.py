@@ -13,13 +13,14 @@ import ctypes
 import errno
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from .encodings.base import Encoded
-from .errors import NoSpaceError, OutputError, UsageError
+from .errors import OutputError, UsageError
+from .stores.localfiles import LocalWriter, fsync_dir, output_error, write_fd
 from .stores.location import Location, Where
 
 
@@ -144,9 +145,9 @@ class LocalStore:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._write_atomic(path, data, durable)
             if durable:
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
         except OSError as exc:
-            raise _output_error(path, exc) from exc
+            raise output_error(path, exc) from exc
 
     def write_all(self, items: Iterable[tuple[str, Encoded]]) -> None:
         for key, data in items:  # a local write returns in microseconds: nothing to overlap
@@ -170,7 +171,7 @@ class LocalStore:
             self._unnamed = False
             return False
         try:
-            _write_all(fd, data, durable)
+            write_fd(fd, data, durable)
             # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N names the open file; os.link calls
             # linkat, not link, only when given a directory fd.
             os.link(str(fd), path, src_dir_fd=_own_fds(), follow_symlinks=True)
@@ -188,7 +189,7 @@ class LocalStore:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                _write_all(fd, data, durable)
+                write_fd(fd, data, durable)
             finally:
                 os.close(fd)
             os.replace(tmp, path)
@@ -202,7 +203,7 @@ class LocalStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise _output_error(self._path(key), exc) from exc
+            raise output_error(self._path(key), exc) from exc
 
     def read_range(self, key: str, start: int, stop: int) -> bytes | None:
         try:
@@ -211,7 +212,7 @@ class LocalStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise _output_error(self._path(key), exc) from exc
+            raise output_error(self._path(key), exc) from exc
 
     def size(self, key: str) -> int | None:
         try:
@@ -220,7 +221,7 @@ class LocalStore:
             return None
 
     def writer(self, key: str) -> StreamWriter:
-        return _LocalWriter(self._path(key), self._path)
+        return LocalWriter(self._path(key), self._path)
 
     def write_at(self, key: str, pieces: Iterable[tuple[int, Encoded]]) -> None:
         path = self._path(key)
@@ -236,7 +237,7 @@ class LocalStore:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise _output_error(path, exc) from exc
+            raise output_error(path, exc) from exc
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -246,7 +247,7 @@ class LocalStore:
             else:
                 path.unlink(missing_ok=True)  # a link: the link itself
         except OSError as exc:
-            raise _output_error(Path(exc.filename or path), exc) from exc
+            raise output_error(Path(exc.filename or path), exc) from exc
 
     def list(self, prefix: str = "") -> Iterator[str]:
         base = self._path(f"{prefix.rstrip('/')}/-" if prefix else "-").parent
@@ -262,9 +263,9 @@ class LocalStore:
         except FileExistsError:
             return False
         except OSError as exc:
-            raise _output_error(path, exc) from exc
+            raise output_error(path, exc) from exc
         try:
-            _write_all(fd, data, durable=False)
+            write_fd(fd, data, durable=False)
         finally:
             os.close(fd)
         return True
@@ -279,11 +280,11 @@ class LocalStore:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path, flags, 0o644)
             try:
-                _write_all(fd, data, durable)
+                write_fd(fd, data, durable)
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise _output_error(path, exc) from exc
+            raise output_error(path, exc) from exc
 
     def sync(self) -> None:
         """syncfs(2) on the filesystem of the root (Python has no os.syncfs); sync(2) elsewhere."""
@@ -294,103 +295,13 @@ class LocalStore:
         try:
             fd = os.open(self.root, os.O_RDONLY)
         except OSError as exc:
-            raise _output_error(self.root / "-", exc) from exc
+            raise output_error(self.root / "-", exc) from exc
         try:
             if syncfs(fd) != 0:
                 err = ctypes.get_errno()
-                raise _output_error(self.root / "-", OSError(err, os.strerror(err)))
+                raise output_error(self.root / "-", OSError(err, os.strerror(err)))
         finally:
             os.close(fd)
-
-
-class _LocalWriter:
-    """A temporary file beside the target (`.<name>.<pid>.tmp`, swept by a resume) renamed
-    over it at commit."""
-
-    def __init__(self, path: Path, resolve: Callable[[str], Path]) -> None:
-        self.path, self.resolve = path, resolve
-        self._sources: dict[str, int] = {}  # open files copied from (a shard's segments)
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        except OSError as exc:
-            raise _output_error(path, exc) from exc
-        self._pending: list[Encoded] = []
-        self._size = 0
-
-    def write(self, data: Encoded) -> None:
-        """Written in pieces of about 1 MiB: small chunks need not cost a system call each."""
-        self._pending.append(data)
-        self._size += len(data)
-        if self._size >= 1 << 20:
-            self._flush()
-
-    def _flush(self) -> None:
-        try:
-            _write_all(self.fd, b"".join(self._pending), durable=False)
-        except OSError as exc:
-            self.abort()
-            raise _output_error(self.path, exc) from exc
-        self._pending, self._size = [], 0
-
-    def copy(self, source: str, start: int, stop: int) -> None:
-        self._flush()
-        try:
-            if source not in self._sources:
-                if len(self._sources) >= 64:
-                    self._close_sources()
-                self._sources[source] = os.open(self.resolve(source), os.O_RDONLY)
-            fd = self._sources[source]
-            while start < stop:
-                n = _copy_range(fd, self.fd, start, stop)
-                if n == 0:
-                    raise OutputError(f"{self.resolve(source)}: shorter than {stop} bytes")
-                start += n
-        except OSError as exc:
-            self.abort()
-            raise _output_error(self.path, exc) from exc
-
-    def _close_sources(self) -> None:
-        for fd in self._sources.values():
-            os.close(fd)
-        self._sources.clear()
-
-    def commit(self, durable: bool = False) -> None:
-        self._flush()
-        self._close_sources()
-        try:
-            if durable:
-                os.fsync(self.fd)
-            os.close(self.fd)
-            os.replace(self.tmp, self.path)
-            if durable:
-                _fsync_dir(self.path.parent)
-        except OSError as exc:
-            self.tmp.unlink(missing_ok=True)
-            raise _output_error(self.path, exc) from exc
-
-    def abort(self) -> None:
-        self._close_sources()
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
-        self.tmp.unlink(missing_ok=True)
-
-
-def _copy_range(src: int, dst: int, start: int, stop: int) -> int:
-    """Bytes [start, ...) of `src` appended to `dst`, in the kernel where it can (Linux's
-    copy_file_range), else through a buffer; returns how many."""
-    if hasattr(os, "copy_file_range"):
-        try:
-            return os.copy_file_range(src, dst, stop - start, start)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                raise
-    data = os.pread(src, min(stop - start, 1 << 20), start)
-    _write_all(dst, data, durable=False)
-    return len(data)
 
 
 _fds: dict[int, int] = {}
@@ -405,33 +316,6 @@ def _own_fds() -> int:
         _fds.clear()
         _fds[pid] = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
     return _fds[pid]
-
-
-def _write_all(fd: int, data: Encoded, durable: bool) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    if durable:
-        os.fsync(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a new name durable: fsync the directory that holds it."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _output_error(path: Path, exc: OSError) -> OutputError:
-    if exc.errno == errno.ENOSPC:
-        return NoSpaceError(f"{path.parent}: no space left on the output device")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError(f"{path.parent}: output is not writable ({exc.strerror})")
-    return OutputError(f"{path}: cannot write ({exc.strerror or exc})")
-
-
 
 
 def open_store(where: Where) -> Store:
