@@ -193,3 +193,25 @@ def test_an_address_that_is_no_scheduler_is_a_usage_error(tmp_path):
     assert run.returncode == 2
     assert b"cannot reach the Dask scheduler at no-port" in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_sharded_output_on_a_local_cluster_is_the_local_engines_bytes(tmp_path):
+    """Shards under --scheduler: raw chunks written in place by the slab tasks, and
+    compressed_segmentation chunks spooled by them and assembled by a task of its own once
+    their slabs are journalled; the same shard files as the local engine's."""
+    import streamconv
+
+    labels = tmp_path / "labels.nii"
+    subprocess.run([sys.executable, str(TOOLS / "make_volume.py"), str(labels), "--shape", "100,90,80",
+                    "--dtype", "uint32", "--labels", "50"], check=True, capture_output=True)
+    for name, src, options in [("mni", MNI152_FILE_PATH, {"chunk_size": 32}),
+                               ("labels", labels, {"chunk_size": 16, "volume_type": "segmentation",
+                                                   "encoding": "compressed_segmentation"})]:
+        local, remote = tmp_path / f"{name}-local", tmp_path / f"{name}-dask"
+        streamconv.convert(src, local, workers=2, sharding="auto", shard_size="64KiB", **options)
+        streamconv.convert(src, remote, workers=2, sharding="auto", shard_size="64KiB", scheduler="local",
+                           memory="512MiB", **options)
+        files = chunk_files(local)
+        assert sum(name.endswith(".shard") for name in files) > 4, name
+        assert chunk_files(remote) == files, name
+        assert not (remote / ".streamconv" / "spool").exists()

@@ -197,10 +197,6 @@ def _engine(describe: Callable[[Store], tuple[Source, Job]], store: Store, worke
         raise UsageError(f"--scheduler needs Dask ({exc}): pip install 'streamconv[dask]'") from None
 
     source, job = describe(store)
-    if any(s.sharding is not None for s in job.info.scales):
-        source.close()
-        raise UsageError("--scheduler does not write sharded outputs yet; run without --sharding, "
-                         "then shard with convert-chunks --sharding")
     if job.annotations is not None:
         source.close()
         raise UsageError("--scheduler does not write segment names or meshes yet; add them after "
