@@ -1,4 +1,6 @@
 """The streaming shard writer: chunks wait in spool segments until their shard is complete.
+(Scales whose chunk sizes are known ahead skip all this: `inplace.py` writes them in place;
+`ShardSpool` and `ShardCompletion` send each scale its way.)
 
 Workers encode chunks in parallel, band by band, and a shard gathers the chunks of many bands
 of many slabs. Each band task therefore writes, for each shard it touches, its own *segment*
@@ -224,5 +226,6 @@ class ShardCompletion:
             lines.append(f"scale {lv.level} {lv.scale.key}: sharding preshift {lv.spec.preshift_bits}, "
                          f"minishard {lv.spec.minishard_bits}, shard {lv.spec.shard_bits} bits: "
                          f"{shards} shard files, spool up to {format_size(spool)}")
-        return "\n".join(lines + [f"spool: up to {format_size(total)} on the output's disk "
-                                  "(before compression)"])
+        if any(lv.placed is None for lv in self.levels.values()):
+            lines.append(f"spool: up to {format_size(total)} on the output's disk (before compression)")
+        return "\n".join(lines)
