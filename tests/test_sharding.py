@@ -277,7 +277,8 @@ def test_cli_warns_about_many_files_and_takes_sharding(tmp_path):
                           "--shard-size", "4MiB", "--memory", "1GiB", "-v", "-q"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert "spool: up to" in run.stderr and "shard files" in run.stderr
+    assert "shard files written in place" in run.stderr  # raw: no spool
+    assert "spool: up to" not in run.stderr
     assert len(output_files(tmp_path / "few")) < 10
     bad = subprocess.run([STREAMCONV, "convert", str(src), str(tmp_path / "bad"), "--sharding", "on"],
                          capture_output=True, text=True)
