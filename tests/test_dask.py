@@ -176,6 +176,24 @@ def test_a_client_killed_mid_run_resumes_to_the_same_bytes(cluster, tmp_path):
     assert chunk_files(remote) == chunk_files(local)
 
 
+def test_a_sharded_run_whose_client_is_killed_resumes_to_the_same_bytes(cluster, tmp_path):
+    """gzip shards are spooled by the slab tasks: after the client is killed, the rerun assembles
+    the shards whose slabs are all journalled and redoes the rest into their segments."""
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    sharded = [*MNI_SMALL_CHUNKS[1:], "--sharding", "auto", "--shard-size", "256KiB", "--gzip"]
+    finish(convert([MNI_SMALL_CHUNKS[0], str(local), *sharded], "--workers", "2"))
+    run = convert([MNI_SMALL_CHUNKS[0], str(remote), *sharded], "--scheduler", cluster.address)
+    _wait_for_journal(remote, 1, run)
+    run.kill()
+    run.communicate(timeout=60)
+    assert not (remote / "info").exists(), "the client was killed before the run's end"
+    finish(convert([MNI_SMALL_CHUNKS[0], str(remote), *sharded], "--scheduler", cluster.address))
+    files = chunk_files(local)
+    assert sum(name.endswith(".shard") for name in files) > 4
+    assert chunk_files(remote) == files
+    assert not (remote / ".streamconv" / "spool").exists()
+
+
 def test_a_local_cluster_from_the_library_writes_the_same_bytes(tmp_path):
     """`scheduler="local"`: a LocalCluster of this machine (no namespaces needed)."""
     import streamconv
