@@ -27,7 +27,7 @@ from ..storage import Store
 from .shardfile import encode_index, minishard_index
 from .spec import ShardingSpec, chunk_id, morton_bits
 
-MAX_BITS = 16  # chunk ids per shard laid out at once (2^16: 1.5 MiB of arrays in a task)
+MAX_BITS = 16  # chunk ids of a shard laid out in a task: 2^16 (~6 MiB of temporaries, 1.5 MiB kept)
 FLUSH = 1 << 20  # a task's chunks written per call to the store
 
 
