@@ -290,10 +290,11 @@ def test_cli_warns_about_many_files_and_takes_sharding(tmp_path):
     many.communicate()
     assert "201600 chunk files" in first and "--sharding auto" in first
     run = subprocess.run([STREAMCONV, "convert", str(src), str(tmp_path / "few"), "--sharding", "auto",
-                          "--shard-size", "4MiB", "--memory", "1GiB", "-v", "-q"],
+                          "--shard-size", "4MiB", "--memory", "1GiB", "-v"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "shard files written in place" in run.stderr  # raw: no spool
+    assert f"chunks in {len(output_files(tmp_path / 'few')) - 1} shard files" in run.stderr.splitlines()[-1]
     assert "spool: up to" not in run.stderr
     assert len(output_files(tmp_path / "few")) < 10
     bad = subprocess.run([STREAMCONV, "convert", str(src), str(tmp_path / "bad"), "--sharding", "on"],
