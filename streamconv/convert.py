@@ -19,7 +19,6 @@ from .engine.runner import (
     resources,
     run_job,
 )
-from .errors import UsageError
 from .geometry import parse_resolution
 from .pyramid import plan_pyramid
 from .sharding import apply_sharding, parse_sharding
@@ -55,8 +54,9 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
     `resolution` ('20um', or X,Y,Z in nm) overrides what the input says; `input_range` maps
     those input values onto 0..1 in float32 (neuroglancer-scripts' --input-min/--input-max).
     `encoding` is raw, jpeg, png or compressed_segmentation; `gzip` writes `<chunk>.gz` files
-    (at `compresslevel`). `sharding` is off, auto (shards of about `shard_size` bytes of chunk
-    data before compression: '2GiB') or PRESHIFT,MINISHARD,SHARD bits for every scale.
+    (at `compresslevel`), or gzips the chunks in the shards. `sharding` is off, auto (shards of
+    about `shard_size` bytes of chunk data before compression: '2GiB') or
+    PRESHIFT,MINISHARD,SHARD bits for every scale.
     `outside_value`: average downsampling counts the voxels past odd edges as this value.
     `memory` bounds the whole process tree ('512MiB'; default: half of the available memory);
     `workers` is the number of processes (default: CPU count; 0 runs everything in this
@@ -79,9 +79,6 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
     codec = make_codec(encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
                        cseg_block_size=cseg_block_size)
     choice = parse_sharding(sharding, parse_size(shard_size))
-    if gzip and sharding != "off":
-        raise UsageError("--gzip writes <chunk>.gz files; a sharded output compresses its chunks "
-                         "in the shard files (gzip for raw and compressed_segmentation)")
     annotations = make_annotations(volume_type, segment_names, meshes, mesh_format)
     annotated = {} if annotations is None else {"annotations": annotations.record()}
 
@@ -92,7 +89,7 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
         with closing_on_error(source):
             scales, info = plan_pyramid(source.shape, source.resolution, source.dtype,
                                         source.num_channels, volume_type, chunk_size, max_scales, codec)
-            info = apply_sharding(info, choice)
+            info = apply_sharding(info, choice, gzip)
             check_outside_value(outside_value, source.dtype)
             plan = plan_job(scales, source, workers, budget, store, scheduler)
             record = job_record(source, plan, info=info.to_dict(), downsampling=method,

@@ -110,10 +110,7 @@ def convert_chunks(source: Where, destination: Where, *,
     info = target_info(src.info, dst, encoding, copy_info, jpeg_quality, jpeg_plane, cseg_block_size)
     if sharding is not None:
         info = apply_sharding(info.with_sharding([None] * len(info.scales)),
-                              parse_sharding(sharding, parse_size(shard_size)))
-    if gzip and any(s.sharding is not None for s in info.scales):
-        raise UsageError("--gzip writes <chunk>.gz files; a sharded destination compresses its "
-                         "chunks in the shard files")
+                              parse_sharding(sharding, parse_size(shard_size)), gzip)
     if len(info.scales) != len(src.scales) or any(
             (a.size, a.chunk_size) != (b.size, b.chunk_size)
             for a, b in zip(info.geometry, src.scales)):
@@ -152,7 +149,8 @@ def _refuse_in_place(src: Store, dst: Store) -> None:
 
 def _recode_all(src: Dataset, dst: Store, info: VolumeInfo, gzip: bool, workers: int) -> Recoded:
     total = Recoded(0, 0, 0)
-    spool = ShardSpool(dst, SPOOL, tuple(s.sharding for s in info.scales), FileSink(dst, compression(gzip)))
+    step = compression(gzip)
+    spool = ShardSpool(dst, SPOOL, tuple(s.sharding for s in info.scales), FileSink(dst, step), step)
     in_flight = 4 * max(workers, 1)  # bounded queue: memory stays flat on any number of chunks
     with executor(workers) as pool:
         pending: set = set()

@@ -81,6 +81,9 @@ class HttpStore:
         self._read_only()
         raise AssertionError
 
+    def write_at(self, key: str, pieces: Iterable[tuple[int, Encoded]]) -> None:
+        self._read_only()
+
     def write(self, key: str, data: Encoded, durable: bool = False) -> None:
         self._read_only()
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Protocol
 
 from .encodings.base import Encoded
-from .errors import NoSpaceError, OutputError, UsageError
+from .errors import OutputError, UsageError
+from .stores.localfiles import LocalWriter, fsync_dir, output_error, write_fd
 from .stores.location import Location, Where
 
 
@@ -36,6 +37,7 @@ class Capabilities:
     #                        and what a run recorded outlives the machine that wrote it
     parallel: int = 1     # chunk writes a worker keeps in flight (object stores: hide latency)
     shared: bool = True   # the same store from every process (memory:// is one process's own)
+    write_at: bool = False  # write at an offset of a key, from many processes: shards in place
 
 
 class Store(Protocol):
@@ -65,6 +67,11 @@ class Store(Protocol):
         """A value written in pieces that appears under `key` whole, at `commit`: a shard file,
         a spool segment; never held in memory whole."""
 
+    def write_at(self, key: str, pieces: Iterable[tuple[int, Encoded]]) -> None:
+        """Write each (offset, data) into `key`, creating it (sparse) if absent; other processes
+        write other ranges of it meanwhile (a shard whose layout is known ahead). Not atomic:
+        the journal says which ranges are whole, as it does for chunk files."""
+
     def delete(self, key: str) -> None:
         """Remove `key` and everything below it, if present."""
 
@@ -84,6 +91,10 @@ class Store(Protocol):
 class StreamWriter(Protocol):
     def write(self, data: Encoded) -> None: ...
 
+    def copy(self, source: str, start: int, stop: int) -> None:
+        """Append bytes [start, stop) of another key of the store (a spooled chunk into its
+        shard): on a local disk in the kernel (copy_file_range), never through Python."""
+
     def commit(self, durable: bool = False) -> None:
         """Put what was written in place under the key, atomically."""
 
@@ -100,7 +111,7 @@ def require(store: Store, what: str, why: str) -> None:
 class LocalStore:
     """A directory on a local filesystem; each write appears whole under its name or not at all."""
 
-    can = Capabilities(write=True, list=True, lock=True, append=True, sync=True)
+    can = Capabilities(write=True, list=True, lock=True, append=True, sync=True, write_at=True)
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
@@ -134,9 +145,9 @@ class LocalStore:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._write_atomic(path, data, durable)
             if durable:
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
         except OSError as exc:
-            raise _output_error(path, exc) from exc
+            raise output_error(path, exc) from exc
 
     def write_all(self, items: Iterable[tuple[str, Encoded]]) -> None:
         for key, data in items:  # a local write returns in microseconds: nothing to overlap
@@ -160,7 +171,7 @@ class LocalStore:
             self._unnamed = False
             return False
         try:
-            _write_all(fd, data, durable)
+            write_fd(fd, data, durable)
             # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N names the open file; os.link calls
             # linkat, not link, only when given a directory fd.
             os.link(str(fd), path, src_dir_fd=_own_fds(), follow_symlinks=True)
@@ -178,7 +189,7 @@ class LocalStore:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                _write_all(fd, data, durable)
+                write_fd(fd, data, durable)
             finally:
                 os.close(fd)
             os.replace(tmp, path)
@@ -192,7 +203,7 @@ class LocalStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise _output_error(self._path(key), exc) from exc
+            raise output_error(self._path(key), exc) from exc
 
     def read_range(self, key: str, start: int, stop: int) -> bytes | None:
         try:
@@ -201,7 +212,7 @@ class LocalStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise _output_error(self._path(key), exc) from exc
+            raise output_error(self._path(key), exc) from exc
 
     def size(self, key: str) -> int | None:
         try:
@@ -210,7 +221,23 @@ class LocalStore:
             return None
 
     def writer(self, key: str) -> StreamWriter:
-        return _LocalWriter(self._path(key))
+        return LocalWriter(self._path(key), self._path)
+
+    def write_at(self, key: str, pieces: Iterable[tuple[int, Encoded]]) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                for offset, data in pieces:
+                    view = memoryview(data).cast("B")
+                    while view:
+                        n = os.pwrite(fd, view, offset)
+                        view, offset = view[n:], offset + n
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise output_error(path, exc) from exc
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -218,12 +245,12 @@ class LocalStore:
             try:
                 shutil.rmtree(path)  # does not follow links inside
             except OSError as exc:  # it names the entry alone, without its directory: name the tree
-                raise _output_error(path / "-", exc) from exc
+                raise output_error(path / "-", exc) from exc
             return
         try:
             path.unlink(missing_ok=True)  # a link: the link itself
         except OSError as exc:
-            raise _output_error(path, exc) from exc
+            raise output_error(path, exc) from exc
 
     def list(self, prefix: str = "") -> Iterator[str]:
         base = self._path(f"{prefix.rstrip('/')}/-" if prefix else "-").parent
@@ -239,9 +266,9 @@ class LocalStore:
         except FileExistsError:
             return False
         except OSError as exc:
-            raise _output_error(path, exc) from exc
+            raise output_error(path, exc) from exc
         try:
-            _write_all(fd, data, durable=False)
+            write_fd(fd, data, durable=False)
         finally:
             os.close(fd)
         return True
@@ -256,11 +283,11 @@ class LocalStore:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path, flags, 0o644)
             try:
-                _write_all(fd, data, durable)
+                write_fd(fd, data, durable)
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise _output_error(path, exc) from exc
+            raise output_error(path, exc) from exc
 
     def sync(self) -> None:
         """syncfs(2) on the filesystem of the root (Python has no os.syncfs); sync(2) elsewhere."""
@@ -271,64 +298,13 @@ class LocalStore:
         try:
             fd = os.open(self.root, os.O_RDONLY)
         except OSError as exc:
-            raise _output_error(self.root / "-", exc) from exc
+            raise output_error(self.root / "-", exc) from exc
         try:
             if syncfs(fd) != 0:
                 err = ctypes.get_errno()
-                raise _output_error(self.root / "-", OSError(err, os.strerror(err)))
+                raise output_error(self.root / "-", OSError(err, os.strerror(err)))
         finally:
             os.close(fd)
-
-
-class _LocalWriter:
-    """A temporary file beside the target (`.<name>.<pid>.tmp`, swept by a resume) renamed
-    over it at commit."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        except OSError as exc:
-            raise _output_error(path, exc) from exc
-        self._pending: list[Encoded] = []
-        self._size = 0
-
-    def write(self, data: Encoded) -> None:
-        """Written in pieces of about 1 MiB: small chunks need not cost a system call each."""
-        self._pending.append(data)
-        self._size += len(data)
-        if self._size >= 1 << 20:
-            self._flush()
-
-    def _flush(self) -> None:
-        try:
-            _write_all(self.fd, b"".join(self._pending), durable=False)
-        except OSError as exc:
-            self.abort()
-            raise _output_error(self.path, exc) from exc
-        self._pending, self._size = [], 0
-
-    def commit(self, durable: bool = False) -> None:
-        self._flush()
-        try:
-            if durable:
-                os.fsync(self.fd)
-            os.close(self.fd)
-            os.replace(self.tmp, self.path)
-            if durable:
-                _fsync_dir(self.path.parent)
-        except OSError as exc:
-            self.tmp.unlink(missing_ok=True)
-            raise _output_error(self.path, exc) from exc
-
-    def abort(self) -> None:
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
-        self.tmp.unlink(missing_ok=True)
 
 
 _fds: dict[int, int] = {}
@@ -343,33 +319,6 @@ def _own_fds() -> int:
         _fds.clear()
         _fds[pid] = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
     return _fds[pid]
-
-
-def _write_all(fd: int, data: Encoded, durable: bool) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    if durable:
-        os.fsync(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a new name durable: fsync the directory that holds it."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _output_error(path: Path, exc: OSError) -> OutputError:
-    if exc.errno == errno.ENOSPC:
-        return NoSpaceError(f"{path.parent}: no space left on the output device")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError(f"{path.parent}: output is not writable ({exc.strerror})")
-    return OutputError(f"{path}: cannot write ({exc.strerror or exc})")
-
-
 
 
 def open_store(where: Where) -> Store:

@@ -266,6 +266,24 @@ def test_a_client_killed_mid_run_resumes_to_the_same_bytes(cluster, tmp_path):
     assert chunk_files(remote) == chunk_files(local)
 
 
+def test_a_sharded_run_whose_client_is_killed_resumes_to_the_same_bytes(cluster, tmp_path):
+    """gzip shards are spooled by the slab tasks: after the client is killed, the rerun assembles
+    the shards whose slabs are all journalled and redoes the rest into their segments."""
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    sharded = [*MNI_SMALL_CHUNKS[1:], "--sharding", "auto", "--shard-size", "256KiB", "--gzip"]
+    finish(convert([MNI_SMALL_CHUNKS[0], str(local), *sharded], "--workers", "2"))
+    run = convert([MNI_SMALL_CHUNKS[0], str(remote), *sharded], "--scheduler", cluster.address)
+    _wait_for_journal(remote, 1, run)
+    run.kill()
+    run.communicate(timeout=60)
+    assert not (remote / "info").exists(), "the client was killed before the run's end"
+    finish(convert([MNI_SMALL_CHUNKS[0], str(remote), *sharded], "--scheduler", cluster.address))
+    files = chunk_files(local)
+    assert sum(name.endswith(".shard") for name in files) > 4
+    assert chunk_files(remote) == files
+    assert not (remote / ".streamconv" / "spool").exists()
+
+
 def test_a_local_cluster_from_the_library_writes_the_same_bytes(tmp_path):
     """`scheduler="local"`: a LocalCluster of this machine (no namespaces needed)."""
     import streamconv
@@ -283,3 +301,25 @@ def test_an_address_that_is_no_scheduler_is_a_usage_error(tmp_path):
     assert run.returncode == 2
     assert b"cannot reach the Dask scheduler at no-port" in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_sharded_output_on_a_local_cluster_is_the_local_engines_bytes(tmp_path):
+    """Shards under --scheduler: raw chunks written in place by the slab tasks, and
+    compressed_segmentation chunks spooled by them and assembled by a task of its own once
+    their slabs are journalled; the same shard files as the local engine's."""
+    import streamconv
+
+    labels = tmp_path / "labels.nii"
+    subprocess.run([sys.executable, str(TOOLS / "make_volume.py"), str(labels), "--shape", "100,90,80",
+                    "--dtype", "uint32", "--labels", "50"], check=True, capture_output=True)
+    for name, src, options in [("mni", MNI152_FILE_PATH, {"chunk_size": 32}),
+                               ("labels", labels, {"chunk_size": 16, "volume_type": "segmentation",
+                                                   "encoding": "compressed_segmentation"})]:
+        local, remote = tmp_path / f"{name}-local", tmp_path / f"{name}-dask"
+        streamconv.convert(src, local, workers=2, sharding="auto", shard_size="64KiB", **options)
+        streamconv.convert(src, remote, workers=2, sharding="auto", shard_size="64KiB", scheduler="local",
+                           memory="512MiB", **options)
+        files = chunk_files(local)
+        assert sum(name.endswith(".shard") for name in files) > 4, name
+        assert chunk_files(remote) == files, name
+        assert not (remote / ".streamconv" / "spool").exists()

@@ -48,6 +48,21 @@ def test_dry_run_predicts_the_files_and_bytes_the_run_writes(tmp_path, volume, o
     assert cost.disk_needed == sum(s.disk for s in cost.scales)
 
 
+@pytest.mark.parametrize("sharding", [{}, {"gzip": True}])
+def test_dry_run_of_a_sharded_output_counts_its_shard_files(tmp_path, volume, sharding):
+    out = tmp_path / "out"
+    options = {"chunk_size": 8, "sharding": "auto", "shard_size": "64KiB", **sharding}
+    cost = streamconv.convert(volume, out, workers=2, dry_run=True, **options).estimate
+    assert cost is not None and not cost.exact  # the minishard indexes are not counted
+    streamconv.convert(volume, out, workers=2, **options)
+    assert cost.scales[0].files > 1
+    for s in cost.scales:
+        files, nbytes = written(out, s.key)
+        assert files == s.files and all(p.suffix == ".shard" for p in (out / s.key).iterdir())
+        if not sharding:  # raw chunks: their bytes, the shard indexes, a little more
+            assert s.bytes < nbytes < s.bytes + 40 * s.chunks + 100
+
+
 def test_dry_run_on_the_command_line_text_and_json(tmp_path, volume):
     out = tmp_path / "out"
     text = subprocess.run([STREAMCONV, "convert", str(volume), str(out), "--chunk-size", "16", "--dry-run"],

@@ -401,7 +401,7 @@ def bigbrain_sharded(width: int, height: int, memory: str, shard_size: str, work
 
     size, resolution = (width, 7404, height), (21166.67, 20000.0, 21166.67)
     scales, info = plan_pyramid(size, resolution, np.dtype("uint8"), 1, "image", 64, None, make_codec("jpeg"))
-    info = apply_sharding(info, AutoSharding(parse_size(shard_size)))
+    info = apply_sharding(info, AutoSharding(parse_size(shard_size)), gzip=False)
     plan = plan_slabs(scales, 1, np.dtype("uint8"), workers, parse_size(memory), True, 1)
     levels = [ShardedLevel(k, s, si.sharding, plan.slab_planes[k], 1)
               for k, (s, si) in enumerate(zip(scales, info.scales)) if si.sharding is not None]

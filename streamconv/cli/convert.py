@@ -65,7 +65,9 @@ def convert(
     jpeg_plane: Annotated[Plane, typer.Option(
         help="Plane of the JPEG images, as neuroglancer-scripts.")] = "xy",
     cseg_block_size: CsegBlockSize = "8,8,8",
-    gzip: Annotated[bool, typer.Option(help="Write gzip-compressed <chunk>.gz files.")] = False,
+    gzip: Annotated[bool, typer.Option(
+        help="Write gzip-compressed <chunk>.gz files (with --sharding: gzip the chunks in the "
+             "shards).")] = False,
     outside_value: OutsideValue = None,
     skip_empty: Annotated[bool, typer.Option(help="Do not write chunks that are all zero.")] = False,
     sharding: ShardingMode = "off",

@@ -75,7 +75,8 @@ StorageOption = Annotated[Optional[list[str]], typer.Option(
 # flat, uncompressed chunks, what Neuroglancer and tensorstore read from any static server
 # (docs/cli.md).
 Gzip = Annotated[bool, typer.Option("--gzip/--no-gzip", " /--no-compression",
-                                    help="Write gzip-compressed <name>.gz files.")]
+                                    help="Write gzip-compressed <name>.gz files (sharded "
+                                         "scales: gzip the chunks in the shards).")]
 CompressLevel = Annotated[int, typer.Option(min=0, max=9, help="gzip compression level.")]
 Flat = Annotated[bool, typer.Option(
     "--flat", help="Accepted for neuroglancer-scripts scripts: chunks are always stored flat.")]
@@ -107,7 +108,8 @@ OutsideValue = Annotated[Optional[float], typer.Option(
 # Sharded output (convert, convert-chunks).
 ShardingMode = Annotated[str, typer.Option(
     "--sharding", help="off: one file per chunk; auto: each scale packed into shards of about "
-                       "--shard-size; or PRESHIFT,MINISHARD,SHARD bits for every scale.")]
+                       "--shard-size; or PRESHIFT,MINISHARD,SHARD bits for every scale. Chunk "
+                       "data in the shards is gzip only with --gzip.")]
 ShardSize = Annotated[str, typer.Option(
     help="--sharding auto: chunk data per shard, before compression.")]
 

@@ -93,6 +93,8 @@ def summary(report: Report, run: RunOptions) -> None:
     labels = ""
     if report.annotated is not None:
         labels = f", {report.annotated.labels} labels" + (" meshed" if report.annotated.meshes else "")
-    typer.echo(f"{report.output}: {len(report.scales)} scales, {report.chunks_written} files, "
+    files = (f"{report.chunks_written} chunks in {report.shard_files} shard files" if report.shard_files
+             else f"{report.chunks_written} files")
+    typer.echo(f"{report.output}: {len(report.scales)} scales, {files}, "
                f"{format_size(report.bytes_written)}{labels} in {report.seconds:.1f} s ({rate:.1f} MiB/s), "
                f"peak memory {format_size(report.peak_memory)}{resumed}", err=True)

@@ -22,9 +22,6 @@ class CodecOptions:
 
 class Codec(Protocol):
     name: ClassVar[str]
-    #: whether gzip is worth running on its bytes (a shard's data encoding); not for images,
-    #: which are compressed already
-    compressible: ClassVar[bool]
 
     def encode(self, chunk: np.ndarray) -> Encoded:
         """Bytes of one chunk file for `chunk`, shaped (channels, z, y, x)."""
@@ -37,6 +34,10 @@ class Codec(Protocol):
 
     def check_chunk_size(self, chunk_size: tuple[int, int, int]) -> None:
         """Raise UsageError if chunks of this (x, y, z) size cannot be encoded."""
+
+    def voxel_bytes(self, dtype: np.dtype, channels: int) -> int | None:
+        """Bytes per voxel of every encoded chunk when they are known before encoding (raw),
+        else None: a shard whose chunk sizes are known is laid out ahead and written in place."""
 
     @classmethod
     def check(cls, dtype: np.dtype, channels: int, volume_type: str) -> None:
@@ -59,12 +60,14 @@ class CodecBase:
     """Defaults: any type, stored as it is, no parameters."""
 
     name: ClassVar[str]
-    compressible: ClassVar[bool] = True
 
     def info(self) -> dict:
         return {"encoding": self.name}
 
     def check_chunk_size(self, chunk_size: tuple[int, int, int]) -> None:
+        return None
+
+    def voxel_bytes(self, dtype: np.dtype, channels: int) -> int | None:
         return None
 
     @classmethod

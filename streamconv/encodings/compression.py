@@ -54,6 +54,11 @@ class NoCompression:
     def decode(self, data: bytes) -> bytes:
         return data
 
+    def as_gzip(self) -> Gzip:
+        """This run's gzip step where an info asks for gzip regardless (a sharded scale's
+        `data_encoding` in the step commands): the default level."""
+        return GZIP
+
 
 @dataclass(frozen=True)
 class Gzip:
@@ -71,6 +76,9 @@ class Gzip:
 
     def decode(self, data: bytes) -> bytes:
         return gzip_decompress(data)
+
+    def as_gzip(self) -> Gzip:
+        return self
 
 
 Compression = NoCompression | Gzip

@@ -41,7 +41,6 @@ class Jpeg(CodecBase):
     quality: int = 90
     plane: str = "xy"
     name = "jpeg"
-    compressible = False
 
     @classmethod
     def check(cls, dtype: np.dtype, channels: int, volume_type: str) -> None:
@@ -81,7 +80,6 @@ class Jpeg(CodecBase):
 class Png(CodecBase):
     level: int = 1  # fast zlib: most of PNG's gain on image data comes at the lowest levels
     name = "png"
-    compressible = False
 
     @classmethod
     def check(cls, dtype: np.dtype, channels: int, volume_type: str) -> None:

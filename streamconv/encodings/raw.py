@@ -19,6 +19,9 @@ class Raw(CodecBase):
         # The C-order bytes of (c, z, y, x); one copy, whose buffer is written as it is.
         return np.ascontiguousarray(chunk, dtype=chunk.dtype.newbyteorder("<")).data.cast("B")
 
+    def voxel_bytes(self, dtype: np.dtype, channels: int) -> int | None:
+        return np.dtype(dtype).itemsize * channels
+
     def decode(self, data: bytes, shape: tuple[int, int, int, int], dtype: np.dtype) -> np.ndarray:
         expected = math.prod(shape) * np.dtype(dtype).itemsize
         if len(data) != expected:

@@ -38,8 +38,9 @@ from ..storage import Store
 from .budget import format_size, task_memory
 from .buffers import PrivateSlab
 from .journal import state_key
+from .output import output_sink
 from .pipeline import Hooks, SlabGrid, Totals, _along
-from .sink import FileSink
+from .sink import ChunkSink, Finish, run_finish
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class SlabTask:
     bands: tuple[Box, ...]
     scale: Scale
     fmt: ChunkFormat
+    sink: ChunkSink  # chunk files, or shards (written in place or spooled) as locally
     skip_empty: bool
     #: how the slab is filled: from the source, from pieces of the finer scale, or read back
     #: from its own chunks (`replay`: complete already, only its piece is lost)
@@ -130,7 +132,7 @@ def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, in
     totals = np.zeros(3, np.int64)
     for region in task.bands:
         done = process_band(Band(slab, task.origin, task.level, task.scale, region, task.fmt.codec,
-                                    FileSink(store, task.fmt.compression), task.skip_empty, down,
+                                    task.sink, task.skip_empty, down,
                                     write=task.replay is None))
         totals += (done.visited, done.written, done.nbytes)
     if task.down and out:
@@ -150,7 +152,9 @@ class DaskRun:
                  hooks: Hooks = Hooks(), done: frozenset[tuple[int, int]] = frozenset()) -> None:
         self.job, self.source, self.store, self.client, self.hooks = job, source, store, client, hooks
         self.grid = SlabGrid(job.scales, job.plan)
-        self.volume = Dataset(store, job.info, job.scales)
+        self.sink, self.completion, spool = output_sink(job, store)
+        self.volume = Dataset(store, job.info, job.scales, spool=spool)
+        self._finishing: set[Future] = set()  # shards being assembled
         self.done = done | {(level, i) for level in range(job.first) for i in range(self.grid.count(level))}
         self.prefix = f"{state_key(job.step)}/pieces"
         self.totals = Totals()
@@ -161,21 +165,32 @@ class DaskRun:
         self._check_workers()
         futures: dict[Future, tuple[int, int]] = {}
         try:
+            self._finish(self.completion.start(self.done))
             self._submit_all(futures)
             pending = set(futures)
-            while pending:
+            while pending or self._finishing:
                 self._check_stop()
                 try:
-                    finished = wait(pending, timeout=0.25, return_when="FIRST_COMPLETED").done
+                    finished = wait(pending | self._finishing, timeout=0.25, return_when="FIRST_COMPLETED").done
                 except TimeoutError:  # nothing finished yet: look at the stop flag again
                     continue
                 for future in finished:
+                    if future in self._finishing:
+                        self._finishing.discard(future)
+                        self._raise(future)
+                        continue
                     pending.discard(future)
                     self._finished(future, *futures[future])
             self._remove_pieces()
+            self.completion.end()
             return self.totals
         finally:
-            self.client.cancel(list(futures))
+            self.client.cancel(list(futures) + list(self._finishing))
+
+    def _finish(self, tasks: list[Finish]) -> None:
+        """Shards whose slabs are all journalled: assembled by a task of their own."""
+        for task in tasks:
+            self._finishing.add(self.client.submit(run_finish, task, pure=False))
 
     def _submit_all(self, futures: dict[Future, tuple[int, int]]) -> None:
         """Every slab that has work, finest scale first; a coarser slab after the finer slabs
@@ -232,28 +247,33 @@ class DaskRun:
         return SlabTask(
             level, p0, p1, (self.source.num_channels, z, y, x), self.source.dtype.str,
             self.source.memory_order if level == 0 else MemoryOrder(), grid.origin(p0),
-            tuple(grid.bands(level, p0, p1)), scale, job.fmt, job.skip_empty,
+            tuple(grid.bands(level, p0, p1)), scale, job.fmt, self.sink, job.skip_empty,
             source=self.source.window(p0, p1) if level == 0 and not replay else None,
             pieces=() if replay else tuple((self._piece(*f), grid.origin(grid.planes(*f)[0] // scale.factor[grid.axis]))
                                            for f in feeders),
             replay=self.volume if replay else None, down=down, method=job.method, outside=job.outside_value)
 
-    def _finished(self, future: Future, level: int, index: int) -> None:
+    def _raise(self, future: Future, what: str = "a shard's assembly") -> None:
         error = future.exception()
         if error is not None:
             self._check_stop()
             if isinstance(error, KilledWorker):
-                raise WorkerDied(f"the task of slab {index} of scale {level} killed the workers that ran it "
+                raise WorkerDied(f"{what} killed the workers that ran it "
                                  "(out of memory?); lower --memory if it happens again") from None
             raise error
+
+    def _finished(self, future: Future, level: int, index: int) -> None:
+        self._raise(future, f"the task of slab {index} of scale {level}")
         visited, written, nbytes = future.result()
         self.totals.chunks += visited
         self.totals.written += written
         self.totals.nbytes += nbytes
         if self.hooks.progress:
             self.hooks.progress(level, visited, nbytes)
-        if (level, index) not in self.done and self.hooks.slab_done:
-            self.hooks.slab_done(level, index)
+        if (level, index) not in self.done:
+            if self.hooks.slab_done:
+                self.hooks.slab_done(level, index)
+            self._finish(self.completion.slab_done(level, index))
 
     def _remove_pieces(self) -> None:
         """Every slab is done: the pieces were only the way to the next scale."""

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..downsampling import downsample
-from ..encodings import NO_COMPRESSION, ChunkFormat
+from ..encodings import NO_COMPRESSION
 from ..errors import OutputError
 from ..geometry import Box, Scale, triple
+from ..sharding.spec import shard_files
 from ..sources import Source
 from ..stores import Location
 from .budget import format_size
@@ -110,10 +111,13 @@ def free_space(output: str | os.PathLike) -> tuple[int, int] | None:
 
 
 def scale_costs(job: Job, block: int, ratio: float) -> list[ScaleCost]:
-    """Chunks, files and bytes of each scale written; `ratio`: encoded bytes per raw byte."""
+    """Chunks, files and bytes of each scale written; `ratio`: encoded bytes per raw byte. A
+    sharded scale has its shard files, each its chunks' bytes and a shard index (the minishard
+    indexes, a few bytes per chunk, are not counted)."""
     item = job.info.num_channels * job.info.dtype.itemsize
     costs = []
-    for scale in job.scales[job.first:]:
+    for level in range(job.first, len(job.scales)):
+        scale, spec = job.scales[level], job.info.scales[level].sharding
         sizes = [_raw_sizes(scale, axis) for axis in range(3)]  # chunk extents along each axis
         raw = math.prod(scale.size) * item
         exact = ratio == 1.0
@@ -123,8 +127,12 @@ def scale_costs(job: Job, block: int, ratio: float) -> list[ScaleCost]:
                        for x, nx in sizes[0] for y, ny in sizes[1] for z, nz in sizes[2])
         else:
             disk = nbytes + scale.num_chunks * block // 2  # half a block lost per file, on average
-        costs.append(ScaleCost(scale.key, scale.size, scale.chunk_size, scale.num_chunks,
-                               scale.num_chunks, nbytes, disk))
+        files = scale.num_chunks
+        if spec is not None:
+            files = shard_files(scale, spec)
+            nbytes += files * 16 * spec.minishards
+            disk = _rounded(nbytes, block) + files * block
+        costs.append(ScaleCost(scale.key, scale.size, scale.chunk_size, scale.num_chunks, files, nbytes, disk))
     return costs
 
 
@@ -139,8 +147,16 @@ def _rounded(n: int, block: int) -> int:
     return -(-n // block) * block
 
 
-def is_exact(fmt: ChunkFormat) -> bool:
-    return fmt.codec.name == "raw" and fmt.compression == NO_COMPRESSION
+def sized(job: Job) -> bool:
+    """Every chunk's bytes follow from its size (raw, not gzip: the codec says so)."""
+    return (job.fmt.codec.voxel_bytes(job.info.dtype, job.info.num_channels) is not None
+            and job.fmt.compression == NO_COMPRESSION)
+
+
+def is_exact(job: Job) -> bool:
+    """The estimate's bytes are exact: chunks of known sizes in chunk files (a shard's minishard
+    indexes are gzip, their size unknown before they are written)."""
+    return sized(job) and all(s.sharding is None for s in job.info.scales)
 
 
 def estimate_job(source: Source, job: Job, output: str | os.PathLike) -> Estimate:
@@ -148,7 +164,7 @@ def estimate_job(source: Source, job: Job, output: str | os.PathLike) -> Estimat
     found = free_space(output)
     free, block = found if found is not None else (None, 4096)
     read_bytes, read_seconds, band_bytes, band_seconds, ratio = _measure(source, job, output)
-    if is_exact(job.fmt):
+    if sized(job):
         ratio = 1.0
     costs = scale_costs(job, block, ratio)
     item = job.info.num_channels * job.info.dtype.itemsize
@@ -158,7 +174,7 @@ def estimate_job(source: Source, job: Job, output: str | os.PathLike) -> Estimat
     readers = workers if source.parallel_reads else 1
     seconds = (read_seconds / max(read_bytes, 1) * total_in / readers
                + band_seconds / max(band_bytes, 1) * total_processed / workers)
-    return Estimate(str(output), costs, is_exact(job.fmt), job.plan.workers, job.plan.budget,
+    return Estimate(str(output), costs, is_exact(job), job.plan.workers, job.plan.budget,
                     job.plan.estimate, job.plan.slab_planes, job.plan.buffers,
                     sum(c.disk for c in costs), free, seconds, read_bytes + band_bytes,
                     read_seconds + band_seconds)
@@ -219,7 +235,7 @@ def check_free_space(job: Job, output: str | os.PathLike) -> None:
     need more than the free space. (Compressed sizes are only known from a sample, and with
     --skip-empty the need is an upper bound: neither is refused.)"""
     found = free_space(output)
-    if found is None or not is_exact(job.fmt) or job.skip_empty:
+    if found is None or not sized(job) or job.skip_empty:
         return
     free, block = found
     need = sum(c.disk for c in scale_costs(job, block, 1.0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..sharding.inplace import placed_voxel_bytes
 from ..sharding.spool import ShardCompletion, ShardedLevel, ShardSpool
 from ..storage import Store
 from .journal import state_key
@@ -16,7 +17,8 @@ if TYPE_CHECKING:  # the runner imports the pipeline, which imports this module
 
 def output_sink(job: Job, store: Store) -> tuple[ChunkSink, Completion, str | None]:
     """Where the band tasks put chunks, what completes them, and the spool to read back from
-    (None: plain files). A scale whose info has a `sharding` spec is spooled and assembled."""
+    (None: plain files). A scale whose info has a `sharding` spec is written in place when its
+    chunks' sizes are known ahead (`sharding/inplace.py`), else spooled and assembled."""
     files = FileSink(store, job.fmt.compression)
     specs = tuple(s.sharding for s in job.info.scales)
     written = [level for level in range(job.first, len(job.scales)) if specs[level] is not None]
@@ -24,10 +26,14 @@ def output_sink(job: Job, store: Store) -> tuple[ChunkSink, Completion, str | No
         return files, NoCompletion(), None
     root = f"{state_key(job.step)}/spool"
     item = job.info.num_channels * job.info.dtype.itemsize
+    placed: list[int | None] = [None] * len(specs)
     levels = []
     for level in written:
         spec = specs[level]
         assert spec is not None
-        levels.append(ShardedLevel(level, job.scales[level], spec, job.plan.slab_planes[level], item))
-    return (ShardSpool(store, root, specs, files), ShardCompletion(store, root, levels, job.plan.stream_axis),
-            root)
+        placed[level] = placed_voxel_bytes(store, job.scales[level], spec, job.info.scales[level].codec,
+                                           job.info.dtype, job.info.num_channels, job.skip_empty)
+        levels.append(ShardedLevel(level, job.scales[level], spec, job.plan.slab_planes[level], item,
+                                   placed[level]))
+    spool = ShardSpool(store, root, specs, files, job.fmt.compression, tuple(placed))
+    return spool, ShardCompletion(store, root, levels, job.plan.stream_axis), root

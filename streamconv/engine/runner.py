@@ -25,6 +25,7 @@ from ..encodings import ChunkFormat
 from ..errors import StreamconvError, UsageError
 from ..geometry import Scale
 from ..info import VolumeInfo
+from ..sharding.spec import shard_files
 from ..sources import Source
 from ..storage import Store, open_output, open_store, require
 from ..stores import Where
@@ -93,6 +94,7 @@ class Report:
     complete: bool = False   # the output already held this finished job: nothing was done
     peak_memory: int = 0     # bytes: the largest PSS sum of the process tree during the run
     estimate: Estimate | None = None  # a dry run: what the run would cost; nothing was written
+    shard_files: int = 0     # the sharded scales' files (their chunks are among chunks_written)
     annotated: AnnotationReport | None = None  # names and meshes, when asked for
 
 
@@ -170,7 +172,13 @@ def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, work
     return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
                   time.perf_counter() - started, found == RESUME, totals.skipped_slabs,
                   totals.replayed_slabs, complete=found == COMPLETE, peak_memory=peak.bytes,
-                  annotated=annotated)
+                  annotated=annotated, shard_files=_shard_files(job))
+
+
+def _shard_files(job: Job) -> int:
+    """The files of the sharded scales the job wrote: the summary counts them, not chunks."""
+    return sum(shard_files(job.scales[level], spec) for level in range(job.first, len(job.scales))
+               if (spec := job.info.scales[level].sharding) is not None)
 
 
 #: runs the job's slabs, given the hooks and the slabs complete before: the local pipeline or a
@@ -207,10 +215,6 @@ def _engine(describe: Callable[[Store], tuple[Source, Job]], store: Store, worke
         raise UsageError(f"--scheduler needs Dask ({exc}): pip install 'streamconv[dask]'") from None
 
     source, job = describe(store)
-    if any(s.sharding is not None for s in job.info.scales):
-        source.close()
-        raise UsageError("--scheduler does not write sharded outputs yet; run without --sharding, "
-                         "then shard with convert-chunks --sharding")
     if job.annotations is not None:
         source.close()
         raise UsageError("--scheduler does not write segment names or meshes yet; add them after "

@@ -6,7 +6,8 @@ select a chunk inside its shard, so a shard is an aligned block of 2^b consecuti
 a spatially compact box of chunks (the bits go to x, y, z in turn). `auto` makes b as large as
 `--shard-size` allows, keeps 2^9 chunks per minishard (TS's heuristic: minishard indexes of
 12 KiB) and gives the remaining Morton bits to the shard number, so a scale that fits in one
-shard (the small top scales) gets `shard_bits` 0: one file.
+shard (the small top scales) gets `shard_bits` 0: one file. Chunk data is gzip when the run
+gzips its chunks (`--gzip`), raw otherwise.
 """
 
 from __future__ import annotations
@@ -33,15 +34,15 @@ DEFAULT_SHARD_SIZE = 2 << 30
 class Sharding(Protocol):
     """A run's choice of sharding, asked for each scale."""
 
-    def spec(self, scale: Scale, chunk_bytes: int, compressible: bool) -> ShardingSpec | None:
+    def spec(self, scale: Scale, chunk_bytes: int, gzip: bool) -> ShardingSpec | None:
         """The scale's sharding, None for plain chunk files. `chunk_bytes`: one whole chunk
-        before compression; `compressible`: whether gzip is worth its time on the codec's
-        bytes (not for jpeg or png)."""
+        before compression; `gzip`: the run's --gzip, which gzips the chunks in the shards as
+        it gzips chunk files (a chunk in a shard is the bytes its file would hold)."""
 
 
 @dataclass(frozen=True)
 class NoSharding:
-    def spec(self, scale: Scale, chunk_bytes: int, compressible: bool) -> ShardingSpec | None:
+    def spec(self, scale: Scale, chunk_bytes: int, gzip: bool) -> ShardingSpec | None:
         return None
 
 
@@ -49,11 +50,11 @@ class NoSharding:
 class AutoSharding:
     shard_size: int = DEFAULT_SHARD_SIZE
 
-    def spec(self, scale: Scale, chunk_bytes: int, compressible: bool) -> ShardingSpec:
+    def spec(self, scale: Scale, chunk_bytes: int, gzip: bool) -> ShardingSpec:
         total = _total_bits(scale)
         b = min(total, max(0, (self.shard_size // max(chunk_bytes, 1)).bit_length() - 1))
         preshift = min(b, PRESHIFT_MAX)
-        return ShardingSpec(preshift, b - preshift, total - b, data_encoding=_data(compressible))
+        return ShardingSpec(preshift, b - preshift, total - b, data_encoding=_data(gzip))
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,17 @@ class FixedSharding:
     minishard_bits: int
     shard_bits: int
 
-    def spec(self, scale: Scale, chunk_bytes: int, compressible: bool) -> ShardingSpec:
+    def spec(self, scale: Scale, chunk_bytes: int, gzip: bool) -> ShardingSpec:
         _total_bits(scale)
         return ShardingSpec(self.preshift_bits, self.minishard_bits, self.shard_bits,
-                            data_encoding=_data(compressible))
+                            data_encoding=_data(gzip))
 
 
-def _data(compressible: bool) -> str:
-    return "gzip" if compressible else "raw"
+def _data(gzip: bool) -> str:
+    """Chunk data is gzip only when the run asked for gzip, as for chunk files: an unsharded
+    and a sharded run of the same options do the same work per chunk (the minishard indexes
+    are gzip always: they are small, and every reader fetches them)."""
+    return "gzip" if gzip else "raw"
 
 
 def _total_bits(scale: Scale) -> int:
@@ -103,12 +107,12 @@ def chunk_bytes(scale: Scale, channels: int, dtype: np.dtype) -> int:
     return x * y * z * channels * np.dtype(dtype).itemsize
 
 
-def apply_sharding(info: VolumeInfo, choice: Sharding) -> VolumeInfo:
-    """The info with each scale's sharding as `choice` decides it; an unsharded output of
-    more than `MANY_FILES` chunk files gets a warning that suggests `--sharding auto`."""
+def apply_sharding(info: VolumeInfo, choice: Sharding, gzip: bool) -> VolumeInfo:
+    """The info with each scale's sharding as `choice` decides it, chunk data gzip when the
+    run gzips (`--gzip`); an unsharded output of more than `MANY_FILES` chunk files gets a
+    warning that suggests `--sharding auto`."""
     codec = info.scales[0].codec
-    specs = [choice.spec(s, chunk_bytes(s, info.num_channels, info.dtype), s_info.codec.compressible)
-             for s, s_info in zip(info.geometry, info.scales)]
+    specs = [choice.spec(s, chunk_bytes(s, info.num_channels, info.dtype), gzip) for s in info.geometry]
     files = sum(s.num_chunks for s, spec in zip(info.geometry, specs) if spec is None)
     if files > MANY_FILES:
         log.warning("this output will hold %d chunk files (%s); --sharding auto packs each scale "

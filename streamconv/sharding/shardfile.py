@@ -8,10 +8,9 @@ after a minishard's first chunk is 0. gzip is always RFC 1952 members (never zli
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import imagecodecs
 import numpy as np
 
 from ..encodings import gzip_compress, gzip_decompress
@@ -20,14 +19,6 @@ from ..storage import Store
 from .spec import ShardingSpec
 
 INDEX_LEVEL = 9  # minishard indexes are small; their size matters to every reader
-#: chunk data: libdeflate's level 1 compresses 64^3 uint8 chunks 4-5x faster than zlib's
-#: default level, and no worse (bench.py, docs/benchmarks.md)
-DATA_LEVEL = 1
-
-
-def gzip_data(data: bytes) -> bytes:
-    """A chunk's gzip member (RFC 1952), by libdeflate: the sharded run's main extra cost."""
-    return bytes(imagecodecs.gzip_encode(data, level=DATA_LEVEL))
 
 
 @dataclass(frozen=True)
@@ -44,10 +35,6 @@ def encode_index(data: bytes, encoding: str) -> bytes:
     return gzip_compress(data, INDEX_LEVEL) if encoding == "gzip" else data
 
 
-def encode_data(data: bytes, encoding: str) -> bytes:
-    return gzip_data(data) if encoding == "gzip" else data
-
-
 def decode(data: bytes, encoding: str, where: str) -> bytes:
     """`gzip`: accepts zlib streams too, as neuroglancer-scripts wrote them (format notes 2.5)."""
     if encoding != "gzip":
@@ -58,20 +45,25 @@ def decode(data: bytes, encoding: str, where: str) -> bytes:
         raise DataError(f"{where}: {exc}") from None
 
 
-def _minishard_index(entries: list[Entry], start: int) -> bytes:
-    """Rows of ids (delta-coded), offsets (delta-coded from the previous chunk's end) and sizes."""
-    ids = np.array([e.chunk_id for e in entries], np.uint64)
-    rows = np.zeros((3, len(entries)), "<u8")
-    rows[0] = np.diff(ids, prepend=np.uint64(0))
+def minishard_index(ids: np.ndarray, start: int, sizes: np.ndarray) -> bytes:
+    """Rows of ids (delta-coded), offsets (delta-coded from the previous chunk's end: the chunks
+    lie one after the other from `start`) and sizes."""
+    rows = np.zeros((3, len(ids)), "<u8")
+    rows[0] = np.diff(ids.astype(np.uint64), prepend=np.uint64(0))
     rows[1, 0] = start
-    rows[2] = [e.size for e in entries]
+    rows[2] = sizes
     return rows.tobytes()
 
 
-def write_shard(store: Store, key: str, spec: ShardingSpec, entries: Iterable[Entry],
-                fetch: Callable[[Entry], bytes]) -> int:
-    """Write the shard of `entries` (sorted by id, no duplicates) under `key`, the chunk bytes
-    read one at a time through `fetch`; the file appears whole, durable. Returns its size."""
+def _minishard_index(entries: list[Entry], start: int) -> bytes:
+    return minishard_index(np.array([e.chunk_id for e in entries], np.uint64), start,
+                           np.array([e.size for e in entries], np.uint64))
+
+
+def write_shard(store: Store, key: str, spec: ShardingSpec, entries: Iterable[Entry]) -> int:
+    """Write the shard of `entries` (sorted by id, no duplicates) under `key`, each chunk's
+    bytes copied from where the entry says (`StreamWriter.copy`: in the kernel on a local
+    disk); the file appears whole, durable. Returns its size."""
     groups: dict[int, list[Entry]] = {}
     for entry in entries:
         groups.setdefault(spec.locate(entry.chunk_id)[1], []).append(entry)
@@ -89,7 +81,7 @@ def write_shard(store: Store, key: str, spec: ShardingSpec, entries: Iterable[En
         out.write(table.tobytes())
         for m in sorted(groups):
             for entry in groups[m]:
-                out.write(fetch(entry))
+                out.copy(entry.source, entry.offset, entry.offset + entry.size)
             out.write(indexes[m])
         out.commit(durable=True)
     except BaseException:

@@ -127,3 +127,8 @@ def chunk_ids(grid: Vec3) -> tuple[np.ndarray, np.ndarray]:
                 codes |= ((cells[d] >> np.uint64(i)) & np.uint64(1)) << np.uint64(j)
                 j += 1
     return codes, np.stack(cells)
+
+
+def shard_files(scale: Scale, spec: ShardingSpec) -> int:
+    """How many shard files a scale has: the shards that hold at least one of its chunks."""
+    return len(np.unique(spec.shard_numbers(chunk_ids(scale.grid)[0])))

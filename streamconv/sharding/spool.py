@@ -1,4 +1,6 @@
 """The streaming shard writer: chunks wait in spool segments until their shard is complete.
+(Scales whose chunk sizes are known ahead skip all this: `inplace.py` writes them in place;
+`ShardSpool` and `ShardCompletion` send each scale its way.)
 
 Workers encode chunks in parallel, band by band, and a shard gathers the chunks of many bands
 of many slabs. Each band task therefore writes, for each shard it touches, its own *segment*
@@ -23,12 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..encodings import NO_COMPRESSION, Compression
 from ..encodings.base import Encoded
 from ..engine.budget import format_size
 from ..engine.sink import ChunkSink, ChunkWriter, Finish
 from ..geometry import Box, Scale
 from ..storage import Store, StreamWriter
-from .shardfile import Entry, encode_data, write_shard
+from .inplace import PlacedWriter, indexes
+from .shardfile import Entry, write_shard
 from .spec import ShardingSpec, chunk_id, chunk_ids
 
 SEGMENT = ".seg"
@@ -41,25 +45,36 @@ def shard_folder(root: str, scale: Scale, spec: ShardingSpec, shard: int) -> str
 @dataclass(frozen=True)
 class ShardSpool:
     """The sink of a sharded output: scales with a spec spool their chunks, the others (none
-    of ours; a step may mix) go to `files`."""
+    of ours; a step may mix) go to `files`. `compression` is the run's step (`--gzip`): a
+    scale whose `data_encoding` is gzip stores each chunk as the `.gz` file it would otherwise
+    write (the step commands follow the info, at the default level without `--gzip`)."""
 
     store: Store
     root: str  # the spool's key prefix, e.g. `.streamconv/spool`
     specs: tuple[ShardingSpec | None, ...]  # per scale
     files: ChunkSink
+    compression: Compression
+    #: per scale: bytes per voxel of a scale written in place (`inplace.py`), None: spooled
+    placed: tuple[int | None, ...] = ()
 
     def open(self, level: int, scale: Scale, region: Box) -> ChunkWriter:
         spec = self.specs[level]
         if spec is None:
             return self.files.open(level, scale, region)
-        return _SegmentWriter(self.store, self.root, scale, spec, region)
+        voxel = self.placed[level] if level < len(self.placed) else None
+        if voxel is not None:
+            return PlacedWriter(self.store, scale, spec, voxel)
+        step = self.compression.as_gzip() if spec.data_encoding == "gzip" else NO_COMPRESSION
+        return _SegmentWriter(self.store, self.root, scale, spec, region, step)
 
 
 class _SegmentWriter:
     """One band task's segments, one per shard it touches, written as chunks arrive."""
 
-    def __init__(self, store: Store, root: str, scale: Scale, spec: ShardingSpec, region: Box) -> None:
+    def __init__(self, store: Store, root: str, scale: Scale, spec: ShardingSpec, region: Box,
+                 step: Compression) -> None:
         self.store, self.root, self.scale, self.spec, self.region = store, root, scale, spec, region
+        self.step = step
         self._segments: dict[int, tuple[StreamWriter, list[tuple[int, int]]]] = {}
 
     def put(self, box: Box, data: Encoded) -> int:
@@ -69,7 +84,7 @@ class _SegmentWriter:
             key = f"{shard_folder(self.root, self.scale, self.spec, shard)}/{self.region.name}{SEGMENT}"
             self._segments[shard] = (self.store.writer(key), [])
         out, entries = self._segments[shard]
-        stored = encode_data(bytes(data), self.spec.data_encoding)
+        stored = self.step.encode(data)
         out.write(stored)
         entries.append((cid, len(stored)))
         return len(stored)
@@ -115,13 +130,8 @@ class AssembleShard:
         if self.store.size(target) is None:
             entries = spooled(self.store, folder)
             if entries:  # a shard without chunks (all skipped as empty) has no file
-                write_shard(self.store, target, self.spec, entries, self._fetch)
+                write_shard(self.store, target, self.spec, entries)
         self.store.delete(folder)
-
-    def _fetch(self, entry: Entry) -> bytes:
-        data = self.store.read_range(entry.source, entry.offset, entry.offset + entry.size)
-        assert data is not None and len(data) == entry.size, entry
-        return data
 
 
 @dataclass(frozen=True)
@@ -133,6 +143,7 @@ class ShardedLevel:
     spec: ShardingSpec
     slab_planes: int
     voxel_bytes: int  # channels x item size
+    placed: int | None = None  # bytes per voxel of a scale written in place (`inplace.py`)
 
 
 class ShardCompletion:
@@ -145,6 +156,7 @@ class ShardCompletion:
         self._slabs: dict[tuple[int, int], list[int]] = {}   # (level, slab) -> shards it feeds
         self._range: dict[tuple[int, int], tuple[int, int]] = {}  # (level, shard) -> slabs
         self._waiting: dict[tuple[int, int], int] = {}  # (level, shard) -> slabs not complete
+        self._placed: list[tuple[ShardedLevel, int]] = []  # shards laid out in place
         for lv in levels:
             codes, cells = chunk_ids(lv.scale.grid)
             shards = lv.spec.shard_numbers(codes)
@@ -155,11 +167,21 @@ class ShardCompletion:
             np.minimum.at(lo, inverse, slab)
             np.maximum.at(hi, inverse, slab)
             for shard, a, b in zip(numbers.tolist(), lo.tolist(), hi.tolist()):
+                if lv.placed is not None:
+                    self._placed.append((lv, shard))
+                    continue
                 self._range[(lv.level, shard)] = (a, b)
                 for index in range(a, b + 1):
                     self._slabs.setdefault((lv.level, index), []).append(shard)
 
     def start(self, done: frozenset[tuple[int, int]]) -> list[Finish]:
+        """Shards laid out in place get their indexes now (the same bytes on a resume), before
+        any task writes into them or a replay reads them; spooled shards whose slabs are all
+        complete are owed their assembly."""
+        for lv, shard in self._placed:
+            assert lv.placed is not None
+            self.store.write_at(f"{lv.scale.key}/{lv.spec.file_name(shard)}",
+                                indexes(lv.scale, lv.spec, lv.placed, shard))
         ready: list[Finish] = []
         for (level, shard), (a, b) in self._range.items():
             self._waiting[(level, shard)] = sum((level, i) not in done for i in range(a, b + 1))
@@ -189,6 +211,12 @@ class ShardCompletion:
         compression."""
         total, lines = 0, []
         for lv in self.levels.values():
+            if lv.placed is not None:
+                shards = sum(1 for placed, _ in self._placed if placed is lv)
+                lines.append(f"scale {lv.level} {lv.scale.key}: sharding preshift {lv.spec.preshift_bits}, "
+                             f"minishard {lv.spec.minishard_bits}, shard {lv.spec.shard_bits} bits: "
+                             f"{shards} shard files written in place (no spool)")
+                continue
             shards = sum(1 for level, _ in self._range if level == lv.level)
             depth = max(b - a + 1 for (level, _), (a, b) in self._range.items() if level == lv.level)
             size = lv.scale.size
@@ -198,5 +226,6 @@ class ShardCompletion:
             lines.append(f"scale {lv.level} {lv.scale.key}: sharding preshift {lv.spec.preshift_bits}, "
                          f"minishard {lv.spec.minishard_bits}, shard {lv.spec.shard_bits} bits: "
                          f"{shards} shard files, spool up to {format_size(spool)}")
-        return "\n".join(lines + [f"spool: up to {format_size(total)} on the output's disk "
-                                  "(before compression)"])
+        if any(lv.placed is None for lv in self.levels.values()):
+            lines.append(f"spool: up to {format_size(total)} on the output's disk (before compression)")
+        return "\n".join(lines)

@@ -234,6 +234,9 @@ class ObjectStore:
     def append(self, key: str, data: bytes, durable: bool = False) -> None:
         raise OutputError(f"{self.url}/{key}: objects cannot be appended to")
 
+    def write_at(self, key: str, pieces: Iterable[tuple[int, Encoded]]) -> None:
+        raise OutputError(f"{self.url}/{key}: objects cannot be written in place")
+
     def sync(self) -> None:
         """Nothing to do: an acknowledged PUT is durable."""
 
@@ -250,6 +253,12 @@ class _ObjectWriter:
         self.file = tempfile.NamedTemporaryFile(prefix="streamconv-upload-", delete=False)
 
     def write(self, data: Encoded) -> None:
+        self.file.write(data)
+
+    def copy(self, source: str, start: int, stop: int) -> None:
+        data = self.store.read_range(source, start, stop)
+        if data is None or len(data) != stop - start:
+            raise OutputError(f"{self.store.url}/{source}: shorter than {stop} bytes")
         self.file.write(data)
 
     def commit(self, durable: bool = False) -> None:
