@@ -27,7 +27,9 @@ leaves it out), one after the other; after the first round the script's output i
 scale by scale and must hold streamconv's voxels exactly (lossless encodings; jpeg: the largest
 difference is printed). neuroglancer-scripts runs once, after the rounds. streamconv runs as
 `python -m streamconv` with this checkout first on PYTHONPATH, so a working tree benchmarks its
-own code, not the installed one.
+own code, not the installed one; its bytecode is compiled first, as pip does at install (with
+PYTHONDONTWRITEBYTECODE set, a checkout would otherwise compile every module in the main process
+and the fork server at every start: 0.2-0.4 CPU-seconds a run, measured in issue 18).
 With `--sharding MODE` each round also runs streamconv with `--sharding MODE` ("streamconv
 sharded"), and the report gives its time against the unsharded run and the file counts.
 """
@@ -35,6 +37,7 @@ sharded"), and the report gives its time against the unsharded run and the file 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -507,6 +510,7 @@ def main() -> None:
             p.add_argument("--width", type=int, default=6572)
             p.add_argument("--height", type=int, default=5711)
     args = parser.parse_args()
+    compileall.compile_dir(ROOT / "streamconv", quiet=1)  # as installed: see the docstring
     results = {"volume": volume_bench, "stack": stack_bench, "s3": s3_bench}[args.what](args)
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(m) for m in results], indent=1))
