@@ -151,14 +151,57 @@ def _majority(a: np.ndarray, factor: Vec3, out: np.ndarray) -> None:
     if fx * fy * fz == 1:
         out[...] = a
         return
+    mode = _mode_by_sort if a.dtype.kind == "f" else _mode_by_counts
     for k in range(out.shape[1]):
-        blocks = np.stack(_views(_planes(a, fz, k), fx, fy), axis=-1)
-        blocks.sort(axis=-1)
-        # Length of the run of equal values ending at each sorted position; the first maximum
-        # is the most frequent value, and the smallest of those tied, since values are sorted.
-        run = np.ones(blocks.shape, np.uint8)
-        for i in range(1, blocks.shape[-1]):
-            same = blocks[..., i] == blocks[..., i - 1]
-            run[..., i] = np.where(same, run[..., i - 1] + 1, 1)
-        best = run.argmax(axis=-1)
-        out[:, k] = np.take_along_axis(blocks, best[..., None], axis=-1)[..., 0]
+        mode(_views(_planes(a, fz, k), fx, fy), out[:, k])
+
+
+def _mode_by_counts(views: list[np.ndarray], out: np.ndarray) -> None:
+    """Most frequent value of each position across `views`, ties to the smallest: exact for
+    integers. Labels are mostly uniform blocks: those take 2n-2 comparisons per output voxel;
+    only mixed blocks are gathered and voted on, by counting equal pairs (no per-block sort,
+    which numpy runs as one call per 8-value row). A plane of mostly mixed blocks (noise-like
+    labels) is voted on by sorting, which is then cheaper than gathering (measured in
+    docs/benchmarks.md, issue 18)."""
+    first = views[0]
+    uniform = np.ones(first.shape, bool)
+    equal = np.empty(first.shape, bool)
+    for v in views[1:]:
+        np.equal(v, first, out=equal)
+        uniform &= equal
+    np.copyto(out, first)
+    np.logical_not(uniform, out=uniform)
+    if 2 * np.count_nonzero(uniform) > uniform.size:
+        _mode_by_sort(views, out)
+        return
+    mixed = np.nonzero(uniform)
+    if not mixed[0].size:
+        return
+    values = [v[mixed] for v in views]
+    counts = [np.zeros(values[0].shape, np.uint8) for _ in values]
+    for i, j in itertools.combinations(range(len(values)), 2):
+        same = (values[i] == values[j]).view(np.uint8)
+        counts[i] += same
+        counts[j] += same
+    best, top = values[0], counts[0]
+    for value, count in zip(values[1:], counts[1:]):
+        # every copy of a value has its count, so comparing (count, -value) is the vote
+        better = (count > top) | ((count == top) & (value < best))
+        np.copyto(best, value, where=better)
+        np.copyto(top, count, where=better)
+    out[mixed] = best
+
+
+def _mode_by_sort(views: list[np.ndarray], out: np.ndarray) -> None:
+    """The vote for floats, whose NaNs and signed zeros the counts would order differently: the
+    block's values sorted, and the first longest run of equal values."""
+    blocks = np.stack(views, axis=-1)
+    blocks.sort(axis=-1)
+    # Length of the run of equal values ending at each sorted position; the first maximum
+    # is the most frequent value, and the smallest of those tied, since values are sorted.
+    run = np.ones(blocks.shape, np.uint8)
+    for i in range(1, blocks.shape[-1]):
+        same = blocks[..., i] == blocks[..., i - 1]
+        run[..., i] = np.where(same, run[..., i - 1] + 1, 1)
+    best = run.argmax(axis=-1)
+    out[...] = np.take_along_axis(blocks, best[..., None], axis=-1)[..., 0]

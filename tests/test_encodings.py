@@ -71,17 +71,44 @@ def test_compressed_segmentation_matches_the_reference_package_byte_for_byte(sha
     pool = rng.integers(0, high, distinct, dtype=np.uint64, endpoint=True).astype(dtype)
     chunk = pool[rng.integers(0, distinct, shape)]
     data = bytes(make_codec("compressed_segmentation", cseg_block_size=block).encode(chunk))
-    # The reference, channel by channel (it crashes on 4-D input), with the header of 4.1.
+    assert data == reference_cseg(chunk, block)
+    assert np.array_equal(round_trip("compressed_segmentation", chunk, cseg_block_size=block), chunk)
+
+
+def reference_cseg(chunk: np.ndarray, block: tuple[int, int, int]) -> bytes:
+    """The reference package, channel by channel (it crashes on 4-D input), with the header of 4.1."""
     streams = [np.frombuffer(cseg.compress(np.asfortranarray(chunk[k].T), block_size=block, order="F"),
-                             np.uint32) for k in range(shape[0])]
+                             np.uint32) for k in range(chunk.shape[0])]
     assert all(s[0] == 1 for s in streams)
-    offsets, at = [], shape[0]
+    offsets, at = [], chunk.shape[0]
     for s in streams:
         offsets.append(at)
         at += len(s) - 1
-    expected = np.concatenate([np.array(offsets, np.uint32)] + [s[1:] for s in streams]).tobytes()
-    assert data == expected
-    assert np.array_equal(round_trip("compressed_segmentation", chunk, cseg_block_size=block), chunk)
+    return np.concatenate([np.array(offsets, np.uint32)] + [s[1:] for s in streams]).tobytes()
+
+
+@settings(max_examples=80, deadline=None)
+@given(grid=st.tuples(st.integers(1, 2), st.integers(1, 5), st.integers(1, 5), st.integers(1, 5)),
+       dtype=st.sampled_from(["uint32", "uint64"]), distinct=st.sampled_from([1, 2, 5, 300]),
+       block=st.sampled_from([(8, 8, 8), (4, 4, 4), (3, 5, 2), (2, 2, 1)]),
+       change=st.sampled_from(["none", "one voxel", "ragged"]), seed=st.integers(0, 2 ** 32 - 1))
+def test_compressed_segmentation_of_uniform_blocks_matches_the_reference(grid, dtype, distinct, block, change, seed):
+    """Chunks made of one-label blocks (encoded with numpy, not the package), cut out of a larger
+    slab as the engine does; one changed voxel or a ragged edge sends them to the package."""
+    rng = np.random.default_rng(seed)
+    high = 2 ** 40 if dtype == "uint64" else 2 ** 32 - 1
+    pool = rng.integers(0, high, distinct, dtype=np.uint64, endpoint=True).astype(dtype)
+    chunk = pool[rng.integers(0, distinct, grid)].repeat(block[2], 1).repeat(block[1], 2).repeat(block[0], 3)
+    if change == "one voxel":
+        chunk[tuple(rng.integers(0, n) for n in chunk.shape)] += 1
+    elif change == "ragged":
+        chunk = chunk[:, :, :, :max(1, chunk.shape[3] - 1)]
+    slab = np.zeros(chunk.shape[:1] + tuple(n + 3 for n in chunk.shape[1:]), dtype)
+    slab[:, 1:-2, 2:-1, 3:] = chunk
+    view = slab[:, 1:-2, 2:-1, 3:]
+    data = bytes(make_codec("compressed_segmentation", cseg_block_size=block).encode(view))
+    assert data == reference_cseg(chunk, block)
+    assert np.array_equal(round_trip("compressed_segmentation", view, cseg_block_size=block), chunk)
 
 
 def words(hexes: str) -> list[int]:

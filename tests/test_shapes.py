@@ -80,6 +80,24 @@ def test_kernels_match_the_reference(shape, factor, dtype, method, channels, see
         np.testing.assert_array_equal(got, want)
 
 
+@settings(max_examples=60, deadline=None)
+@given(shape=st.tuples(st.integers(1, 17), st.integers(1, 17), st.integers(1, 17)),
+       factor=st.sampled_from([(2, 2, 2), (2, 2, 1), (1, 2, 2), (2, 1, 1)]),
+       dtype=st.sampled_from([d for d in DTYPES if d != "float32"]), cell=st.integers(1, 5),
+       noise=st.sampled_from([0.0, 0.05, 0.3]), seed=st.integers(0, 2 ** 32 - 1))
+def test_majority_of_blocky_labels_matches_the_reference(shape, factor, dtype, cell, noise, seed):
+    """Regions of `cell` voxels with a few flipped voxels: mostly uniform blocks and some mixed
+    ones in one plane, the case the counting vote handles (random labels are voted by sorting)."""
+    rng = np.random.default_rng(seed)
+    coarse = values(rng, tuple(-(-n // cell) for n in shape) + (1,), dtype, 4)
+    xyzc = coarse.repeat(cell, 0).repeat(cell, 1).repeat(cell, 2)[:shape[0], :shape[1], :shape[2]]
+    flip = rng.random(xyzc.shape) < noise
+    xyzc[flip] = values(rng, xyzc.shape, dtype, 4)[flip]
+    got = downsample(np.ascontiguousarray(xyzc.transpose(3, 2, 1, 0)), factor, "majority")
+    want = reference_downsample(xyzc, factor, "majority").transpose(3, 2, 1, 0)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_uint64_average_is_exact_where_float64_is_not():
     big = np.array([2 ** 64 - 1, 2 ** 64 - 3], dtype=np.uint64).reshape(1, 1, 1, 2)
     assert downsample(big, (2, 1, 1), "average")[0, 0, 0, 0] == 2 ** 64 - 2

@@ -1,4 +1,4 @@
-"""Benchmarks: streamconv against neuroglancer-scripts and the I/O floor, in one run.
+"""Benchmarks: streamconv against a tensorstore script, neuroglancer-scripts and the I/O floor.
 
     python tools/bench.py volume --shape 1024,1024,1024 --dtype uint8 --memory 512MiB
     python tools/bench.py volume --shape 512,512,512 --dtype uint32 --labels 1000 --memory 1GiB \
@@ -20,6 +20,16 @@ the same count and sizes as streamconv's output, nothing else. neuroglancer-scri
 dependency: `pip install .[bench]`) runs its documented steps with `--flat --no-gzip` and the
 same chunk size. With `--durable` every contestant's time includes a final sync(1): the time
 until its output is on disk, which streamconv does not wait for (nor do the others).
+
+Every round runs the floor, streamconv and the tensorstore script (tools/ts_convert.py: the same
+scales, chunk sizes, encoding and JPEG quality, taken from streamconv's info; `--skip-tensorstore`
+leaves it out), one after the other; after the first round the script's output is read back
+scale by scale and must hold streamconv's voxels exactly (lossless encodings; jpeg: the largest
+difference is printed). neuroglancer-scripts runs once, after the rounds. streamconv runs as
+`python -m streamconv` with this checkout first on PYTHONPATH, so a working tree benchmarks its
+own code, not the installed one; its bytecode is compiled first, as pip does at install (with
+PYTHONDONTWRITEBYTECODE set, a checkout would otherwise compile every module in the main process
+and the fork server at every start: 0.2-0.4 CPU-seconds a run, measured in issue 18).
 With `--sharding MODE` each round also runs streamconv with `--sharding MODE` ("streamconv
 sharded"), and the report gives its time against the unsharded run and the file counts.
 """
@@ -27,6 +37,7 @@ sharded"), and the report gives its time against the unsharded run and the file 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -46,6 +57,11 @@ from make_sections import make_sections
 from make_volume import make_volume
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+# children (streamconv, its workers, dask workers) import this checkout's package
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+STREAMCONV = [sys.executable, "-m", "streamconv"]
+TS_SCRIPT = [sys.executable, str(ROOT / "tools" / "ts_convert.py")]
 MiB = 1 << 20
 
 
@@ -215,12 +231,17 @@ def dask_bench(work: Path, inputs: list[Path], streamconv_cmd, args: argparse.Na
 
 
 def bench(name: str, work: Path, inputs: list[Path], streamconv_cmd, ngscripts_cmds,
-          args: argparse.Namespace) -> list[Measurement]:
+          args: argparse.Namespace, tensorstore_cmd=None) -> list[Measurement]:
+    """Rounds of floor, streamconv (sharded too with --sharding) and the tensorstore script
+    (`tensorstore_cmd(out, layout)`), then neuroglancer-scripts once."""
     ours = work / "out-streamconv"
     settle(inputs, ours)
     subprocess.run(streamconv_cmd(ours), check=True, capture_output=True)  # warm-up, and the sizes
+    layout = work / "tensorstore-layout.json"  # streamconv's scales, for the tensorstore script
+    shutil.copyfile(ours / "info", layout)
+    ts_out = work / "out-tensorstore"
     results: list[Measurement] = []
-    for _ in range(args.repeat):
+    for round_ in range(args.repeat):
         results.append(run_floor(work, inputs, ours, args.durable))
         settle(inputs, ours)
         m = measure("streamconv", [streamconv_cmd(ours)], args.durable)
@@ -234,6 +255,14 @@ def bench(name: str, work: Path, inputs: list[Path], streamconv_cmd, ngscripts_c
             m.output_bytes, m.files = output_size(sharded)
             results.append(m)
             subprocess.run(streamconv_cmd(ours), check=True, capture_output=True)  # the floor's sizes
+        if tensorstore_cmd and not args.skip_tensorstore:
+            settle(inputs, ts_out)
+            m = measure("tensorstore script", [tensorstore_cmd(ts_out, layout)], args.durable)
+            m.output_bytes, m.files = output_size(ts_out)
+            results.append(m)
+            if round_ == 0:
+                print("tensorstore script against streamconv, largest difference per scale:",
+                      compare_outputs(ours, ts_out))
     if not args.skip_ngscripts:
         theirs = work / "out-ngscripts"
         settle(inputs, theirs)
@@ -245,6 +274,31 @@ def bench(name: str, work: Path, inputs: list[Path], streamconv_cmd, ngscripts_c
         results += dask_bench(work, inputs, streamconv_cmd, args)
     report(name + (", each run timed until its output is on disk" if args.durable else ""), results)
     return results
+
+
+def compare_outputs(ours: Path, theirs: Path) -> list[float]:
+    """The largest absolute difference of the voxels of each scale, read back with tensorstore in
+    slabs of 64 planes along z. Lossless encodings must give 0 everywhere (SystemExit otherwise)."""
+    import numpy as np
+    import tensorstore as ts
+
+    info = json.loads((ours / "info").read_text())
+    worst = []
+    for k, scale in enumerate(info["scales"]):
+        a, b = (ts.open({"driver": "neuroglancer_precomputed", "kvstore": {"driver": "file", "path": str(root)},
+                         "scale_index": k}).result() for root in (ours, theirs))
+        if a.shape != b.shape:
+            raise SystemExit(f"tensorstore script: scale {k} is {b.shape}, streamconv's {a.shape}")
+        diff = 0.0
+        for z0 in range(0, a.shape[2], 64):
+            z1 = min(z0 + 64, a.shape[2])
+            x, y = a[:, :, z0:z1].read().result(), b[:, :, z0:z1].read().result()
+            diff = max(diff, float(np.abs(x.astype(np.float64) - y).max()))
+        worst.append(diff)
+        if diff and scale["encoding"] != "jpeg":
+            raise SystemExit(f"tensorstore script: scale {k} ({scale['encoding']}) differs from streamconv's "
+                             f"by up to {diff}")
+    return worst
 
 
 def output_size(root: Path) -> tuple[int, int]:
@@ -274,6 +328,11 @@ def report(name: str, results: list[Measurement]) -> None:
         print("streamconv sharded / unsharded per round:", ", ".join(f"{r:.2f}x" for r in pairs),
               f"(median {statistics.median(pairs):.2f}x)")
     ours, low, theirs = best(results, "streamconv"), best(results, "I/O floor"), best(results, "neuroglancer-scripts")
+    script = [m for m in results if m.name == "tensorstore script"]
+    if ours and script:
+        pairs = [(b.seconds / a.seconds) for a, b in zip([m for m in results if m.name == "streamconv"], script)]
+        print("tensorstore script / streamconv per round:", ", ".join(f"{r:.2f}x" for r in pairs),
+              f"(median {statistics.median(pairs):.2f}x)")
     if ours and low:
         print(f"streamconv / I/O floor: {ours.seconds / low.seconds:.2f}x (best of each)")
         pairs = [(a.seconds / b.seconds) for a, b in zip(
@@ -294,7 +353,7 @@ def volume_bench(args) -> list[Measurement]:
     segmentation = ["--type", "segmentation"] if args.labels else []
 
     def ours(out: Path) -> list[str]:
-        return [str(BIN / "streamconv"), "convert", str(vol), str(out), "--memory", args.memory,
+        return [*STREAMCONV, "convert", str(vol), str(out), "--memory", args.memory,
                 "--workers", str(args.workers), "--chunk-size", "64", "--encoding", args.encoding, "-q",
                 *segmentation, *args.extra]
 
@@ -306,7 +365,13 @@ def volume_bench(args) -> list[Measurement]:
                 [str(BIN / "volume-to-precomputed"), "--flat", "--no-gzip", str(vol), str(out)],
                 [str(BIN / "compute-scales"), "--flat", "--no-gzip", *method, str(out)]]
 
-    return bench(name, work, [vol], ours, theirs, args)
+    return bench(name, work, [vol], ours, theirs, args, lambda out, layout: TS_SCRIPT + [
+        str(vol), str(out), "--info", str(layout), *jpeg_quality(args.extra)])
+
+
+def jpeg_quality(extra: list[str]) -> list[str]:
+    """The tensorstore script's --jpeg-quality: streamconv's, if --extra sets it."""
+    return ["--jpeg-quality", extra[extra.index("--jpeg-quality") + 1]] if "--jpeg-quality" in extra else []
 
 
 def stack_bench(args) -> list[Measurement]:
@@ -321,7 +386,7 @@ def stack_bench(args) -> list[Measurement]:
     resolution = "21166.67,20000,21166.67"
 
     def ours(out: Path) -> list[str]:
-        return [str(BIN / "streamconv"), "convert", str(stack), str(out), "--resolution", resolution,
+        return [*STREAMCONV, "convert", str(stack), str(out), "--resolution", resolution,
                 "--input-orientation", "RIA", "--memory", args.memory, "--workers", str(args.workers),
                 "-q", *args.extra]
 
@@ -337,7 +402,9 @@ def stack_bench(args) -> list[Measurement]:
                 [str(BIN / "compute-scales"), "--flat", "--no-gzip", str(out)]]
 
     results = bench(f"stack of {args.count} sections {args.width}x{args.height}", work,
-                    sorted(stack.iterdir()), ours, theirs, args)
+                    sorted(stack.iterdir()), ours, theirs, args,
+                    lambda out, layout: TS_SCRIPT + [str(stack), str(out), "--info", str(layout), "--orientation",
+                                                     "RIA", *jpeg_quality(args.extra)])
     ours_best = best(results, "streamconv")
     if ours_best:
         full = ours_best.seconds / args.count * 7404
@@ -365,7 +432,7 @@ def s3_bench(args) -> list[Measurement]:
     try:
         for _ in range(args.repeat):
             def ours(out: str) -> list[str]:
-                return [str(BIN / "streamconv"), "convert", str(vol), out, "--memory", args.memory,
+                return [*STREAMCONV, "convert", str(vol), out, "--memory", args.memory,
                         "--workers", str(args.workers), "-q", *args.extra]
 
             local = work / "out-local"
@@ -423,6 +490,7 @@ def main() -> None:
         p.add_argument("--workers", type=int, default=os.cpu_count())
         p.add_argument("--repeat", type=int, default=3)
         p.add_argument("--skip-ngscripts", action="store_true")
+        p.add_argument("--skip-tensorstore", action="store_true", help="leave out the tensorstore script")
         p.add_argument("--durable", action="store_true",
                        help="time until the output is on disk: a sync(1) ends every contestant")
         p.add_argument("--json", help="save the measurements here")
@@ -442,6 +510,7 @@ def main() -> None:
             p.add_argument("--width", type=int, default=6572)
             p.add_argument("--height", type=int, default=5711)
     args = parser.parse_args()
+    compileall.compile_dir(ROOT / "streamconv", quiet=1)  # as installed: see the docstring
     results = {"volume": volume_bench, "stack": stack_bench, "s3": s3_bench}[args.what](args)
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(m) for m in results], indent=1))

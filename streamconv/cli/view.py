@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from ..view import serve
 from .app import app
 from .options import RunOptions, bundled
 from .running import reported_errors
@@ -25,6 +24,8 @@ def view(
     run: RunOptions,
 ) -> None:
     """Serve outputs and a Neuroglancer client on them, offline, until Ctrl-C."""
+    from ..view import serve  # http.server and its email parsers: not for every command's start-up
+
     with reported_errors(run.debug):
         viewer = serve(outputs, host=host, port=port)
     typer.echo(viewer.url)

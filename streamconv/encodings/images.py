@@ -18,12 +18,16 @@ PLANES = ("xy", "xz")  # of a JPEG chunk's image (neuroglancer-scripts' --jpeg-p
 
 
 def _image(chunk: np.ndarray, plane: str = "xy") -> np.ndarray:
-    """(c, z, y, x) to an image: (z*y, x) for the xy plane, (z, y*x) for xz, channels last."""
+    """(c, z, y, x) to an image: (z*y, x) for the xy plane, (z, y*x) for xz, channels last.
+
+    One copy, into a fresh array seen as (z, y, x, c): a chunk is a box of its slab, so a reshape
+    would copy it first (measured 188 -> 124 us per 64^3 chunk, issue 18); a fresh array also
+    has the plain strides the codecs check, even those of 1-long axes."""
     c, z, y, x = chunk.shape
     rows, cols = (z * y, x) if plane == "xy" else (z, y * x)
-    image = chunk.reshape(c, rows, cols)
-    # A copy, not ascontiguousarray: the codecs check strides, even those of 1-long axes.
-    return (image[0] if c == 1 else np.moveaxis(image, 0, -1)).copy()
+    image = np.empty((rows, cols) if c == 1 else (rows, cols, c), chunk.dtype)
+    image.reshape(z, y, x, c)[...] = np.moveaxis(chunk, 0, -1)
+    return image
 
 
 def _chunk(image: np.ndarray, shape: tuple[int, int, int, int], what: str) -> np.ndarray:

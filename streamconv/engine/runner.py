@@ -8,6 +8,7 @@ SIGTERM turned into a stop at a safe point, and marks the job finished.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -145,6 +146,19 @@ def closing_on_error(source: Source) -> Iterator[None]:
         raise
 
 
+@contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """The objects that exist before the run (imports: tens of thousands) are left out of the
+    garbage collector's passes while it runs: the coordinator allocates a little per task, and
+    every full pass walked them all (issue 18: GC fell from ~180 to 74-100 perf samples of a
+    labels run, 0.08-0.1 CPU-s). A library caller's objects go back to the collector after."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, workers: int,
             overwrite: bool, resume: bool, progress: ProgressFactory | None,
             dry_run: bool = False, scheduler: str | None = None) -> Report:
@@ -166,7 +180,7 @@ def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, work
     if workers and scheduler is None:
         require(store, "shared", "be written by worker processes (each would write its own copy); "
                 "pass --workers 0")
-    with peak_memory() as peak, _engine(describe, store, workers, scheduler) as run:
+    with _frozen_heap(), peak_memory() as peak, _engine(describe, store, workers, scheduler) as run:
         totals, found, annotated = _write(run, store, overwrite, resume, progress)
     job = run.job
     return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
