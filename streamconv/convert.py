@@ -81,7 +81,7 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
     if gzip and sharding != "off":
         raise UsageError("--gzip writes <chunk>.gz files; a sharded output compresses its chunks "
                          "in the shard files (gzip for raw and compressed_segmentation)")
-    annotations = make_annotations(volume_type, segment_names, meshes, mesh_format)
+    annotations = make_annotations(volume_type, segment_names, meshes, mesh_format, sharding=choice)
     annotated = {} if annotations is None else {"annotations": annotations.record()}
 
     def describe(store: Store) -> tuple[Source, Job]:

@@ -103,7 +103,8 @@ OutsideValue = Annotated[Optional[float], typer.Option(
 # Sharded output (convert, convert-chunks).
 ShardingMode = Annotated[str, typer.Option(
     "--sharding", help="off: one file per chunk; auto: each scale packed into shards of about "
-                       "--shard-size; or PRESHIFT,MINISHARD,SHARD bits for every scale.")]
+                       "--shard-size; or PRESHIFT,MINISHARD,SHARD bits for every scale. "
+                       "--meshes are then sharded too, keyed by label.")]
 ShardSize = Annotated[str, typer.Option(
     help="--sharding auto: chunk data per shard, before compression.")]
 

@@ -32,12 +32,18 @@ def gzip_data(data: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class Entry:
-    """A chunk to put in a shard: its id, its stored bytes' length, and where they are now."""
+    """A chunk to put in a shard: its id, its stored bytes' length, and where they are now.
+
+    `prefix`: bytes stored immediately before the chunk that belong to it without being part
+    of it, read from `source` at `offset` with it: a multi-resolution mesh's fragments, which
+    the format puts before its manifest (the chunk) and which readers find by the manifest's
+    sizes, not by the index."""
 
     chunk_id: int
     size: int
     source: str  # key of the spool segment that holds it
     offset: int
+    prefix: int = 0
 
 
 def encode_index(data: bytes, encoding: str) -> bytes:
@@ -59,11 +65,13 @@ def decode(data: bytes, encoding: str, where: str) -> bytes:
 
 
 def _minishard_index(entries: list[Entry], start: int) -> bytes:
-    """Rows of ids (delta-coded), offsets (delta-coded from the previous chunk's end) and sizes."""
+    """Rows of ids (delta-coded), offsets (delta-coded from the previous chunk's end: the
+    entry's prefix, 0 for a volume's chunks) and sizes."""
     ids = np.array([e.chunk_id for e in entries], np.uint64)
     rows = np.zeros((3, len(entries)), "<u8")
     rows[0] = np.diff(ids, prepend=np.uint64(0))
-    rows[1, 0] = start
+    rows[1] = [e.prefix for e in entries]
+    rows[1, 0] += start
     rows[2] = [e.size for e in entries]
     return rows.tobytes()
 
@@ -71,7 +79,8 @@ def _minishard_index(entries: list[Entry], start: int) -> bytes:
 def write_shard(store: Store, key: str, spec: ShardingSpec, entries: Iterable[Entry],
                 fetch: Callable[[Entry], bytes]) -> int:
     """Write the shard of `entries` (sorted by id, no duplicates) under `key`, the chunk bytes
-    read one at a time through `fetch`; the file appears whole, durable. Returns its size."""
+    read one at a time through `fetch` (an entry's prefix, then its bytes); the file appears
+    whole, durable. Returns its size."""
     groups: dict[int, list[Entry]] = {}
     for entry in entries:
         groups.setdefault(spec.locate(entry.chunk_id)[1], []).append(entry)
@@ -80,7 +89,7 @@ def write_shard(store: Store, key: str, spec: ShardingSpec, entries: Iterable[En
     at = 0
     for m in sorted(groups):
         start = at
-        at += sum(e.size for e in groups[m])
+        at += sum(e.prefix + e.size for e in groups[m])
         indexes[m] = encode_index(_minishard_index(groups[m], start), spec.minishard_index_encoding)
         table[m] = (at, at + len(indexes[m]))
         at += len(indexes[m])
