@@ -17,7 +17,8 @@ labels are written by a `LabelWriter` (`assemble.py`): two files per label, or, 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any
@@ -99,12 +100,18 @@ class MeshReport:
     complete: bool = False     # the output held this finished mesh pass: nothing was done
 
 
-def block_edge(per_worker: int) -> int:
-    """The largest block edge whose task fits in a worker's share of the budget."""
-    for edge in EDGES:
-        if BYTES_PER_CELL * edge ** 3 <= per_worker:
-            return edge
-    return EDGES[-1]
+def block_edge(per_worker: int, cells: Sequence[int], workers: int) -> int:
+    """The block edge: the largest of `EDGES` whose task fits in a worker's share of the
+    budget, halved while there are fewer blocks than two per worker, then evened out so that
+    the blocks along each axis are of equal size (within one cell) rather than full blocks and
+    a sliver: the padded volume has size + 1 cells, and a 256^3 volume cut into blocks of 256
+    was one block of all the work and seven of one plane, so one worker meshed it all."""
+    fits = [e for e in EDGES if BYTES_PER_CELL * e ** 3 <= per_worker] or [EDGES[-1]]
+    for edge in fits:
+        counts = [-(-n // edge) for n in cells]
+        if math.prod(counts) >= 2 * max(workers, 1) or edge == fits[-1]:
+            break
+    return max(-(-n // c) for n, c in zip(cells, counts))
 
 
 def mesh_labels(volume: Dataset, pool: TaskExecutor, workers: int, per_worker: int,
@@ -113,7 +120,8 @@ def mesh_labels(volume: Dataset, pool: TaskExecutor, workers: int, per_worker: i
     """Mesh every label of the volume's scale 0 and write the mesh directory (not the
     volume's info: the caller adds `mesh` to it); resumes an interrupted pass."""
     record = {"volume": volume.info.volume_part(), **options.record()}
-    job = prepare_meshes(volume.store, record, options.block, block_edge(per_worker), overwrite)
+    cells = [n + 1 for n in volume.scales[0].size]  # the padded volume's (BlockGrid)
+    job = prepare_meshes(volume.store, record, options.block, block_edge(per_worker, cells, workers), overwrite)
     if job.complete:
         return MeshReport(None, job.finished_labels(), 0, job.edge, 0, complete=True)
     grid = BlockGrid(volume.scales[0], job.edge)
