@@ -39,7 +39,10 @@ MESH_FORMATS = ("multilod", "legacy")
 #: peak memory of a block task per cell of its block (uint32 labels, zmesh's tables, the
 #: meshes), measured on the labels benchmark volume (docs/benchmarks.md)
 BYTES_PER_CELL = 60
-EDGES = (256, 128, 64, 32, 16)
+#: no larger than 128: zmesh's simplification costs more than linearly in a piece's size, so
+#: the same labels in smaller blocks take less CPU (256^3 labels volume, 200 labels, one
+#: process: blocks of 256 cells 167 s, 129: 90 s, 86: 72 s, 52: 80 s; docs/benchmarks.md)
+EDGES = (128, 64, 32, 16)
 
 
 @dataclass(frozen=True)
