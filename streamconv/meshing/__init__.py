@@ -41,7 +41,7 @@ MESH_FORMATS = ("multilod", "legacy")
 BYTES_PER_CELL = 60
 #: no larger than 128: zmesh's simplification costs more than linearly in a piece's size, so
 #: the same labels in smaller blocks take less CPU (256^3 labels volume, 200 labels, one
-#: process: blocks of 256 cells 167 s, 129: 90 s, 86: 72 s, 52: 80 s; docs/benchmarks.md)
+#: process: blocks of 256 cells 120 s, 129: 90 s, 86: 72 s, 52: 80 s; docs/benchmarks.md)
 EDGES = (128, 64, 32, 16)
 
 
