@@ -27,6 +27,7 @@ from .geometry import Box, triple
 from .info import VolumeInfo
 from .meshing import MeshOptions, MeshReport, bounded, mesh_labels
 from .segment_names import SegmentTable, properties_info, read_segment_names
+from .sharding import NoSharding, Sharding
 from .storage import Store
 
 log = logging.getLogger("streamconv")
@@ -44,7 +45,12 @@ class Annotations:
     def record(self) -> dict:
         """For job.json: what changes the files written."""
         return {"names": None if self.names is None else [self.names.source, len(self.names.segments)],
-                "meshes": None if self.meshes is None else [self.meshes.format, self.meshes.directory]}
+                "meshes": None if self.meshes is None else self._meshes(self.meshes)}
+
+    @staticmethod
+    def _meshes(meshes: MeshOptions) -> list:
+        """Unsharded meshes keep the record of earlier versions, whose outputs still resume."""
+        return [meshes.format, meshes.directory, *(["sharded"] if meshes.sharded else [])]
 
 
 @dataclass(frozen=True)
@@ -54,13 +60,15 @@ class AnnotationReport:
 
 
 def make_annotations(volume_type: str, segment_names: str | os.PathLike | None, meshes: bool,
-                     mesh_format: str, mesh_block: int | None = None) -> Annotations | None:
-    """The annotations the options ask for (None: none), checked before any work."""
+                     mesh_format: str, mesh_block: int | None = None,
+                     sharding: Sharding = NoSharding()) -> Annotations | None:
+    """The annotations the options ask for (None: none), checked before any work; meshes are
+    sharded when `sharding` is on."""
     if segment_names is None and not meshes:
         return None
     if volume_type != "segmentation":
         raise UsageError("--segment-names and --meshes need --type segmentation")
-    options = MeshOptions(mesh_format, block=mesh_block) if meshes else None
+    options = MeshOptions(mesh_format, block=mesh_block, sharding=sharding) if meshes else None
     if options is not None:
         options.check()
     table = read_segment_names(segment_names) if segment_names is not None else None
@@ -69,24 +77,30 @@ def make_annotations(volume_type: str, segment_names: str | os.PathLike | None, 
 
 def annotate(store: Store, info: VolumeInfo, pool: TaskExecutor, workers: int, budget: int,
              annotations: Annotations, labels: np.ndarray | None = None,
-             should_stop: Callable[[], bool] = lambda: False) -> tuple[VolumeInfo, AnnotationReport]:
+             should_stop: Callable[[], bool] = lambda: False,
+             overwrite: bool = False) -> tuple[VolumeInfo, AnnotationReport]:
     """Write the mesh and segment-properties directories; returns the info that links them
-    (written by the caller) and what was done. `labels`: those of scale 0, when known."""
+    (written by the caller) and what was done. `labels`: those of scale 0, when known;
+    `overwrite`: mesh again what an earlier mesh pass wrote (`generate-meshes --overwrite`)."""
     volume = Dataset(store, info, info.geometry)
     mesh_report = None
     if annotations.meshes is not None:
         per_worker = _per_worker(workers, budget)
-        mesh_report = mesh_labels(volume, pool, workers, per_worker, annotations.meshes, should_stop)
-        log.info("meshes: %d labels, %d blocks of %d^3 cells, %s", len(mesh_report.labels),
+        mesh_report = mesh_labels(volume, pool, workers, per_worker, annotations.meshes, should_stop,
+                                  overwrite)
+        log.info("meshes: %d labels, %d blocks of %d^3 cells meshed, %s", mesh_report.count,
                  mesh_report.blocks, mesh_report.edge, format_size(mesh_report.bytes_written))
         labels = mesh_report.labels
         info = info.with_member("mesh", annotations.meshes.directory)
-    if labels is None:
-        labels = scale0_labels(volume, pool, workers, should_stop)
     if annotations.names is not None:
+        if labels is None:
+            labels = scale0_labels(volume, pool, workers, should_stop)
         properties = properties_info(annotations.names, labels.tolist())
         store.write(f"{PROPERTIES_DIR}/info", json.dumps(properties).encode())
         info = info.with_member("segment_properties", PROPERTIES_DIR)
+    if labels is None:  # a finished mesh pass found again: it counted them
+        assert mesh_report is not None
+        return info, AnnotationReport(mesh_report.count, mesh_report)
     return info, AnnotationReport(int(np.count_nonzero(labels)), mesh_report)
 
 

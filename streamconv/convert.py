@@ -79,7 +79,7 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
     codec = make_codec(encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
                        cseg_block_size=cseg_block_size)
     choice = parse_sharding(sharding, parse_size(shard_size))
-    annotations = make_annotations(volume_type, segment_names, meshes, mesh_format)
+    annotations = make_annotations(volume_type, segment_names, meshes, mesh_format, sharding=choice)
     annotated = {} if annotations is None else {"annotations": annotations.record()}
 
     def describe(store: Store) -> tuple[Source, Job]:

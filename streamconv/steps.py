@@ -44,6 +44,7 @@ from .errors import DataError, OutputError, UsageError
 from .geometry import Scale, ceil_div, parse_resolution
 from .info import FullresInfo, VolumeInfo
 from .pyramid import plan_pyramid
+from .sharding import parse_sharding
 from .sources import Source, open_source
 from .sources.precomputed import PrecomputedSource
 from .sources.rescale import Rescaled
@@ -270,15 +271,19 @@ def add_segment_names(output: str | os.PathLike, names: str | os.PathLike, *, me
     return _annotate(output, make_annotations("segmentation", names, False, "multilod"), memory, workers)
 
 
-def generate_meshes(output: str | os.PathLike, *, mesh_format: str = "multilod", memory: str | int | None = None,
-                    workers: int | None = None, block: int | None = None) -> AnnotationReport:
+def generate_meshes(output: str | os.PathLike, *, mesh_format: str = "multilod", sharding: str = "off",
+                    memory: str | int | None = None, workers: int | None = None, block: int | None = None,
+                    overwrite: bool = False) -> AnnotationReport:
     """`generate-meshes`: every label's surface mesh, from scale 0 of a segmentation on disk
-    (`block`: the edge of a meshing block in voxels; default: the largest the memory allows)."""
-    return _annotate(output, make_annotations("segmentation", None, True, mesh_format, block), memory, workers)
+    (`block`: the edge of a meshing block in voxels; default: the largest the memory allows;
+    `sharding` off, or auto: shard files keyed by label). Resumes an interrupted run; a
+    finished one is left as it is unless `overwrite`, which meshes again."""
+    annotations = make_annotations("segmentation", None, True, mesh_format, block, parse_sharding(sharding))
+    return _annotate(output, annotations, memory, workers, overwrite)
 
 
 def _annotate(output: str | os.PathLike, annotations: Annotations | None, memory: str | int | None,
-              workers: int | None) -> AnnotationReport:
+              workers: int | None, overwrite: bool = False) -> AnnotationReport:
     """Annotate a pyramid on disk under its lock, then rewrite its info with the new members."""
     assert annotations is not None
     workers, budget = resources(workers, memory)
@@ -289,6 +294,7 @@ def _annotate(output: str | os.PathLike, annotations: Annotations | None, memory
     if info.type != "segmentation":
         raise UsageError(f"{store.url} is of type {info.type!r}: names and meshes need a segmentation")
     with locked(store), executor(workers) as pool:
-        info, report = annotate(store, info, pool, workers, budget, annotations)
-        store.write("info", info.to_json(), durable=True)
+        info, report = annotate(store, info, pool, workers, budget, annotations, overwrite=overwrite)
+        if store.read("info") != info.to_json():  # a finished mesh pass found again: unchanged
+            store.write("info", info.to_json(), durable=True)
     return report

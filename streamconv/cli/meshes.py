@@ -60,20 +60,28 @@ def link_mesh_fragments(
     typer.echo(f"{dest_url}: {count} labels linked to their fragments", err=True)
 
 
+MeshSharding = Annotated[str, typer.Option(
+    "--sharding", help="off: two files per label; auto: the meshes packed into shard files keyed "
+                       "by label (murmurhash3, as igneous). Multilod only.")]
+
+
 @app.command("generate-meshes")
-@bundled(run=("memory", "workers", "verbose", "debug"))
+@bundled(run=("memory", "workers", "overwrite", "verbose", "debug"))
 def generate_meshes(
     dest_url: Dataset,
     mesh_format: MeshFormatOption = "multilod",
+    sharding: MeshSharding = "off",
     *,
     run: RunOptions,
 ) -> None:
-    """Mesh every label of a segmentation pyramid (zmesh, block by block, from scale 0)."""
+    """Mesh every label of a segmentation pyramid (zmesh, block by block, from scale 0);
+    resumes an interrupted run."""
     start_logging(run)
     with reported_errors(run.debug):
-        report = steps.generate_meshes(dest_url, mesh_format=mesh_format, memory=run.memory,
-                                       workers=run.workers)
-    typer.echo(f"{dest_url}: meshes of {report.labels} labels written", err=True)
+        report = steps.generate_meshes(dest_url, mesh_format=mesh_format, sharding=sharding,
+                                       memory=run.memory, workers=run.workers, overwrite=run.overwrite)
+    done = "already there: nothing to do" if report.meshes and report.meshes.complete else "written"
+    typer.echo(f"{dest_url}: meshes of {report.labels} labels {done}", err=True)
 
 
 @app.command("add-segment-names")

@@ -109,7 +109,8 @@ OutsideValue = Annotated[Optional[float], typer.Option(
 ShardingMode = Annotated[str, typer.Option(
     "--sharding", help="off: one file per chunk; auto: each scale packed into shards of about "
                        "--shard-size; or PRESHIFT,MINISHARD,SHARD bits for every scale. Chunk "
-                       "data in the shards is gzip only with --gzip.")]
+                       "data in the shards is gzip only with --gzip; --meshes are sharded too, "
+                       "keyed by label.")]
 ShardSize = Annotated[str, typer.Option(
     help="--sharding auto: chunk data per shard, before compression.")]
 

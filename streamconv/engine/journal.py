@@ -188,7 +188,8 @@ class NumberedLines:
 
 
 class Journal:
-    """Which slabs of which scales are complete, durable across killed processes."""
+    """Which slabs of which scales are complete, durable across killed processes. (The mesh
+    pass records its blocks the same way, as `slab 0 <block>`.)"""
 
     def __init__(self, store: Store, step: str = CONVERT) -> None:
         self.store = store
@@ -220,6 +221,15 @@ class Journal:
             elif parts == ["synced"]:
                 synced = marked
         return done if boot == boot_id() or self.store.can.durable else synced
+
+    def restarted(self) -> bool:
+        """Whether the journal has lines of an earlier boot on a store whose writes are not
+        durable when they return: the machine restarted since, and what was written before may
+        be lost (a step that cannot trust its own files then starts over: the mesh pass)."""
+        if self.store.can.durable:
+            return False
+        boots = {p[1] for p in (line.split() for line in self.lines.read()) if p[:1] == ["boot"] and len(p) == 2}
+        return bool(boots - {boot_id()})
 
     def open(self) -> None:
         self._append(f"boot {boot_id()}")
@@ -348,17 +358,20 @@ def _records(store: Store) -> list[str]:
 
 def _written_keys(store: Store) -> set[str]:
     """The scale keys named by the infos of our job records (`.streamconv/job.json`,
-    `.streamconv/<step>/job.json`); a record that does not parse, or names a path outside the
-    output, names nothing."""
+    `.streamconv/<step>/job.json`) and the keys a record lists as `writes` (the mesh
+    directory); a record that does not parse, or names a path outside the output, names
+    nothing."""
     keys: set[str] = set()
     steps = [k for k in _records(store) if k.rsplit("/", 1)[-1] not in ("job.json", "journal")]
     for key in [STATE_DIR, *steps]:
         try:
             data = store.read(f"{key}/job.json")
-            scales = json.loads(data)["job"]["info"]["scales"] if data else []
-            for scale in scales:
-                check_key(scale["key"])
-                keys.add(scale["key"])
+            job = json.loads(data)["job"] if data else {}
+            # a pyramid's scales, or what another step names (the mesh pass: its directory)
+            named = [s["key"] for s in job["info"]["scales"]] if "info" in job else job.get("writes", [])
+            for name in named:
+                check_key(name)
+                keys.add(name)
         except (ValueError, KeyError, TypeError, OutputError):
             continue
     return keys

@@ -278,8 +278,9 @@ def _write(run: Running, store: Store, overwrite: bool, resume: bool,
                 if job.annotations is not None and run.pool is not None:
                     # the band tasks saw every label only if this run wrote every slab
                     labels = totals.labels if job.collect_labels and job.first == 0 and not done else None
+                    # --overwrite replaces meshes even where no record of ours names them
                     info, annotated = annotate(store, info, run.pool, job.plan.workers, job.plan.budget,
-                                               job.annotations, labels, stop.is_set)
+                                               job.annotations, labels, stop.is_set, overwrite)
         finally:
             journal.close()
         if job.step == CONVERT:

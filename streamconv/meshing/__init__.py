@@ -9,14 +9,16 @@ each slab for the next and could not choose its block shape; reading scale 0 bac
 chunk once more (measured in docs/benchmarks.md), needs no change to the pipeline, and is the
 same code as `generate-meshes` on an existing pyramid.
 
-Sharded meshes (the sharding work) plug in at `assemble._multilod`, which writes a label's
-fragments and manifest: a shard writer takes the two as one entry keyed by the label.
+The pass keeps its own job record and journal (`job.py`), so it resumes after a kill; its
+labels are written by a `LabelWriter` (`assemble.py`): two files per label, or, with
+`--sharding`, shard files (`sharded.py`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any
@@ -27,16 +29,20 @@ from ..dataset import Dataset
 from ..engine.executor import TaskExecutor
 from ..errors import Interrupted, UsageError
 from ..info import check_key
-from ..meshes import MESH_INFO
-from .assemble import MeshLayout, assemble
+from ..sharding import NoSharding, Sharding
+from .assemble import LabelWriter, LegacyFiles, MultilodFiles, assemble
 from .blocks import LEVELS, PARTS, BlockGrid, mesh_block
-from .multilod import MULTILOD_INFO, QUANTIZATION_BITS
+from .job import prepare_meshes
+from .sharded import ShardedMultilod
 
 MESH_FORMATS = ("multilod", "legacy")
 #: peak memory of a block task per cell of its block (uint32 labels, zmesh's tables, the
 #: meshes), measured on the labels benchmark volume (docs/benchmarks.md)
 BYTES_PER_CELL = 60
-EDGES = (256, 128, 64, 32, 16)
+#: no larger than 128: zmesh's simplification costs more than linearly in a piece's size, so
+#: the same labels in smaller blocks take less CPU (256^3 labels volume, 200 labels, one
+#: process: blocks of 256 cells 120 s, 129: 90 s, 86: 72 s, 52: 80 s; docs/benchmarks.md)
+EDGES = (128, 64, 32, 16)
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class MeshOptions:
     format: str = "multilod"
     directory: str = "mesh"
     block: int | None = None  # block edge in cells; None: the largest the memory budget allows
+    sharding: Sharding = NoSharding()  # of the labels' meshes (multilod only)
 
     def check(self) -> None:
         if self.format not in MESH_FORMATS:
@@ -57,55 +64,93 @@ class MeshOptions:
                              "the dataset") from None
         if self.block is not None and self.block < 2:
             raise UsageError(f"the mesh block edge must be at least 2 cells, got {self.block}")
+        if self.format == "legacy" and self.sharded:
+            raise UsageError("--mesh-format legacy has no sharded variant; use --mesh-format multilod "
+                             "or --sharding off")
+
+    @property
+    def sharded(self) -> bool:
+        return self.sharding.hashed(1) is not None
+
+    @property
+    def levels(self) -> int:
+        return 1 if self.format == "legacy" else len(LEVELS)
+
+    def record(self) -> dict:
+        """For the mesh pass's job.json: what changes the files written (the block edge is
+        added by `prepare_meshes`)."""
+        return {"format": self.format, "directory": self.directory, "levels": self.levels,
+                "sharded": self.sharded, "writes": [self.directory]}
+
+    def writer(self, labels: int) -> LabelWriter:
+        """How the labels are written, once their number is known (it sizes the shards)."""
+        if self.format == "legacy":
+            return LegacyFiles(self.directory)
+        spec = self.sharding.hashed(labels)
+        return MultilodFiles(self.directory, self.levels) if spec is None else \
+            ShardedMultilod(self.directory, self.levels, spec)
 
 
 @dataclass(frozen=True)
 class MeshReport:
     """What meshing did."""
 
-    labels: np.ndarray  # the labels of scale 0 (background aside), sorted
-    blocks: int
+    labels: np.ndarray | None  # the labels of scale 0 (background aside), sorted; None: not read
+    count: int                 # how many
+    blocks: int                # meshed by this run
     edge: int
     bytes_written: int
+    complete: bool = False     # the output held this finished mesh pass: nothing was done
 
 
-def block_edge(per_worker: int) -> int:
-    """The largest block edge whose task fits in a worker's share of the budget."""
-    for edge in EDGES:
-        if BYTES_PER_CELL * edge ** 3 <= per_worker:
-            return edge
-    return EDGES[-1]
+def block_edge(per_worker: int, cells: Sequence[int], workers: int) -> int:
+    """The block edge: the largest of `EDGES` whose task fits in a worker's share of the
+    budget, halved while there are fewer blocks than two per worker, then evened out so that
+    the blocks along each axis are of equal size (within one cell) rather than full blocks and
+    a sliver: the padded volume has size + 1 cells, and a 256^3 volume cut into blocks of 256
+    was one block of all the work and seven of one plane, so one worker meshed it all."""
+    fits = [e for e in EDGES if BYTES_PER_CELL * e ** 3 <= per_worker] or [EDGES[-1]]
+    for edge in fits:
+        counts = [-(-n // edge) for n in cells]
+        if math.prod(counts) >= 2 * max(workers, 1) or edge == fits[-1]:
+            break
+    return max(-(-n // c) for n, c in zip(cells, counts))
 
 
 def mesh_labels(volume: Dataset, pool: TaskExecutor, workers: int, per_worker: int,
-                options: MeshOptions, should_stop: Callable[[], bool] = lambda: False) -> MeshReport:
+                options: MeshOptions, should_stop: Callable[[], bool] = lambda: False,
+                overwrite: bool = False) -> MeshReport:
     """Mesh every label of the volume's scale 0 and write the mesh directory (not the
-    volume's info: the caller adds `mesh` to it)."""
-    scale = volume.scales[0]
-    edge = options.block or block_edge(per_worker)
-    grid = BlockGrid(scale, edge)
-    levels = 1 if options.format == "legacy" else len(LEVELS)
-    volume.store.delete(PARTS)  # pieces of an interrupted run
+    volume's info: the caller adds `mesh` to it); resumes an interrupted pass."""
+    record = {"volume": volume.info.volume_part(), **options.record()}
+    cells = [n + 1 for n in volume.scales[0].size]  # the padded volume's (BlockGrid)
+    job = prepare_meshes(volume.store, record, options.block, block_edge(per_worker, cells, workers), overwrite)
+    if job.complete:
+        return MeshReport(None, job.finished_labels(), 0, job.edge, 0, complete=True)
+    grid = BlockGrid(volume.scales[0], job.edge)
     ahead = 2 * max(workers, 1)
-    found: list[np.ndarray] = []
-    blocks = list(grid.blocks())
-    for ids in bounded(pool, ahead, should_stop, ((mesh_block, volume, grid, b, levels) for b in blocks)):
-        found.append(ids)
-    labels = np.unique(np.concatenate(found)) if found else np.zeros(0, np.uint64)
-    layout = MeshLayout(options.directory, options.format, levels)
+    labels = job.labels()
+    todo = [] if labels is not None else \
+        [(i, b) for i, b in enumerate(grid.blocks()) if i not in job.done_blocks]
+    if labels is None:
+        calls = ((_numbered, i, mesh_block, volume, grid, b, options.levels) for i, b in todo)
+        for index in bounded(pool, ahead, should_stop, calls):
+            job.journal.record(0, index)
+        labels = np.asarray(sorted(int(k.rsplit("/", 1)[-1]) for k in volume.store.list(PARTS)), np.uint64)
+        job.blocks_meshed(labels)
+    writer = options.writer(len(labels))
     written = sum(bounded(pool, ahead, should_stop,
-                           ((assemble, volume, grid, layout, int(label)) for label in labels)))
-    volume.store.delete(PARTS)
-    volume.store.write(f"{options.directory}/info", json.dumps(_mesh_info(volume, options)).encode())
-    return MeshReport(labels, len(blocks), edge, written)
+                          ((assemble, volume, grid, writer, int(label)) for label in labels)))
+    written += sum(bounded(pool, ahead, should_stop, writer.last_tasks(volume.store, labels)))
+    volume.store.write(f"{options.directory}/info", json.dumps(writer.info(volume)).encode())
+    job.finish(len(labels))
+    return MeshReport(labels, len(labels), len(todo), job.edge, written)
 
 
-def _mesh_info(volume: Dataset, options: MeshOptions) -> dict:
-    if options.format == "legacy":
-        return MESH_INFO
-    rx, ry, rz = volume.scales[0].resolution
-    return {"@type": MULTILOD_INFO, "vertex_quantization_bits": QUANTIZATION_BITS,
-            "transform": [rx, 0, 0, 0, 0, ry, 0, 0, 0, 0, rz, 0], "lod_scale_multiplier": 1.0}
+def _numbered(index: int, function: Callable[..., Any], *args: Any) -> int:
+    """Run a task, return its number (for the journal)."""
+    function(*args)
+    return index
 
 
 def bounded(pool: TaskExecutor, ahead: int, should_stop: Callable[[], bool],

@@ -4,6 +4,11 @@ Multi-resolution: a fragment of level `lod` covers 2**lod blocks along each axis
 union of those blocks' pieces at that level. Each piece lies within its own block, so no
 triangle of a coarser fragment crosses the 2x2x2 split into the finer ones, as the format
 requires. Legacy: one fragment per label, the finest pieces in nanometres.
+
+How a label's mesh is stored is its `LabelWriter`'s business: two files per label
+(`MultilodFiles`, `LegacyFiles`) or an entry of a shard (`sharded.ShardedMultilod`). A writer
+also says whether a label is written already, so that a label task redone after a kill (its
+pieces perhaps half deleted) does not write a label from what is left of them.
 """
 
 from __future__ import annotations
@@ -11,40 +16,86 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..dataset import Dataset
+from ..meshes import MESH_INFO
 from ..meshes import encode_fragment as encode_legacy
+from ..storage import Store
 from .blocks import PARTS, BlockGrid, Part, read_parts
-from .multilod import Lod, Manifest, encode_fragment, zorder
+from .multilod import MULTILOD_INFO, QUANTIZATION_BITS, Lod, Manifest, encode_fragment, zorder
 
 
-@dataclass(frozen=True)
-class MeshLayout:
-    """Where and how a label's meshes are written."""
+class LabelWriter(Protocol):
+    """Where and how a label's mesh is written."""
 
-    directory: str  # the mesh directory, relative to the dataset
-    format: str     # "multilod" or "legacy"
-    levels: int     # levels of detail (multilod)
+    @property
+    def directory(self) -> str:
+        """The mesh directory, relative to the dataset."""
+
+    @property
+    def levels(self) -> int:
+        """Levels of detail the block tasks make."""
+
+    def done(self, store: Store, label: int) -> bool:
+        """Whether the label's mesh is written whole (its last file exists)."""
+
+    def write(self, volume: Dataset, grid: BlockGrid, label: int, parts: list[Part]) -> int:
+        """Write the label's mesh; returns the bytes written."""
+
+    def info(self, volume: Dataset) -> dict:
+        """The mesh directory's `info`."""
+
+    def last_tasks(self, store: Store, labels: np.ndarray) -> list[tuple[Any, ...]]:
+        """Tasks (function, arguments...) to run once every label is written (the shards)."""
 
 
-def assemble(volume: Dataset, grid: BlockGrid, layout: MeshLayout, label: int) -> int:
-    """Write a label's mesh files and remove its pieces; returns the bytes written."""
-    parts = read_parts(volume, label)
-    if layout.format == "legacy":
-        written = _legacy(volume, grid, layout.directory, label, parts)
-    else:
-        written = _multilod(volume, grid, layout, label, parts)
+def assemble(volume: Dataset, grid: BlockGrid, writer: LabelWriter, label: int) -> int:
+    """Write a label's mesh and remove its pieces; returns the bytes written."""
+    written = 0
+    if not writer.done(volume.store, label):
+        written = writer.write(volume, grid, label, read_parts(volume, label))
     volume.store.delete(f"{PARTS}/{label}")
     return written
 
 
-def _multilod(volume: Dataset, grid: BlockGrid, layout: MeshLayout, label: int, parts: list[Part]) -> int:
+@dataclass(frozen=True)
+class MultilodFiles:
+    """`<label>` (the fragments) and `<label>.index` (the manifest, written last)."""
+
+    directory: str
+    levels: int
+
+    def done(self, store: Store, label: int) -> bool:
+        return store.size(f"{self.directory}/{label}.index") is not None
+
+    def write(self, volume: Dataset, grid: BlockGrid, label: int, parts: list[Part]) -> int:
+        data, index = multilod(grid, self.levels, parts)
+        volume.store.write(f"{self.directory}/{label}", data)
+        volume.store.write(f"{self.directory}/{label}.index", index)
+        return len(data) + len(index)
+
+    def info(self, volume: Dataset) -> dict:
+        return multilod_info(volume)
+
+    def last_tasks(self, store: Store, labels: np.ndarray) -> list[tuple[Any, ...]]:
+        return []
+
+
+def multilod_info(volume: Dataset) -> dict:
+    rx, ry, rz = volume.scales[0].resolution
+    return {"@type": MULTILOD_INFO, "vertex_quantization_bits": QUANTIZATION_BITS,
+            "transform": [rx, 0, 0, 0, 0, ry, 0, 0, 0, 0, rz, 0], "lod_scale_multiplier": 1.0}
+
+
+def multilod(grid: BlockGrid, levels: int, parts: list[Part]) -> tuple[bytes, bytes]:
+    """A label's fragment data (Draco meshes in manifest order) and its manifest."""
     edge = grid.edge
     fragments: list[bytes] = []
     lods = []
-    for lod in range(layout.levels):
+    for lod in range(levels):
         cells: dict[tuple[int, int, int], list[Part]] = defaultdict(list)
         for part in parts:
             cells[(part.block[0] >> lod, part.block[1] >> lod, part.block[2] >> lod)].append(part)
@@ -59,12 +110,8 @@ def _multilod(volume: Dataset, grid: BlockGrid, layout: MeshLayout, label: int, 
                 sizes.append(len(fragments[-1]))
                 kept.append(cell)
         lods.append(Lod(np.asarray(kept, np.int64).reshape(-1, 3), sizes))
-    manifest = Manifest((float(edge),) * 3, grid.origin, [float(2 ** lod) for lod in range(layout.levels)], lods)
-    data = b"".join(fragments)
-    volume.store.write(f"{layout.directory}/{label}", data)
-    index = manifest.to_bytes()
-    volume.store.write(f"{layout.directory}/{label}.index", index)
-    return len(data) + len(index)
+    manifest = Manifest((float(edge),) * 3, grid.origin, [float(2 ** lod) for lod in range(levels)], lods)
+    return b"".join(fragments), manifest.to_bytes()
 
 
 def _joined(parts: list[Part], lod: int, edge: int, corner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,12 +128,28 @@ def _joined(parts: list[Part], lod: int, edge: int, corner: np.ndarray) -> tuple
     return np.concatenate(vertices), np.concatenate(faces).astype(np.uint32)
 
 
-def _legacy(volume: Dataset, grid: BlockGrid, directory: str, label: int, parts: list[Part]) -> int:
-    vertices, faces = _joined(parts, 0, grid.edge, np.zeros(3))
-    nm = (vertices + np.asarray(grid.origin)) * np.asarray(grid.scale.resolution)
-    name = f"{label}:0:0"
-    data = encode_legacy(nm, faces)
-    volume.store.write(f"{directory}/{name}", data)
-    manifest = json.dumps({"fragments": [name]}, separators=(",", ":")).encode()
-    volume.store.write(f"{directory}/{label}:0", manifest)
-    return len(data) + len(manifest)
+@dataclass(frozen=True)
+class LegacyFiles:
+    """One fragment `<label>:0:0` in nanometres and the manifest `<label>:0` (written last)."""
+
+    directory: str
+    levels: int = 1
+
+    def done(self, store: Store, label: int) -> bool:
+        return store.size(f"{self.directory}/{label}:0") is not None
+
+    def write(self, volume: Dataset, grid: BlockGrid, label: int, parts: list[Part]) -> int:
+        vertices, faces = _joined(parts, 0, grid.edge, np.zeros(3))
+        nm = (vertices + np.asarray(grid.origin)) * np.asarray(grid.scale.resolution)
+        name = f"{label}:0:0"
+        data = encode_legacy(nm, faces)
+        volume.store.write(f"{self.directory}/{name}", data)
+        manifest = json.dumps({"fragments": [name]}, separators=(",", ":")).encode()
+        volume.store.write(f"{self.directory}/{label}:0", manifest)
+        return len(data) + len(manifest)
+
+    def info(self, volume: Dataset) -> dict:
+        return MESH_INFO
+
+    def last_tasks(self, store: Store, labels: np.ndarray) -> list[tuple[Any, ...]]:
+        return []

@@ -24,10 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..dataset import Dataset
+from ..engine.journal import state_key
 from ..geometry import Box, Scale, Vec3, ceil_div, triple
 
+MESHES = "meshes"  # the mesh pass's step: its job record, journal and spool
+MESH_STATE = state_key(MESHES)
 #: where block tasks leave each label's pieces until the label is assembled
-PARTS = ".streamconv/mesh-parts"
+PARTS = f"{MESH_STATE}/spool/parts"
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ def read_parts(volume: Dataset, label: int) -> list[Part]:
     """What the block tasks wrote for a label."""
     parts = []
     for key in volume.store.list(f"{PARTS}/{label}"):
+        if key.rsplit("/", 1)[-1].startswith("."):  # half-written by a killed task
+            continue
         data = volume.store.read(key)
         if data is None:
             continue

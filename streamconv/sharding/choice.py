@@ -39,10 +39,16 @@ class Sharding(Protocol):
         before compression; `gzip`: the run's --gzip, which gzips the chunks in the shards as
         it gzips chunk files (a chunk in a shard is the bytes its file would hold)."""
 
+    def hashed(self, objects: int) -> ShardingSpec | None:
+        """The sharding of `objects` keyed by id (a segmentation's meshes), None for files."""
+
 
 @dataclass(frozen=True)
 class NoSharding:
     def spec(self, scale: Scale, chunk_bytes: int, gzip: bool) -> ShardingSpec | None:
+        return None
+
+    def hashed(self, objects: int) -> ShardingSpec | None:
         return None
 
 
@@ -56,6 +62,9 @@ class AutoSharding:
         preshift = min(b, PRESHIFT_MAX)
         return ShardingSpec(preshift, b - preshift, total - b, data_encoding=_data(gzip))
 
+    def hashed(self, objects: int) -> ShardingSpec:
+        return hashed_spec(objects)
+
 
 @dataclass(frozen=True)
 class FixedSharding:
@@ -67,6 +76,31 @@ class FixedSharding:
         _total_bits(scale)
         return ShardingSpec(self.preshift_bits, self.minishard_bits, self.shard_bits,
                             data_encoding=_data(gzip))
+
+    def hashed(self, objects: int) -> ShardingSpec:
+        """The bits given are for chunk ids of a volume: meshes get the same choice as `auto`."""
+        return hashed_spec(objects)
+
+
+#: objects keyed by hashed ids: a shard index of 8 KiB (512 minishards) and minishard indexes
+#: of up to 32 KiB (1365 objects), as igneous sizes them for meshes and skeletons
+SHARD_INDEX_BYTES, MINISHARD_INDEX_BYTES = 1 << 13, 1 << 15
+
+
+def hashed_spec(objects: int) -> ShardingSpec:
+    """Sharding for `objects` keyed by uint64 ids (meshes): murmurhash3 spreads the ids evenly,
+    so no preshift; as few minishards as keep each index under `MINISHARD_INDEX_BYTES`, then
+    as few shards as keep each shard index under `SHARD_INDEX_BYTES` (igneous'
+    `compute_shard_params_for_hashed`, without its bias towards fewer, fuller shards: an atlas
+    of a few hundred labels is one shard with one minishard). Fragments are Draco, already
+    compressed and read by byte range, so data is raw; the minishard indexes are gzipped."""
+    per_minishard = MINISHARD_INDEX_BYTES // 24
+    minishards_max = SHARD_INDEX_BYTES // 16
+    minishards = -(-max(objects, 1) // per_minishard)
+    minishard_bits = min((minishards - 1).bit_length(), (minishards_max - 1).bit_length())
+    shards = -(-minishards // (1 << minishard_bits))
+    return ShardingSpec(0, minishard_bits, (shards - 1).bit_length(), hash="murmurhash3_x86_128",
+                        minishard_index_encoding="gzip", data_encoding="raw")
 
 
 def _data(gzip: bool) -> str:

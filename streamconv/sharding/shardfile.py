@@ -23,16 +23,27 @@ INDEX_LEVEL = 9  # minishard indexes are small; their size matters to every read
 
 @dataclass(frozen=True)
 class Entry:
-    """A chunk to put in a shard: its id, its stored bytes' length, and where they are now."""
+    """A chunk to put in a shard: its id, its stored bytes' length, and where they are now.
+
+    `prefix`: bytes stored immediately before the chunk that belong to it without being part
+    of it, copied from `source` at `offset` with it: a multi-resolution mesh's fragments, which
+    the format puts before its manifest (the chunk) and which readers find by the manifest's
+    sizes, not by the index."""
 
     chunk_id: int
     size: int
     source: str  # key of the spool segment that holds it
     offset: int
+    prefix: int = 0
 
 
 def encode_index(data: bytes, encoding: str) -> bytes:
     return gzip_compress(data, INDEX_LEVEL) if encoding == "gzip" else data
+
+
+def encode_data(data: bytes, encoding: str) -> bytes:
+    """A chunk's bytes as the spec's `data_encoding` stores them (gzip: one member each)."""
+    return gzip_compress(data) if encoding == "gzip" else data
 
 
 def decode(data: bytes, encoding: str, where: str) -> bytes:
@@ -45,25 +56,30 @@ def decode(data: bytes, encoding: str, where: str) -> bytes:
         raise DataError(f"{where}: {exc}") from None
 
 
-def minishard_index(ids: np.ndarray, start: int, sizes: np.ndarray) -> bytes:
-    """Rows of ids (delta-coded), offsets (delta-coded from the previous chunk's end: the chunks
-    lie one after the other from `start`) and sizes."""
+def minishard_index(ids: np.ndarray, start: int, sizes: np.ndarray,
+                    prefixes: np.ndarray | None = None) -> bytes:
+    """Rows of ids (delta-coded), offsets (delta-coded from the previous chunk's end: each
+    chunk's prefix, none for a volume's chunks, which lie one after the other from `start`)
+    and sizes."""
     rows = np.zeros((3, len(ids)), "<u8")
     rows[0] = np.diff(ids.astype(np.uint64), prepend=np.uint64(0))
-    rows[1, 0] = start
+    if prefixes is not None:
+        rows[1] = prefixes
+    rows[1, 0] += start
     rows[2] = sizes
     return rows.tobytes()
 
 
 def _minishard_index(entries: list[Entry], start: int) -> bytes:
     return minishard_index(np.array([e.chunk_id for e in entries], np.uint64), start,
-                           np.array([e.size for e in entries], np.uint64))
+                           np.array([e.size for e in entries], np.uint64),
+                           np.array([e.prefix for e in entries], np.uint64))
 
 
 def write_shard(store: Store, key: str, spec: ShardingSpec, entries: Iterable[Entry]) -> int:
     """Write the shard of `entries` (sorted by id, no duplicates) under `key`, each chunk's
-    bytes copied from where the entry says (`StreamWriter.copy`: in the kernel on a local
-    disk); the file appears whole, durable. Returns its size."""
+    bytes (after its prefix) copied from where the entry says (`StreamWriter.copy`: in the
+    kernel on a local disk); the file appears whole, durable. Returns its size."""
     groups: dict[int, list[Entry]] = {}
     for entry in entries:
         groups.setdefault(spec.locate(entry.chunk_id)[1], []).append(entry)
@@ -72,7 +88,7 @@ def write_shard(store: Store, key: str, spec: ShardingSpec, entries: Iterable[En
     at = 0
     for m in sorted(groups):
         start = at
-        at += sum(e.size for e in groups[m])
+        at += sum(e.prefix + e.size for e in groups[m])
         indexes[m] = encode_index(_minishard_index(groups[m], start), spec.minishard_index_encoding)
         table[m] = (at, at + len(indexes[m]))
         at += len(indexes[m])
@@ -81,7 +97,7 @@ def write_shard(store: Store, key: str, spec: ShardingSpec, entries: Iterable[En
         out.write(table.tobytes())
         for m in sorted(groups):
             for entry in groups[m]:
-                out.copy(entry.source, entry.offset, entry.offset + entry.size)
+                out.copy(entry.source, entry.offset, entry.offset + entry.prefix + entry.size)
             out.write(indexes[m])
         out.commit(durable=True)
     except BaseException:
