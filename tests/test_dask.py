@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 from nilearn.datasets import MNI152_FILE_PATH
 
@@ -170,6 +172,25 @@ def test_a_cluster_without_shared_memory_writes_the_local_engines_bytes(cluster,
         finish(convert([args[0], str(remote), *args[1:]], "--scheduler", cluster.address))
         assert chunk_files(remote) == chunk_files(local), name
         assert not (remote / ".streamconv" / "pieces").exists(), "pieces are removed at the end"
+
+
+
+def test_names_and_meshes_on_the_cluster_are_the_local_runs(cluster, inputs, tmp_path):
+    """--segment-names and --meshes under --scheduler: the mesh pass's block and label tasks run
+    on the workers (no shared memory), reading scale 0 back from the output; every file,
+    meshes and segment properties included, is the local run's."""
+    args = inputs["labels"]
+    table = tmp_path / "names.json"
+    volume = np.asarray(nib.load(args[0]).dataobj)
+    table.write_text(json.dumps({str(int(v)): f"region {i}" for i, v in enumerate(np.unique(volume)[1:])}))
+    extra = ["--segment-names", str(table), "--meshes", "--sharding", "auto"]
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    finish(convert([args[0], str(local), *args[1:], *extra], "--workers", "2"))
+    finish(convert([args[0], str(remote), *args[1:], *extra], "--scheduler", cluster.address))
+    files = chunk_files(remote)
+    assert any(name.startswith("mesh/") and name.endswith(".shard") for name in files)
+    assert "segment_properties/info" in files
+    assert files == chunk_files(local)
 
 
 def prepare_steps(out: Path, input: str, reading: dict[str, str], planning: dict[str, str]) -> None:

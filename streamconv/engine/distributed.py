@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future as LocalFuture
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from distributed import Client, Future, LocalCluster, wait
@@ -73,6 +75,53 @@ def connect(scheduler: str, workers: int, budget: int) -> Iterator[Client]:
                       resources={RESOURCE: budget}) as cluster:
         with Client(cluster) as client:
             yield client
+
+
+
+class ClusterExecutor:
+    """The executor seam (`engine/executor.py`) over a Dask client, for the work that follows
+    the pyramid: names and meshes, whose tasks read scale 0 back from the output store and
+    write their pieces there, like the slab tasks. Each task declares `memory` of `MEMORY`
+    (one worker's budget, from which the mesh blocks were sized), and its result comes back
+    through a concurrent.futures Future, so the callers' loops drive a cluster as they drive
+    the local pool."""
+
+    in_process = False
+
+    def __init__(self, client: Client, memory: int):
+        self.client, self.memory = client, memory
+        self._running: set[Future] = set()  # a Dask future dropped is a task forgotten
+        self._lock = threading.Lock()
+
+    @property
+    def workers(self) -> int:
+        return max(1, len(self.client.scheduler_info()["workers"]))
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> LocalFuture:
+        local: LocalFuture = LocalFuture()
+        remote = self.client.submit(fn, *args, **kwargs, pure=False, resources={RESOURCE: self.memory})
+        with self._lock:
+            self._running.add(remote)
+
+        def settle(done: Future) -> None:  # on Dask's thread
+            with self._lock:
+                self._running.discard(done)
+            if local.cancelled():
+                return
+            try:
+                local.set_result(done.result())
+            except BaseException as exc:  # the task's error, handed on as a local pool does
+                local.set_exception(exc)
+
+        local.add_done_callback(lambda f: remote.cancel() if f.cancelled() else None)
+        remote.add_done_callback(settle)
+        return local
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            running, self._running = list(self._running), set()
+        if cancel_futures and running:
+            self.client.cancel(running)
 
 
 @dataclass(frozen=True)

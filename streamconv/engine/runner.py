@@ -202,12 +202,15 @@ Engine = Callable[[Hooks, frozenset[tuple[int, int]]], Totals]
 
 @dataclass(frozen=True)
 class Running:
-    """The described job, what runs it, and the local workers (names and meshes run on them
-    after the pyramid; None on a Dask cluster)."""
+    """The described job, what runs it, and where names and meshes run after the pyramid: the
+    local workers, or the cluster's (`workers` of them, `budget` in all)."""
 
     job: Job
     engine: Engine  # holds the source it reads
-    pool: TaskExecutor | None
+    pool: TaskExecutor
+    workers: int
+    budget: int
+    labels_seen: bool  # the engine's totals hold the labels of the scale-0 slabs it wrote
 
 
 @contextmanager
@@ -221,20 +224,23 @@ def _engine(describe: Callable[[Store], tuple[Source, Job]], store: Store, worke
             source, job = describe(store)
             with closing(source):
                 yield Running(job, lambda hooks, done: _run_pipeline(
-                    Pipeline(job, source, store, pool, hooks, done)), pool)
+                    Pipeline(job, source, store, pool, hooks, done)), pool,
+                    job.plan.workers, job.plan.budget, labels_seen=True)
         return
     try:
-        from .distributed import DaskRun, connect
+        from .distributed import ClusterExecutor, DaskRun, connect
     except ImportError as exc:  # dask is an optional extra
         raise UsageError(f"--scheduler needs Dask ({exc}): pip install 'streamconv[dask]'") from None
 
     source, job = describe(store)
-    if job.annotations is not None:
-        source.close()
-        raise UsageError("--scheduler does not write segment names or meshes yet; add them after "
-                         "the run with add-segment-names and generate-meshes")
     with closing(source), connect(scheduler, workers, job.plan.budget) as client:
-        yield Running(job, lambda hooks, done: DaskRun(job, source, store, client, hooks, done).run(), None)
+        cluster = ClusterExecutor(client, job.plan.budget)
+        try:
+            # --memory is each worker's budget: the cluster's is that many times over
+            yield Running(job, lambda hooks, done: DaskRun(job, source, store, client, hooks, done).run(),
+                          cluster, cluster.workers, cluster.workers * job.plan.budget, labels_seen=False)
+        finally:
+            cluster.shutdown(cancel_futures=True)
 
 
 def _run_pipeline(pipeline: Pipeline) -> Totals:
@@ -275,11 +281,12 @@ def _write(run: Running, store: Store, overwrite: bool, resume: bool,
                               slab_done=journal.record, should_stop=stop.is_set)
                 totals = run.engine(hooks, frozenset(done))
                 info, annotated = job.info, None
-                if job.annotations is not None and run.pool is not None:
+                if job.annotations is not None:
                     # the band tasks saw every label only if this run wrote every slab
-                    labels = totals.labels if job.collect_labels and job.first == 0 and not done else None
+                    labels = totals.labels if (run.labels_seen and job.collect_labels and job.first == 0
+                                               and not done) else None
                     # --overwrite replaces meshes even where no record of ours names them
-                    info, annotated = annotate(store, info, run.pool, job.plan.workers, job.plan.budget,
+                    info, annotated = annotate(store, info, run.pool, run.workers, run.budget,
                                                job.annotations, labels, stop.is_set, overwrite)
         finally:
             journal.close()
