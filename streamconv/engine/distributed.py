@@ -88,14 +88,20 @@ class ClusterExecutor:
 
     in_process = False
 
-    def __init__(self, client: Client, memory: int):
-        self.client, self.memory = client, memory
+    def __init__(self, client: Client, budget: int):
+        self.client, self.budget, self.memory = client, budget, budget
         self._running: set[Future] = set()  # a Dask future dropped is a task forgotten
         self._lock = threading.Lock()
 
-    @property
-    def workers(self) -> int:
-        return max(1, len(self.client.scheduler_info()["workers"]))
+    def capacity(self) -> tuple[int, int]:
+        """(workers, their memory in all) for the tasks to come, as the cluster stands now:
+        each task declares the most `MEMORY` a worker offers, at most `--memory`, so that
+        every task fits some worker (a task no worker can hold would wait forever)."""
+        offered = [w.get("resources", {}).get(RESOURCE, 0)
+                   for w in self.client.scheduler_info()["workers"].values()]
+        self.memory = min(self.budget, max(offered, default=0)) or self.budget
+        workers = max(1, sum(1 for o in offered if o >= self.memory))
+        return workers, workers * self.memory
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> LocalFuture:
         local: LocalFuture = LocalFuture()

@@ -208,8 +208,7 @@ class Running:
     job: Job
     engine: Engine  # holds the source it reads
     pool: TaskExecutor
-    workers: int
-    budget: int
+    capacity: Callable[[], tuple[int, int]]  # (workers, their budget in all) when names and meshes start
     labels_seen: bool  # the engine's totals hold the labels of the scale-0 slabs it wrote
 
 
@@ -225,7 +224,7 @@ def _engine(describe: Callable[[Store], tuple[Source, Job]], store: Store, worke
             with closing(source):
                 yield Running(job, lambda hooks, done: _run_pipeline(
                     Pipeline(job, source, store, pool, hooks, done)), pool,
-                    job.plan.workers, job.plan.budget, labels_seen=True)
+                    lambda: (job.plan.workers, job.plan.budget), labels_seen=True)
         return
     try:
         from .distributed import ClusterExecutor, DaskRun, connect
@@ -236,9 +235,8 @@ def _engine(describe: Callable[[Store], tuple[Source, Job]], store: Store, worke
     with closing(source), connect(scheduler, workers, job.plan.budget) as client:
         cluster = ClusterExecutor(client, job.plan.budget)
         try:
-            # --memory is each worker's budget: the cluster's is that many times over
             yield Running(job, lambda hooks, done: DaskRun(job, source, store, client, hooks, done).run(),
-                          cluster, cluster.workers, cluster.workers * job.plan.budget, labels_seen=False)
+                          cluster, cluster.capacity, labels_seen=False)
         finally:
             cluster.shutdown(cancel_futures=True)
 
@@ -286,7 +284,7 @@ def _write(run: Running, store: Store, overwrite: bool, resume: bool,
                     labels = totals.labels if (run.labels_seen and job.collect_labels and job.first == 0
                                                and not done) else None
                     # --overwrite replaces meshes even where no record of ours names them
-                    info, annotated = annotate(store, info, run.pool, run.workers, run.budget,
+                    info, annotated = annotate(store, info, run.pool, *run.capacity(),
                                                job.annotations, labels, stop.is_set, overwrite)
         finally:
             journal.close()
