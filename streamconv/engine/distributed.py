@@ -99,7 +99,7 @@ class ClusterExecutor:
         every task fits some worker (a task no worker can hold would wait forever)."""
         offered = [w.get("resources", {}).get(RESOURCE, 0)
                    for w in self.client.scheduler_info()["workers"].values()]
-        self.memory = min(self.budget, max(offered, default=0)) or self.budget
+        self.memory = int(min(self.budget, max(offered, default=0))) or self.budget  # Dask: floats
         workers = max(1, sum(1 for o in offered if o >= self.memory))
         return workers, workers * self.memory
 
