@@ -78,6 +78,11 @@ def connect(scheduler: str, workers: int, budget: int) -> Iterator[Client]:
 
 
 
+def offered_memory(client: Client) -> list[float]:
+    """The `MEMORY` each worker of the cluster offers now (0 for a worker started without it)."""
+    return [w.get("resources", {}).get(RESOURCE, 0) for w in client.scheduler_info()["workers"].values()]
+
+
 class ClusterExecutor:
     """The executor seam (`engine/executor.py`) over a Dask client, for the work that follows
     the pyramid: names and meshes, whose tasks read scale 0 back from the output store and
@@ -97,8 +102,7 @@ class ClusterExecutor:
         """(workers, their memory in all) for the tasks to come, as the cluster stands now:
         each task declares the most `MEMORY` a worker offers, at most `--memory`, so that
         every task fits some worker (a task no worker can hold would wait forever)."""
-        offered = [w.get("resources", {}).get(RESOURCE, 0)
-                   for w in self.client.scheduler_info()["workers"].values()]
+        offered = offered_memory(self.client)
         self.memory = int(min(self.budget, max(offered, default=0))) or self.budget  # Dask: floats
         workers = max(1, sum(1 for o in offered if o >= self.memory))
         return workers, workers * self.memory
@@ -346,8 +350,7 @@ class DaskRun:
             except TimeoutError:
                 continue
         info = self.client.scheduler_info()
-        have = [w.get("resources", {}).get(RESOURCE, 0) for w in info["workers"].values()]
-        if not any(h >= need for h in have):
+        if not any(h >= need for h in offered_memory(self.client)):
             raise UsageError(f"no worker of {info.get('address', 'the cluster')} offers the {format_size(need)} "
                              f"of {RESOURCE} the largest task needs: start workers with "
                              f"--resources {RESOURCE}=<bytes> (at least {need}), or lower --memory")
