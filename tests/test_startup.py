@@ -63,3 +63,17 @@ def test_ctrl_c_during_start_up_is_one_line(volume, tmp_path, command):
         # (Rarely, `python -m` has been seen to end by the signal after its line: -2.)
         assert process.returncode in (130, -signal.SIGINT), (delay, stderr)
         assert len(lines) == 1 and "interrupted" in lines[0], (delay, stderr)
+
+
+def test_the_commands_that_start_the_fork_server_early_are_those_that_run_workers():
+    """starting.POOL_COMMANDS is read before the command line is imported, so it cannot ask
+    the commands; it must name exactly those with a --workers option (scale-stats only reports
+    what workers would need). A command missing from it still runs, only later."""
+    import typer.main
+
+    from streamconv.cli import app
+    from streamconv.starting import POOL_COMMANDS
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    with_workers = {name for name, c in commands.items() if any(p.name == "workers" for p in c.params)}
+    assert POOL_COMMANDS == with_workers - {"scale-stats"}

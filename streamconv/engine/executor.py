@@ -9,7 +9,6 @@ of its own.
 from __future__ import annotations
 
 import multiprocessing
-import multiprocessing.forkserver as forkserver
 import os
 import signal
 import sys
@@ -18,6 +17,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from ..starting import start_fork_server
 from . import lifeline, worklog
 
 
@@ -63,10 +63,8 @@ def executor(workers: int) -> Iterator[TaskExecutor]:
     if workers == 0:
         yield InlineExecutor()
         return
+    start_fork_server()  # usually started already, at the command line's start (starting.py)
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["streamconv.engine.lifeline", "streamconv.engine.worklog",
-                                     "streamconv.engine.tasks"])
-    _start_fork_server()
     pool = WorkerPool(max_workers=workers, mp_context=context, initializer=_start_worker,
                       initargs=(os.getpid(),))
     try:
@@ -74,16 +72,6 @@ def executor(workers: int) -> Iterator[TaskExecutor]:
             yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _start_fork_server() -> None:
-    """Start the fork server now (once per process), telling it who its parent is for
-    `lifeline`; the variable is not left for other children of this process to inherit."""
-    os.environ[lifeline.PARENT] = str(os.getpid())
-    try:
-        forkserver.ensure_running()
-    finally:
-        del os.environ[lifeline.PARENT]
 
 
 def _start_worker(main_pid: int) -> None:

@@ -15,7 +15,8 @@ import os
 import signal
 import sys
 
-PARENT = "STREAMCONV_PARENT"  # the pid of the run's main process, for the fork server
+from ..starting import PARENT
+
 _PR_SET_PDEATHSIG = 1
 
 
