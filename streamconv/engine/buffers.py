@@ -7,6 +7,7 @@ buffers left by a killed run are found and removed by the next one.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import mmap
 import os
@@ -20,6 +21,8 @@ import psutil
 from ..sources.base import MemoryOrder
 
 _PREFIX = "streamconv-"
+_MADV_POPULATE_READ, _MADV_POPULATE_WRITE = 22, 23  # Linux 5.14
+_PAGE = mmap.PAGESIZE
 
 
 def _shm_dir() -> Path:
@@ -62,6 +65,46 @@ class PrivateSlab:
 
     def array(self) -> np.ndarray:
         return self.data
+
+
+def populate(view: np.ndarray, write: bool) -> None:
+    """Map the pages under `view` (part of a slab) before a task touches them, one system call
+    per contiguous run: a task maps its slab afresh and would otherwise take a page fault per
+    4 KiB page on first touch, which here costs as much as the read into it (issue 18:
+    reading 256 MiB into fresh mappings 0.15 s, populated first 0.075 s). Only advice: on a
+    kernel older than 5.14, or memory that is not a mapping, nothing happens."""
+    for start, stop in _runs(view):
+        start -= start % _PAGE
+        if _libc is None or _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(stop - start),
+                                          _MADV_POPULATE_WRITE if write else _MADV_POPULATE_READ):
+            return
+
+
+def _runs(a: np.ndarray) -> list[tuple[int, int]]:
+    """Address ranges that hold `a` with little in between: `a` whole if it is dense enough,
+    else each slice along its widest-strided axis, and so on."""
+    if a.size == 0:
+        return []
+    lo = hi = a.__array_interface__["data"][0]
+    for n, stride in zip(a.shape, a.strides):
+        lo, hi = lo + min(0, (n - 1) * stride), hi + max(0, (n - 1) * stride)
+    hi += a.itemsize
+    if hi - lo <= 2 * max(a.nbytes, _PAGE):
+        return [(lo, hi)]
+    axis = max(range(a.ndim), key=lambda k: abs(a.strides[k]) if a.shape[k] > 1 else 0)
+    return [run for part in np.moveaxis(a, axis, 0) for run in _runs(part)]
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_libc = _load_libc()
 
 
 def stored_shape(shape: tuple[int, int, int, int], order: MemoryOrder) -> tuple[int, ...]:

@@ -218,9 +218,12 @@ def _engine(describe: Callable[[Store], tuple[Source, Job]], store: Store, worke
     """The described job and what runs it; the source is closed and the workers stopped after."""
     if scheduler is None:
         with executor(workers) as pool:
-            for _ in range(workers):  # start the workers now, while headers are read
-                pool.submit(int)
+            # Read the headers and plan first: the fork server, started with the command line,
+            # finishes its imports meanwhile (starting a worker waits for them); then the
+            # workers start, while the output is locked and the job recorded.
             source, job = describe(store)
+            for _ in range(workers):
+                pool.submit(int)
             with closing(source):
                 yield Running(job, lambda hooks, done: _run_pipeline(
                     Pipeline(job, source, store, pool, hooks, done)), pool,

@@ -12,7 +12,7 @@ from ..downsampling import downsample
 from ..encodings import Codec
 from ..geometry import Box, Scale, Vec3, array_axis, ceil_div
 from ..sources import Source
-from .buffers import PrivateSlab, SlabRef
+from .buffers import PrivateSlab, SlabRef, populate
 from .sink import ChunkSink
 from .worklog import take
 
@@ -27,7 +27,9 @@ def fill(source: Source, p0: int, p1: int, ref: Slab, first_plane: int) -> list[
     slab = ref.array()
     index = [slice(None)] * 4
     index[array_axis(source.stream_axis)] = slice(p0 - first_plane, p1 - first_plane)
-    source.read(p0, p1, slab[tuple(index)])
+    target = slab[tuple(index)]
+    populate(target, write=True)
+    source.read(p0, p1, target)
     return take()
 
 
@@ -83,6 +85,7 @@ def process_band(band: Band) -> BandDone:
     """Chunks are encoded as the store takes them (several requests in flight on an object
     store)."""
     view = band.source.array()[band.region.index(band.origin)]
+    populate(view, write=False)
     visited = written = nbytes = 0
     if band.write:
         chunks = band.sink.open(band.level, band.scale, band.region)
@@ -97,6 +100,7 @@ def process_band(band: Band) -> BandDone:
     if band.down is not None:
         d = band.down
         out = d.target.array()[_downsampled(band.region, d.factor).index(d.origin)]
+        populate(out, write=True)
         downsample(view, d.factor, d.method, out=out, outside=d.outside)
     return BandDone(visited, written, nbytes, np.unique(view) if band.labels else None)
 
