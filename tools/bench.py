@@ -13,7 +13,8 @@
 client's wall time, and each worker's peak RSS (the workers are not the client's children).
 
 Each contestant runs as a child process; its wall time and the peak memory of its whole process
-tree (sum of RSS, and sum of PSS, which counts shared pages once) are sampled every 20 ms.
+tree (sum of RSS every 20 ms, and sum of PSS, which counts shared pages once, every 100 ms) are
+sampled (`measure`).
 Before each run the output is removed, the filesystem synced and the input read once, so every
 contestant starts from the same page cache. The floor reads the input once and writes files of
 the same count and sizes as streamconv's output, nothing else. neuroglancer-scripts (a bench
@@ -63,6 +64,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [os.environ
 STREAMCONV = [sys.executable, "-m", "streamconv"]
 TS_SCRIPT = [sys.executable, str(ROOT / "tools" / "ts_convert.py")]
 MiB = 1 << 20
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass
@@ -76,33 +78,66 @@ class Measurement:
     worker_rss: list[int] = field(default_factory=list)  # Dask runs: each worker's peak (not in the tree)
 
 
+def _tree(pid: int) -> list[int]:
+    """pid and its descendants, from /proc/PID/task/TID/children: a few small reads, where
+    psutil's children() reads the stat file of every process on the machine."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:  # exited meanwhile
+            pass
+    return out
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+    except (OSError, StopIteration, ValueError):
+        return 0
+
+
 def measure(name: str, commands: list[list[str]], durable: bool = False) -> Measurement:
     """Run commands one after another; time them and sample the process tree's memory.
-    `durable`: the time includes a sync(1) after them, until the output is on disk."""
+    `durable`: the time includes a sync(1) after them, until the output is on disk.
+
+    The sampler shares the machine's two cores with the contestant, so it must cost little,
+    and the same per process whatever the contestant: every 20 ms it reads each process's
+    statm (RSS), every 100 ms its smaps_rollup (PSS, which walks the page tables). Sampling
+    streamconv's five processes (the 256 MiB compressed_segmentation row) costs 8-9% of a
+    core; psutil's memory_full_info and children() cost 22-24%, more the more processes a
+    contestant has, with the same peaks (issue 18)."""
     peak_rss = peak_pss = 0
     started = time.perf_counter()
     for cmd in commands + ([["sync"]] if durable else []):
-        proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         stop = threading.Event()
 
-        def sample(proc: psutil.Popen, stop: threading.Event) -> None:
+        def sample(pid: int, stop: threading.Event) -> None:
             nonlocal peak_rss, peak_pss
+            k = 0
             while not stop.is_set():
-                rss = pss = 0
-                try:
-                    tree = [proc] + proc.children(recursive=True)
-                except psutil.NoSuchProcess:
-                    break
-                for p in tree:
-                    try:
-                        info = p.memory_full_info()
-                        rss, pss = rss + info.rss, pss + info.pss
-                    except psutil.Error:
-                        pass
-                peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+                tree = _tree(pid)
+                peak_rss = max(peak_rss, sum(_rss(p) for p in tree))
+                if k % 5 == 0:
+                    peak_pss = max(peak_pss, sum(_pss(p) for p in tree))
+                k += 1
                 stop.wait(0.02)
 
-        sampler = threading.Thread(target=sample, args=(proc, stop), daemon=True)
+        sampler = threading.Thread(target=sample, args=(proc.pid, stop), daemon=True)
         sampler.start()
         _, err = proc.communicate()
         stop.set()
