@@ -151,30 +151,65 @@ def _majority(a: np.ndarray, factor: Vec3, out: np.ndarray) -> None:
     if fx * fy * fz == 1:
         out[...] = a
         return
-    mode = _mode_by_sort if a.dtype.kind == "f" else _mode_by_counts
+    if a.dtype.kind == "f":
+        for k in range(out.shape[1]):
+            _mode_by_sort(_views(_planes(a, fz, k), fx, fy), out[:, k])
+        return
     for k in range(out.shape[1]):
-        mode(_views(_planes(a, fz, k), fx, fy), out[:, k])
+        planes = _planes(a, fz, k)
+        _mode_by_counts(_views(planes, fx, fy), _mixed(planes, fx, fy), out[:, k])
 
 
-def _mode_by_counts(views: list[np.ndarray], out: np.ndarray) -> None:
-    """Most frequent value of each position across `views`, ties to the smallest: exact for
-    integers. Labels are mostly uniform blocks: those take 2n-2 comparisons per output voxel;
-    only mixed blocks are gathered and voted on, by counting equal pairs (no per-block sort,
-    which numpy runs as one call per 8-value row). A plane of mostly mixed blocks (noise-like
-    labels) is voted on by sorting, which is then cheaper than gathering (measured in
-    docs/benchmarks.md, issue 18)."""
-    first = views[0]
-    uniform = np.ones(first.shape, bool)
-    equal = np.empty(first.shape, bool)
+#: the unsigned type of twice the width: a pair of neighbours along x seen as one value
+_PAIRED = {1: np.dtype(np.uint16), 2: np.dtype(np.uint32), 4: np.dtype(np.uint64)}
+
+
+def _mixed(planes: list[np.ndarray], fx: int, fy: int) -> np.ndarray:
+    """Which blocks hold more than one value, as a (c, y, x) mask of the output plane.
+
+    With pairs along x (and labels of at most 32 bits whose rows lie contiguous), each pair is
+    read as one value of twice the width: a block is uniform when those values are all equal
+    and the first pair's two halves are too. That is fy * fz - 1 comparisons of contiguous
+    values per output voxel, plus the halves, where comparing the block's voxels one by one
+    takes fx * fy * fz - 1 strided ones (issue 18)."""
+    wide = _PAIRED.get(planes[0].dtype.itemsize)
+    if fx == 2 and wide is not None and all(_pairs_contiguous(p) for p in planes):
+        first_row = planes[0][:, ::fy]
+        mixed = np.not_equal(first_row[..., 0::2], first_row[..., 1::2])  # the first pair's halves
+        views = [p.view(wide)[:, j::fy] for p in planes for j in range(fy)]
+        first = views[0]
+    else:
+        views = _views(planes, fx, fy)
+        first = views[0]
+        mixed = np.zeros(first.shape, bool)
+    different = np.empty(first.shape, bool)
     for v in views[1:]:
-        np.equal(v, first, out=equal)
-        uniform &= equal
+        np.not_equal(v, first, out=different)
+        mixed |= different
+    return mixed
+
+
+def _pairs_contiguous(plane: np.ndarray) -> bool:
+    """Whether each row's pairs along x can be read as single values of twice the width."""
+    item = plane.dtype.itemsize
+    return (plane.strides[-1] == item and plane.shape[-1] % 2 == 0
+            and plane.__array_interface__["data"][0] % (2 * item) == 0
+            and all(s % (2 * item) == 0 for s in plane.strides[:-1]))
+
+
+def _mode_by_counts(views: list[np.ndarray], mixed_blocks: np.ndarray, out: np.ndarray) -> None:
+    """Most frequent value of each position across `views`, ties to the smallest: exact for
+    integers. Labels are mostly uniform blocks (`mixed_blocks` False), which take the first
+    value; only mixed blocks are gathered and voted on, by counting equal pairs (no per-block
+    sort, which numpy runs as one call per 8-value row). A plane of mostly mixed blocks
+    (noise-like labels) is voted on by sorting, which is then cheaper than gathering
+    (measured in docs/benchmarks.md, issue 18)."""
+    first = views[0]
     np.copyto(out, first)
-    np.logical_not(uniform, out=uniform)
-    if 2 * np.count_nonzero(uniform) > uniform.size:
+    if 2 * np.count_nonzero(mixed_blocks) > mixed_blocks.size:
         _mode_by_sort(views, out)
         return
-    mixed = np.nonzero(uniform)
+    mixed = np.nonzero(mixed_blocks)
     if not mixed[0].size:
         return
     values = [v[mixed] for v in views]
