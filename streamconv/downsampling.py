@@ -161,7 +161,7 @@ def _majority(a: np.ndarray, factor: Vec3, out: np.ndarray) -> None:
 
 
 #: the unsigned type of twice the width: a pair of neighbours along x seen as one value
-_PAIRED = {1: np.dtype(np.uint16), 2: np.dtype(np.uint32), 4: np.dtype(np.uint64)}
+_PAIRED: dict[int, np.dtype] = {1: np.dtype(np.uint16), 2: np.dtype(np.uint32), 4: np.dtype(np.uint64)}
 
 
 def _mixed(planes: list[np.ndarray], fx: int, fy: int) -> np.ndarray:

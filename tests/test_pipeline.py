@@ -50,6 +50,9 @@ class ArraySource:
         index[3 - self.stream_axis] = slice(p0, p1)
         out[...] = self.data[tuple(index)]
 
+    def mapped(self, p0: int, p1: int) -> None:
+        return None  # in memory: read into the slabs
+
     def window(self, p0: int, p1: int) -> ArraySource:
         return self
 

@@ -27,10 +27,10 @@ from ..dataset import Dataset
 from ..errors import Interrupted, WorkerDied
 from ..geometry import Box, Scale, Vec3, ceil_div
 from ..sources import Source
-from ..sources.base import MemoryOrder
+from ..sources.base import MappedSlab, MemoryOrder
 from ..storage import Store
 from .budget import SlabPlan, band_axis
-from .buffers import SlabBuffer
+from .buffers import SlabBuffer, SlabRef
 from .executor import TaskExecutor
 from .output import output_sink
 from .sink import Finish, run_finish
@@ -143,6 +143,9 @@ class _Slab:
     p0: int
     p1: int
     buffer: SlabBuffer
+    #: what its tasks map: the buffer, or the input file itself (a source's `mapped` planes)
+    ref: SlabRef | MappedSlab
+    in_file: bool = False  # `ref` is the input file: there is nothing to read into the buffer
     #: planes some submitted writer task fills (whether it has finished or not)
     planes_incoming: int = 0
     #: writer tasks not finished: fill tasks, and finer band tasks downsampling into this slab
@@ -240,6 +243,9 @@ class Pipeline:
         for slab in opened:
             if slab.replay:
                 self._refill(slab)
+            elif slab.in_file:
+                slab.planes_incoming = slab.planes
+                self._seal_if_ready(slab)
             elif slab.level == 0:
                 self._fill(slab)
 
@@ -253,7 +259,9 @@ class Pipeline:
             self.totals.skipped_slabs += 1
             return None
         p0, p1 = self.grid.planes(level, index)
-        slab = _Slab(level, index, p0, p1, self._buffer(level), replay=replay)
+        buffer = self._buffer(level)  # taken even for mapped planes: the same backpressure
+        mapped = self.source.mapped(p0, p1) if level == 0 and not replay else None
+        slab = _Slab(level, index, p0, p1, buffer, mapped or buffer.ref, mapped is not None, replay=replay)
         self._open[level][index] = slab
         if replay:
             self.totals.replayed_slabs += 1
@@ -278,14 +286,14 @@ class Pipeline:
         for p in range(slab.p0, slab.p1, step):
             end = min(p + step, slab.p1)
             self._submit_writer(self._read_executor, slab, fill, self.source.window(p, end), p, end,
-                                slab.buffer.ref, slab.p0)
+                                slab.ref, slab.p0)
         slab.planes_incoming = slab.planes
 
     def _refill(self, slab: _Slab) -> None:
         """Read a slab complete before this run back from its chunks, a band per task."""
         for region in self.grid.bands(slab.level, slab.p0, slab.p1):
             self._submit_writer(self.executor, slab, fill_from_store, self.volume, slab.level,
-                                region, slab.buffer.ref, self.grid.origin(slab.p0))
+                                region, slab.ref, self.grid.origin(slab.p0))
         slab.planes_incoming = slab.planes
 
     def _submit_writer(self, executor: Executor | TaskExecutor, slab: _Slab, fn: Callable[..., object],
@@ -308,10 +316,10 @@ class Pipeline:
             target = self._open[slab.level + 1][self.grid.target(slab.level, slab.index)]
             target.planes_incoming += self.grid.downsampled_planes(slab.level, slab.p0, slab.p1)
             slab.target = target
-            down = Downsample(target.buffer.ref, self.grid.origin(target.p0),
+            down = Downsample(target.ref, self.grid.origin(target.p0),
                               self.scales[target.level].factor, self.job.method, self.job.outside_value)
         for region in self.grid.bands(slab.level, slab.p0, slab.p1):
-            band = Band(slab.buffer.ref, self.grid.origin(slab.p0), slab.level, self.scales[slab.level],
+            band = Band(slab.ref, self.grid.origin(slab.p0), slab.level, self.scales[slab.level],
                         region, self.job.fmt.codec, self.sink, self.job.skip_empty, down,
                         write=not slab.replay,
                         labels=self.job.collect_labels and slab.level == 0 and not slab.replay)

@@ -12,12 +12,13 @@ from ..downsampling import downsample
 from ..encodings import Codec
 from ..geometry import Box, Scale, Vec3, array_axis, ceil_div
 from ..sources import Source
+from ..sources.base import MappedSlab
 from .buffers import PrivateSlab, SlabRef, populate
 from .sink import ChunkSink
 from .worklog import take
 
-#: where a task finds a slab: shared memory on this host, or its own
-Slab = SlabRef | PrivateSlab
+#: where a task finds a slab: shared memory on this host, its own, or the input file mapped
+Slab = SlabRef | PrivateSlab | MappedSlab
 
 
 def fill(source: Source, p0: int, p1: int, ref: Slab, first_plane: int) -> list[logging.LogRecord]:

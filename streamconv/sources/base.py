@@ -2,10 +2,15 @@
 
 A source says whether its reads may run in worker processes at the same time (`parallel_reads`);
 one that must read in order (a gzip stream) is read by one thread of the main process instead.
+A source whose planes lie in a local file exactly as a slab holds them (an uncompressed NIfTI of
+the stored type) hands out `mapped` slabs: the file itself, mapped by each task, so that no read
+task copies it into a buffer first.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +29,31 @@ class MemoryOrder:
     reversed: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True)
+class MappedSlab:
+    """Planes of a local file seen as a (c, z, y, x) slab, mapped read-only by the task that
+    uses it (the same `array()` as a shared buffer's `SlabRef`): `offset` is the byte of its
+    first voxel, `strides` those of its four axes."""
+
+    path: str
+    offset: int
+    shape: tuple[int, int, int, int]
+    strides: tuple[int, int, int, int]
+    dtype: str
+
+    def array(self) -> np.ndarray:
+        """The slab as a read-only array; the mapping lasts as long as the array or a view of it."""
+        start = self.offset - self.offset % mmap.ALLOCATIONGRANULARITY
+        end = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.strides)) \
+            + np.dtype(self.dtype).itemsize
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            mm = mmap.mmap(fd, end - start, access=mmap.ACCESS_READ, offset=start)
+        finally:
+            os.close(fd)
+        return np.ndarray(self.shape, self.dtype, buffer=mm, offset=self.offset - start, strides=self.strides)
+
+
 class Source(Protocol):
     """What the engine needs from an input."""
 
@@ -37,6 +67,10 @@ class Source(Protocol):
 
     def read(self, p0: int, p1: int, out: np.ndarray) -> None:
         """Fill `out`, a (channel, z, y, x) array, with planes [p0, p1) along `stream_axis`."""
+
+    def mapped(self, p0: int, p1: int) -> MappedSlab | None:
+        """Planes [p0, p1) as they lie in the input file, if they lie there as a slab in
+        `memory_order` holds them, of the output type; else None (they are read)."""
 
     def window(self, p0: int, p1: int) -> Source:
         """A source that reads planes [p0, p1) at least: what a read task is sent, so keep it

@@ -32,6 +32,9 @@ class PrecomputedSource:
         region = self.volume.read(0, Box((0, 0, z0), (scale.size[0], scale.size[1], z1)))
         out[...] = region[:, p0 - z0:p1 - z0]
 
+    def mapped(self, p0: int, p1: int) -> None:
+        return None  # chunks decoded from the pyramid
+
     def window(self, p0: int, p1: int) -> Source:
         return self
 

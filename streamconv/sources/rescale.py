@@ -49,6 +49,9 @@ class Rescaled:
             np.clip(work, lo, hi, out=work)
         np.copyto(out, work, casting="unsafe")
 
+    def mapped(self, p0: int, p1: int) -> None:
+        return None  # values are changed on the way
+
     def window(self, p0: int, p1: int) -> Source:
         part = copy.copy(self)
         part.inner = self.inner.window(p0, p1)

@@ -152,6 +152,9 @@ class SliceStack:
             raise DataError(f"{self.spec}: no readable section")
         return next(iter(layouts))
 
+    def mapped(self, p0: int, p1: int) -> None:
+        return None  # sections are decoded
+
     def window(self, p0: int, p1: int) -> SliceStack:
         """This stack for planes [p0, p1) only: what a read task is sent, instead of every
         section's path (7,404 of them for BigBrain: ~400 KB pickled per task)."""

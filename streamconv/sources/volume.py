@@ -20,7 +20,7 @@ from ..errors import DataError
 from ..geometry import Vec3
 from ..info import MAX_CHANNELS, MAX_EXTENT, MAX_VOXELS
 from ..stores import Where
-from .base import MemoryOrder, Source, one_line
+from .base import MappedSlab, MemoryOrder, Source, one_line
 from .files import InputFile, open_input
 
 log = logging.getLogger("streamconv")
@@ -256,6 +256,19 @@ class NibabelSource:
             raise DataError(f"{self.path}: cannot read planes {z0}-{z1} ({one_line(exc)})") from exc
         block = block.reshape(block.shape[:3] + (-1,))  # (x, y, z, c)
         dtypes.cast_into(block.transpose(3, 2, 1, 0), out, self._slope, self._inter)
+
+    def mapped(self, p0: int, p1: int) -> MappedSlab | None:
+        """A plain local file whose voxels are stored as they are output (native byte order, no
+        scaling, not RGB): each channel's planes are one run of the file."""
+        raw = self._raw
+        if (raw is None or raw.compressed or raw.rgb or raw.slope != 1.0 or raw.inter != 0.0
+                or raw.disk_dtype != self.dtype or raw.file.local_path is None):
+            return None
+        x, y, z = self.shape
+        item = self.dtype.itemsize
+        return MappedSlab(raw.file.local_path, raw.offset + x * y * item * p0,
+                          (self.num_channels, p1 - p0, y, x), (x * y * z * item, x * y * item, x * item, item),
+                          self.dtype.str)
 
     def window(self, p0: int, p1: int) -> Source:
         return self
