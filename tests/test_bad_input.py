@@ -164,3 +164,22 @@ def test_nan_and_inf_are_stored_as_they_are_and_average_as_numpy_does(tmp_path):
     half = ts.open({**spec, "scale_index": 1}).result().read().result()[..., 0]
     assert np.array_equal(full, data, equal_nan=True)
     assert np.isnan(half[0, 0, 0]) and half[1, 1, 1] == np.inf and half[1, 0, 0] == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_input_cut_short_during_the_conversion_is_a_data_error(tmp_path, workers):
+    """Band tasks map an uncompressed NIfTI instead of reading it: a file cut short under them
+    (a task then cannot map its planes, or dies of SIGBUS touching them) ends the run with a
+    DataError that says so, not an internal error or 'a worker process died'."""
+    path = save(tmp_path / "v.nii", np.arange(64 * 64 * 256, dtype=np.uint32).reshape(64, 64, 256) % 7)
+    whole = path.stat().st_size
+
+    def cut_after_the_first_band(scales: list) -> object:
+        def progress(scale: int, chunks: int, nbytes: int) -> None:
+            with open(path, "r+b") as f:
+                f.truncate(whole // 2)
+        return progress
+
+    with pytest.raises(DataError, match="cut short during the conversion"):
+        streamconv.convert(path, tmp_path / "out", workers=workers, chunk_size=16, memory="1GiB",
+                           progress=cut_after_the_first_band)

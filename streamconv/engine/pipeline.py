@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..dataset import Dataset
-from ..errors import Interrupted, WorkerDied
+from ..errors import DataError, Interrupted, WorkerDied
 from ..geometry import Box, Scale, Vec3, ceil_div
 from ..sources import Source
 from ..sources.base import MappedSlab, MemoryOrder
@@ -399,6 +399,9 @@ class Pipeline:
         """A task's error as the user should see it."""
         self._check_stop()  # workers killed by the same signal that stops us
         if isinstance(failure, BrokenProcessPool):
+            for slab in self._open[0].values():  # an input file cut short under its mapping
+                if slab.in_file and isinstance(slab.ref, MappedSlab) and (why := slab.ref.missing()):
+                    raise DataError(why) from None
             raise WorkerDied("a worker process died (killed, or out of memory?); "
                              "lower --memory or --workers if it happens again") from None
         raise failure

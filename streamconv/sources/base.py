@@ -16,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..errors import DataError
 from ..geometry import Vec3
 
 
@@ -49,9 +50,23 @@ class MappedSlab:
         fd = os.open(self.path, os.O_RDONLY)
         try:
             mm = mmap.mmap(fd, end - start, access=mmap.ACCESS_READ, offset=start)
+        except ValueError:  # the file is shorter now than when the conversion started
+            raise DataError(self.missing() or f"{self.path}: cannot map planes of the input file") from None
         finally:
             os.close(fd)
         return np.ndarray(self.shape, self.dtype, buffer=mm, offset=self.offset - start, strides=self.strides)
+
+    def missing(self) -> str | None:
+        """Why the file no longer holds these planes (cut short while mapped: a task touching the
+        lost part died of SIGBUS), or None."""
+        need = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.strides)) + np.dtype(self.dtype).itemsize
+        try:
+            have = os.stat(self.path).st_size
+        except OSError as exc:
+            return f"{self.path}: the input file went away during the conversion ({exc.strerror})"
+        if have < need:
+            return f"{self.path}: the input file was cut short during the conversion ({have} bytes, {need} needed)"
+        return None
 
 
 class Source(Protocol):
