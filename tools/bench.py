@@ -14,7 +14,7 @@ client's wall time, and each worker's peak RSS (the workers are not the client's
 
 Each contestant runs as a child process; its wall time and the peak memory of its whole process
 tree (sum of RSS every 20 ms, and sum of PSS, which counts shared pages once, every 100 ms) are
-sampled (`measure`).
+sampled (`measuring.measure`).
 Before each run the output is removed, the filesystem synced and the input read once, so every
 contestant starts from the same page cache. The floor reads the input once and writes files of
 the same count and sizes as streamconv's output, nothing else. neuroglancer-scripts (a bench
@@ -46,105 +46,23 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
+from dask_cluster import DaskCluster
 from make_sections import make_sections
 from make_volume import make_volume
+from measuring import BIN, Measurement, measure
 
-BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
 # children (streamconv, its workers, dask workers) import this checkout's package
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
 STREAMCONV = [sys.executable, "-m", "streamconv"]
 TS_SCRIPT = [sys.executable, str(ROOT / "tools" / "ts_convert.py")]
 MiB = 1 << 20
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-@dataclass
-class Measurement:
-    name: str
-    seconds: float
-    peak_rss: int
-    peak_pss: int
-    output_bytes: int = 0
-    files: int = 0
-    worker_rss: list[int] = field(default_factory=list)  # Dask runs: each worker's peak (not in the tree)
-
-
-def _tree(pid: int) -> list[int]:
-    """pid and its descendants, from /proc/PID/task/TID/children: a few small reads, where
-    psutil's children() reads the stat file of every process on the machine."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except OSError:  # exited meanwhile
-            pass
-    return out
-
-
-def _rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * PAGE
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def _pss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
-    except (OSError, StopIteration, ValueError):
-        return 0
-
-
-def measure(name: str, commands: list[list[str]], durable: bool = False) -> Measurement:
-    """Run commands one after another; time them and sample the process tree's memory.
-    `durable`: the time includes a sync(1) after them, until the output is on disk.
-
-    The sampler shares the machine's two cores with the contestant, so it must cost little,
-    and the same per process whatever the contestant: every 20 ms it reads each process's
-    statm (RSS), every 100 ms its smaps_rollup (PSS, which walks the page tables). Sampling
-    streamconv's five processes (the 256 MiB compressed_segmentation row) costs 8-9% of a
-    core; psutil's memory_full_info and children() cost 22-24%, more the more processes a
-    contestant has, with the same peaks (issue 18)."""
-    peak_rss = peak_pss = 0
-    started = time.perf_counter()
-    for cmd in commands + ([["sync"]] if durable else []):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        stop = threading.Event()
-
-        def sample(pid: int, stop: threading.Event) -> None:
-            nonlocal peak_rss, peak_pss
-            k = 0
-            while not stop.is_set():
-                tree = _tree(pid)
-                peak_rss = max(peak_rss, sum(_rss(p) for p in tree))
-                if k % 5 == 0:
-                    peak_pss = max(peak_pss, sum(_pss(p) for p in tree))
-                k += 1
-                stop.wait(0.02)
-
-        sampler = threading.Thread(target=sample, args=(proc.pid, stop), daemon=True)
-        sampler.start()
-        _, err = proc.communicate()
-        stop.set()
-        sampler.join()
-        if proc.returncode:
-            raise SystemExit(f"{name}: {' '.join(cmd)} failed:\n{err.decode()[-2000:]}")
-    return Measurement(name, time.perf_counter() - started, peak_rss, peak_pss)
 
 
 def tree_files(root: Path) -> list[tuple[str, int]]:
@@ -190,56 +108,6 @@ def run_floor(work: Path, inputs: list[Path], reference: Path, durable: bool) ->
                                str(work / "floor-sizes.json"), str(out)]], durable)
     m.output_bytes = sum(size for _, size in tree_files(out))
     return m
-
-
-class DaskCluster:
-    """`dask scheduler` and `n` x `dask worker` on 127.0.0.1, each worker's RSS sampled every 20 ms."""
-
-    def __init__(self, work: Path, n: int, memory: int) -> None:
-        file = work / "scheduler.json"
-        file.unlink(missing_ok=True)
-        local = ["--no-dashboard", "--host", "127.0.0.1"]
-        self.processes = [psutil.Popen([str(BIN / "dask"), "scheduler", "--port", "0", "--scheduler-file", str(file),
-                                        *local], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-        while not file.exists():
-            time.sleep(0.1)
-        self.address = json.loads(file.read_text())["address"]
-        self.workers = [psutil.Popen([str(BIN / "dask"), "worker", self.address, "--nthreads", "1", "--no-nanny",
-                                      "--resources", f"MEMORY={memory}", *local],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
-        self.processes += self.workers
-        from distributed import Client
-
-        with Client(self.address) as client:
-            client.wait_for_workers(n, timeout=120)
-        self.peaks = [0] * n
-        self._stop = threading.Event()
-        self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self._sampler.start()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            for i, w in enumerate(self.workers):
-                try:
-                    self.peaks[i] = max(self.peaks[i], w.memory_info().rss)
-                except psutil.Error:
-                    pass
-            self._stop.wait(0.02)
-
-    def reset(self) -> None:
-        self.peaks = [0] * len(self.workers)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._sampler.join()
-        for p in self.processes:
-            p.terminate()
-        for p in self.processes:
-            try:
-                p.wait(30)
-            except psutil.TimeoutExpired:
-                p.kill()
-                p.wait()
 
 
 def dask_bench(work: Path, inputs: list[Path], streamconv_cmd, args: argparse.Namespace) -> list[Measurement]:

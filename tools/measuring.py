@@ -1,0 +1,94 @@
+"""How tools/bench.py times a contestant and samples the memory of its process tree."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BIN = Path(sys.executable).parent  # this interpreter's scripts (dask, neuroglancer-scripts' steps)
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class Measurement:
+    name: str
+    seconds: float
+    peak_rss: int
+    peak_pss: int
+    output_bytes: int = 0
+    files: int = 0
+    worker_rss: list[int] = field(default_factory=list)  # Dask runs: each worker's peak (not in the tree)
+
+
+def _tree(pid: int) -> list[int]:
+    """pid and its descendants, from /proc/PID/task/TID/children: a few small reads, where
+    psutil's children() reads the stat file of every process on the machine."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:  # exited meanwhile
+            pass
+    return out
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+    except (OSError, StopIteration, ValueError):
+        return 0
+
+
+def measure(name: str, commands: list[list[str]], durable: bool = False) -> Measurement:
+    """Run commands one after another; time them and sample the process tree's memory.
+    `durable`: the time includes a sync(1) after them, until the output is on disk.
+
+    The sampler shares the machine's two cores with the contestant, so it must cost little,
+    and the same per process whatever the contestant: every 20 ms it reads each process's
+    statm (RSS), every 100 ms its smaps_rollup (PSS, which walks the page tables). Sampling
+    streamconv's five processes (the 256 MiB compressed_segmentation row) costs 8-9% of a
+    core; psutil's memory_full_info and children() cost 22-24%, more the more processes a
+    contestant has, with the same peaks (issue 18)."""
+    peak_rss = peak_pss = 0
+    started = time.perf_counter()
+    for cmd in commands + ([["sync"]] if durable else []):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stop = threading.Event()
+
+        def sample(pid: int, stop: threading.Event) -> None:
+            nonlocal peak_rss, peak_pss
+            k = 0
+            while not stop.is_set():
+                tree = _tree(pid)
+                peak_rss = max(peak_rss, sum(_rss(p) for p in tree))
+                if k % 5 == 0:
+                    peak_pss = max(peak_pss, sum(_pss(p) for p in tree))
+                k += 1
+                stop.wait(0.02)
+
+        sampler = threading.Thread(target=sample, args=(proc.pid, stop), daemon=True)
+        sampler.start()
+        _, err = proc.communicate()
+        stop.set()
+        sampler.join()
+        if proc.returncode:
+            raise SystemExit(f"{name}: {' '.join(cmd)} failed:\n{err.decode()[-2000:]}")
+    return Measurement(name, time.perf_counter() - started, peak_rss, peak_pss)
