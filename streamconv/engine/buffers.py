@@ -50,6 +50,10 @@ class SlabRef:
             os.close(fd)
         return arranged(np.ndarray(stored_shape(self.shape, self.order), self.dtype, buffer=mm), self.order)
 
+    def missing(self) -> str | None:
+        """Never: a buffer is ours, nobody cuts it short (a `MappedSlab`'s file may be)."""
+        return None
+
 
 @dataclass(frozen=True)
 class PrivateSlab:

@@ -400,7 +400,7 @@ class Pipeline:
         self._check_stop()  # workers killed by the same signal that stops us
         if isinstance(failure, BrokenProcessPool):
             for slab in self._open[0].values():  # an input file cut short under its mapping
-                if slab.in_file and isinstance(slab.ref, MappedSlab) and (why := slab.ref.missing()):
+                if why := slab.ref.missing():
                     raise DataError(why) from None
             raise WorkerDied("a worker process died (killed, or out of memory?); "
                              "lower --memory or --workers if it happens again") from None

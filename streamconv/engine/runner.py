@@ -222,9 +222,9 @@ def _engine(describe: Callable[[Store], tuple[Source, Job]], store: Store, worke
             # finishes its imports meanwhile (starting a worker waits for them); then the
             # workers start, while the output is locked and the job recorded.
             source, job = describe(store)
-            for _ in range(workers):
-                pool.submit(int)
             with closing(source):
+                for _ in range(workers):
+                    pool.submit(int)
                 yield Running(job, lambda hooks, done: _run_pipeline(
                     Pipeline(job, source, store, pool, hooks, done)), pool,
                     lambda: (job.plan.workers, job.plan.budget), labels_seen=True)

@@ -42,14 +42,17 @@ class MappedSlab:
     strides: tuple[int, int, int, int]
     dtype: str
 
+    @property
+    def end(self) -> int:
+        """The byte after its last voxel."""
+        return self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.strides)) + np.dtype(self.dtype).itemsize
+
     def array(self) -> np.ndarray:
         """The slab as a read-only array; the mapping lasts as long as the array or a view of it."""
         start = self.offset - self.offset % mmap.ALLOCATIONGRANULARITY
-        end = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.strides)) \
-            + np.dtype(self.dtype).itemsize
         fd = os.open(self.path, os.O_RDONLY)
         try:
-            mm = mmap.mmap(fd, end - start, access=mmap.ACCESS_READ, offset=start)
+            mm = mmap.mmap(fd, self.end - start, access=mmap.ACCESS_READ, offset=start)
         except ValueError:  # the file is shorter now than when the conversion started
             raise DataError(self.missing() or f"{self.path}: cannot map planes of the input file") from None
         finally:
@@ -59,13 +62,12 @@ class MappedSlab:
     def missing(self) -> str | None:
         """Why the file no longer holds these planes (cut short while mapped: a task touching the
         lost part died of SIGBUS), or None."""
-        need = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.strides)) + np.dtype(self.dtype).itemsize
         try:
             have = os.stat(self.path).st_size
         except OSError as exc:
             return f"{self.path}: the input file went away during the conversion ({exc.strerror})"
-        if have < need:
-            return f"{self.path}: the input file was cut short during the conversion ({have} bytes, {need} needed)"
+        if have < self.end:
+            return f"{self.path}: the input file was cut short during the conversion ({have} bytes, {self.end} needed)"
         return None
 
 
