@@ -57,9 +57,10 @@ def main() -> None:
         typer.echo(f"streamconv: error: {message} (see {command} --help)", err=True)
         code = 2
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("streamconv: interrupted", err=True)
         code = 130
-    if code == 130 and not running.said_interrupted:  # typer's own exit on Ctrl-C says nothing
+    # One line for every way Ctrl-C ends the command, unless a run has said already how to
+    # resume: typer's own silent exit 130, its Abort, or KeyboardInterrupt before a run began.
+    if code == 130 and not running.said_interrupted:
         typer.echo("streamconv: interrupted", err=True)
     _exit(code if isinstance(code, int) else 0)
 
