@@ -41,8 +41,9 @@ from .budget import format_size, task_memory
 from .buffers import PrivateSlab
 from .journal import state_key
 from .output import output_sink
-from .pipeline import Hooks, SlabGrid, Totals, _along
+from .pipeline import Hooks, Totals
 from .sink import ChunkSink, Finish, run_finish
+from .slabgrid import SlabGrid, along
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
 
 if TYPE_CHECKING:
@@ -296,12 +297,12 @@ class DaskRun:
         job, grid, scale = self.job, self.grid, self.job.scales[level]
         p0, p1 = grid.planes(level, index)
         replay = (level, index) in self.done
-        x, y, z = _along(grid.axis, p1 - p0, scale.size)
+        x, y, z = along(grid.axis, p1 - p0, scale.size)
         down = None
         if level + 1 < len(job.scales):
             factor = job.scales[level + 1].factor
             q0, q1 = p0 // factor[grid.axis], p0 // factor[grid.axis] + grid.downsampled_planes(level, p0, p1)
-            nx, ny, nz = _along(grid.axis, q1 - q0, job.scales[level + 1].size)
+            nx, ny, nz = along(grid.axis, q1 - q0, job.scales[level + 1].size)
             down = Piece(self._piece(level, index), grid.origin(q0), (self.source.num_channels, nz, ny, nx), factor)
         return SlabTask(
             level, p0, p1, (self.source.num_channels, z, y, x), self.source.dtype.str,
