@@ -78,7 +78,6 @@ def connect(scheduler: str, workers: int, budget: int) -> Iterator[Client]:
             yield client
 
 
-
 def offered_memory(client: Client) -> list[float]:
     """The `MEMORY` each worker of the cluster offers now (0 for a worker started without it)."""
     return [w.get("resources", {}).get(RESOURCE, 0) for w in client.scheduler_info()["workers"].values()]
