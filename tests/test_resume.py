@@ -332,3 +332,41 @@ def test_a_killed_worker_fails_the_run_clearly_and_the_rerun_resumes(tmp_path, v
     reference = tmp_path / "ref"
     assert run(str(volume), str(reference), "-q", "--chunk-size", "32").returncode == 0
     assert files(out) == files(reference)
+
+
+
+
+def _die_soon(told: Path) -> None:
+    """Say so, then die as the OOM killer would kill a worker, once the caller has stopped."""
+    told.write_text(str(os.getpid()))
+    time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_work_queued_when_a_worker_dies_is_dropped_without_a_thread_error(tmp_path):
+    """Stopping, then a worker dies before the pool is shut down (the CI run where SIGTERM
+    reached the main process and the workers at once). Before Python 3.12, a queued task the
+    main thread had cancelled made the pool's own thread, failing the queue of a broken pool,
+    raise InvalidStateError (CPython gh-107219): a traceback on stderr, and that thread dead
+    with workers left running."""
+    import threading
+
+    import psutil
+
+    from streamconv.engine.executor import executor
+    from streamconv.errors import Interrupted
+    from streamconv.meshing import bounded
+
+    told = tmp_path / "dying"
+    errors: list[BaseException | None] = []
+    previous, threading.excepthook = threading.excepthook, lambda args: errors.append(args.exc_value)
+    try:
+        with executor(2) as pool:
+            calls = [(_die_soon, told)] + [(time.sleep, 5)] * 100
+            with pytest.raises(Interrupted):
+                for _ in bounded(pool, len(calls), told.exists, calls):
+                    pass
+            psutil.Process(int(told.read_text())).wait(timeout=10)
+    finally:
+        threading.excepthook = previous
+    assert errors == []

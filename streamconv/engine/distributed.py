@@ -116,7 +116,7 @@ class ClusterExecutor:
         def settle(done: Future) -> None:  # on Dask's thread
             with self._lock:
                 self._running.discard(done)
-            if local.cancelled():
+            if not local.set_running_or_notify_cancel():  # cancelled: atomic, unlike a test of cancelled()
                 return
             try:
                 local.set_result(done.result())

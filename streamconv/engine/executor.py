@@ -22,7 +22,14 @@ from . import lifeline, worklog
 
 
 class TaskExecutor(Protocol):
-    """What the engine needs of an executor."""
+    """What the engine needs of an executor.
+
+    To drop the tasks queued on it when a run stops, call `shutdown(wait=False,
+    cancel_futures=True)`, never `Future.cancel()` from the caller's thread: before Python 3.12
+    a process pool's own thread, failing the queued futures of a pool whose worker died, raised
+    InvalidStateError on one the caller had just cancelled (CPython gh-107219). That thread then
+    died half-way: a traceback on stderr, and workers left running that a process exit waits for.
+    Shutting down lets the pool's thread cancel them itself, one thread after the other."""
 
     in_process: bool  # tasks run in the calling process, one at a time
 

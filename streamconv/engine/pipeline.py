@@ -156,8 +156,7 @@ class Pipeline:
             self.completion.end()
             return self.totals
         except BaseException:
-            for future in self._in_flight:
-                future.cancel()
+            self.executor.shutdown(wait=False, cancel_futures=True)  # a stopped run queues no more
             raise
         finally:
             if self._read_executor is not self.executor:

@@ -175,5 +175,5 @@ def bounded(pool: TaskExecutor, ahead: int, should_stop: Callable[[], bool],
             for future in done:
                 yield future.result()
     finally:
-        for future in pending:
-            future.cancel()
+        if pending:  # stopped before the end: the run stops
+            pool.shutdown(wait=False, cancel_futures=True)
