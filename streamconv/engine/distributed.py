@@ -78,9 +78,10 @@ def connect(scheduler: str, workers: int, budget: int) -> Iterator[Client]:
             yield client
 
 
-def offered_memory(client: Client) -> list[float]:
-    """The `MEMORY` each worker of the cluster offers now (0 for a worker started without it)."""
-    return [w.get("resources", {}).get(RESOURCE, 0) for w in client.scheduler_info()["workers"].values()]
+def offered_memory(scheduler: dict[str, Any]) -> list[float]:
+    """The `MEMORY` each worker of the cluster offers (0 for a worker started without it), from
+    the scheduler's description of it (`Client.scheduler_info()`)."""
+    return [w.get("resources", {}).get(RESOURCE, 0) for w in scheduler["workers"].values()]
 
 
 class ClusterExecutor:
@@ -98,11 +99,12 @@ class ClusterExecutor:
         self._running: set[Future] = set()  # a Dask future dropped is a task forgotten
         self._lock = threading.Lock()
 
-    def capacity(self) -> tuple[int, int]:
-        """(workers, their memory in all) for the tasks to come, as the cluster stands now:
-        each task declares the most `MEMORY` a worker offers, at most `--memory`, so that
-        every task fits some worker (a task no worker can hold would wait forever)."""
-        offered = offered_memory(self.client)
+    def fit_tasks(self) -> tuple[int, int]:
+        """Size the tasks to come to the cluster as it stands now, and say (workers, their
+        memory in all): each task declares (`self.memory`) the most `MEMORY` a worker offers,
+        at most `--memory`, so that every task fits some worker (a task no worker can hold
+        would wait forever)."""
+        offered = offered_memory(self.client.scheduler_info())
         self.memory = int(min(self.budget, max(offered, default=0))) or self.budget  # Dask: floats
         workers = max(1, sum(1 for o in offered if o >= self.memory))
         return workers, workers * self.memory
@@ -342,15 +344,14 @@ class DaskRun:
         """Wait for a first worker (a batch system may still be starting them), then refuse a
         cluster where no worker could ever run the largest task (it would wait forever)."""
         need = max(self.memory)
-        while not self.client.scheduler_info()["workers"]:
+        while not (info := self.client.scheduler_info())["workers"]:
             self._check_stop()
-            log.warning("waiting for a first worker to join %s", self.client.scheduler_info().get("address"))
+            log.warning("waiting for a first worker to join %s", info.get("address"))
             try:
                 self.client.wait_for_workers(1, timeout=10)
             except TimeoutError:
                 continue
-        info = self.client.scheduler_info()
-        if not any(h >= need for h in offered_memory(self.client)):
+        if not any(h >= need for h in offered_memory(info)):
             raise UsageError(f"no worker of {info.get('address', 'the cluster')} offers the {format_size(need)} "
                              f"of {RESOURCE} the largest task needs: start workers with "
                              f"--resources {RESOURCE}=<bytes> (at least {need}), or lower --memory")

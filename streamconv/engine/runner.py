@@ -239,7 +239,7 @@ def _engine(describe: Callable[[Store], tuple[Source, Job]], store: Store, worke
         cluster = ClusterExecutor(client, job.plan.budget)
         try:
             yield Running(job, lambda hooks, done: DaskRun(job, source, store, client, hooks, done).run(),
-                          cluster, cluster.capacity, labels_seen=False)
+                          cluster, cluster.fit_tasks, labels_seen=False)
         finally:
             cluster.shutdown(cancel_futures=True)
 
