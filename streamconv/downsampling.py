@@ -177,11 +177,10 @@ def _mixed(planes: list[np.ndarray], fx: int, fy: int) -> np.ndarray:
         first_row = planes[0][:, ::fy]
         mixed = np.not_equal(first_row[..., 0::2], first_row[..., 1::2])  # the first pair's halves
         views = [p.view(wide)[:, j::fy] for p in planes for j in range(fy)]
-        first = views[0]
     else:
         views = _views(planes, fx, fy)
-        first = views[0]
-        mixed = np.zeros(first.shape, bool)
+        mixed = np.zeros(views[0].shape, bool)
+    first = views[0]
     different = np.empty(first.shape, bool)
     for v in views[1:]:
         np.not_equal(v, first, out=different)

@@ -83,7 +83,6 @@ class _Slab:
     buffer: SlabBuffer
     #: what its tasks map: the buffer, or the input file itself (a source's `mapped` planes)
     ref: SlabRef | MappedSlab
-    in_file: bool = False  # `ref` is the input file: there is nothing to read into the buffer
     #: planes some submitted writer task fills (whether it has finished or not)
     planes_incoming: int = 0
     #: writer tasks not finished: fill tasks, and finer band tasks downsampling into this slab
@@ -98,6 +97,11 @@ class _Slab:
     @property
     def planes(self) -> int:
         return self.p1 - self.p0
+
+    @property
+    def in_file(self) -> bool:
+        """Its tasks map the input file: there is nothing to read into the buffer."""
+        return self.ref is not self.buffer.ref
 
     @property
     def ready_to_seal(self) -> bool:
@@ -198,7 +202,7 @@ class Pipeline:
         p0, p1 = self.grid.planes(level, index)
         buffer = self._buffer(level)  # taken even for mapped planes: the same backpressure
         mapped = self.source.mapped(p0, p1) if level == 0 and not replay else None
-        slab = _Slab(level, index, p0, p1, buffer, mapped or buffer.ref, mapped is not None, replay=replay)
+        slab = _Slab(level, index, p0, p1, buffer, mapped or buffer.ref, replay=replay)
         self._open[level][index] = slab
         if replay:
             self.totals.replayed_slabs += 1
