@@ -28,7 +28,7 @@ from .info import VolumeInfo
 from .meshing import MeshOptions, MeshReport, bounded, mesh_labels
 from .segment_names import SegmentTable, properties_info, read_segment_names
 from .sharding import NoSharding, Sharding
-from .storage import Store
+from .stores.base import Store
 
 log = logging.getLogger("streamconv")
 

@@ -24,8 +24,8 @@ from .pyramid import plan_pyramid
 from .sharding import apply_sharding, parse_sharding
 from .sharding.choice import DEFAULT_SHARD_SIZE
 from .sources import Source, open_source
-from .storage import Store
 from .stores import Where
+from .stores.base import Store
 
 __all__ = ["convert", "Report"]
 

@@ -26,8 +26,8 @@ from .info import VolumeInfo
 from .sharding import ShardingSpec, apply_sharding, parse_sharding
 from .sharding.spec import chunk_ids
 from .sharding.spool import AssembleShard, ShardSpool
-from .storage import Store, open_output
-from .stores import Where
+from .stores import Where, open_output
+from .stores.base import Store
 
 #: where convert-chunks spools a shard's chunks while it re-encodes them
 WORK = f"{STATE_DIR}/convert-chunks"

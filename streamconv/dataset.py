@@ -20,8 +20,8 @@ from .errors import DataError
 from .geometry import Box, Scale, triple
 from .info import VolumeInfo
 from .sharding.reader import ShardedScaleReader
-from .storage import Store, open_store
-from .stores import Where
+from .stores import Where, open_store
+from .stores.base import Store
 
 _FLAT = re.compile(r"(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)")
 _NESTED = re.compile(r"-?\d+--?\d+")

@@ -49,3 +49,8 @@ class StoreUnavailable(OutputError):
     run again to resume once it answers."""
 
     resumable = True
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line, for error messages."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -21,10 +21,10 @@ import numpy as np
 from .dataset import read_info
 from .encodings import GZIP, compression
 from .engine.journal import locked
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, one_line
 from .info import VolumeInfo, check_key
-from .sources.base import one_line
-from .storage import Store, open_output
+from .stores import open_output
+from .stores.base import Store
 
 log = logging.getLogger("streamconv")
 

@@ -49,8 +49,8 @@ from .sources import Source, open_source
 from .sources.precomputed import PrecomputedSource
 from .sources.rescale import Rescaled
 from .sources.stack import is_stack
-from .storage import Store, open_output, open_store
-from .stores import Where
+from .stores import Where, open_output, open_store
+from .stores.base import Store
 
 log = logging.getLogger("streamconv")
 

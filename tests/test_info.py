@@ -18,10 +18,10 @@ import streamconv
 from streamconv.encodings import make_codec
 from streamconv.engine.journal import Journal, Lock, boot_id
 from streamconv.errors import DataError, OutputError, UsageError
-from streamconv.httpstore import HttpStore
 from streamconv.info import VolumeInfo
 from streamconv.pyramid import plan_pyramid
-from streamconv.storage import LocalStore
+from streamconv.stores.http import HttpStore
+from streamconv.stores.local import LocalStore
 
 STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
 

@@ -26,9 +26,8 @@ from test_resume import files, kill_and_resume
 import streamconv
 from streamconv.engine.journal import Lock
 from streamconv.errors import StoreUnavailable, UsageError
-from streamconv.storage import open_output, open_store
-from streamconv.stores import Location, StorageOptions
-from streamconv.stores.objects import Retry
+from streamconv.stores import Location, StorageOptions, open_output, open_store
+from streamconv.stores.retry import Retry
 
 ts = pytest.importorskip("tensorstore")
 STREAMCONV = str(Path(sys.executable).with_name("streamconv"))

@@ -21,7 +21,7 @@ from streamconv.errors import DataError, Interrupted, NoSpaceError
 from streamconv.geometry import Scale, ceil_div
 from streamconv.pyramid import plan_pyramid
 from streamconv.sources.base import MemoryOrder
-from streamconv.storage import LocalStore
+from streamconv.stores.local import LocalStore
 
 SHAPE = (37, 23, 19)  # x, y, z: odd everywhere, so every scale has clipped edge chunks
 LONG = (13, 11, 37)   # with 4-voxel chunks: 10 slabs along z, few chunks per slab

@@ -31,7 +31,7 @@ from streamconv.meshing import MeshOptions
 from streamconv.segment_names import read_segment_names
 from streamconv.sharding import ShardingSpec
 from streamconv.steps import add_segment_names, generate_meshes
-from streamconv.storage import open_output
+from streamconv.stores import open_output
 
 STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
 LUT = """\

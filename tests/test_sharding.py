@@ -26,7 +26,7 @@ from streamconv.info import VolumeInfo
 from streamconv.sharding import ShardingSpec, chunk_id, parse_sharding
 from streamconv.sharding.murmur import murmurhash3_x86_128_low64
 from streamconv.sharding.shardfile import Entry, write_shard
-from streamconv.storage import LocalStore
+from streamconv.stores.local import LocalStore
 from streamconv.verify import verify
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
@@ -329,7 +329,7 @@ def test_a_store_that_cannot_write_in_place_gets_the_same_volume_through_the_spo
     assembly (`StreamWriter.copy`) and read back equal to the shards written in place."""
     import uuid
 
-    from streamconv.storage import open_store
+    from streamconv.stores import open_store
 
     url = f"memory://{uuid.uuid4().hex}/out"
     streamconv.convert(MNI152_FILE_PATH, url, workers=0, sharding="auto", shard_size="1MiB")

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from streamconv.storage import LocalStore
+from streamconv.stores.local import LocalStore
 
 
 def stores(root):

@@ -367,7 +367,7 @@ def bigbrain_sharded(width: int, height: int, memory: str, shard_size: str, work
     from streamconv.pyramid import plan_pyramid
     from streamconv.sharding import AutoSharding, apply_sharding
     from streamconv.sharding.spool import ShardCompletion, ShardedLevel
-    from streamconv.storage import LocalStore
+    from streamconv.stores.local import LocalStore
 
     size, resolution = (width, 7404, height), (21166.67, 20000.0, 21166.67)
     scales, info = plan_pyramid(size, resolution, np.dtype("uint8"), 1, "image", 64, None, make_codec("jpeg"))

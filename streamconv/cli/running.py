@@ -14,8 +14,7 @@ import typer
 
 from ..convert import Report
 from ..engine.budget import format_size
-from ..errors import StreamconvError
-from ..sources.base import one_line
+from ..errors import StreamconvError, one_line
 from .options import RunOptions
 from .progress import ProgressFactory, scale_bars, wanted
 

@@ -36,7 +36,7 @@ from ..errors import Interrupted, UsageError, WorkerDied
 from ..geometry import Box, Scale, Vec3, triple
 from ..sources import Source
 from ..sources.base import MemoryOrder
-from ..storage import Store
+from ..stores.base import Store
 from .budget import format_size, task_memory
 from .buffers import PrivateSlab
 from .journal import state_key

@@ -35,7 +35,7 @@ import psutil
 
 from ..errors import OutputError, UsageError
 from ..info import check_key
-from ..storage import Store, require
+from ..stores.base import Store, require
 
 STATE_DIR = ".streamconv"
 CONVERT = "convert"  # the step that writes everything, info included

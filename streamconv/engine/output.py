@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..sharding.inplace import placed_voxel_bytes
 from ..sharding.spool import ShardCompletion, ShardedLevel, ShardSpool
-from ..storage import Store
+from ..stores.base import Store
 from .journal import state_key
 from .sink import ChunkSink, Completion, FileSink, NoCompletion
 

@@ -27,7 +27,7 @@ from ..dataset import Dataset
 from ..errors import DataError, Interrupted, WorkerDied
 from ..sources import Source
 from ..sources.base import MappedSlab, MemoryOrder
-from ..storage import Store
+from ..stores.base import Store
 from .buffers import SlabBuffer, SlabRef
 from .executor import TaskExecutor
 from .output import output_sink

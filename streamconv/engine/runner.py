@@ -28,8 +28,8 @@ from ..geometry import Scale
 from ..info import VolumeInfo
 from ..sharding.spec import shard_files
 from ..sources import Source
-from ..storage import Store, open_output, open_store, require
-from ..stores import Where
+from ..stores import Where, open_output, open_store
+from ..stores.base import Store, require
 from .budget import SlabPlan, default_budget, parse_size, plan_slabs, plan_worker_slabs
 from .buffers import remove_stale_buffers
 from .estimate import Estimate, check_free_space, estimate_job

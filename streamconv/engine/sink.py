@@ -16,7 +16,7 @@ from typing import Protocol
 from ..encodings import Compression
 from ..encodings.base import Encoded
 from ..geometry import Box, Scale
-from ..storage import Store
+from ..stores.base import Store
 
 
 class ChunkWriter(Protocol):

@@ -23,7 +23,7 @@ import numpy as np
 from ..dataset import Dataset
 from ..meshes import MESH_INFO
 from ..meshes import encode_fragment as encode_legacy
-from ..storage import Store
+from ..stores.base import Store
 from .blocks import PARTS, BlockGrid, Part, read_parts
 from .multilod import MULTILOD_INFO, QUANTIZATION_BITS, Lod, Manifest, encode_fragment, zorder
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine.journal import COMPLETE, START, Journal, prepare_output, read_job, write_job
-from ..storage import Store
+from ..stores.base import Store
 from .blocks import MESH_STATE, MESHES
 
 LABELS = f"{MESH_STATE}/labels"  # the labels of scale 0 (uint64le), once every block is meshed

@@ -23,7 +23,7 @@ import numpy as np
 from ..dataset import Dataset
 from ..sharding.shardfile import Entry, encode_data, write_shard
 from ..sharding.spec import ShardingSpec
-from ..storage import Store
+from ..stores.base import Store
 from .assemble import multilod, multilod_info
 from .blocks import MESH_STATE, BlockGrid, Part
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..encodings.base import Codec, Encoded
 from ..geometry import Box, Scale
-from ..storage import Store
+from ..stores.base import Store
 from .shardfile import encode_index, minishard_index
 from .spec import ShardingSpec, chunk_id, morton_bits
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..encodings import gzip_compress, gzip_decompress
 from ..errors import DataError
-from ..storage import Store
+from ..stores.base import Store
 from .spec import ShardingSpec
 
 INDEX_LEVEL = 9  # minishard indexes are small; their size matters to every reader

@@ -30,7 +30,7 @@ from ..encodings.base import Encoded
 from ..engine.budget import format_size
 from ..engine.sink import ChunkSink, ChunkWriter, Finish
 from ..geometry import Box, Scale
-from ..storage import Store, StreamWriter
+from ..stores.base import Store, StreamWriter
 from .inplace import PlacedWriter, indexes
 from .shardfile import Entry, write_shard
 from .spec import ShardingSpec, chunk_id, chunk_ids

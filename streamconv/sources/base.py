@@ -97,8 +97,3 @@ class Source(Protocol):
         """What identifies this input, for the journal."""
 
     def close(self) -> None: ...
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line, for error messages."""
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, Protocol
 
 from ..errors import DataError
 from ..stores.location import Location, Where
-from ..stores.objects import Retry
+from ..stores.retry import Retry
 
 #: how much a remote stream reads per request: few requests, little memory
 REMOTE_BLOCK = 8 << 20

@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, one_line
 from ..stores import Location
-from .base import one_line
 from .files import InputFile, open_input
 
 log = logging.getLogger("streamconv")

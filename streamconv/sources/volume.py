@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from .. import dtypes
-from ..errors import DataError
+from ..errors import DataError, one_line
 from ..geometry import Vec3
 from ..info import MAX_CHANNELS, MAX_EXTENT, MAX_VOXELS
 from ..stores import Where
-from .base import MappedSlab, MemoryOrder, Source, one_line
+from .base import MappedSlab, MemoryOrder, Source
 from .files import InputFile, open_input
 
 log = logging.getLogger("streamconv")

@@ -13,9 +13,10 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .encodings.base import Encoded
-from .errors import DataError, OutputError
-from .storage import Capabilities, StreamWriter
+from ..encodings.base import Encoded
+from ..errors import DataError, OutputError
+from .base import Capabilities, StreamWriter
+from .retry import Retry
 
 MAX_READ = 2 ** 31  # bytes of one key read over the network: a chunk is at most 1 GiB decoded
 
@@ -31,8 +32,6 @@ class HttpStore:
     def _fetch(self, key: str, headers: dict[str, str] | None = None,
                method: str = "GET") -> tuple[int, bytes, int] | None:
         """(status, body, Content-Length) of a request, retried; None when the key is absent."""
-        from .stores.objects import Retry
-
         try:
             return Retry().call(lambda: self._once(key, headers or {}, method), f"{self.url}/{key}: cannot read")
         except urllib.error.HTTPError as exc:
