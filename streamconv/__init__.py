@@ -9,10 +9,16 @@ if running_as_command():  # before the imports below, which take about half a se
     if will_use_workers(sys.argv[1:]):
         start_fork_server()
 
-from .convert import Report, convert
-from .convert_chunks import convert_chunks
+from .commands.convert import Report, convert
+from .commands.convert_chunks import convert_chunks
+from .commands.verify import VerifyReport, verify
 from .errors import DataError, OutputError, StreamconvError, UsageError
-from .verify import VerifyReport, verify
+
+# The step functions are public as `streamconv.steps` and `streamconv.meshes` (docs/cli.md), the
+# names they had before the commands moved into `commands/`; `import streamconv.steps` finds them.
+from .commands import meshes, steps  # isort: skip
+
+sys.modules[f"{__name__}.steps"], sys.modules[f"{__name__}.meshes"] = steps, meshes
 
 __all__ = ["convert", "convert_chunks", "verify", "Report", "VerifyReport", "StreamconvError",
            "UsageError", "DataError", "OutputError"]

@@ -16,8 +16,8 @@ import tensorstore as ts
 from nilearn.datasets import MNI152_FILE_PATH
 
 import streamconv
-from streamconv import dtypes
 from streamconv.errors import DataError
+from streamconv.format import dtypes
 
 STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
 

@@ -195,7 +195,7 @@ def test_names_and_meshes_on_the_cluster_are_the_local_runs(cluster, inputs, tmp
 
 def prepare_steps(out: Path, input: str, reading: dict[str, str], planning: dict[str, str]) -> None:
     """The info steps, run here (they only read a header): `out` holds an info of 16^3 chunks."""
-    from streamconv import steps
+    from streamconv.commands import steps
 
     steps.generate_info(input, out, **reading)
     steps.generate_scales_info(out / "info_fullres.json", out, target_chunk_size=16, **planning)

@@ -16,7 +16,7 @@ from reference import check_pyramid, read_scale
 from test_volumes import labels
 
 import streamconv
-from streamconv.convert_chunks import convert_chunks
+from streamconv.commands.convert_chunks import convert_chunks
 from streamconv.errors import UsageError
 
 

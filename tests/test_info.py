@@ -18,8 +18,8 @@ import streamconv
 from streamconv.encodings import make_codec
 from streamconv.engine.journal import Journal, Lock, boot_id
 from streamconv.errors import DataError, OutputError, UsageError
-from streamconv.info import VolumeInfo
-from streamconv.pyramid import plan_pyramid
+from streamconv.format.info import VolumeInfo
+from streamconv.format.pyramid import plan_pyramid
 from streamconv.stores.http import HttpStore
 from streamconv.stores.local import LocalStore
 

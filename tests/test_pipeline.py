@@ -18,8 +18,8 @@ from streamconv.engine.executor import InlineExecutor, executor
 from streamconv.engine.pipeline import Hooks, Pipeline, Totals
 from streamconv.engine.runner import Job
 from streamconv.errors import DataError, Interrupted, NoSpaceError
-from streamconv.geometry import Scale, ceil_div
-from streamconv.pyramid import plan_pyramid
+from streamconv.format.geometry import Scale, ceil_div
+from streamconv.format.pyramid import plan_pyramid
 from streamconv.sources.base import MemoryOrder
 from streamconv.stores.local import LocalStore
 

@@ -7,7 +7,7 @@ import pytest
 
 from streamconv.engine.budget import parse_size, plan_slabs
 from streamconv.errors import UsageError
-from streamconv.pyramid import plan_scales
+from streamconv.format.pyramid import plan_scales
 
 MiB = 1 << 20
 

@@ -23,14 +23,14 @@ import pytest
 from mesh_reader import read_multilod, watertight
 from nilearn.datasets import load_mni152_gm_template, load_mni152_wm_template
 
-from streamconv import convert
-from streamconv.annotate import Annotations, annotate
-from streamconv.dataset import read_info
+from streamconv.commands import convert
+from streamconv.commands.annotate import Annotations, annotate
+from streamconv.commands.names import read_segment_names
+from streamconv.commands.steps import add_segment_names, generate_meshes
 from streamconv.engine.executor import executor
+from streamconv.format.sharding import ShardingSpec
+from streamconv.layout.dataset import read_info
 from streamconv.meshing import MeshOptions
-from streamconv.segment_names import read_segment_names
-from streamconv.sharding import ShardingSpec
-from streamconv.steps import add_segment_names, generate_meshes
 from streamconv.stores import open_output
 
 STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
@@ -197,7 +197,7 @@ def test_tables_by_content(tmp_path, name, text, expected):
     table = read_segment_names(path)
     names = {s.id: s.name for s in table.segments}
     assert all(names[i] == n for i, n in expected.items())
-    from streamconv.segment_names import properties_info
+    from streamconv.commands.names import properties_info
 
     check_properties(properties_info(table))
 
@@ -205,7 +205,7 @@ def test_tables_by_content(tmp_path, name, text, expected):
 def test_table_extras_become_description_and_colour(tmp_path):
     path = tmp_path / "dseg.tsv"
     path.write_text("index\tname\tabbreviation\tcolor\n1\tThalamus\tTH\t#FF0000\n2\tPutamen\tPU\tn/a\n")
-    from streamconv.segment_names import properties_info
+    from streamconv.commands.names import properties_info
 
     properties = {p["id"]: p for p in properties_info(read_segment_names(path))["inline"]["properties"]}
     assert properties["description"]["values"] == ["abbreviation: TH", "abbreviation: PU"]

@@ -15,7 +15,7 @@ from reference import check_pyramid
 from reference import downsample as reference_downsample
 
 import streamconv
-from streamconv.downsampling import downsample
+from streamconv.kernels.downsampling import downsample
 
 DTYPES = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "float32"]
 

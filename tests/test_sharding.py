@@ -18,16 +18,17 @@ import tensorstore as ts
 from nilearn.datasets import MNI152_FILE_PATH
 
 import streamconv
-from streamconv.convert_chunks import convert_chunks
-from streamconv.dataset import open_dataset
+from streamconv.commands.convert_chunks import convert_chunks
+from streamconv.commands.verify import verify
 from streamconv.errors import DataError, UsageError
-from streamconv.geometry import Box, Scale
-from streamconv.info import VolumeInfo
-from streamconv.sharding import ShardingSpec, chunk_id, parse_sharding
-from streamconv.sharding.murmur import murmurhash3_x86_128_low64
-from streamconv.sharding.shardfile import Entry, write_shard
+from streamconv.format.geometry import Box, Scale
+from streamconv.format.info import VolumeInfo
+from streamconv.format.murmur import murmurhash3_x86_128_low64
+from streamconv.format.sharding import ShardingSpec, chunk_id
+from streamconv.format.sharding_choice import parse_sharding
+from streamconv.layout.dataset import open_dataset
+from streamconv.layout.shardfile import Entry, write_shard
 from streamconv.stores.local import LocalStore
-from streamconv.verify import verify
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
 from make_sections import make_sections
@@ -92,7 +93,7 @@ def test_sharding_options_are_checked():
 
 
 def test_auto_gives_compact_shards_and_one_file_to_small_scales():
-    from streamconv.sharding import AutoSharding
+    from streamconv.format.sharding_choice import AutoSharding
 
     big = Scale("s", (6572, 5711, 7404), (1.0, 1.0, 1.0), (64, 64, 64), (1, 1, 1))
     spec = AutoSharding(2 << 30).spec(big, 64 ** 3, True)

@@ -19,8 +19,8 @@ import pytest
 from nilearn.datasets import MNI152_FILE_PATH
 from reference import downsample as downsample_reference
 
-from streamconv.dataset import open_dataset
-from streamconv.geometry import Box
+from streamconv.format.geometry import Box
+from streamconv.layout.dataset import open_dataset
 
 BIN = Path(sys.executable).parent
 STREAMCONV = str(BIN / "streamconv")

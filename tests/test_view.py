@@ -23,7 +23,7 @@ import pytest
 from nilearn.datasets import MNI152_FILE_PATH
 
 import streamconv
-from streamconv.view import LocalDataset, RangeNotSatisfiable, byte_range, viewer_state
+from streamconv.commands.view import LocalDataset, RangeNotSatisfiable, byte_range, viewer_state
 
 STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
 CHUNK = "0-16_0-16_0-16"

@@ -364,9 +364,9 @@ def bigbrain_sharded(width: int, height: int, memory: str, shard_size: str, work
 
     from streamconv.encodings import make_codec
     from streamconv.engine.budget import parse_size, plan_slabs
-    from streamconv.pyramid import plan_pyramid
-    from streamconv.sharding import AutoSharding, apply_sharding
-    from streamconv.sharding.spool import ShardCompletion, ShardedLevel
+    from streamconv.format.pyramid import plan_pyramid
+    from streamconv.format.sharding_choice import AutoSharding, apply_sharding
+    from streamconv.layout.spool import ShardCompletion, ShardedLevel
     from streamconv.stores.local import LocalStore
 
     size, resolution = (width, 7404, height), (21166.67, 20000.0, 21166.67)

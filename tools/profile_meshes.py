@@ -16,7 +16,7 @@ import time
 import numpy as np
 import zmesh
 
-from streamconv.dataset import open_dataset
+from streamconv.layout.dataset import open_dataset
 from streamconv.meshing.blocks import LEVELS, BlockGrid, read_padded
 from streamconv.meshing.multilod import encode_fragment
 

@@ -9,10 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..convert import convert as convert_volume
-from ..convert_chunks import convert_chunks
+from ..commands.convert import convert as convert_volume
+from ..commands.convert_chunks import convert_chunks
+from ..commands.verify import verify as verify_output
 from ..engine.budget import format_size
-from ..verify import verify as verify_output
 from .app import app
 from .options import (
     ChunkEncoding,

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import meshes as library
-from .. import steps
+from ..commands import meshes as library
+from ..commands import steps
 from .app import app
 from .options import Dataset, FileOptions, MeshFormatOption, NamesFile, RunOptions, bundled
 from .running import reported_errors, start_logging

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TypedDict, get_type_
 
 import typer
 
-from ..downsampling import METHODS
 from ..encodings import ENCODINGS
 from ..encodings.images import PLANES
-from ..geometry import triple
+from ..format.geometry import triple
+from ..format.pyramid import VOLUME_TYPES
+from ..kernels.downsampling import METHODS
 from ..meshing import MESH_FORMATS
-from ..pyramid import VOLUME_TYPES
 from ..stores import Location, StorageOptions
 
 # The values of a choice come from the library's own list, so that a new encoding or method

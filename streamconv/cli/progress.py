@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Optional
 
 from ..engine.pipeline import ProgressFn
-from ..geometry import Scale
+from ..format.geometry import Scale
 
 # What the library's `progress` argument takes: given the scales, the callback for their chunks.
 ProgressFactory = Callable[[list[Scale]], ProgressFn]

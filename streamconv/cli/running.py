@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from ..convert import Report
+from ..commands.convert import Report
 from ..engine.budget import format_size
 from ..errors import StreamconvError, one_line
 from .options import RunOptions

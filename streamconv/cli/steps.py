@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import steps as library
-from ..convert import convert as convert_volume
+from ..commands import steps as library
+from ..commands.convert import convert as convert_volume
 from ..engine.budget import format_size
 from .app import app
 from .options import (

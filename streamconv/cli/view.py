@@ -24,7 +24,7 @@ def view(
     run: RunOptions,
 ) -> None:
     """Serve outputs and a Neuroglancer client on them, offline, until Ctrl-C."""
-    from ..view import serve  # http.server and its email parsers: not for every command's start-up
+    from ..commands.view import serve  # http.server and its email parsers: not for every command's start-up
 
     with reported_errors(run.debug):
         viewer = serve(outputs, host=host, port=port)

@@ -15,7 +15,7 @@ import numpy as np
 import psutil
 
 from ..errors import UsageError
-from ..geometry import Scale, ceil_div, triple
+from ..format.geometry import Scale, ceil_div, triple
 
 MiB = 1 << 20
 WORKER_BASE = 48 * MiB       # a forked worker with numpy and the task code loaded

@@ -30,10 +30,11 @@ import numpy as np
 from distributed import Client, Future, LocalCluster, wait
 from distributed.scheduler import KilledWorker
 
-from ..dataset import Dataset
 from ..encodings import ChunkFormat
 from ..errors import Interrupted, UsageError, WorkerDied
-from ..geometry import Box, Scale, Vec3, triple
+from ..format.geometry import Box, Scale, Vec3, triple
+from ..layout.dataset import Dataset
+from ..layout.sink import ChunkSink, Finish, run_finish
 from ..sources import Source
 from ..sources.base import MemoryOrder
 from ..stores.base import Store
@@ -42,7 +43,6 @@ from .buffers import PrivateSlab
 from .journal import state_key
 from .output import output_sink
 from .pipeline import Hooks, Totals
-from .sink import ChunkSink, Finish, run_finish
 from .slabgrid import SlabGrid, along
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
 

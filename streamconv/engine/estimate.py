@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..downsampling import downsample
 from ..encodings import NO_COMPRESSION
 from ..errors import OutputError
-from ..geometry import Box, Scale, triple
-from ..sharding.spec import shard_files
+from ..format.geometry import Box, Scale, triple
+from ..format.sharding import shard_files
+from ..kernels.downsampling import downsample
 from ..sources import Source
 from ..stores import Location
 from .budget import format_size

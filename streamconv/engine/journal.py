@@ -34,7 +34,7 @@ from typing import Protocol
 import psutil
 
 from ..errors import OutputError, UsageError
-from ..info import check_key
+from ..format.info import check_key
 from ..stores.base import Store, require
 
 STATE_DIR = ".streamconv"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..sharding.inplace import placed_voxel_bytes
-from ..sharding.spool import ShardCompletion, ShardedLevel, ShardSpool
+from ..layout.inplace import placed_voxel_bytes
+from ..layout.sink import ChunkSink, Completion, FileSink, NoCompletion
+from ..layout.spool import ShardCompletion, ShardedLevel, ShardSpool
 from ..stores.base import Store
 from .journal import state_key
-from .sink import ChunkSink, Completion, FileSink, NoCompletion
 
 if TYPE_CHECKING:  # the runner imports the pipeline, which imports this module
     from .runner import Job

@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..dataset import Dataset
 from ..errors import DataError, Interrupted, WorkerDied
+from ..layout.dataset import Dataset
+from ..layout.sink import Finish, run_finish
 from ..sources import Source
 from ..sources.base import MappedSlab, MemoryOrder
 from ..stores.base import Store
 from .buffers import SlabBuffer, SlabRef
 from .executor import TaskExecutor
 from .output import output_sink
-from .sink import Finish, run_finish
 from .slabgrid import SlabGrid
 from .tasks import Band, BandDone, Downsample, fill, fill_from_store, process_band
 from .worklog import replay

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..annotate import AnnotationReport, Annotations, annotate
+from ..commands.annotate import AnnotationReport, Annotations, annotate
 from ..encodings import ChunkFormat
 from ..errors import StreamconvError, UsageError
-from ..geometry import Scale
-from ..info import VolumeInfo
-from ..sharding.spec import shard_files
+from ..format.geometry import Scale
+from ..format.info import VolumeInfo
+from ..format.sharding import shard_files
 from ..sources import Source
 from ..stores import Where, open_output, open_store
 from ..stores.base import Store, require

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..geometry import Box, Scale, Vec3, ceil_div
+from ..format.geometry import Box, Scale, Vec3, ceil_div
 from .budget import SlabPlan, band_axis
 
 

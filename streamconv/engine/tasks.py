@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..dataset import Dataset
-from ..downsampling import downsample
 from ..encodings import Codec
-from ..geometry import Box, Scale, Vec3, array_axis, ceil_div
+from ..format.geometry import Box, Scale, Vec3, array_axis, ceil_div
+from ..kernels.downsampling import downsample
+from ..layout.dataset import Dataset
+from ..layout.sink import ChunkSink
 from ..sources import Source
 from ..sources.base import MappedSlab
 from .buffers import PrivateSlab, SlabRef, populate
-from .sink import ChunkSink
 from .worklog import take
 
 #: where a task finds a slab: shared memory on this host, its own, or the input file mapped

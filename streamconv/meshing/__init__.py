@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from ..dataset import Dataset
 from ..engine.executor import TaskExecutor
 from ..errors import Interrupted, UsageError
-from ..info import check_key
-from ..sharding import NoSharding, Sharding
+from ..format.info import check_key
+from ..format.sharding_choice import NoSharding, Sharding
+from ..layout.dataset import Dataset
 from .assemble import LabelWriter, LegacyFiles, MultilodFiles, assemble
 from .blocks import LEVELS, PARTS, BlockGrid, mesh_block
 from .job import prepare_meshes

@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..dataset import Dataset
-from ..meshes import MESH_INFO
-from ..meshes import encode_fragment as encode_legacy
+from ..commands.meshes import MESH_INFO
+from ..commands.meshes import encode_fragment as encode_legacy
+from ..layout.dataset import Dataset
 from ..stores.base import Store
 from .blocks import PARTS, BlockGrid, Part, read_parts
 from .multilod import MULTILOD_INFO, QUANTIZATION_BITS, Lod, Manifest, encode_fragment, zorder

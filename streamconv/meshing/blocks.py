@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..dataset import Dataset
 from ..engine.journal import state_key
-from ..geometry import Box, Scale, Vec3, ceil_div, triple
+from ..format.geometry import Box, Scale, Vec3, ceil_div, triple
+from ..layout.dataset import Dataset
 
 MESHES = "meshes"  # the mesh pass's step: its job record, journal and spool
 MESH_STATE = state_key(MESHES)

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from ..dataset import Dataset
-from ..sharding.shardfile import Entry, encode_data, write_shard
-from ..sharding.spec import ShardingSpec
+from ..format.sharding import ShardingSpec
+from ..layout.dataset import Dataset
+from ..layout.shardfile import Entry, encode_data, write_shard
 from ..stores.base import Store
 from .assemble import multilod, multilod_info
 from .blocks import MESH_STATE, BlockGrid, Part

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import DataError
-from ..geometry import Vec3
+from ..format.geometry import Vec3
 
 
 @dataclass(frozen=True)

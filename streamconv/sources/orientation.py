@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UsageError
-from ..geometry import triple
+from ..format.geometry import triple
 
 _AXIS = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dataset import Dataset
-from ..geometry import Box, Vec3, ceil_div
+from ..format.geometry import Box, Vec3, ceil_div
+from ..layout.dataset import Dataset
 from .base import MemoryOrder, Source
 
 

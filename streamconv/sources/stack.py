@@ -12,9 +12,9 @@ import logging
 
 import numpy as np
 
-from .. import dtypes
 from ..errors import DataError, UsageError
-from ..geometry import LENGTH_NM, Vec3, array_axis, triple
+from ..format import dtypes
+from ..format.geometry import LENGTH_NM, Vec3, array_axis, triple
 from .base import MemoryOrder
 from .files import open_input
 from .orientation import Orientation

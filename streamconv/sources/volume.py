@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import dtypes
 from ..errors import DataError, one_line
-from ..geometry import Vec3
-from ..info import MAX_CHANNELS, MAX_EXTENT, MAX_VOXELS
+from ..format import dtypes
+from ..format.geometry import Vec3
+from ..format.info import MAX_CHANNELS, MAX_EXTENT, MAX_VOXELS
 from ..stores import Where
 from .base import MappedSlab, MemoryOrder, Source
 from .files import InputFile, open_input

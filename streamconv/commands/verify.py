@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .dataset import Dataset, open_dataset
-from .downsampling import default_method, downsample
-from .errors import StreamconvError
-from .geometry import Box, parse_resolution, triple
-from .sources import open_source
-from .stores import Where
+from ..errors import StreamconvError
+from ..format.geometry import Box, parse_resolution, triple
+from ..kernels.downsampling import default_method, downsample
+from ..layout.dataset import Dataset, open_dataset
+from ..sources import open_source
+from ..stores import Where
 
 LOSSY = ("jpeg",)
 

@@ -115,7 +115,7 @@ LENGTH_NM = {"": 1.0, "nm": 1.0, "um": 1e3, "µm": 1e3, "micron": 1e3, "mm": 1e6
 
 def parse_resolution(text: str) -> tuple[float, float, float]:
     """'21166.67,20000,21166.67' (nm), '20um' (isotropic) or '0.02mm,0.02mm,0.04mm' -> nm (x, y, z)."""
-    from .errors import UsageError
+    from ..errors import UsageError
 
     parts = [p.strip() for p in text.split(",")]
     if len(parts) == 1:

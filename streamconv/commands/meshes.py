@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import read_info
-from .encodings import GZIP, compression
-from .engine.journal import locked
-from .errors import DataError, UsageError, one_line
-from .info import VolumeInfo, check_key
-from .stores import open_output
-from .stores.base import Store
+from ..encodings import GZIP, compression
+from ..engine.journal import locked
+from ..errors import DataError, UsageError, one_line
+from ..format.info import VolumeInfo, check_key
+from ..layout.dataset import read_info
+from ..stores import open_output
+from ..stores.base import Store
 
 log = logging.getLogger("streamconv")
 

@@ -28,12 +28,12 @@ import numpy as np
 from ..encodings import NO_COMPRESSION, Compression
 from ..encodings.base import Encoded
 from ..engine.budget import format_size
-from ..engine.sink import ChunkSink, ChunkWriter, Finish
-from ..geometry import Box, Scale
+from ..format.geometry import Box, Scale
+from ..format.sharding import ShardingSpec, chunk_id, chunk_ids
 from ..stores.base import Store, StreamWriter
 from .inplace import PlacedWriter, indexes
 from .shardfile import Entry, write_shard
-from .spec import ShardingSpec, chunk_id, chunk_ids
+from .sink import ChunkSink, ChunkWriter, Finish
 
 SEGMENT = ".seg"
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..encodings import gzip_compress, gzip_decompress
 from ..errors import DataError
+from ..format.sharding import ShardingSpec
 from ..stores.base import Store
-from .spec import ShardingSpec
 
 INDEX_LEVEL = 9  # minishard indexes are small; their size matters to every reader
 

@@ -22,35 +22,26 @@ from pathlib import Path
 
 import numpy as np
 
-from . import downsampling
+from ..encodings import CODECS, GZIP, ChunkFormat, compression, make_codec
+from ..engine.budget import plan_slabs
+from ..engine.executor import executor
+from ..engine.journal import finished, locked, read_job
+from ..engine.pipeline import ProgressFn
+from ..engine.runner import Job, Report, check_outside_value, closing_on_error, job_record, plan_job, resources, run_job
+from ..errors import DataError, OutputError, UsageError
+from ..format.geometry import Scale, ceil_div, parse_resolution
+from ..format.info import FullresInfo, VolumeInfo
+from ..format.pyramid import plan_pyramid
+from ..format.sharding_choice import parse_sharding
+from ..kernels import downsampling
+from ..layout.dataset import Dataset, open_dataset, read_info
+from ..sources import Source, open_source
+from ..sources.precomputed import PrecomputedSource
+from ..sources.rescale import Rescaled
+from ..sources.stack import is_stack
+from ..stores import Where, open_output, open_store
+from ..stores.base import Store
 from .annotate import AnnotationReport, Annotations, annotate, make_annotations
-from .dataset import Dataset, open_dataset, read_info
-from .encodings import CODECS, GZIP, ChunkFormat, compression, make_codec
-from .engine.budget import plan_slabs
-from .engine.executor import executor
-from .engine.journal import finished, locked, read_job
-from .engine.pipeline import ProgressFn
-from .engine.runner import (
-    Job,
-    Report,
-    check_outside_value,
-    closing_on_error,
-    job_record,
-    plan_job,
-    resources,
-    run_job,
-)
-from .errors import DataError, OutputError, UsageError
-from .geometry import Scale, ceil_div, parse_resolution
-from .info import FullresInfo, VolumeInfo
-from .pyramid import plan_pyramid
-from .sharding import parse_sharding
-from .sources import Source, open_source
-from .sources.precomputed import PrecomputedSource
-from .sources.rescale import Rescaled
-from .sources.stack import is_stack
-from .stores import Where, open_output, open_store
-from .stores.base import Store
 
 log = logging.getLogger("streamconv")
 

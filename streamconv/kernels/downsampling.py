@@ -15,8 +15,8 @@ import itertools
 
 import numpy as np
 
-from .errors import UsageError
-from .geometry import Vec3, ceil_div
+from ..errors import UsageError
+from ..format.geometry import Vec3, ceil_div
 
 METHODS = ("average", "majority", "stride")
 

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .encodings import GZIP, NO_COMPRESSION
-from .errors import DataError
-from .geometry import Box, Scale, triple
-from .info import VolumeInfo
-from .sharding.reader import ShardedScaleReader
-from .stores import Where, open_store
-from .stores.base import Store
+from ..encodings import GZIP, NO_COMPRESSION
+from ..errors import DataError
+from ..format.geometry import Box, Scale, triple
+from ..format.info import VolumeInfo
+from ..stores import Where, open_store
+from ..stores.base import Store
+from .shardreader import ShardedScaleReader
 
 _FLAT = re.compile(r"(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)")
 _NESTED = re.compile(r"-?\d+--?\d+")

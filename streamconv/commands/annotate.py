@@ -19,16 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 import psutil
 
-from .dataset import Dataset
-from .engine.budget import WORKER_BASE, format_size
-from .engine.executor import TaskExecutor
-from .errors import UsageError
-from .geometry import Box, triple
-from .info import VolumeInfo
-from .meshing import MeshOptions, MeshReport, bounded, mesh_labels
-from .segment_names import SegmentTable, properties_info, read_segment_names
-from .sharding import NoSharding, Sharding
-from .stores.base import Store
+from ..engine.budget import WORKER_BASE, format_size
+from ..engine.executor import TaskExecutor
+from ..errors import UsageError
+from ..format.geometry import Box, triple
+from ..format.info import VolumeInfo
+from ..format.sharding_choice import NoSharding, Sharding
+from ..layout.dataset import Dataset
+from ..meshing import MeshOptions, MeshReport, bounded, mesh_labels
+from ..stores.base import Store
+from .names import SegmentTable, properties_info, read_segment_names
 
 log = logging.getLogger("streamconv")
 

@@ -33,8 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from .errors import DataError, UsageError
-from .info import VolumeInfo
+from ..errors import DataError, UsageError
+from ..format.info import VolumeInfo
 
 log = logging.getLogger("streamconv")
 

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from ..errors import UsageError
-from ..geometry import Scale
-from .spec import ShardingSpec, morton_bits
+from .geometry import Scale
+from .sharding import ShardingSpec, morton_bits
 
 if TYPE_CHECKING:  # info.py reads sharding specs: imported there first
-    from ..info import VolumeInfo
+    from .info import VolumeInfo
 
 log = logging.getLogger("streamconv")
 MANY_FILES = 100_000  # an unsharded output past this many files gets a suggestion

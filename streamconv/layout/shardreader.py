@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..geometry import Box, Scale
+from ..format.geometry import Box, Scale
+from ..format.sharding import ShardingSpec, chunk_id
 from ..stores.base import Store
 from .shardfile import Entry, ShardReader, decode
-from .spec import ShardingSpec, chunk_id
 from .spool import shard_folder, spooled
 
 

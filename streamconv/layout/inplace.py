@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..encodings.base import Codec, Encoded
-from ..geometry import Box, Scale
+from ..format.geometry import Box, Scale
+from ..format.sharding import ShardingSpec, chunk_id, morton_bits
 from ..stores.base import Store
 from .shardfile import encode_index, minishard_index
-from .spec import ShardingSpec, chunk_id, morton_bits
 
 MAX_BITS = 16  # chunk ids of a shard laid out in a task: 2^16 (~6 MiB of temporaries, 1.5 MiB kept)
 FLUSH = 1 << 20  # a task's chunks written per call to the store

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 
-from . import downsampling
-from .annotate import make_annotations
-from .encodings import ChunkFormat, compression, make_codec
-from .engine.budget import parse_size
-from .engine.runner import (
+from ..encodings import ChunkFormat, compression, make_codec
+from ..engine.budget import parse_size
+from ..engine.runner import (
     Job,
     ProgressFactory,
     Report,
@@ -19,13 +17,14 @@ from .engine.runner import (
     resources,
     run_job,
 )
-from .geometry import parse_resolution
-from .pyramid import plan_pyramid
-from .sharding import apply_sharding, parse_sharding
-from .sharding.choice import DEFAULT_SHARD_SIZE
-from .sources import Source, open_source
-from .stores import Where
-from .stores.base import Store
+from ..format.geometry import parse_resolution
+from ..format.pyramid import plan_pyramid
+from ..format.sharding_choice import DEFAULT_SHARD_SIZE, apply_sharding, parse_sharding
+from ..kernels import downsampling
+from ..sources import Source, open_source
+from ..stores import Where
+from ..stores.base import Store
+from .annotate import make_annotations
 
 __all__ = ["convert", "Report"]
 

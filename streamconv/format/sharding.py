@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..geometry import Box, Scale, Vec3
+from .geometry import Box, Scale, Vec3
 from .murmur import murmurhash3_x86_128_low64
 
 SHARDED = "neuroglancer_uint64_sharded_v1"

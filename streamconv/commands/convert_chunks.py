@@ -13,21 +13,21 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 
-from .dataset import Dataset, open_dataset, read_info
-from .encodings import Codec, compression, make_codec
-from .engine.budget import WORKER_BASE, format_size, parse_size
-from .engine.executor import executor
-from .engine.journal import CHUNKS, COMPLETE, STATE_DIR, boot_id, locked, prepare_output, write_job
-from .engine.runner import resources
-from .engine.sink import ChunkSink, FileSink, Finish
-from .errors import UsageError
-from .geometry import Box, Scale
-from .info import VolumeInfo
-from .sharding import ShardingSpec, apply_sharding, parse_sharding
-from .sharding.spec import chunk_ids
-from .sharding.spool import AssembleShard, ShardSpool
-from .stores import Where, open_output
-from .stores.base import Store
+from ..encodings import Codec, compression, make_codec
+from ..engine.budget import WORKER_BASE, format_size, parse_size
+from ..engine.executor import executor
+from ..engine.journal import CHUNKS, COMPLETE, STATE_DIR, boot_id, locked, prepare_output, write_job
+from ..engine.runner import resources
+from ..errors import UsageError
+from ..format.geometry import Box, Scale
+from ..format.info import VolumeInfo
+from ..format.sharding import ShardingSpec, chunk_ids
+from ..format.sharding_choice import apply_sharding, parse_sharding
+from ..layout.dataset import Dataset, open_dataset, read_info
+from ..layout.sink import ChunkSink, FileSink, Finish
+from ..layout.spool import AssembleShard, ShardSpool
+from ..stores import Where, open_output
+from ..stores.base import Store
 
 #: where convert-chunks spools a shard's chunks while it re-encodes them
 WORK = f"{STATE_DIR}/convert-chunks"

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from ..encodings import Codec, codec_for_scale
+from ..errors import DataError, UsageError
 from .dtypes import SUPPORTED
-from .encodings import Codec, codec_for_scale
-from .errors import DataError, UsageError
 from .geometry import Scale, Vec3
-from .sharding.spec import ShardingSpec
+from .sharding import ShardingSpec
 
 VOLUME_TYPES = ("image", "segmentation")
 MULTISCALE = "neuroglancer_multiscale_volume"

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .encodings import Codec
-from .errors import DataError, UsageError
+from ..encodings import Codec
+from ..errors import DataError, UsageError
 from .geometry import Scale, Vec3, ceil_div, format_key, triple
 from .info import VOLUME_TYPES, VolumeInfo
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 #: Data types the precomputed format stores (little-endian on disk).
 SUPPORTED = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "float32")

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from ..encodings import Compression
 from ..encodings.base import Encoded
-from ..geometry import Box, Scale
+from ..format.geometry import Box, Scale
 from ..stores.base import Store
 
 

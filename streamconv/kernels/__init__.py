@@ -1,0 +1,1 @@
+"""Array kernels: downsampling (`downsampling.py`)."""
