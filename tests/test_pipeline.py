@@ -15,8 +15,8 @@ import pytest
 from streamconv.encodings import ChunkFormat, make_codec
 from streamconv.engine.budget import SlabPlan, plan_slabs
 from streamconv.engine.executor import InlineExecutor, executor
+from streamconv.engine.job import Job
 from streamconv.engine.pipeline import Hooks, Pipeline, Totals
-from streamconv.engine.runner import Job
 from streamconv.errors import DataError, Interrupted, NoSpaceError
 from streamconv.format.geometry import Scale, ceil_div
 from streamconv.format.pyramid import plan_pyramid

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamconv.engine.budget import parse_size, plan_slabs
+from streamconv.engine.budget import plan_slabs
 from streamconv.errors import UsageError
 from streamconv.format.pyramid import plan_scales
+from streamconv.units import parse_size
 
 MiB = 1 << 20
 

@@ -353,9 +353,8 @@ def test_work_queued_when_a_worker_dies_is_dropped_without_a_thread_error(tmp_pa
 
     import psutil
 
-    from streamconv.engine.executor import executor
+    from streamconv.engine.executor import bounded, executor
     from streamconv.errors import Interrupted
-    from streamconv.meshing import bounded
 
     told = tmp_path / "dying"
     errors: list[BaseException | None] = []

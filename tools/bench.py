@@ -113,7 +113,7 @@ def run_floor(work: Path, inputs: list[Path], reference: Path, durable: bool) ->
 def dask_bench(work: Path, inputs: list[Path], streamconv_cmd, args: argparse.Namespace) -> list[Measurement]:
     """streamconv --scheduler on clusters of each size in --dask-workers: the client's process tree
     is measured as any contestant's, and each worker's peak RSS besides."""
-    from streamconv.engine.budget import parse_size
+    from streamconv.units import parse_size
 
     results = []
     out = work / "out-dask"
@@ -363,11 +363,12 @@ def bigbrain_sharded(width: int, height: int, memory: str, shard_size: str, work
     import numpy as np
 
     from streamconv.encodings import make_codec
-    from streamconv.engine.budget import parse_size, plan_slabs
+    from streamconv.engine.budget import plan_slabs
     from streamconv.format.pyramid import plan_pyramid
     from streamconv.format.sharding_choice import AutoSharding, apply_sharding
     from streamconv.layout.spool import ShardCompletion, ShardedLevel
     from streamconv.stores.local import LocalStore
+    from streamconv.units import parse_size
 
     size, resolution = (width, 7404, height), (21166.67, 20000.0, 21166.67)
     scales, info = plan_pyramid(size, resolution, np.dtype("uint8"), 1, "image", 64, None, make_codec("jpeg"))

@@ -12,7 +12,7 @@ import typer
 from ..commands.convert import convert as convert_volume
 from ..commands.convert_chunks import convert_chunks
 from ..commands.verify import verify as verify_output
-from ..engine.budget import format_size
+from ..units import format_size
 from .app import app
 from .options import (
     ChunkEncoding,

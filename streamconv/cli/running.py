@@ -13,8 +13,8 @@ from typing import Optional
 import typer
 
 from ..commands.convert import Report
-from ..engine.budget import format_size
 from ..errors import StreamconvError, one_line
+from ..units import format_size
 from .options import RunOptions
 from .progress import ProgressFactory, scale_bars, wanted
 

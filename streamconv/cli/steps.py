@@ -10,7 +10,7 @@ import typer
 
 from ..commands import steps as library
 from ..commands.convert import convert as convert_volume
-from ..engine.budget import format_size
+from ..units import format_size
 from .app import app
 from .options import (
     ChunkEncoding,

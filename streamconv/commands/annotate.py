@@ -19,15 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 import psutil
 
-from ..engine.budget import WORKER_BASE, format_size
-from ..engine.executor import TaskExecutor
+from ..engine.budget import WORKER_BASE
+from ..engine.executor import TaskExecutor, bounded
 from ..errors import UsageError
 from ..format.geometry import Box, triple
 from ..format.info import VolumeInfo
 from ..format.sharding_choice import NoSharding, Sharding
 from ..layout.dataset import Dataset
-from ..meshing import MeshOptions, MeshReport, bounded, mesh_labels
+from ..meshing import MeshOptions, MeshReport, mesh_labels
 from ..stores.base import Store
+from ..units import format_size
 from .names import SegmentTable, properties_info, read_segment_names
 
 log = logging.getLogger("streamconv")
@@ -41,6 +42,18 @@ class Annotations:
 
     names: SegmentTable | None = None
     meshes: MeshOptions | None = None
+
+    @property
+    def collect_labels(self) -> bool:
+        """The band tasks collect the labels of scale 0 for a names table (a mesh pass finds
+        them itself)."""
+        return self.names is not None and self.meshes is None
+
+    def run(self, store: Store, info: VolumeInfo, pool: TaskExecutor, workers: int, budget: int,
+            labels: np.ndarray | None, should_stop: Callable[[], bool],
+            overwrite: bool) -> tuple[VolumeInfo, AnnotationReport]:
+        """What the engine calls after the pyramid (`engine.job.AfterPyramid`): `annotate`."""
+        return annotate(store, info, pool, workers, budget, self, labels, should_stop, overwrite)
 
     def record(self) -> dict:
         """For job.json: what changes the files written."""

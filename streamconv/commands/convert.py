@@ -5,18 +5,8 @@ from __future__ import annotations
 import os
 
 from ..encodings import ChunkFormat, compression, make_codec
-from ..engine.budget import parse_size
-from ..engine.runner import (
-    Job,
-    ProgressFactory,
-    Report,
-    check_outside_value,
-    closing_on_error,
-    job_record,
-    plan_job,
-    resources,
-    run_job,
-)
+from ..engine.job import Job, check_outside_value, closing_on_error, job_record, plan_job, resources
+from ..engine.runner import ProgressFactory, Report, run_job
 from ..format.geometry import parse_resolution
 from ..format.pyramid import plan_pyramid
 from ..format.sharding_choice import DEFAULT_SHARD_SIZE, apply_sharding, parse_sharding
@@ -24,6 +14,7 @@ from ..kernels import downsampling
 from ..sources import Source, open_source
 from ..stores import Where
 from ..stores.base import Store
+from ..units import parse_size
 from .annotate import make_annotations
 
 __all__ = ["convert", "Report"]

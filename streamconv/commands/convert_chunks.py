@@ -14,10 +14,10 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 
 from ..encodings import Codec, compression, make_codec
-from ..engine.budget import WORKER_BASE, format_size, parse_size
+from ..engine.budget import WORKER_BASE
 from ..engine.executor import executor
+from ..engine.job import resources
 from ..engine.journal import CHUNKS, COMPLETE, STATE_DIR, boot_id, locked, prepare_output, write_job
-from ..engine.runner import resources
 from ..errors import UsageError
 from ..format.geometry import Box, Scale
 from ..format.info import VolumeInfo
@@ -28,6 +28,7 @@ from ..layout.sink import ChunkSink, FileSink, Finish
 from ..layout.spool import AssembleShard, ShardSpool
 from ..stores import Where, open_output
 from ..stores.base import Store
+from ..units import format_size, parse_size
 
 #: where convert-chunks spools a shard's chunks while it re-encodes them
 WORK = f"{STATE_DIR}/convert-chunks"

@@ -23,12 +23,12 @@ from ..engine.journal import locked
 from ..errors import DataError, UsageError, one_line
 from ..format.info import VolumeInfo, check_key
 from ..layout.dataset import read_info
+from ..meshing.legacy import LEGACY_INFO, encode_legacy
 from ..stores import open_output
 from ..stores.base import Store
 
 log = logging.getLogger("streamconv")
 
-MESH_INFO = {"@type": "neuroglancer_legacy_mesh"}
 NM_PER_MM = 1e6
 
 
@@ -100,20 +100,6 @@ def transform(vertices: np.ndarray, triangles: np.ndarray,
     return vertices, triangles
 
 
-def encode_fragment(vertices_nm: np.ndarray, triangles: np.ndarray) -> bytes:
-    return b"".join([np.uint32(len(vertices_nm)).astype("<u4").tobytes(),
-                     np.ascontiguousarray(vertices_nm, "<f4").tobytes(),
-                     np.ascontiguousarray(triangles, "<u4").tobytes()])
-
-
-def decode_fragment(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """(vertices N x 3 float32 in nm, triangles M x 3 uint32) of a legacy fragment file."""
-    n = int(np.frombuffer(data, "<u4", 1)[0])
-    vertices = np.frombuffer(data, "<f4", 3 * n, 4).reshape(n, 3)
-    triangles = np.frombuffer(data, "<u4", offset=4 + 12 * n).reshape(-1, 3)
-    return vertices, triangles
-
-
 def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
                         coord_transform: str | None = None, mesh_dir: str | None = None,
                         mesh_name: str | None = None, gzip: bool = False,
@@ -140,8 +126,8 @@ def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
                         "of segmentations only", info.type)
         step = compression(gzip, compresslevel)
         key = step.key(f"{directory}/{name}")
-        store.write(key, step.encode(encode_fragment(vertices * NM_PER_MM, triangles)))
-        store.write(f"{directory}/info", json.dumps(MESH_INFO).encode())
+        store.write(key, step.encode(encode_legacy(vertices * NM_PER_MM, triangles)))
+        store.write(f"{directory}/info", json.dumps(LEGACY_INFO).encode())
         if info.get("mesh") != directory:
             store.write("info", info.with_member("mesh", directory).to_json(), durable=True)
     return key

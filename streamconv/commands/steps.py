@@ -25,9 +25,10 @@ import numpy as np
 from ..encodings import CODECS, GZIP, ChunkFormat, compression, make_codec
 from ..engine.budget import plan_slabs
 from ..engine.executor import executor
+from ..engine.job import Job, check_outside_value, closing_on_error, job_record, plan_job, resources
 from ..engine.journal import finished, locked, read_job
 from ..engine.pipeline import ProgressFn
-from ..engine.runner import Job, Report, check_outside_value, closing_on_error, job_record, plan_job, resources, run_job
+from ..engine.runner import Report, run_job
 from ..errors import DataError, OutputError, UsageError
 from ..format.geometry import Scale, ceil_div, parse_resolution
 from ..format.info import FullresInfo, VolumeInfo

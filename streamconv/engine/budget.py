@@ -8,7 +8,6 @@ workers each cost a base; slab buffers are counted once; each worker adds what o
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,34 +15,11 @@ import psutil
 
 from ..errors import UsageError
 from ..format.geometry import Scale, ceil_div, triple
+from ..units import MiB, format_size
 
-MiB = 1 << 20
 WORKER_BASE = 48 * MiB       # a forked worker with numpy and the task code loaded
 BAND_TARGET = 16 * MiB       # bytes of slab a band task reads, when the budget allows
 SLAB_TARGET = 64 * MiB       # thicker full-resolution slabs only while they stay this small
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": MiB, "mb": 1000 ** 2,
-          "mib": MiB, "g": 1 << 30, "gb": 1000 ** 3, "gib": 1 << 30, "t": 1 << 40, "tb": 1000 ** 4,
-          "tib": 1 << 40}
-
-
-def parse_size(text: str | int) -> int:
-    """'512MiB', '2G', '1.5GB' or a number of bytes."""
-    if isinstance(text, int):
-        return text
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
-    if not match or match.group(2).lower() not in _UNITS:
-        raise UsageError(f"cannot read the size {text!r} (examples: 512MiB, 2GiB, 4G)")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-
-
-def format_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError
-
-
 def default_budget() -> int:
     """Half of the memory available now: room for the page cache and everything else."""
     return psutil.virtual_memory().available // 2

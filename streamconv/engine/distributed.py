@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future as LocalFuture
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from distributed import Client, Future, LocalCluster, wait
@@ -38,16 +38,15 @@ from ..layout.sink import ChunkSink, Finish, run_finish
 from ..sources import Source
 from ..sources.base import MemoryOrder
 from ..stores.base import Store
-from .budget import format_size, task_memory
+from ..units import format_size
+from .budget import task_memory
 from .buffers import PrivateSlab
+from .job import Job
 from .journal import state_key
 from .output import output_sink
 from .pipeline import Hooks, Totals
 from .slabgrid import SlabGrid, along
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
-
-if TYPE_CHECKING:
-    from .runner import Job
 
 log = logging.getLogger("streamconv")
 

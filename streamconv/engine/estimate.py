@@ -16,7 +16,6 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,10 +26,8 @@ from ..format.sharding import shard_files
 from ..kernels.downsampling import downsample
 from ..sources import Source
 from ..stores import Location
-from .budget import format_size
-
-if TYPE_CHECKING:  # the runner calls check_free_space
-    from .runner import Job
+from ..units import format_size
+from .job import Job
 
 SAMPLE_BYTES = 16 << 20  # the band of the sampled slab that is encoded, written and downsampled
 

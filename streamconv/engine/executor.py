@@ -1,7 +1,8 @@
 """The executor seam: where tasks run. A process pool by default; inline for debugging and tests.
 
-Both hand back concurrent.futures Futures, so the pipeline drives either (and a Dask client,
-whose futures quack the same, later) with one loop. An executor says whether its tasks run in
+Both hand back concurrent.futures Futures, so the pipeline drives either (and the Dask path's
+`ClusterExecutor`, whose futures quack the same) with one loop; `bounded` runs a stream of
+calls a few ahead. An executor says whether its tasks run in
 the calling process (`in_process`): there a source that must be read in order needs no thread
 of its own.
 """
@@ -12,11 +13,12 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from ..errors import Interrupted
 from ..starting import start_fork_server
 from . import lifeline, worklog
 
@@ -104,3 +106,30 @@ def _main_hidden() -> Iterator[None]:
         if main is not None:
             main.__dict__.pop("__spec__", None)
             main.__dict__.update(saved)
+
+
+def bounded(pool: TaskExecutor, ahead: int, should_stop: Callable[[], bool],
+             calls: Iterable[tuple[Any, ...]], what: str = "meshing") -> Iterator[Any]:
+    """Results of the calls (function, arguments...), at most `ahead` in flight; `Interrupted`
+    (`what` was) once `should_stop` says so, the queued calls dropped."""
+    pending: set[Future[Any]] = set()
+    calls = iter(calls)
+    exhausted = False
+    try:
+        while pending or not exhausted:
+            while not exhausted and len(pending) < ahead:
+                call = next(calls, None)
+                if call is None:
+                    exhausted = True
+                    break
+                pending.add(pool.submit(*call))
+            if not pending:
+                break
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            if should_stop():
+                raise Interrupted(f"{what} interrupted")
+            for future in done:
+                yield future.result()
+    finally:
+        if pending:  # stopped before the end: the run stops
+            pool.shutdown(wait=False, cancel_futures=True)

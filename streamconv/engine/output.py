@@ -3,16 +3,12 @@ the info (a scale with a `sharding` spec is sharded)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..layout.inplace import placed_voxel_bytes
 from ..layout.sink import ChunkSink, Completion, FileSink, NoCompletion
 from ..layout.spool import ShardCompletion, ShardedLevel, ShardSpool
 from ..stores.base import Store
+from .job import Job
 from .journal import state_key
-
-if TYPE_CHECKING:  # the runner imports the pipeline, which imports this module
-    from .runner import Job
 
 
 def output_sink(job: Job, store: Store) -> tuple[ChunkSink, Completion, str | None]:

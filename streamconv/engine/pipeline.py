@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -31,13 +31,11 @@ from ..sources.base import MappedSlab, MemoryOrder
 from ..stores.base import Store
 from .buffers import SlabBuffer, SlabRef
 from .executor import TaskExecutor
+from .job import Job
 from .output import output_sink
 from .slabgrid import SlabGrid
 from .tasks import Band, BandDone, Downsample, fill, fill_from_store, process_band
 from .worklog import replay
-
-if TYPE_CHECKING:  # the runner imports this module to run its jobs
-    from .runner import Job
 
 #: progress(scale index, chunks done, bytes written)
 ProgressFn = Callable[[int, int, int], None]

@@ -9,9 +9,7 @@ SIGTERM turned into a stop at a safe point, and marks the job finished.
 from __future__ import annotations
 
 import gc
-import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -19,21 +17,17 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
-import numpy as np
-
-from ..commands.annotate import AnnotationReport, Annotations, annotate
-from ..encodings import ChunkFormat
 from ..errors import StreamconvError, UsageError
 from ..format.geometry import Scale
-from ..format.info import VolumeInfo
 from ..format.sharding import shard_files
 from ..sources import Source
 from ..stores import Where, open_output, open_store
 from ..stores.base import Store, require
-from .budget import SlabPlan, default_budget, parse_size, plan_slabs, plan_worker_slabs
+from .budget import SlabPlan
 from .buffers import remove_stale_buffers
 from .estimate import Estimate, check_free_space, estimate_job
 from .executor import TaskExecutor, executor
+from .job import AfterReport, Job
 from .journal import (
     COMPLETE,
     CONVERT,
@@ -55,30 +49,6 @@ ProgressFactory = Callable[[list[Scale]], ProgressFn]
 
 
 @dataclass(frozen=True)
-class Job:
-    """A conversion or one step of it, decided: what to write and how, and the description
-    kept in the journal."""
-
-    scales: list[Scale]
-    info: VolumeInfo
-    plan: SlabPlan
-    fmt: ChunkFormat
-    method: str
-    skip_empty: bool
-    record: dict  # everything that changes the bytes written, as stored in job.json
-    step: str = CONVERT  # or a step of the step-by-step workflow (its own job record)
-    first: int = 0       # scales below this one are on disk already: read, not written
-    outside_value: float | None = None
-    annotations: Annotations | None = None  # names and meshes of a segmentation, added at the end
-
-    @property
-    def collect_labels(self) -> bool:
-        """Band tasks return the labels of scale 0 for a names table (a mesh pass finds them itself)."""
-        return self.annotations is not None and self.annotations.names is not None \
-            and self.annotations.meshes is None
-
-
-@dataclass(frozen=True)
 class Report:
     """What a conversion did."""
 
@@ -96,54 +66,7 @@ class Report:
     peak_memory: int = 0     # bytes: the largest PSS sum of the process tree during the run
     estimate: Estimate | None = None  # a dry run: what the run would cost; nothing was written
     shard_files: int = 0     # the sharded scales' files (their chunks are among chunks_written)
-    annotated: AnnotationReport | None = None  # names and meshes, when asked for
-
-
-def resources(workers: int | None, memory: str | int | None) -> tuple[int, int]:
-    """Worker count (default: CPU count) and memory budget in bytes (default: half of what is
-    available)."""
-    workers = os.cpu_count() or 1 if workers is None else workers
-    if workers < 0:
-        raise UsageError(f"--workers must be 0 or more, got {workers}")
-    return workers, default_budget() if memory is None else parse_size(memory)
-
-
-def plan_job(scales: list[Scale], source: Source, workers: int, budget: int, store: Store,
-             scheduler: str | None) -> SlabPlan:
-    """The slabs of a job: planned for the local engine's whole process tree, or with a
-    `scheduler` for one Dask worker, which runs one slab's task at a time in its own memory."""
-    if scheduler is None:
-        return plan_slabs(scales, source.num_channels, source.dtype, workers, budget, source.parallel_reads,
-                          source.stream_axis, writes_in_flight=store.can.parallel)
-    return plan_worker_slabs(scales, source.num_channels, source.dtype, budget, source.stream_axis)
-
-
-def job_record(source: Source, plan: SlabPlan, **parameters: object) -> dict:
-    """What job.json keeps: the input's fingerprint, the parameters that change bytes, and the
-    slab size (journal entries are slabs)."""
-    return json.loads(json.dumps({  # as stored, so that it compares equal when read back
-        "input": source.fingerprint(), **parameters,
-        "slab_planes": list(plan.slab_planes), "stream_axis": plan.stream_axis}))
-
-
-def check_outside_value(value: float | None, dtype: np.dtype) -> None:
-    """`--outside-value` must be a value of the stored type, refused before any work."""
-    if value is None or dtype.kind == "f":
-        return
-    info = np.iinfo(dtype)
-    if value != int(value) or not info.min <= value <= info.max:
-        raise UsageError(f"--outside-value {value} is not a value of {dtype}")
-
-
-@contextmanager
-def closing_on_error(source: Source) -> Iterator[None]:
-    """Close a source opened while describing a job if describing it fails (once the job is
-    described, `run_job` closes it)."""
-    try:
-        yield
-    except BaseException:
-        source.close()
-        raise
+    annotated: AfterReport | None = None  # names and meshes, when asked for
 
 
 @contextmanager
@@ -251,7 +174,7 @@ def _run_pipeline(pipeline: Pipeline) -> Totals:
 
 
 def _write(run: Running, store: Store, overwrite: bool, resume: bool,
-           progress: ProgressFactory | None) -> tuple[Totals, str, AnnotationReport | None]:
+           progress: ProgressFactory | None) -> tuple[Totals, str, AfterReport | None]:
     """Run the pipeline under the output's lock and the step's journal, then add names and
     meshes; `convert` writes the info last. Returns what the output held: START, RESUME or
     COMPLETE (nothing written)."""
@@ -287,8 +210,8 @@ def _write(run: Running, store: Store, overwrite: bool, resume: bool,
                     labels = totals.labels if (run.labels_seen and job.collect_labels and job.first == 0
                                                and not done) else None
                     # --overwrite replaces meshes even where no record of ours names them
-                    info, annotated = annotate(store, info, run.pool, *run.capacity(),
-                                               job.annotations, labels, stop.is_set, overwrite)
+                    info, annotated = job.annotations.run(store, info, run.pool, *run.capacity(), labels,
+                                                          stop.is_set, overwrite)
         finally:
             journal.close()
         if job.step == CONVERT:

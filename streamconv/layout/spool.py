@@ -27,10 +27,10 @@ import numpy as np
 
 from ..encodings import NO_COMPRESSION, Compression
 from ..encodings.base import Encoded
-from ..engine.budget import format_size
 from ..format.geometry import Box, Scale
 from ..format.sharding import ShardingSpec, chunk_id, chunk_ids
 from ..stores.base import Store, StreamWriter
+from ..units import format_size
 from .inplace import PlacedWriter, indexes
 from .shardfile import Entry, write_shard
 from .sink import ChunkSink, ChunkWriter, Finish

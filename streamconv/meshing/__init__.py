@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..engine.executor import TaskExecutor
-from ..errors import Interrupted, UsageError
+from ..engine.executor import TaskExecutor, bounded
+from ..errors import UsageError
 from ..format.info import check_key
 from ..format.sharding_choice import NoSharding, Sharding
 from ..layout.dataset import Dataset
@@ -151,29 +150,3 @@ def _numbered(index: int, function: Callable[..., Any], *args: Any) -> int:
     """Run a task, return its number (for the journal)."""
     function(*args)
     return index
-
-
-def bounded(pool: TaskExecutor, ahead: int, should_stop: Callable[[], bool],
-             calls: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
-    """Results of the calls (function, arguments...), at most `ahead` in flight."""
-    pending: set[Future[Any]] = set()
-    calls = iter(calls)
-    exhausted = False
-    try:
-        while pending or not exhausted:
-            while not exhausted and len(pending) < ahead:
-                call = next(calls, None)
-                if call is None:
-                    exhausted = True
-                    break
-                pending.add(pool.submit(*call))
-            if not pending:
-                break
-            done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-            if should_stop():
-                raise Interrupted("meshing interrupted")
-            for future in done:
-                yield future.result()
-    finally:
-        if pending:  # stopped before the end: the run stops
-            pool.shutdown(wait=False, cancel_futures=True)

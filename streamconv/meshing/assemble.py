@@ -20,11 +20,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..commands.meshes import MESH_INFO
-from ..commands.meshes import encode_fragment as encode_legacy
 from ..layout.dataset import Dataset
 from ..stores.base import Store
 from .blocks import PARTS, BlockGrid, Part, read_parts
+from .legacy import LEGACY_INFO, encode_legacy
 from .multilod import MULTILOD_INFO, QUANTIZATION_BITS, Lod, Manifest, encode_fragment, zorder
 
 
@@ -149,7 +148,7 @@ class LegacyFiles:
         return len(data) + len(manifest)
 
     def info(self, volume: Dataset) -> dict:
-        return MESH_INFO
+        return LEGACY_INFO
 
     def last_tasks(self, store: Store, labels: np.ndarray) -> list[tuple[Any, ...]]:
         return []
