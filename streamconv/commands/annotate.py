@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import psutil
 
-from ..engine.budget import WORKER_BASE
+from ..engine.budget import worker_share
 from ..engine.executor import TaskExecutor, bounded
 from ..errors import UsageError
 from ..format.geometry import Box, triple
@@ -98,7 +97,7 @@ def annotate(store: Store, info: VolumeInfo, pool: TaskExecutor, workers: int, b
     volume = Dataset(store, info, info.geometry)
     mesh_report = None
     if annotations.meshes is not None:
-        per_worker = _per_worker(workers, budget)
+        per_worker = worker_share(workers, budget)
         mesh_report = mesh_labels(volume, pool, workers, per_worker, annotations.meshes, should_stop,
                                   overwrite)
         log.info("meshes: %d labels, %d blocks of %d^3 cells meshed, %s", mesh_report.count,
@@ -115,12 +114,6 @@ def annotate(store: Store, info: VolumeInfo, pool: TaskExecutor, workers: int, b
         assert mesh_report is not None
         return info, AnnotationReport(mesh_report.count, mesh_report)
     return info, AnnotationReport(int(np.count_nonzero(labels)), mesh_report)
-
-
-def _per_worker(workers: int, budget: int) -> int:
-    """A worker's share of the budget once the processes themselves are counted."""
-    main = psutil.Process().memory_info().rss
-    return max(0, budget - main - (workers + 1) * WORKER_BASE) // max(workers, 1)
 
 
 def scale0_labels(volume: Dataset, pool: TaskExecutor, workers: int,

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, wait
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ..encodings import Codec, compression, make_codec
-from ..engine.budget import WORKER_BASE
-from ..engine.executor import executor
+from ..engine.budget import check_chunk_tasks
+from ..engine.executor import bounded, executor
 from ..engine.job import resources
 from ..engine.journal import CHUNKS, COMPLETE, STATE_DIR, boot_id, locked, prepare_output, write_job
+from ..engine.runner import stop_on_signals
 from ..errors import UsageError
 from ..format.geometry import Box, Scale
 from ..format.info import VolumeInfo
@@ -28,7 +29,7 @@ from ..layout.sink import ChunkSink, FileSink, Finish
 from ..layout.spool import AssembleShard, ShardSpool
 from ..stores import Where, open_output
 from ..stores.base import Store
-from ..units import format_size, parse_size
+from ..units import parse_size
 
 #: where convert-chunks spools a shard's chunks while it re-encodes them
 WORK = f"{STATE_DIR}/convert-chunks"
@@ -118,10 +119,7 @@ def convert_chunks(source: Where, destination: Where, *,
         raise UsageError("the destination's info does not have the source's scales and chunk sizes")
     workers, budget = resources(workers, memory)
     chunk_bytes = max(math.prod(s.chunk_size) for s in src.scales) * src.num_channels * 8
-    need = (workers + 1) * WORKER_BASE + max(workers, 1) * 6 * chunk_bytes
-    if need > budget:
-        raise UsageError(f"--memory {format_size(budget)} is below the {format_size(need)} "
-                         f"convert-chunks needs with {workers} workers")
+    check_chunk_tasks(workers, budget, chunk_bytes, "convert-chunks")
     for target in info.scales:
         type(target.codec).check(info.dtype, info.num_channels, info.type)
     record = {"source": src.store.url, "source_info": src.info.to_dict(), "info": info.to_dict(),
@@ -131,7 +129,8 @@ def convert_chunks(source: Where, destination: Where, *,
         if prepare_output(dst, keys, record, overwrite, resume=True, step=CHUNKS) == COMPLETE:
             return Recoded(0, 0, 0)  # the same re-encoding finished already: nothing to do
         write_job(dst, {"job": record, "complete": False}, CHUNKS)
-        total = _recode_all(src, dst, info, gzip, workers)
+        with stop_on_signals() as stop:
+            total = _recode_all(src, dst, info, gzip, workers, stop.is_set)
         dst.delete(WORK)
         dst.write("info", info.to_json(), durable=True)
         write_job(dst, {"job": record, "complete": True, "boot": boot_id()}, CHUNKS)
@@ -148,33 +147,36 @@ def _refuse_in_place(src: Store, dst: Store) -> None:
                          "would leave neither pyramid); give another DESTINATION")
 
 
-def _recode_all(src: Dataset, dst: Store, info: VolumeInfo, gzip: bool, workers: int) -> Recoded:
-    total = Recoded(0, 0, 0)
+def _recode_all(src: Dataset, dst: Store, info: VolumeInfo, gzip: bool, workers: int,
+                should_stop: Callable[[], bool]) -> Recoded:
     step = compression(gzip)
     spool = ShardSpool(dst, SPOOL, tuple(s.sharding for s in info.scales), FileSink(dst, step), step)
+    # the stored chunks of each plain scale, when the source can list them (None: every cell)
+    stored = [None if spec is not None else src.stored_cells(level) for level, spec in enumerate(spool.specs)]
+    unstored = sum(scale.num_chunks - len(cells) for scale, cells in zip(info.geometry, stored) if cells is not None)
+    total = Recoded(unstored, unstored, 0)
     in_flight = 4 * max(workers, 1)  # bounded queue: memory stays flat on any number of chunks
     with executor(workers) as pool:
-        pending: set = set()
-        for level in range(len(src.scales)):
-            codec, spec, scale = info.scales[level].codec, spool.specs[level], info.geometry[level]
-            tasks: Iterable[tuple[list[Box], Finish | None]]
-            if spec is not None:  # a task per shard: its chunks, then the shard file
-                tasks = [(boxes, AssembleShard(dst, SPOOL, scale, spec, shard))
-                         for shard, boxes in _shards(scale, spec).items()]
-            else:  # the stored chunks (or every cell), a batch per task
-                cells = src.stored_cells(level)
-                if cells is not None:
-                    total = Recoded(total.chunks + scale.num_chunks - len(cells),
-                                    total.absent + scale.num_chunks - len(cells), total.bytes_written)
-                tasks = ((batch, None) for batch in _batches(scale, cells))
-            for boxes, then in tasks:
-                while len(pending) >= in_flight:
-                    total = _collect(pending, total)
-                pending.add(pool.submit(_recode, src, level, boxes, spool, scale, codec, info.data_type,
-                                        then))
-        while pending:
-            total = _collect(pending, total)
+        for chunks, absent, nbytes in bounded(pool, in_flight, should_stop, _calls(src, dst, info, spool, stored),
+                                              "convert-chunks"):
+            total = Recoded(total.chunks + chunks, total.absent + absent, total.bytes_written + nbytes)
     return total
+
+
+def _calls(src: Dataset, dst: Store, info: VolumeInfo, spool: ShardSpool,
+           stored: list[list[tuple[int, int, int]] | None]) -> Iterator[tuple[Any, ...]]:
+    """The tasks, scale by scale: a task per shard of a sharded scale (its chunks, then the
+    shard file), a batch of chunks per task elsewhere."""
+    for level in range(len(src.scales)):
+        codec, spec, scale = info.scales[level].codec, spool.specs[level], info.geometry[level]
+        tasks: Iterable[tuple[list[Box], Finish | None]]
+        if spec is not None:
+            tasks = [(boxes, AssembleShard(dst, SPOOL, scale, spec, shard))
+                     for shard, boxes in _shards(scale, spec).items()]
+        else:
+            tasks = ((batch, None) for batch in _batches(scale, stored[level]))
+        for boxes, then in tasks:
+            yield _recode, src, level, boxes, spool, scale, codec, info.data_type, then
 
 
 def _batches(scale: Scale, cells: list[tuple[int, int, int]] | None) -> Iterator[list[Box]]:
@@ -189,12 +191,3 @@ def _batches(scale: Scale, cells: list[tuple[int, int, int]] | None) -> Iterator
         for j in range(gy):
             for i0 in range(0, gx, BATCH):
                 yield [scale.chunk(i, j, k) for i in range(i0, min(i0 + BATCH, gx))]
-
-
-def _collect(pending: set, total: Recoded) -> Recoded:
-    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-    for future in done:
-        pending.discard(future)
-        chunks, absent, nbytes = future.result()
-        total = Recoded(total.chunks + chunks, total.absent + absent, total.bytes_written + nbytes)
-    return total

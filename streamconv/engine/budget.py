@@ -25,6 +25,23 @@ def default_budget() -> int:
     return psutil.virtual_memory().available // 2
 
 
+def worker_share(workers: int, budget: int) -> int:
+    """A worker's share of the budget once the processes themselves are counted (the main
+    process as it is now, a base per worker and for the fork server): what a task of the passes
+    after the pyramid (meshes, labels) may hold."""
+    main = psutil.Process().memory_info().rss
+    return max(0, budget - main - (workers + 1) * WORKER_BASE) // max(workers, 1)
+
+
+def check_chunk_tasks(workers: int, budget: int, chunk_bytes: int, what: str) -> None:
+    """Refuse a budget below what `workers` tasks that each hold a few chunks (`chunk_bytes` of
+    the largest, decoded; a task holds six copies at most) and the processes need."""
+    need = (workers + 1) * WORKER_BASE + max(workers, 1) * 6 * chunk_bytes
+    if need > budget:
+        raise UsageError(f"--memory {format_size(budget)} is below the {format_size(need)} "
+                         f"{what} needs with {workers} workers")
+
+
 def band_axis(stream_axis: int) -> int:
     """The axis bands are cut along: y, or z when slabs run along y."""
     return 2 if stream_axis == 1 else 1

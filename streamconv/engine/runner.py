@@ -200,7 +200,7 @@ def _write(run: Running, store: Store, overwrite: bool, resume: bool,
         remove_stale_buffers()
         journal.open()
         try:
-            with _stop_on_signals() as stop:
+            with stop_on_signals() as stop:
                 hooks = Hooks(progress=progress(job.scales) if progress else None,
                               slab_done=journal.record, should_stop=stop.is_set)
                 totals = run.engine(hooks, frozenset(done))
@@ -228,7 +228,7 @@ def _write(run: Running, store: Store, overwrite: bool, resume: bool,
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
+def stop_on_signals() -> Iterator[threading.Event]:
     """Ctrl-C and SIGTERM ask the pipeline to stop at its next safe point (never in the
     middle of a write or of the pool's bookkeeping); the journal keeps what is done."""
     stop = threading.Event()
