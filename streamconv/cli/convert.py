@@ -1,5 +1,4 @@
-"""The one-pass commands: `convert` (a volume or slice stack to a whole pyramid), `convert-chunks`
-(re-encode a pyramid) and `verify` (check an output against its input)."""
+"""`streamconv convert`: a volume or slice stack to a whole pyramid, in one pass."""
 
 from __future__ import annotations
 
@@ -10,19 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from ..commands.convert import convert as convert_volume
-from ..commands.convert_chunks import convert_chunks
-from ..commands.verify import verify as verify_output
-from ..units import format_size
 from .app import app
 from .options import (
     ChunkEncoding,
     ChunkSize,
     CsegBlockSize,
-    Downscaling,
-    Encoding,
-    FileOptions,
     IgnoreScaling,
-    JpegPlane,
     JpegQuality,
     LayerType,
     MaxScales,
@@ -38,7 +30,7 @@ from .options import (
     bundled,
     xyz,
 )
-from .running import engine_run, reported_errors, summary
+from .running import engine_run, summary
 
 
 @app.command()
@@ -101,71 +93,3 @@ def convert(
                    else report.estimate.describe())
         return
     summary(report, run)
-
-
-@app.command("convert-chunks")
-@bundled(files=("gzip", "flat"), run=("memory", "workers", "overwrite", "quiet", "debug", "storage_option"))
-def convert_chunks_command(
-    source: Annotated[str, typer.Argument(help="A precomputed volume: a directory or an http(s) URL.")],
-    destination: Annotated[str, typer.Argument(help="The directory to write the re-encoded chunks to.")],
-    encoding: Annotated[Optional[Encoding], typer.Option(
-        help="Target encoding of every scale [default: from the destination's info]")] = None,
-    copy_info: Annotated[bool, typer.Option(help="Keep the source's encoding (and copy its info).")] = False,
-    jpeg_quality: JpegQuality = 90,
-    jpeg_plane: JpegPlane = "xy",
-    cseg_block_size: CsegBlockSize = "8,8,8",
-    sharding: Annotated[Optional[str], typer.Option(
-        "--sharding", help="off: unshard; auto or PRESHIFT,MINISHARD,SHARD: shard every scale "
-                           "[default: as the source]")] = None,
-    shard_size: ShardSize = "2GiB",
-    *,
-    files: FileOptions,
-    run: RunOptions,
-) -> None:
-    """Re-encode an existing pyramid into a new directory (as neuroglancer-scripts' convert-chunks)."""
-    block = xyz(cseg_block_size, "--cseg-block-size")
-    with reported_errors(run.debug):
-        done = convert_chunks(run.at(source), run.at(destination), encoding=encoding, copy_info=copy_info,
-                              jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane, cseg_block_size=block,
-                              gzip=files.gzip, sharding=sharding, shard_size=shard_size,
-                              memory=run.memory, workers=run.workers, overwrite=run.overwrite)
-    if not run.quiet:
-        typer.echo(f"{destination}: {done.chunks - done.absent} chunks re-encoded "
-                   f"({done.absent} absent), {format_size(done.bytes_written)}", err=True)
-
-
-@app.command()
-@bundled(run=("debug", "storage_option"))
-def verify(
-    input: Annotated[str, typer.Argument(help="The input the output was converted from.")],
-    output: Annotated[str, typer.Argument(help="A precomputed volume on disk, ours or another tool's.")],
-    ignore_scaling: Annotated[bool, typer.Option(help="As given to convert.")] = False,
-    resolution: Annotated[Optional[str], typer.Option(help="As given to convert.")] = None,
-    input_orientation: Annotated[Optional[str], typer.Option(help="As given to convert.")] = None,
-    fill_missing: Annotated[Optional[float], typer.Option(help="As given to convert.")] = None,
-    min_psnr: Annotated[float, typer.Option(help="Lossy encodings: lowest PSNR accepted, dB.")] = 30.0,
-    full: Annotated[bool, typer.Option(
-        help="Derive every chunk of the lower scales again, not a sample of each scale.")] = False,
-    downscaling_method: Downscaling = "auto",
-    outside_value: OutsideValue = None,
-    *,
-    run: RunOptions,
-) -> None:
-    """Check an output against its input: scale 0 voxel for voxel, the lower scales derived
-    again from the scale below, every chunk of every scale decoded."""
-    with reported_errors(run.debug):
-        report = verify_output(input, run.at(output), ignore_scaling=ignore_scaling, resolution=resolution,
-                               input_orientation=input_orientation, fill_missing=fill_missing,
-                               min_psnr=min_psnr, full=full, outside_value=outside_value,
-                               downsampling_method=None if downscaling_method == "auto"
-                               else downscaling_method)
-    psnr = f", scale 0 PSNR {report.min_psnr:.1f} dB" if report.min_psnr != float("inf") else ""
-    summary_line = (f"{output}: {report.scales} scales, {report.chunks} chunks checked, "
-                    f"{report.absent} absent (read as zeros){psnr}")
-    if report.ok:
-        typer.echo(f"{summary_line}: ok", err=True)
-        return
-    typer.echo(f"streamconv: error: {report.problems[0]}"
-               + (f" (and {len(report.problems) - 1} more problems)" if len(report.problems) > 1 else ""),
-               err=True)
-    raise typer.Exit(1)

@@ -10,7 +10,7 @@ import typer
 from ..commands import meshes as library
 from ..commands import steps
 from .app import app
-from .options import Dataset, FileOptions, MeshFormatOption, NamesFile, RunOptions, bundled
+from .options import DatasetDir, FileOptions, MeshFormatOption, NamesFile, RunOptions, bundled
 from .running import reported_errors, start_logging
 
 # The options that place a fragment: its directory, its name, its coordinates.
@@ -27,7 +27,7 @@ CoordTransform = Annotated[Optional[str], typer.Option(
 def mesh_to_precomputed(
     input_mesh: Annotated[str, typer.Argument(
         help="A GIfTI surface, or an OBJ, PLY, STL, OFF or VTK mesh (mm).")],
-    dest_url: Dataset,
+    dest_url: DatasetDir,
     mesh_dir: MeshDir = None,
     mesh_name: MeshName = None,
     coord_transform: CoordTransform = None,
@@ -48,7 +48,7 @@ def mesh_to_precomputed(
 @bundled(run=("debug",))
 def link_mesh_fragments(
     input_csv: Annotated[str, typer.Argument(help="CSV rows: label, fragment name, fragment name...")],
-    dest_url: Dataset,
+    dest_url: DatasetDir,
     no_colon_suffix: Annotated[bool, typer.Option(
         help="Name the manifests <label> instead of <label>:0 (filesystems without colons).")] = False,
     *,
@@ -68,7 +68,7 @@ MeshSharding = Annotated[str, typer.Option(
 @app.command("generate-meshes")
 @bundled(run=("memory", "workers", "overwrite", "verbose", "debug"))
 def generate_meshes(
-    dest_url: Dataset,
+    dest_url: DatasetDir,
     mesh_format: MeshFormatOption = "multilod",
     sharding: MeshSharding = "off",
     *,
@@ -87,7 +87,7 @@ def generate_meshes(
 @app.command("add-segment-names")
 @bundled(run=("memory", "workers", "verbose", "debug"))
 def add_segment_names(
-    dest_url: Dataset,
+    dest_url: DatasetDir,
     names: NamesFile,
     *,
     run: RunOptions,

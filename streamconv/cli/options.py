@@ -127,7 +127,7 @@ NamesFile = Annotated[str, typer.Argument(
 
 # Arguments of the step-by-step and mesh commands.
 VolumeFile = Annotated[str, typer.Argument(help="A volume nibabel reads.")]
-Dataset = Annotated[str, typer.Argument(help="The dataset directory (with its info).")]
+DatasetDir = Annotated[str, typer.Argument(help="The dataset directory (with its info).")]
 PlannedDataset = Annotated[str, typer.Argument(
     help="The dataset directory (its info from generate-scales-info).")]
 

@@ -15,7 +15,7 @@ from .app import app
 from .options import (
     ChunkEncoding,
     ChunkSize,
-    Dataset,
+    DatasetDir,
     Downscaling,
     Encoding,
     FileOptions,
@@ -113,7 +113,7 @@ def generate_scales_info(
 
 @app.command("scale-stats")
 @bundled(run=("workers", "debug", "storage_option"))
-def scale_stats(url: Dataset = ".", *, run: RunOptions) -> None:
+def scale_stats(url: DatasetDir = ".", *, run: RunOptions) -> None:
     """Per scale: chunks and uncompressed size; the memory the engine needs; the estimated disk
     use of each encoding (from a sample of the full-resolution chunks, once they exist)."""
     with reported_errors(run.debug):

@@ -1,0 +1,49 @@
+"""`streamconv verify`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..commands.verify import verify as verify_output
+from .app import app
+from .options import Downscaling, OutsideValue, RunOptions, bundled
+from .running import reported_errors
+
+
+@app.command()
+@bundled(run=("debug", "storage_option"))
+def verify(
+    input: Annotated[str, typer.Argument(help="The input the output was converted from.")],
+    output: Annotated[str, typer.Argument(help="A precomputed volume on disk, ours or another tool's.")],
+    ignore_scaling: Annotated[bool, typer.Option(help="As given to convert.")] = False,
+    resolution: Annotated[Optional[str], typer.Option(help="As given to convert.")] = None,
+    input_orientation: Annotated[Optional[str], typer.Option(help="As given to convert.")] = None,
+    fill_missing: Annotated[Optional[float], typer.Option(help="As given to convert.")] = None,
+    min_psnr: Annotated[float, typer.Option(help="Lossy encodings: lowest PSNR accepted, dB.")] = 30.0,
+    full: Annotated[bool, typer.Option(
+        help="Derive every chunk of the lower scales again, not a sample of each scale.")] = False,
+    downscaling_method: Downscaling = "auto",
+    outside_value: OutsideValue = None,
+    *,
+    run: RunOptions,
+) -> None:
+    """Check an output against its input: scale 0 voxel for voxel, the lower scales derived
+    again from the scale below, every chunk of every scale decoded."""
+    with reported_errors(run.debug):
+        report = verify_output(input, run.at(output), ignore_scaling=ignore_scaling, resolution=resolution,
+                               input_orientation=input_orientation, fill_missing=fill_missing,
+                               min_psnr=min_psnr, full=full, outside_value=outside_value,
+                               downsampling_method=None if downscaling_method == "auto"
+                               else downscaling_method)
+    psnr = f", scale 0 PSNR {report.min_psnr:.1f} dB" if report.min_psnr != float("inf") else ""
+    summary_line = (f"{output}: {report.scales} scales, {report.chunks} chunks checked, "
+                    f"{report.absent} absent (read as zeros){psnr}")
+    if report.ok:
+        typer.echo(f"{summary_line}: ok", err=True)
+        return
+    typer.echo(f"streamconv: error: {report.problems[0]}"
+               + (f" (and {len(report.problems) - 1} more problems)" if len(report.problems) > 1 else ""),
+               err=True)
+    raise typer.Exit(1)
