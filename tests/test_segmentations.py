@@ -23,7 +23,7 @@ import pytest
 from mesh_reader import read_multilod, watertight
 from nilearn.datasets import load_mni152_gm_template, load_mni152_wm_template
 
-from streamconv.commands import convert
+from streamconv import convert
 from streamconv.commands.annotate import Annotations, annotate
 from streamconv.commands.names import read_segment_names
 from streamconv.commands.steps import add_segment_names, generate_meshes
