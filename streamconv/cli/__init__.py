@@ -69,7 +69,7 @@ def main() -> None:
 
 def _exit(code: int) -> NoReturn:
     """Exit without the interpreter's teardown, which frees every object of numpy, nibabel,
-    typer and the engine one by one: 0.1 s of a run of 1 s (issue 18), to free memory the
+    typer and the engine one by one (a tenth of a short run, docs/benchmarks.md), to free memory the
     kernel takes back at once anyway. What exit must still do is done here, in the order the
     interpreter does it: wait for threads that are not daemons, run the `atexit` handlers
     (multiprocessing's and logging's among them), flush the standard streams."""

@@ -21,7 +21,7 @@ def _image(chunk: np.ndarray, plane: str = "xy") -> np.ndarray:
     """(c, z, y, x) to an image: (z*y, x) for the xy plane, (z, y*x) for xz, channels last.
 
     One copy, into a fresh array seen as (z, y, x, c): a chunk is a box of its slab, so a reshape
-    would copy it first (measured 188 -> 124 us per 64^3 chunk, issue 18); a fresh array also
+    would copy it first (docs/benchmarks.md); a fresh array also
     has the plain strides the codecs check, even those of 1-long axes."""
     c, z, y, x = chunk.shape
     rows, cols = (z * y, x) if plane == "xy" else (z, y * x)

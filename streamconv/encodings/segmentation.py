@@ -7,7 +7,7 @@ written here.
 
 A chunk whose every block holds one label (the inside of regions, background) is encoded here
 with numpy, in the same words as the reference encoder, which would look every voxel up in a hash
-table (1.5 ms for a 64^3 chunk, 0.5 ms here; issue 18). tests/test_encodings.py holds the two
+table (three times slower: docs/benchmarks.md). tests/test_encodings.py holds the two
 byte for byte.
 """
 

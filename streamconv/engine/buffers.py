@@ -74,8 +74,8 @@ class PrivateSlab:
 def populate(view: np.ndarray, write: bool) -> None:
     """Map the pages under `view` (part of a slab) before a task touches them, one system call
     per contiguous run: a task maps its slab afresh and would otherwise take a page fault per
-    4 KiB page on first touch, which here costs as much as the read into it (issue 18:
-    reading 256 MiB into fresh mappings 0.15 s, populated first 0.075 s). Only advice: on a
+    4 KiB page on first touch, which here costs as much as the read into it
+    (docs/benchmarks.md). Only advice: on a
     kernel older than 5.14, or memory that is not a mapping, nothing happens."""
     for start, stop in _runs(view):
         start -= start % _PAGE

@@ -7,8 +7,8 @@ PSS (proportional set size: the shared slab buffers counted once, as the budget 
 of RSS where PSS cannot be read.
 
 A sample must cost little next to the run it measures: psutil's `children` reads the status of
-every process on the machine (5 ms with 110 processes, every 0.1 s: 0.2-0.6 CPU-s of a 4-7 CPU-s
-run, issue 18), so the tree is found through `/proc/PID/task/TID/children` (a few small reads),
+every process on the machine (docs/benchmarks.md: a tenth of a run's CPU), so the tree is
+found through `/proc/PID/task/TID/children` (a few small reads),
 and the PSS is read from `smaps_rollup` alone. Reading PSS walks the page tables of each
 process (the workers map slab buffers: 1 ms or more per process), so the thread also waits at
 least `SPACING` times what its last sample cost: it takes at most ~1/SPACING of a core.

@@ -73,8 +73,8 @@ class Report:
 def _frozen_heap() -> Iterator[None]:
     """The objects that exist before the run (imports: tens of thousands) are left out of the
     garbage collector's passes while it runs: the coordinator allocates a little per task, and
-    every full pass walked them all (issue 18: GC fell from ~180 to 74-100 perf samples of a
-    labels run, 0.08-0.1 CPU-s). A library caller's objects go back to the collector after."""
+    every full pass walked them all (docs/benchmarks.md). A library caller's objects go back to
+    the collector after."""
     gc.freeze()
     try:
         yield

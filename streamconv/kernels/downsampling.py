@@ -171,7 +171,7 @@ def _mixed(planes: list[np.ndarray], fx: int, fy: int) -> np.ndarray:
     read as one value of twice the width: a block is uniform when those values are all equal
     and the first pair's two halves are too. That is fy * fz - 1 comparisons of contiguous
     values per output voxel, plus the halves, where comparing the block's voxels one by one
-    takes fx * fy * fz - 1 strided ones (issue 18)."""
+    takes fx * fy * fz - 1 strided ones."""
     wide = _PAIRED.get(planes[0].dtype.itemsize)
     if fx == 2 and wide is not None and all(_pairs_contiguous(p) for p in planes):
         first_row = planes[0][:, ::fy]
@@ -202,7 +202,7 @@ def _mode_by_counts(views: list[np.ndarray], mixed_blocks: np.ndarray, out: np.n
     value; only mixed blocks are gathered and voted on, by counting equal pairs (no per-block
     sort, which numpy runs as one call per 8-value row). A plane of mostly mixed blocks
     (noise-like labels) is voted on by sorting, which is then cheaper than gathering
-    (measured in docs/benchmarks.md, issue 18)."""
+    (measured in docs/benchmarks.md)."""
     first = views[0]
     np.copyto(out, first)
     if 2 * np.count_nonzero(mixed_blocks) > mixed_blocks.size:
