@@ -65,3 +65,18 @@ def check_pyramid(out, expected_scale0: np.ndarray, method: str, info: dict) -> 
         else:
             np.testing.assert_array_equal(got, want)
         above = got
+
+
+DTYPES = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "float32"]
+
+
+def values(rng: np.random.Generator, shape: tuple, dtype: str, distinct: int | None) -> np.ndarray:
+    if distinct:  # labels: few distinct values, so majority has real ties
+        info = np.iinfo(dtype)
+        pool = rng.integers(info.min, info.max, distinct, dtype=dtype, endpoint=True)
+        return pool[rng.integers(0, distinct, shape)]
+    if dtype == "float32":
+        return rng.normal(0, 100, shape).astype(dtype)
+    info = np.iinfo(dtype)
+    high = min(info.max, 2 ** 50)  # the float64 reference cannot hold larger uint64 means
+    return rng.integers(info.min, high, shape, dtype=dtype, endpoint=True)

@@ -1,27 +1,19 @@
 """The info model: what we write parses back to the same bytes, other writers' members are
 kept, and an info that would make us misread data or write outside the dataset is refused with
-the file and the problem named. The run's state through the Store: the lock keeps a second
-writer out, the journal keeps what was recorded."""
+the file and the problem named."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from nilearn.datasets import MNI152_FILE_PATH
 
-import streamconv
 from streamconv.encodings import make_codec
-from streamconv.engine.journal import Journal, Lock, boot_id
-from streamconv.errors import DataError, OutputError, UsageError
+from streamconv.errors import DataError
 from streamconv.format.info import VolumeInfo
 from streamconv.format.pyramid import plan_pyramid
-from streamconv.stores.http import HttpStore
-from streamconv.stores.local import LocalStore
 
 STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
 
@@ -75,41 +67,3 @@ def test_top_level_members_are_checked(top):
     raw = {**json.loads(info_of()), **top}
     with pytest.raises(DataError, match="not a valid precomputed info file"):
         VolumeInfo.parse(json.dumps(raw).encode(), "info")
-
-
-def test_a_read_only_output_is_refused_before_any_work(tmp_path):
-    result = subprocess.run([STREAMCONV, "convert", MNI152_FILE_PATH, "http://127.0.0.1:9/out"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "streamconv: error: http://127.0.0.1:9/out: this location cannot be written to (http locations "
-        "are read only)"]
-    with pytest.raises(UsageError):
-        Lock(HttpStore("http://127.0.0.1:9/out"))
-    with pytest.raises(UsageError):
-        streamconv.convert_chunks(tmp_path, "http://127.0.0.1:9/out", encoding="raw")
-
-
-def test_the_lock_keeps_a_second_run_out_and_a_dead_owner_is_taken_over(tmp_path):
-    store = LocalStore(tmp_path)
-    first = Lock(store)
-    first.acquire()
-    with pytest.raises(OutputError, match=f"being written by another run \\(pid {os.getpid()}\\)"):
-        Lock(store).acquire()
-    first.release()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
-    store.write(".streamconv/lock", f"{dead} {boot_id()}".encode())
-    Lock(store).acquire()  # its process is gone: stale
-    assert store.read(".streamconv/lock") == f"{os.getpid()} {boot_id()}".encode()
-
-
-def test_the_journal_keeps_what_was_recorded(tmp_path):
-    store = LocalStore(tmp_path)
-    journal = Journal(store, "scales")
-    journal.open()
-    for slab in [(0, 0), (0, 1), (1, 0)]:
-        journal.record(*slab)
-    journal.close()
-    assert Journal(store, "scales").completed() == {(0, 0), (0, 1), (1, 0)}
-    assert Journal(store).completed() == set()  # convert's own journal is another
