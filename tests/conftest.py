@@ -24,3 +24,11 @@ def pyramid(tmp_path_factory) -> Path:
     nib.save(nib.Nifti1Image(data, np.eye(4)), directory / "vol.nii")
     streamconv.convert(directory / "vol.nii", directory / "src", chunk_size=16, workers=0)
     return directory
+
+
+@pytest.fixture(scope="session")
+def aseg(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
+    """(volume, LUT, labels) of tests/atlas.py: an aseg at 2 mm with a blob the LUT does not name."""
+    from atlas import make_aseg
+
+    return make_aseg(tmp_path_factory.mktemp("aseg"))
