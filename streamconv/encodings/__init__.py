@@ -68,9 +68,6 @@ class ChunkFormat:
     codec: Codec
     compression: Compression = NO_COMPRESSION
 
-    def key(self, scale_key: str, name: str) -> str:
-        return self.compression.key(f"{scale_key}/{name}")
-
     def encode(self, chunk: np.ndarray) -> Encoded:
         return self.compression.encode(self.codec.encode(chunk))
 
