@@ -6,10 +6,11 @@ the backoff of transient failures (`retry.py`), and the location and options tha
 from __future__ import annotations
 
 from .base import Capabilities, Store, StreamWriter, require
+from .http import HttpStore
 from .local import LocalStore
 from .location import Location, StorageOptions, Where
 
-__all__ = ["Capabilities", "Location", "LocalStore", "StorageOptions", "Store", "StreamWriter", "Where",
+__all__ = ["Capabilities", "HttpStore", "Location", "LocalStore", "StorageOptions", "Store", "StreamWriter", "Where",
            "open_output", "open_store", "require"]
 
 
@@ -19,12 +20,10 @@ def open_store(where: Where) -> Store:
     as Neuroglancer writes sources, is dropped."""
     location = Location.of(where)
     if location.scheme in ("http", "https"):
-        from .http import HttpStore
-
         return HttpStore(location.url)
     if location.is_local:
         return LocalStore(location.path)
-    from .objects import ObjectStore
+    from .objects import ObjectStore  # fsspec is imported only for a location that needs it
 
     return ObjectStore(location)
 
