@@ -17,7 +17,7 @@ import pytest
 from loopback_s3 import S3
 
 from streamconv.errors import OutputError, UsageError
-from streamconv.stores import LocalStore, Store, open_output, open_store
+from streamconv.stores import LocalStore, Location, StorageOptions, Store, open_output, open_store
 
 KEY = "scale/0-64_0-64_0-64"
 DATA = bytes(range(256)) * 3
@@ -86,7 +86,10 @@ def store(kind: str, tmp_path: Path, request, monkeypatch: pytest.MonkeyPatch) -
         for key, value in s3.env.items():
             monkeypatch.setenv(key, value)
         monkeypatch.setenv("STREAMCONV_RETRIES", "2")
-        return open_output(f"s3://{s3.bucket()}/out")
+        # the endpoint as an option too: fsspec caches filesystems by their options, and one
+        # cached by an earlier module would still point at that module's (stopped) server
+        options = StorageOptions.parse([f"endpoint_url={s3.endpoint}"])
+        return open_output(Location.of(f"s3://{s3.bucket()}/out", options))
     served = request.getfixturevalue("http_root")
     prefix = uuid.uuid4().hex
     (served.root / prefix).mkdir()
