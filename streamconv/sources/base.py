@@ -12,12 +12,15 @@ from __future__ import annotations
 import mmap
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ..errors import DataError
 from ..geometry import Vec3
+
+if TYPE_CHECKING:
+    from .placement import Placement
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class Source(Protocol):
     parallel_reads: bool
     stream_axis: int                  # the axis read in planes: 2 (z) for volumes
     memory_order: MemoryOrder         # of the full-resolution slabs that `read` fills
+    placement: Placement | None       # where the voxels lie in the world (None: not known)
 
     def read(self, p0: int, p1: int, out: np.ndarray) -> None:
         """Fill `out`, a (channel, z, y, x) array, with planes [p0, p1) along `stream_axis`."""
