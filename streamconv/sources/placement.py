@@ -22,6 +22,7 @@ An output holds two files (docs/coordinates.md):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +109,14 @@ def neuroglancer_transform(affine_mm: np.ndarray, resolution: tuple[float, float
     return matrix
 
 
+def world_mm_to_grid(transform: np.ndarray) -> np.ndarray:
+    """The affine that takes world mm to the grid of a transform.json, in mm (so that x 1e6 it
+    is the grid's nm, where Neuroglancer draws a layer's meshes and voxels)."""
+    matrix = np.linalg.inv(transform)
+    matrix[:3, 3] /= NM_PER_MM
+    return matrix
+
+
 def world_to_voxel(transform: np.ndarray, resolution: tuple[float, float, float],
                    world_mm: np.ndarray) -> np.ndarray:
     """Continuous voxel indices (centre of voxel i at i) of world points (N x 3 mm), through
@@ -175,3 +184,62 @@ def read_transform(data: bytes) -> np.ndarray:
     matrix = np.eye(4)
     matrix[:3] = rows[:3]
     return matrix
+
+
+def stored_voxel_order(read: Callable[[str], bytes | None]) -> str:
+    """The `voxel_order` an output was written with (`ras` or `file`), from its placement.json;
+    `file` for an output without one (neuroglancer-scripts', igneous')."""
+    record = _json(read(PLACEMENT_JSON))
+    return "ras" if isinstance(record, dict) and record.get("voxel_order") == "RAS" else "file"
+
+
+def placement_problems(source: Source, resolution: tuple[float, float, float],
+                       read: Callable[[str], bytes | None]) -> tuple[bool, list[str]]:
+    """Whether an output (its files through `read`, scale 0 at `resolution` nm) says where its
+    voxels lie as the input's header does: its transform.json and placement.json against those
+    of `source`. Returns (whether a transform.json was there, the problems found)."""
+    placement = source.placement
+    data = read(TRANSFORM_JSON)
+    if placement is None or data is None:
+        return data is not None, []
+    expected = placement.transform(resolution)
+    try:
+        stored = read_transform(data)
+    except DataError as exc:
+        return True, [str(exc)]
+    problems = []
+    if not _close(stored, expected, resolution):
+        problems.append(f"{TRANSFORM_JSON} differs from the input's header: stored "
+                        f"{_rows(stored)}, the header gives {_rows(expected)}")
+    record = _json(read(PLACEMENT_JSON))
+    if record is not None:
+        want = placement.record(resolution)
+        if not isinstance(record, dict) or any(
+                not _same(record.get(k), want[k], resolution) for k in want):
+            problems.append(f"{PLACEMENT_JSON} differs from the input's header "
+                            f"(expected {json.dumps(want)})")
+    return True, problems
+
+
+def _close(a: np.ndarray, b: np.ndarray, resolution: tuple[float, float, float]) -> bool:
+    """Equal up to the rounding of a JSON round trip and of the voxel sizes: a thousandth of
+    the smallest voxel over the grid."""
+    return bool(np.allclose(a, b, rtol=1e-9, atol=1e-3 * min(resolution) / NM_PER_MM))
+
+
+def _same(got: object, want: object, resolution: tuple[float, float, float]) -> bool:
+    if isinstance(want, list):
+        try:
+            return _close(np.asarray(got, np.float64), np.asarray(want, np.float64), resolution)
+        except (ValueError, TypeError):
+            return False
+    return got == want
+
+
+def _json(data: bytes | None) -> object:
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return "not JSON"
