@@ -37,6 +37,7 @@ TRANSFORM_JSON = "transform.json"
 PLACEMENT_JSON = "placement.json"
 PLACEMENT_TYPE = "streamconv_placement"
 PLACEMENT_VERSION = 1
+PLACEMENT_FILES = (TRANSFORM_JSON, PLACEMENT_JSON)
 
 # NIfTI xform codes (nibabel.nifti1.xform_codes), as the world space they name
 _SPACES = {0: "unknown", 1: "scanner", 2: "aligned", 3: "talairach", 4: "mni", 5: "template"}
