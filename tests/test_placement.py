@@ -215,3 +215,26 @@ def test_verify_fails_on_a_tampered_transform(las_volume, tmp_path):
     assert not report.ok and "transform.json differs" in report.problems[0]
     (out / "transform.json").write_text("[[1, 0]]")
     assert "transform.json is not a 3x4 or 4x4" in verify(las_volume, out).problems[0]
+
+
+def test_label_meshes_stay_on_their_labels_in_any_voxel_order(tmp_path):
+    """`--meshes` of one label volume saved RAS and LAS: in RAS order both give the same mesh
+    files, on the boundaries of the labels of the stored grid that transform.json places."""
+    from test_segmentations import check_meshes
+
+    x, y, z = np.indices((30, 26, 22))
+    labels = np.zeros((30, 26, 22), np.uint8)
+    labels[(x - 10) ** 2 + (y - 12) ** 2 + (z - 11) ** 2 < 36] = 5  # off centre along x
+    labels[18:26, 6:20, 4:15] = 9
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    inputs = {"RAS": (labels, affine), "LAS": (labels[::-1], _flip(affine, 0, 30))}
+    meshes = {}
+    for name, (array, matrix) in inputs.items():
+        src, out = tmp_path / f"{name}.nii", tmp_path / name
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(array), matrix), src)
+        streamconv.convert(src, out, volume_type="segmentation", meshes=True, workers=0, chunk_size=16)
+        meshes[name] = {str(p.relative_to(out)): p.read_bytes() for p in (out / "mesh").rglob("*")
+                        if p.is_file()}
+        same_values_in_world(src, out)
+    assert meshes["LAS"] == meshes["RAS"] and len(meshes["RAS"]) >= 3
+    check_meshes(tmp_path / "LAS", read_scale(tmp_path / "LAS", 0)[..., 0], np.array([2e6] * 3))
