@@ -82,7 +82,7 @@ class Placement:
     def files(self, resolution: tuple[float, float, float]) -> dict[str, bytes]:
         """The files an output holds: transform.json and placement.json."""
         return {TRANSFORM_JSON: json.dumps(_rows(self.transform(resolution))).encode(),
-                PLACEMENT_JSON: (json.dumps(self.record(resolution), indent=1) + "\n").encode()}
+                PLACEMENT_JSON: _lines(self.record(resolution))}
 
 
 def placement_files(source: Source) -> tuple[tuple[str, bytes], ...]:
@@ -168,6 +168,12 @@ def _space(header: Any) -> str:
         if code > 0:
             return _SPACES.get(code, "unknown")
     return "unknown"
+
+
+def _lines(record: dict[str, Any]) -> bytes:
+    """JSON with one member a line (a matrix on one line)."""
+    members = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in record.items())
+    return f"{{\n{members}\n}}\n".encode()
 
 
 def _rows(matrix: np.ndarray) -> list[list[float]]:
