@@ -200,10 +200,11 @@ class NibabelSource:
         except DataError as exc:
             raise DataError(f"{self.path}: {exc}") from None
         self.resolution = resolution or self._resolution()  # --resolution: the header's unused
+        self.placement: Placement | None = None
         try:
-            self.placement: Placement | None = image_placement(img, float(_unit_nm(img.header)))
-        except DataError as exc:
-            raise DataError(f"{self.path}: {exc}") from None
+            self.placement = image_placement(img, float(_unit_nm(img.header)))
+        except DataError as exc:  # converted all the same, placed nowhere
+            log.warning("%s: %s; no transform.json is written", self.path, exc)
 
         self._raw: _RawLayout | None = None
         if _is_plain(proxy) and len(shape) <= 4 or (rgb and _is_plain(proxy)):
