@@ -90,8 +90,8 @@ def orders(tmp_path_factory) -> dict[str, Path]:
     volumes = {"RAS": (data, ras), "LAS": (data[::-1], las), "LPI": (data[::-1, ::-1, ::-1], lpi),
                "permuted": (data.transpose(1, 2, 0), ras @ permute), "oblique": (data, rotation @ ras)}
     paths = {}
-    for name, (array, affine) in volumes.items():
-        paths[name] = work / f"{name}.nii"
+    for name, (array, affine) in volumes.items():  # LPI gzipped: read in order, slices backwards
+        paths[name] = work / (f"{name}.nii.gz" if name == "LPI" else f"{name}.nii")
         nib.save(nib.Nifti1Image(np.ascontiguousarray(array), affine), paths[name])
     paths["MINC"] = MINC / "small.mnc"
     return paths
