@@ -5,7 +5,8 @@ machinery slice stacks use for `--input-orientation`: the stream axis is where t
 axis goes, and full-resolution slabs lie in memory in the file's order (`MemoryOrder`, flipped
 in-plane axes stored back to front), so a plane of the file is still read straight into shared
 memory; band tasks see the slab as (c, z, y, x) through that order. A flipped slice axis is read
-plane by plane from the end of the file. Nothing is lost: only the order of the voxels changes,
+plane by plane from the end of the file; an uncompressed file's planes are mapped as they lie
+(`mapped`: the file's strides permuted, negative where flipped). Nothing is lost: only the order of the voxels changes,
 and the placement follows it (`Placement.reoriented`), so every voxel keeps its world position.
 """
 
@@ -16,7 +17,7 @@ import copy
 import numpy as np
 
 from ..geometry import Vec3, array_axis, triple
-from .base import MemoryOrder, Source
+from .base import MappedSlab, MemoryOrder, Source
 from .orientation import Orientation
 from .placement import Placement
 
@@ -66,8 +67,21 @@ class Reoriented:
         for k in range(f0, f1):  # one plane at a time: each is contiguous in the slab
             self.inner.read(k, k + 1, view[:, k - f0:k - f0 + 1])
 
-    def mapped(self, p0: int, p1: int) -> None:
-        return None  # the file's planes are not the slab's
+    def mapped(self, p0: int, p1: int) -> MappedSlab | None:
+        """The inner source's mapped planes, its axes permuted and flipped (negative strides)."""
+        f0, f1 = self._file_planes(p0, p1)
+        inner = self.inner.mapped(f0, f1)
+        if inner is None:
+            return None
+        shape, strides, offset = [inner.shape[0], 0, 0, 0], [inner.strides[0], 0, 0, 0], inner.offset
+        for a, (axis, flip) in enumerate(zip(self.orientation.axes, self.orientation.flips)):
+            n, stride = inner.shape[3 - a], inner.strides[3 - a]  # file's (c, slice, row, column)
+            if flip:
+                offset, stride = offset + (n - 1) * stride, -stride
+            shape[array_axis(axis)], strides[array_axis(axis)] = n, stride
+        c, z, y, x = shape
+        sc, sz, sy, sx = strides
+        return MappedSlab(inner.path, offset, (c, z, y, x), (sc, sz, sy, sx), inner.dtype)
 
     def window(self, p0: int, p1: int) -> Source:
         part = copy.copy(self)
