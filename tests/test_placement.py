@@ -238,3 +238,33 @@ def test_label_meshes_stay_on_their_labels_in_any_voxel_order(tmp_path):
         same_values_in_world(src, out)
     assert meshes["LAS"] == meshes["RAS"] and len(meshes["RAS"]) >= 3
     check_meshes(tmp_path / "LAS", read_scale(tmp_path / "LAS", 0)[..., 0], np.array([2e6] * 3))
+
+
+def test_header_units_other_than_mm_are_honoured(tmp_path):
+    """A NIfTI in micrometres: nibabel's affine is in µm, transform.json in nm all the same."""
+    src = tmp_path / "micron.nii"
+    affine = np.diag([4.0, 4.0, 40.0, 1.0])
+    affine[:3, 3] = (100.0, -200.0, 3000.0)
+    img = nib.Nifti1Image(np.arange(6 * 5 * 4, dtype=np.uint16).reshape(6, 5, 4), affine)
+    img.header.set_xyzt_units("micron")
+    nib.save(img, src)
+    streamconv.convert(src, tmp_path / "out", workers=0)
+    resolution = np.array([4000.0, 4000.0, 40000.0])
+    voxels = np.array([[0, 0, 0], [5, 4, 3], [2, 1, 3]], np.float64)
+    grid = np.c_[(voxels + 0.5) * resolution, np.ones(3)]
+    world_nm = (grid @ transform(tmp_path / "out").T)[:, :3]
+    assert np.allclose(world_nm, nib.affines.apply_affine(affine, voxels) * 1000)
+    record = json.loads((tmp_path / "out" / "placement.json").read_text())
+    assert np.allclose(record["voxel_to_world_mm"], np.diag([1e-3, 1e-3, 1e-3, 1]) @ affine)
+
+
+def test_onto_an_output_without_transform_is_refused(tmp_path):
+    out = tmp_path / "out"
+    streamconv.convert(Path(MNI152_FILE_PATH), out, workers=0, max_scales=1)
+    (out / "transform.json").unlink()
+    surface = tmp_path / "s.gii"
+    write_gifti(surface, np.eye(3, dtype=np.float32), np.array([[0, 1, 2]], np.int32))
+    result = subprocess.run([str(BIN / "streamconv"), "mesh-to-precomputed", "--onto", str(out),
+                             str(surface), str(out)], capture_output=True, text=True)
+    assert result.returncode == 2 and "transform.json does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
