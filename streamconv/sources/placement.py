@@ -118,15 +118,6 @@ def world_mm_to_grid(transform: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def world_to_voxel(transform: np.ndarray, resolution: tuple[float, float, float],
-                   world_mm: np.ndarray) -> np.ndarray:
-    """Continuous voxel indices (centre of voxel i at i) of world points (N x 3 mm), through
-    a transform.json matrix: the inverse of what a reader does to show the grid."""
-    points = np.c_[np.asarray(world_mm, np.float64) * NM_PER_MM, np.ones(len(world_mm))]
-    grid_nm = points @ np.linalg.inv(transform).T
-    return grid_nm[:, :3] / np.asarray(resolution, np.float64) - 0.5
-
-
 def image_placement(img: Any, unit_nm: float) -> Placement:
     """Placement of a nibabel image in its own voxel order: its affine (NIfTI: sform, else
     qform, else the voxel sizes, as nibabel chooses) in mm, and the space its code names."""
