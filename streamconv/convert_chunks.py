@@ -26,6 +26,7 @@ from .info import VolumeInfo
 from .sharding import ShardingSpec, apply_sharding, parse_sharding
 from .sharding.spec import chunk_ids
 from .sharding.spool import AssembleShard, ShardSpool
+from .sources.placement import PLACEMENT_FILES
 from .storage import Store, open_output
 from .stores import Where
 
@@ -132,6 +133,9 @@ def convert_chunks(source: Where, destination: Where, *,
         write_job(dst, {"job": record, "complete": False}, CHUNKS)
         total = _recode_all(src, dst, info, gzip, workers)
         dst.delete(WORK)
+        for key in PLACEMENT_FILES:  # the same voxels in the same place
+            if (placed := src.store.read(key)) is not None:
+                dst.write(key, placed)
         dst.write("info", info.to_json(), durable=True)
         write_job(dst, {"job": record, "complete": True, "boot": boot_id()}, CHUNKS)
     return total

@@ -46,6 +46,7 @@ from .info import FullresInfo, VolumeInfo
 from .pyramid import plan_pyramid
 from .sharding import parse_sharding
 from .sources import Source, open_source
+from .sources.placement import placement_files
 from .sources.precomputed import PrecomputedSource
 from .sources.rescale import Rescaled
 from .sources.stack import is_stack
@@ -62,19 +63,23 @@ def generate_info(input: str | os.PathLike, output: Where, *,
                   ignore_scaling: bool = False, input_range: tuple[float, float] | None = None,
                   resolution: str | None = None, input_orientation: str | None = None) -> str:
     """Write `output/info_fullres.json`, the full-resolution metadata of the input, for the
-    user to check or edit (data type, resolution, type) before generate-scales-info; returns
-    where it went."""
+    user to check or edit (data type, resolution, type) before generate-scales-info, and, as
+    neuroglancer-scripts, `transform.json` (the file's voxel order; with our placement.json);
+    returns where it went."""
     source = open_source(input, ignore_scaling=ignore_scaling, input_range=input_range,
                          resolution=parse_resolution(resolution) if resolution else None,
                          orientation=input_orientation)
     try:
         info = FullresInfo("image", source.dtype.name, source.num_channels, source.shape,
                            source.resolution, {"encoding": "raw"})
+        placed = placement_files(source)
     finally:
         source.close()
     store = open_output(output)
     with locked(store):  # not while a step runs on this output
         store.write(INFO_FULLRES, info.to_json())
+        for key, data in placed:
+            store.write(key, data)
     return f"{store.url}/{INFO_FULLRES}"
 
 

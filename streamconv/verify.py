@@ -6,7 +6,9 @@ the rule that made it: each chunk sampled (`full`: every chunk) is derived again
 scale below by the pyramid's own rule (`downsampling.downsample`) and must equal the stored one
 (lossy: the PSNR floor), so that one flipped byte in any scale is found. Absent chunks are
 counted and read as zeros, since `--skip-empty` and other writers leave all-zero chunks out.
-Works on any precomputed volume on disk, whoever wrote it.
+The placement is checked too (`placement_problems`): a transform.json (and our placement.json)
+must say what the input's header says, for the voxel order the output was written in. Works
+on any precomputed volume on disk, whoever wrote it (one without a transform.json: not checked).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .downsampling import default_method, downsample
 from .errors import StreamconvError
 from .geometry import Box, parse_resolution, triple
 from .sources import open_source
+from .sources.placement import placement_problems, stored_voxel_order
 from .stores import Where
 
 LOSSY = ("jpeg",)
@@ -33,6 +36,7 @@ class VerifyReport:
     chunks: int = 0
     absent: int = 0
     min_psnr: float = math.inf  # over scale 0 slabs, for lossy encodings
+    placed: bool = False  # the output has a transform.json (checked against the input)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -51,7 +55,8 @@ def verify(input: str | os.PathLike, output: Where, *, ignore_scaling: bool = Fa
     volume = open_dataset(output)
     source = open_source(input, ignore_scaling=ignore_scaling,
                          resolution=parse_resolution(resolution) if resolution else None,
-                         orientation=input_orientation, fill_missing=fill_missing)
+                         orientation=input_orientation, fill_missing=fill_missing,
+                         voxel_order=stored_voxel_order(volume.store.read))
     report = VerifyReport(scales=len(volume.scales))
     try:
         scale0 = volume.scales[0]
@@ -59,6 +64,8 @@ def verify(input: str | os.PathLike, output: Where, *, ignore_scaling: bool = Fa
             report.problems.append(f"scale 0 is {scale0.size} with {volume.num_channels} channels, "
                                    f"the input {source.shape} with {source.num_channels}")
             return report
+        report.placed, problems = placement_problems(source, scale0.resolution, volume.store.read)
+        report.problems.extend(problems)
         _compare_scale0(source, volume, report, min_psnr)
         method = downsampling_method or default_method(volume.info.type)
         for level in range(1, len(volume.scales)):

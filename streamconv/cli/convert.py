@@ -35,6 +35,7 @@ from .options import (
     SegmentNames,
     ShardingMode,
     ShardSize,
+    VoxelOrder,
     bundled,
     xyz,
 )
@@ -60,6 +61,7 @@ def convert(
         help="Slice stacks: directions of column, row and slice, e.g. RIA [default: RAS]")] = None,
     fill_missing: Annotated[Optional[float], typer.Option(
         help="Slice stacks: fill missing or unreadable sections with this value")] = None,
+    voxel_order: VoxelOrder = "ras",
     encoding: ChunkEncoding = "raw",
     jpeg_quality: JpegQuality = 90,
     jpeg_plane: Annotated[Plane, typer.Option(
@@ -90,7 +92,7 @@ def convert(
             input, run.at(output), volume_type=type, chunk_size=chunk_size, max_scales=max_scales,
             downsampling_method=downsampling, outside_value=outside_value,
             ignore_scaling=ignore_scaling, resolution=resolution,
-            input_orientation=input_orientation, fill_missing=fill_missing,
+            input_orientation=input_orientation, fill_missing=fill_missing, voxel_order=voxel_order,
             encoding=encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
             cseg_block_size=block, gzip=gzip, skip_empty=skip_empty, sharding=sharding,
             shard_size=shard_size, segment_names=segment_names,
@@ -160,8 +162,9 @@ def verify(
                                downsampling_method=None if downscaling_method == "auto"
                                else downscaling_method)
     psnr = f", scale 0 PSNR {report.min_psnr:.1f} dB" if report.min_psnr != float("inf") else ""
+    placed = ", transform.json as the header says" if report.placed else ", no transform.json"
     summary_line = (f"{output}: {report.scales} scales, {report.chunks} chunks checked, "
-                    f"{report.absent} absent (read as zeros){psnr}")
+                    f"{report.absent} absent (read as zeros){psnr}{placed}")
     if report.ok:
         typer.echo(f"{summary_line}: ok", err=True)
         return

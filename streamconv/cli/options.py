@@ -26,6 +26,7 @@ from ..encodings.images import PLANES
 from ..geometry import triple
 from ..meshing import MESH_FORMATS
 from ..pyramid import VOLUME_TYPES
+from ..sources import VOXEL_ORDERS
 from ..stores import Location, StorageOptions
 
 # The values of a choice come from the library's own list, so that a new encoding or method
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     DownscalingMethod = str
     Plane = str
     MeshFormat = str
+    VoxelOrderChoice = str
 else:
     from typing import Literal
 
@@ -48,6 +50,7 @@ else:
     DownscalingMethod = Literal[("auto",) + METHODS]
     Plane = Literal[PLANES]
     MeshFormat = Literal[MESH_FORMATS]
+    VoxelOrderChoice = Literal[VOXEL_ORDERS]
 
 # How a command runs (the fields of RunOptions).
 Memory = Annotated[Optional[str], typer.Option(
@@ -98,6 +101,10 @@ ChunkSize = Annotated[int, typer.Option(help="Chunk edge in voxels, a power of t
 MaxScales = Annotated[Optional[int], typer.Option(help="At most this many scales.")]
 JpegQuality = Annotated[int, typer.Option(help="JPEG quality, 1-100.")]
 JpegPlane = Annotated[Plane, typer.Option(help="Plane of the JPEG images.")]
+VoxelOrder = Annotated[VoxelOrderChoice, typer.Option(
+    help="Volumes: ras stores the voxels in the RAS order closest to the header's affine (axes "
+         "permuted and flipped, lossless); file keeps the file's order, as neuroglancer-scripts. "
+         "transform.json places either in the input's world (docs/coordinates.md).")]
 CsegBlockSize = Annotated[str, typer.Option(help="compressed_segmentation block, X,Y,Z.")]
 Downscaling = Annotated[DownscalingMethod, typer.Option(
     help="auto: majority for segmentations, average for images.")]

@@ -165,11 +165,12 @@ def volume_to_precomputed_pyramid(
     files: FileOptions,
     run: RunOptions,
 ) -> None:
-    """convert for a volume, under neuroglancer-scripts' name and options."""
+    """convert for a volume, under neuroglancer-scripts' name and options (and its voxel order:
+    the file's)."""
     reading = volume.reading()
     with engine_run(run) as progress:
         report = convert_volume(
-            volume_filename, run.at(dest_url), volume_type=type,
+            volume_filename, run.at(dest_url), volume_type=type, voxel_order="file",
             downsampling_method=None if downscaling_method == "auto" else downscaling_method,
             outside_value=outside_value, encoding=encoding, **reading, **files.written(),
             **run.engine(), progress=progress)

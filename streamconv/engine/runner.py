@@ -70,6 +70,7 @@ class Job:
     first: int = 0       # scales below this one are on disk already: read, not written
     outside_value: float | None = None
     annotations: Annotations | None = None  # names and meshes of a segmentation, added at the end
+    files: tuple[tuple[str, bytes], ...] = ()  # written with the info (transform.json, placement.json)
 
     @property
     def collect_labels(self) -> bool:
@@ -292,6 +293,8 @@ def _write(run: Running, store: Store, overwrite: bool, resume: bool,
         finally:
             journal.close()
         if job.step == CONVERT:
+            for key, data in job.files:
+                store.write(key, data)
             store.write("info", info.to_json(), durable=True)
         write_job(store, {"job": job.record, "complete": True, "boot": boot_id()}, job.step)
         return totals, found, annotated
