@@ -1,0 +1,134 @@
+"""What a new user met trying real files and bad inputs (issue 28), one test per point, with
+the inputs the issue names."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tensorstore as ts
+from nilearn.datasets import MNI152_FILE_PATH
+from test_bad_input import truncated_gz
+from test_stacks import make_bad_stack
+
+import streamconv
+from streamconv.engine import estimate
+from streamconv.errors import OutputError
+
+STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
+NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
+
+
+def streamconv_cli(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([STREAMCONV, *map(str, args)], capture_output=True, text=True)
+
+
+def one_error_line(result: subprocess.CompletedProcess, *words: str) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("streamconv: error: ") and "internal error" not in lines[0], lines
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def read_scale(out: Path, scale: int) -> np.ndarray:
+    spec = {"driver": "neuroglancer_precomputed", "kvstore": {"driver": "file", "path": f"{out}/"},
+            "scale_index": scale}
+    return ts.open(spec).result().read().result()
+
+
+# Point 1: verify holds NaN equal to NaN, at scale 0 and where a lower scale averages a NaN.
+
+def test_verify_accepts_an_output_holding_nan_in_every_scale(tmp_path):
+    data = np.arange(8000, dtype=np.float32).reshape(20, 20, 20)
+    data[1, 1, 1] = np.nan
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "nanonly.nii")
+    out = tmp_path / "o"
+    assert streamconv_cli("convert", tmp_path / "nanonly.nii", out, "-q").returncode == 0
+    result = streamconv_cli("verify", tmp_path / "nanonly.nii", out)
+    assert result.returncode == 0, result.stderr
+    # several scales, the NaN averaged into each of them
+    streamconv.convert(tmp_path / "nanonly.nii", tmp_path / "small", chunk_size=8, workers=0)
+    report = streamconv.verify(tmp_path / "nanonly.nii", tmp_path / "small", full=True)
+    assert report.ok and report.scales == 3, report.problems
+    assert all(np.isnan(read_scale(tmp_path / "small", k)[0, 0, 0, 0]) for k in (1, 2))
+    # a wrong value is still found
+    (tmp_path / "bad").mkdir()
+    data[5, 5, 5] = -1
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "bad" / "nanonly.nii")
+    assert not streamconv.verify(tmp_path / "bad" / "nanonly.nii", out).ok
+
+
+def test_verify_accepts_nibabels_resampled_anat_moved(tmp_path):
+    path = NIBABEL_DATA / "resampled_anat_moved.nii"
+    assert np.isnan(np.asarray(nib.load(path).dataobj)).sum() == 153
+    streamconv.convert(path, tmp_path / "o", chunk_size=8, workers=0)
+    report = streamconv.verify(path, tmp_path / "o", full=True)
+    assert report.ok and report.scales > 1, report.problems
+
+
+# Point 3: a run that fails before it writes a chunk leaves nothing behind in a new output;
+# an output that existed is left as it was.
+
+def test_a_truncated_gzip_leaves_no_output_behind(tmp_path):
+    """Cut inside its first slab: nothing written. (Cut after some chunks, as test_bad_input's
+    truncated_gz is, the output keeps them and is resumable.)"""
+    whole = Path(MNI152_FILE_PATH).read_bytes()
+    (tmp_path / "short.nii.gz").write_bytes(whole[:len(whole) // 20])
+    out = tmp_path / "out"
+    one_error_line(streamconv_cli("convert", tmp_path / "short.nii.gz", out), "short.nii.gz")
+    assert not out.exists()
+    # cut after some chunks were written: they are kept, and the job record to resume them
+    one_error_line(streamconv_cli("convert", truncated_gz(tmp_path), out), "short.nii.gz")
+    assert (out / ".streamconv" / "job.json").exists() and any(out.glob("*/0-64_0-64_0-64"))
+
+
+def test_a_stack_with_a_damaged_section_leaves_no_output_behind(tmp_path):
+    stack, culprit = make_bad_stack(tmp_path, "damaged")
+    for workers in ("0", "2"):
+        out = tmp_path / f"out{workers}"
+        one_error_line(streamconv_cli("convert", stack, out, "--resolution", "1um", "--workers", workers),
+                       culprit)
+        assert not out.exists()
+        again = streamconv_cli("convert", stack, out, "--resolution", "1um", "--workers", workers)
+        assert "resuming" not in again.stderr
+
+
+def test_the_free_space_refusal_leaves_no_output_and_an_existing_one_as_it_was(tmp_path, monkeypatch):
+    data = np.arange(32 * 32 * 32, dtype=np.uint16).reshape(32, 32, 32)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "v.nii")
+    monkeypatch.setattr(estimate, "free_space", lambda output: (10_000, 4096))
+    with pytest.raises(OutputError, match="free"):
+        streamconv.convert(tmp_path / "v.nii", tmp_path / "out", workers=0, chunk_size=16)
+    assert not (tmp_path / "out").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="free"):
+        streamconv.convert(tmp_path / "v.nii", existing, workers=0, chunk_size=16)
+    assert (existing / "notes.txt").read_text() == "mine"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(OutputError, match="free"):
+        streamconv.convert(tmp_path / "v.nii", empty, workers=0, chunk_size=16)
+    assert empty.is_dir()
+
+
+# Point 4: numpy's warnings do not leak.
+
+def test_float64_beyond_float32_becomes_infinite_without_numpy_warnings(tmp_path):
+    data = np.zeros((8, 8, 8), np.float64)
+    data[0, 0, 0], data[1, 1, 1], data[2, 2, 2] = 1e300, -1e300, 0.5
+    path = tmp_path / "huge.nii"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    for workers in ("0", "2"):
+        out = tmp_path / f"out{workers}"
+        result = streamconv_cli("convert", path, out, "-q", "--workers", workers)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        stored = read_scale(out, 0)[..., 0]
+        assert stored[0, 0, 0] == np.inf and stored[1, 1, 1] == -np.inf and stored[2, 2, 2] == 0.5
