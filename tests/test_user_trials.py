@@ -3,6 +3,7 @@ the inputs the issue names."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,24 @@ def test_float64_beyond_float32_becomes_infinite_without_numpy_warnings(tmp_path
         assert result.returncode == 0 and result.stderr == "", result.stderr
         stored = read_scale(out, 0)[..., 0]
         assert stored[0, 0, 0] == np.inf and stored[1, 1, 1] == -np.inf and stored[2, 2, 2] == 0.5
+
+
+# Point 2: a missing or unreadable file of any reader is one `error:` line naming it.
+
+@pytest.mark.parametrize("header", ["analyze.hdr", "nifti1.hdr", "nifti2.hdr"])
+def test_a_header_without_its_img_is_one_line_naming_the_img(tmp_path, header):
+    out = tmp_path / "out"
+    line = one_error_line(streamconv_cli("convert", NIBABEL_DATA / header, out), header.replace(".hdr", ".img"),
+                          "no such file")
+    assert header in line and not out.exists()
+    streamconv.convert(NIBABEL_DATA / "anatomical.nii", out, workers=0)
+    one_error_line(streamconv_cli("verify", NIBABEL_DATA / header, out), header.replace(".hdr", ".img"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_an_unreadable_img_is_one_line_naming_it(tmp_path):
+    data = np.arange(4 * 5 * 6, dtype=np.uint8).reshape(4, 5, 6)
+    nib.save(nib.AnalyzeImage(data, np.eye(4)), tmp_path / "pair.hdr")
+    (tmp_path / "pair.img").chmod(0)
+    one_error_line(streamconv_cli("convert", tmp_path / "pair.hdr", tmp_path / "out"), "pair.img",
+                   "permission denied")

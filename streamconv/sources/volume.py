@@ -21,7 +21,7 @@ from ..geometry import Vec3
 from ..info import MAX_CHANNELS, MAX_EXTENT, MAX_VOXELS
 from ..stores import Where
 from .base import MappedSlab, MemoryOrder, Source, one_line
-from .files import InputFile, open_input
+from .files import InputFile, open_data_file, open_input
 
 log = logging.getLogger("streamconv")
 
@@ -204,7 +204,7 @@ class NibabelSource:
 
             # A local image may keep its voxels in another file (Analyze's .img); a remote one is
             # read from the stream it was opened from.
-            data_file = open_input(str(proxy.file_like)) if self.file.local_path else self.file
+            data_file = open_data_file(str(proxy.file_like), self.path) if self.file.local_path else self.file
             compressed = data_file.name.endswith(tuple(k for k in ImageOpener.compress_ext_map if k))
             self._raw = _RawLayout(data_file, int(proxy.offset), disk_dtype, self.shape,
                                    self.num_channels, rgb, slope, inter, self.dtype, compressed)
@@ -280,6 +280,10 @@ class NibabelSource:
     def close(self) -> None:
         if self._raw is not None:
             self._raw.close()
+        held = getattr(getattr(self._img, "dataobj", None), "file_like", None)
+        close = getattr(held, "close", None)
+        if close is not None:
+            close()  # nibabel's PAR/REC proxy holds the .REC open for its lifetime
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_img": None}
