@@ -154,3 +154,30 @@ def test_an_unreadable_img_is_one_line_naming_it(tmp_path):
     (tmp_path / "pair.img").chmod(0)
     one_error_line(streamconv_cli("convert", tmp_path / "pair.hdr", tmp_path / "out"), "pair.img",
                    "permission denied")
+
+
+# Point 5: --ignore-scaling reads the stored values of every format nibabel scales, and is
+# refused in one line where they mean nothing without the scaling (MINC).
+
+@pytest.mark.parametrize("name", ["scaled+tlrc.HEAD", "phantom_varscale.PAR", "anatomical.nii"])
+def test_ignore_scaling_stores_the_values_as_stored(tmp_path, name):
+    image = nib.load(NIBABEL_DATA / name)
+    raw = np.asanyarray(image.dataobj.get_unscaled())
+    held = getattr(image.dataobj, "file_like", None)
+    getattr(held, "close", lambda: None)()  # PAR/REC's proxy holds the .REC open
+    out = tmp_path / "out"
+    result = streamconv_cli("convert", NIBABEL_DATA / name, out, "--ignore-scaling", "-q", "--workers", "0")
+    assert result.returncode == 0, result.stderr
+    stored = read_scale(out, 0)
+    assert stored.dtype == raw.dtype.newbyteorder("=")
+    assert np.array_equal(stored, raw.reshape(stored.shape))
+    assert streamconv_cli("verify", NIBABEL_DATA / name, out, "--ignore-scaling").returncode == 0
+    if name != "anatomical.nii":  # scaled: without the option, float32 scaled values
+        assert streamconv_cli("verify", NIBABEL_DATA / name, out).returncode == 1
+
+
+def test_ignore_scaling_is_refused_for_minc(tmp_path):
+    result = streamconv_cli("convert", NIBABEL_DATA / "small.mnc", tmp_path / "out", "--ignore-scaling")
+    assert result.returncode == 2
+    one_error_line(result, "small.mnc", "--ignore-scaling", "MINC")
+    assert not (tmp_path / "out").exists()

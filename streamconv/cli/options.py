@@ -82,7 +82,9 @@ Flat = Annotated[bool, typer.Option(
     "--flat", help="Accepted for neuroglancer-scripts scripts: chunks are always stored flat.")]
 
 # Reading a volume.
-IgnoreScaling = Annotated[bool, typer.Option(help="Ignore the header's scl_slope/scl_inter.")]
+IgnoreScaling = Annotated[bool, typer.Option(
+    help="Store the values as the file stores them, unscaled (NIfTI and Analyze scl_slope/scl_inter, "
+         "AFNI brick factors, PAR/REC); refused for MINC.")]
 InputMin = Annotated[Optional[float], typer.Option(
     help="Input value mapped to the lowest value of the output type (with --input-max).")]
 InputMax = Annotated[Optional[float], typer.Option(

@@ -22,6 +22,7 @@ from ..info import MAX_CHANNELS, MAX_EXTENT, MAX_VOXELS
 from ..stores import Where
 from .base import MappedSlab, MemoryOrder, Source, one_line
 from .files import InputFile, open_data_file, open_input
+from .stored import check_unscaled_reads, stored_values
 
 log = logging.getLogger("streamconv")
 
@@ -177,6 +178,9 @@ class NibabelSource:
         self.num_channels = len(fields) if rgb else (extra[0] if extra else 1)
 
         proxy = img.dataobj
+        if ignore_scaling and not _is_plain(proxy):
+            check_unscaled_reads(proxy, self.path)
+        self._unscaled = ignore_scaling  # a proxy that scales as it reads is read unscaled
         slope, inter = 1.0, 0.0
         if not ignore_scaling:
             slope = float(getattr(proxy, "slope", 1.0))
@@ -191,7 +195,8 @@ class NibabelSource:
         elif _is_plain(proxy):
             in_dtype = disk_dtype
         else:  # MINC and friends scale on read: ask for one voxel to learn the type
-            in_dtype = np.asarray(proxy[(0,) * len(shape)]).dtype
+            one = (0,) * len(shape)
+            in_dtype = (stored_values(proxy, one) if ignore_scaling else np.asarray(proxy[one])).dtype
         try:
             self.dtype = dtypes.output_dtype(in_dtype, self._value_range)
         except DataError as exc:
@@ -249,7 +254,9 @@ class NibabelSource:
             if self._raw is not None:
                 self._raw.read(z0, z1, out)
                 return
-            block = np.asarray(self._img.dataobj[:, :, z0:z1])
+            planes = (slice(None), slice(None), slice(z0, z1))
+            block = stored_values(self._img.dataobj, planes) if self._unscaled \
+                else np.asarray(self._img.dataobj[planes])
         except DataError:
             raise
         except (OSError, EOFError, ValueError) as exc:
