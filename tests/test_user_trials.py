@@ -4,6 +4,7 @@ the inputs the issue names."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import tensorstore as ts
+from cli_reference import commands, help_text
 from nilearn.datasets import MNI152_FILE_PATH
 from test_bad_input import truncated_gz
 from test_stacks import make_bad_stack
@@ -181,3 +183,47 @@ def test_ignore_scaling_is_refused_for_minc(tmp_path):
     assert result.returncode == 2
     one_error_line(result, "small.mnc", "--ignore-scaling", "MINC")
     assert not (tmp_path / "out").exists()
+
+
+# Point 8: flags that only switch something on have no --no- twin in --help; the spellings
+# scripts use keep working, the old twins included.
+
+BOTH_SIDES_MEAN_SOMETHING = {"--resume / --no-resume", "--gzip / --no-gzip", "--browser / --no-browser"}
+
+
+@pytest.mark.parametrize("command", commands())
+def test_help_offers_no_twin_of_an_on_only_flag(command):
+    text = help_text(command)
+    pairs = set(re.findall(r"(--[\w-]+ / --no-[\w-]+)", text))
+    assert pairs <= BOTH_SIDES_MEAN_SOMETHING, pairs
+    defaults = set(re.findall(r"\[default:\s+(no-[\w-]+)\]", text))
+    assert defaults <= {"no-gzip"} and "--no-no-" not in text, defaults
+
+
+def test_no_colon_suffix_reads_as_one_flag_and_names_manifests_without_colons(tmp_path):
+    assert "--no-colon-suffix  Name the manifests" in help_text("link-mesh-fragments")
+    out = tmp_path / "seg"
+    (out / "mesh").mkdir(parents=True)
+    (out / "info").write_text('{"type": "segmentation", "data_type": "uint8", "num_channels": 1, "mesh": "mesh", '
+                              '"scales": [{"key": "1", "size": [4, 4, 4], "resolution": [1, 1, 1], '
+                              '"chunk_sizes": [[4, 4, 4]], "encoding": "raw"}]}')
+    (tmp_path / "f.csv").write_text("10,frag\n")
+    for flags, manifest in [(["--no-colon-suffix"], "10"), ([], "10:0"), (["--no-no-colon-suffix"], "10:0")]:
+        result = streamconv_cli("link-mesh-fragments", *flags, tmp_path / "f.csv", out)
+        assert result.returncode == 0, result.stderr
+        assert (out / "mesh" / manifest).exists()
+
+
+def test_the_old_no_twins_are_still_accepted(tmp_path):
+    data = np.arange(10 * 10 * 10, dtype=np.uint8).reshape(10, 10, 10)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "v.nii")
+    out = tmp_path / "out"
+    twins = ["--no-debug", "--no-overwrite", "--no-skip-empty", "--no-ignore-scaling", "--no-meshes"]
+    assert streamconv_cli("convert", tmp_path / "v.nii", out, "-q", *twins).returncode == 0
+    assert streamconv_cli("verify", tmp_path / "v.nii", out, "--no-full", "--no-debug").returncode == 0
+    # a twin undoes the flag before it: a different job is refused, not overwritten
+    refused = streamconv_cli("convert", tmp_path / "v.nii", out, "-q", "--chunk-size", "8", "--overwrite",
+                             "--no-overwrite")
+    one_error_line(refused, "--overwrite")
+    assert streamconv_cli("convert", tmp_path / "v.nii", out, "-q", "--chunk-size", "8", "--overwrite").returncode == 0
+    one_error_line(streamconv_cli("convert", tmp_path / "v.nii", out, "--no-such-flag"), "--no-such-flag")

@@ -39,7 +39,7 @@ def volume_to_precomputed(
     volume_filename: VolumeFile,
     dest_url: PlannedDataset,
     generate_info: Annotated[bool, typer.Option(
-        help="Write DEST_URL/info_fullres.json from the volume's header, then stop.")] = False,
+        "--generate-info", help="Write DEST_URL/info_fullres.json from the volume's header, then stop.")] = False,
     *,
     volume: VolumeOptions,
     files: FileOptions,
