@@ -14,7 +14,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..errors import StreamconvError
 from ..storage import Store, open_store
 from ..stores import Location, Where
 from .journal import LOCK, STATE_DIR, Lock
@@ -34,7 +33,7 @@ def nothing_left_on_failure(output: Where) -> Iterator[None]:
         if not existed:
             try:
                 _remove_unwritten(where)
-            except (OSError, StreamconvError) as exc:  # the run's own error is the one to report
+            except Exception as exc:  # best effort: the run's own error is the one to report
                 log.debug("%s: not cleaned up (%s)", where, exc)
         raise
 
@@ -44,7 +43,7 @@ def _exists(where: Location) -> bool:
         return os.path.lexists(where.path)
     try:
         return any(True for _ in open_store(where).list())
-    except (OSError, StreamconvError):  # cannot tell: keep whatever is there
+    except Exception:  # cannot tell (any error of a remote filesystem): keep whatever is there
         return True
 
 
