@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import read_info
 from .encodings import GZIP, compression
 from .engine.journal import locked
 from .errors import DataError, UsageError
 from .info import VolumeInfo, check_key
+from .mesh_info import ScalelessInfo, parse_mesh_info
 from .sources.base import one_line
 from .sources.placement import TRANSFORM_JSON, read_transform, world_mm_to_grid
 from .storage import Store, open_output, open_store
@@ -214,8 +214,9 @@ def _stem(path: Path) -> str:
     return name
 
 
-def _info(store: Store) -> VolumeInfo:
-    info = read_info(store)
+def _info(store: Store) -> VolumeInfo | ScalelessInfo:
+    raw = store.read("info")
+    info = None if raw is None else parse_mesh_info(raw, f"{store.url}/info")
     if info is None:
         raise UsageError(f"{store.url}/info does not exist: create the dataset first "
                          "(convert, or generate-scales-info)")

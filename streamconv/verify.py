@@ -99,7 +99,7 @@ def _compare_scale0(source, volume, report: VerifyReport, min_psnr: float) -> No
             want = expected[box.index(region.start)]
             if lossy:
                 report.min_psnr = min(report.min_psnr, _psnr(want, chunk))
-            elif not np.array_equal(want, chunk.astype(want.dtype, copy=False)):
+            elif not _same(want, chunk.astype(want.dtype, copy=False)):
                 report.problems.append(f"scale 0 chunk {scale.key}/{box.name} differs from the input")
     if lossy and report.min_psnr < min_psnr:
         report.problems.append(f"scale 0 PSNR {report.min_psnr:.1f} dB is below {min_psnr} dB")
@@ -138,7 +138,7 @@ def _check_chunks(volume: Dataset, level: int, report: VerifyReport, rule: Reder
             if _psnr(derived, stored) < rule.min_psnr:
                 report.problems.append(f"scale {level} chunk {scale.key}/{box.name} is not the "
                                        f"scale below downsampled (PSNR under {rule.min_psnr} dB)")
-        elif not np.array_equal(derived, stored):
+        elif not _same(derived, stored):
             report.problems.append(f"scale {level} chunk {scale.key}/{box.name} differs from the "
                                    f"scale below downsampled ({rule.method})")
             return  # the first chunk that differs: the rest of the scale is likely off too
@@ -157,6 +157,12 @@ def _derive(volume: Dataset, level: int, box: Box, rule: Rederive) -> np.ndarray
                          zip(stop, finer.voxel_offset, finer.chunk_size, finer.size)))
     region = volume.read(level - 1, aligned)[Box(start, stop).index(aligned.start)]
     return downsample(region, f, rule.method, outside=rule.outside)
+
+
+def _same(expected: np.ndarray, got: np.ndarray) -> bool:
+    """Equal voxel for voxel, NaN equal to NaN: a NaN of the input is stored as NaN, and the
+    average of a block that holds one is NaN (docs/cli.md, "Values")."""
+    return np.array_equal(expected, got, equal_nan=expected.dtype.kind == "f")
 
 
 def _psnr(expected: np.ndarray, got: np.ndarray) -> float:

@@ -71,7 +71,7 @@ def convert(
         help="Write gzip-compressed <chunk>.gz files (with --sharding: gzip the chunks in the "
              "shards).")] = False,
     outside_value: OutsideValue = None,
-    skip_empty: Annotated[bool, typer.Option(help="Do not write chunks that are all zero.")] = False,
+    skip_empty: Annotated[bool, typer.Option("--skip-empty", help="Do not write chunks that are all zero.")] = False,
     sharding: ShardingMode = "off",
     shard_size: ShardSize = "2GiB",
     dry_run: Annotated[bool, typer.Option(
@@ -112,7 +112,8 @@ def convert_chunks_command(
     destination: Annotated[str, typer.Argument(help="The directory to write the re-encoded chunks to.")],
     encoding: Annotated[Optional[Encoding], typer.Option(
         help="Target encoding of every scale [default: from the destination's info]")] = None,
-    copy_info: Annotated[bool, typer.Option(help="Keep the source's encoding (and copy its info).")] = False,
+    copy_info: Annotated[bool, typer.Option(
+        "--copy-info", help="Keep the source's encoding (and copy its info).")] = False,
     jpeg_quality: JpegQuality = 90,
     jpeg_plane: JpegPlane = "xy",
     cseg_block_size: CsegBlockSize = "8,8,8",
@@ -141,13 +142,13 @@ def convert_chunks_command(
 def verify(
     input: Annotated[str, typer.Argument(help="The input the output was converted from.")],
     output: Annotated[str, typer.Argument(help="A precomputed volume on disk, ours or another tool's.")],
-    ignore_scaling: Annotated[bool, typer.Option(help="As given to convert.")] = False,
+    ignore_scaling: Annotated[bool, typer.Option("--ignore-scaling", help="As given to convert.")] = False,
     resolution: Annotated[Optional[str], typer.Option(help="As given to convert.")] = None,
     input_orientation: Annotated[Optional[str], typer.Option(help="As given to convert.")] = None,
     fill_missing: Annotated[Optional[float], typer.Option(help="As given to convert.")] = None,
     min_psnr: Annotated[float, typer.Option(help="Lossy encodings: lowest PSNR accepted, dB.")] = 30.0,
     full: Annotated[bool, typer.Option(
-        help="Derive every chunk of the lower scales again, not a sample of each scale.")] = False,
+        "--full", help="Derive every chunk of the lower scales again, not a sample of each scale.")] = False,
     downscaling_method: Downscaling = "auto",
     outside_value: OutsideValue = None,
     *,

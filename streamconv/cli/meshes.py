@@ -55,6 +55,7 @@ def link_mesh_fragments(
     input_csv: Annotated[str, typer.Argument(help="CSV rows: label, fragment name, fragment name...")],
     dest_url: Dataset,
     no_colon_suffix: Annotated[bool, typer.Option(
+        "--no-colon-suffix",
         help="Name the manifests <label> instead of <label>:0 (filesystems without colons).")] = False,
     *,
     run: RunOptions,

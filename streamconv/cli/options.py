@@ -62,12 +62,12 @@ Scheduler = Annotated[Optional[str], typer.Option(
     help="Run on a Dask cluster: its scheduler's tcp://HOST:PORT, or 'local' for a LocalCluster "
          "of --workers processes; --memory is then the budget of each worker (pip install "
          "streamconv[dask])")]
-Overwrite = Annotated[bool, typer.Option(help="Replace what the output already holds.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace what the output already holds.")]
 Resume = Annotated[bool, typer.Option(
     help="Finish an unfinished run of the same step in the output; --no-resume refuses.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log the plan (slabs, workers, memory).")]
-Debug = Annotated[bool, typer.Option(help="Show the traceback of an error.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
 StorageOption = Annotated[Optional[list[str]], typer.Option(
     metavar="KEY=VALUE",
     help="An option of the filesystem of the output or of a pyramid read from a URL, e.g. "
@@ -85,7 +85,10 @@ Flat = Annotated[bool, typer.Option(
     "--flat", help="Accepted for neuroglancer-scripts scripts: chunks are always stored flat.")]
 
 # Reading a volume.
-IgnoreScaling = Annotated[bool, typer.Option(help="Ignore the header's scl_slope/scl_inter.")]
+IgnoreScaling = Annotated[bool, typer.Option(
+    "--ignore-scaling",
+    help="Store the values as the file stores them, unscaled (NIfTI and Analyze scl_slope/scl_inter, "
+         "AFNI brick factors, PAR/REC); refused for MINC.")]
 InputMin = Annotated[Optional[float], typer.Option(
     help="Input value mapped to the lowest value of the output type (with --input-max).")]
 InputMax = Annotated[Optional[float], typer.Option(
@@ -125,7 +128,7 @@ ShardSize = Annotated[str, typer.Option(
 SegmentNames = Annotated[Optional[str], typer.Option(
     help="Segmentations: a table of label names (FreeSurfer LUT, FSL atlas XML, TSV, CSV or JSON) "
          "written as segment properties.")]
-Meshes = Annotated[bool, typer.Option(help="Segmentations: a surface mesh of every label.")]
+Meshes = Annotated[bool, typer.Option("--meshes", help="Segmentations: a surface mesh of every label.")]
 MeshFormatOption = Annotated[MeshFormat, typer.Option(
     "--mesh-format", help="multilod: Neuroglancer's multi-resolution Draco meshes; legacy: one "
                           "resolution, as mesh-to-precomputed.")]

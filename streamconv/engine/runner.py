@@ -45,6 +45,7 @@ from .journal import (
     remove_temporary,
     write_job,
 )
+from .leftovers import nothing_left_on_failure
 from .peak import peak_memory
 from .pipeline import Hooks, Pipeline, ProgressFn, Totals
 
@@ -181,7 +182,8 @@ def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, work
     if workers and scheduler is None:
         require(store, "shared", "be written by worker processes (each would write its own copy); "
                 "pass --workers 0")
-    with _frozen_heap(), peak_memory() as peak, _engine(describe, store, workers, scheduler) as run:
+    with nothing_left_on_failure(output), _frozen_heap(), peak_memory() as peak, \
+            _engine(describe, store, workers, scheduler) as run:
         totals, found, annotated = _write(run, store, overwrite, resume, progress)
     job = run.job
     return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,

@@ -21,8 +21,9 @@ from ..geometry import Vec3
 from ..info import MAX_CHANNELS, MAX_EXTENT, MAX_VOXELS
 from ..stores import Where
 from .base import MappedSlab, MemoryOrder, Source, one_line
-from .files import InputFile, open_input
+from .files import InputFile, open_data_file, open_input
 from .placement import Placement, image_placement
+from .stored import check_unscaled_reads, stored_values
 
 log = logging.getLogger("streamconv")
 
@@ -180,6 +181,9 @@ class NibabelSource:
         self.num_channels = len(fields) if rgb else (extra[0] if extra else 1)
 
         proxy = img.dataobj
+        if ignore_scaling and not _is_plain(proxy):
+            check_unscaled_reads(proxy, self.path)
+        self._unscaled = ignore_scaling  # a proxy that scales as it reads is read unscaled
         slope, inter = 1.0, 0.0
         if not ignore_scaling:
             slope = float(getattr(proxy, "slope", 1.0))
@@ -194,7 +198,8 @@ class NibabelSource:
         elif _is_plain(proxy):
             in_dtype = disk_dtype
         else:  # MINC and friends scale on read: ask for one voxel to learn the type
-            in_dtype = np.asarray(proxy[(0,) * len(shape)]).dtype
+            one = (0,) * len(shape)
+            in_dtype = (stored_values(proxy, one) if ignore_scaling else np.asarray(proxy[one])).dtype
         try:
             self.dtype = dtypes.output_dtype(in_dtype, self._value_range)
         except DataError as exc:
@@ -212,7 +217,7 @@ class NibabelSource:
 
             # A local image may keep its voxels in another file (Analyze's .img); a remote one is
             # read from the stream it was opened from.
-            data_file = open_input(str(proxy.file_like)) if self.file.local_path else self.file
+            data_file = open_data_file(str(proxy.file_like), self.path) if self.file.local_path else self.file
             compressed = data_file.name.endswith(tuple(k for k in ImageOpener.compress_ext_map if k))
             self._raw = _RawLayout(data_file, int(proxy.offset), disk_dtype, self.shape,
                                    self.num_channels, rgb, slope, inter, self.dtype, compressed)
@@ -257,7 +262,9 @@ class NibabelSource:
             if self._raw is not None:
                 self._raw.read(z0, z1, out)
                 return
-            block = np.asarray(self._img.dataobj[self._planes(z0, z1)]).transpose(self._axes)
+            planes = self._planes(z0, z1)
+            block = (stored_values(self._img.dataobj, planes) if self._unscaled
+                     else np.asarray(self._img.dataobj[planes])).transpose(self._axes)
         except DataError:
             raise
         except (OSError, EOFError, ValueError) as exc:
@@ -288,6 +295,10 @@ class NibabelSource:
     def close(self) -> None:
         if self._raw is not None:
             self._raw.close()
+        held = getattr(getattr(self._img, "dataobj", None), "file_like", None)
+        close = getattr(held, "close", None)
+        if close is not None:
+            close()  # nibabel's PAR/REC proxy holds the .REC open for its lifetime
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_img": None}
