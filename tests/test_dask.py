@@ -130,8 +130,10 @@ def cluster(module_cluster: Cluster) -> Cluster:
 
 
 def chunk_files(out: Path) -> dict[str, bytes]:
+    """Chunks and info (not the journal, nor the placement: transform.json, placement.json)."""
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and ".streamconv" not in p.parts}
+            if p.is_file() and ".streamconv" not in p.parts
+            and p.name not in ("transform.json", "placement.json")}
 
 
 def streamconv(command: str, args: list[str], *extra: str) -> subprocess.Popen:

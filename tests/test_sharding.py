@@ -45,7 +45,9 @@ def tensorstore_scales(out: Path) -> list[np.ndarray]:
 
 
 def output_files(out: Path) -> list[Path]:
-    return [p for p in out.rglob("*") if p.is_file() and ".streamconv" not in p.parts]
+    """The pyramid's files (not our journal, nor the placement: transform.json, placement.json)."""
+    return [p for p in out.rglob("*") if p.is_file() and ".streamconv" not in p.parts
+            and p.name not in ("transform.json", "placement.json")]
 
 
 # The format notes' examples (section 5).

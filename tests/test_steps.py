@@ -33,9 +33,11 @@ def streamconv(*args: str, code: int = 0) -> subprocess.CompletedProcess:
 
 
 def files(out: Path) -> dict[str, bytes]:
-    """Every file a reader sees: chunks and info, not our journal or the step's own input."""
+    """Every file a reader sees: chunks and info, not our journal or the step's own input, nor
+    the placement (a slice stack's steps write none; tests/test_placement.py checks it)."""
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and ".streamconv" not in p.parts and p.name != "info_fullres.json"}
+            if p.is_file() and ".streamconv" not in p.parts
+            and p.name not in ("info_fullres.json", "transform.json", "placement.json")}
 
 
 def scales(out: Path) -> dict[tuple[float, ...], np.ndarray]:

@@ -44,7 +44,7 @@ def test_mni152_template_with_a_process_pool(tmp_path):
 def test_anisotropic_int16_volume_halves_the_fine_axes_first(tmp_path):
     """dipy's aniso_vox: 58 x 58 x 24 int16 at 4 x 4 x 5 mm."""
     path = dipy.data.get_fnames(name="aniso_vox")
-    info = convert(path, tmp_path / "out", workers=0, chunk_size=16)
+    info = convert(path, tmp_path / "out", workers=0, chunk_size=16, voxel_order="file")  # as the file
     assert info["data_type"] == "int16"
     resolutions = [s["resolution"] for s in info["scales"]]
     assert resolutions[0] == [4000000, 4000000, 5000000]
@@ -69,7 +69,7 @@ def test_anisotropic_int16_volume_halves_the_fine_axes_first(tmp_path):
 
 def test_four_d_volume_becomes_channels(tmp_path):
     path = Path(nibabel.testing.data_path) / "example4d.nii.gz"  # 128 x 96 x 24 x 2 int16
-    info = convert(path, tmp_path / "out", workers=2, chunk_size=32, memory="1GiB")
+    info = convert(path, tmp_path / "out", workers=2, chunk_size=32, memory="1GiB", voxel_order="file")
     assert info["num_channels"] == 2
     check_pyramid(tmp_path / "out", np.asarray(nib.load(path).dataobj), "average", info)
 

@@ -22,6 +22,7 @@ import typer
 
 from . import running
 from .app import app
+from .twins import without_twins
 
 # Importing a command module registers its commands with `app`, and --help lists them in this
 # order: keep it.
@@ -48,8 +49,15 @@ def main() -> None:
     docs/cli.md promises (typer would draw a box of several lines), Ctrl-C a line and 130."""
     errors = _click_exceptions()
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    args = sys.argv[1:]
     try:
-        code = app(standalone_mode=False)
+        try:
+            code = app(args=args, standalone_mode=False)
+        except errors.NoSuchOption as exc:  # perhaps the --no- twin of an on-only flag (twins.py)
+            fixed = without_twins(args, exc.ctx.command) if exc.ctx else None
+            if fixed is None:
+                raise
+            code = app(args=fixed, standalone_mode=False)
     except errors.NoArgsIsHelpError as exc:
         typer.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
         code = 2

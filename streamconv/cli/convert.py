@@ -27,6 +27,7 @@ from .options import (
     SegmentNames,
     ShardingMode,
     ShardSize,
+    VoxelOrder,
     bundled,
     xyz,
 )
@@ -52,6 +53,7 @@ def convert(
         help="Slice stacks: directions of column, row and slice, e.g. RIA [default: RAS]")] = None,
     fill_missing: Annotated[Optional[float], typer.Option(
         help="Slice stacks: fill missing or unreadable sections with this value")] = None,
+    voxel_order: VoxelOrder = "ras",
     encoding: ChunkEncoding = "raw",
     jpeg_quality: JpegQuality = 90,
     jpeg_plane: Annotated[Plane, typer.Option(
@@ -61,7 +63,7 @@ def convert(
         help="Write gzip-compressed <chunk>.gz files (with --sharding: gzip the chunks in the "
              "shards).")] = False,
     outside_value: OutsideValue = None,
-    skip_empty: Annotated[bool, typer.Option(help="Do not write chunks that are all zero.")] = False,
+    skip_empty: Annotated[bool, typer.Option("--skip-empty", help="Do not write chunks that are all zero.")] = False,
     sharding: ShardingMode = "off",
     shard_size: ShardSize = "2GiB",
     dry_run: Annotated[bool, typer.Option(
@@ -82,7 +84,7 @@ def convert(
             input, run.at(output), volume_type=type, chunk_size=chunk_size, max_scales=max_scales,
             downsampling_method=downsampling, outside_value=outside_value,
             ignore_scaling=ignore_scaling, resolution=resolution,
-            input_orientation=input_orientation, fill_missing=fill_missing,
+            input_orientation=input_orientation, fill_missing=fill_missing, voxel_order=voxel_order,
             encoding=encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
             cseg_block_size=block, gzip=gzip, skip_empty=skip_empty, sharding=sharding,
             shard_size=shard_size, segment_names=segment_names,

@@ -20,7 +20,8 @@ def convert_chunks_command(
     destination: Annotated[str, typer.Argument(help="The directory to write the re-encoded chunks to.")],
     encoding: Annotated[Optional[Encoding], typer.Option(
         help="Target encoding of every scale [default: from the destination's info]")] = None,
-    copy_info: Annotated[bool, typer.Option(help="Keep the source's encoding (and copy its info).")] = False,
+    copy_info: Annotated[bool, typer.Option(
+        "--copy-info", help="Keep the source's encoding (and copy its info).")] = False,
     jpeg_quality: JpegQuality = 90,
     jpeg_plane: JpegPlane = "xy",
     cseg_block_size: CsegBlockSize = "8,8,8",

@@ -20,6 +20,9 @@ MeshName = Annotated[Optional[str], typer.Option(
     help="Name of the fragment file [default: the input's name without extension]")]
 CoordTransform = Annotated[Optional[str], typer.Option(
     help="Affine applied to the coordinates: 12 or 16 numbers, row-major, translation in mm.")]
+Onto = Annotated[Optional[str], typer.Option(
+    help="An image output (often DEST_URL itself): place the mesh's world mm on its voxel grid "
+         "by its transform.json (after --coord-transform), so it lies on the image.")]
 
 
 @app.command("mesh-to-precomputed")
@@ -31,6 +34,7 @@ def mesh_to_precomputed(
     mesh_dir: MeshDir = None,
     mesh_name: MeshName = None,
     coord_transform: CoordTransform = None,
+    onto: Onto = None,
     *,
     files: FileOptions,
     run: RunOptions,
@@ -39,7 +43,8 @@ def mesh_to_precomputed(
     with reported_errors(run.debug):
         key = library.mesh_to_precomputed(input_mesh, dest_url, coord_transform=coord_transform,
                                           mesh_dir=mesh_dir, mesh_name=mesh_name, gzip=files.gzip,
-                                          compresslevel=files.compresslevel)
+                                          compresslevel=files.compresslevel,
+                                          onto=onto)
     typer.echo(f"{dest_url.rstrip('/')}/{key}: written; link it to a label with "
                "link-mesh-fragments", err=True)
 
@@ -50,6 +55,7 @@ def link_mesh_fragments(
     input_csv: Annotated[str, typer.Argument(help="CSV rows: label, fragment name, fragment name...")],
     dest_url: DatasetDir,
     no_colon_suffix: Annotated[bool, typer.Option(
+        "--no-colon-suffix",
         help="Name the manifests <label> instead of <label>:0 (filesystems without colons).")] = False,
     *,
     run: RunOptions,

@@ -26,6 +26,7 @@ from ..format.geometry import triple
 from ..format.pyramid import VOLUME_TYPES
 from ..kernels.downsampling import METHODS
 from ..meshing import MESH_FORMATS
+from ..sources import VOXEL_ORDERS
 from ..stores import Location, StorageOptions
 
 # The values of a choice come from the library's own list, so that a new encoding or method
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     DownscalingMethod = str
     Plane = str
     MeshFormat = str
+    VoxelOrderChoice = str
 else:
     from typing import Literal
 
@@ -48,6 +50,7 @@ else:
     DownscalingMethod = Literal[("auto",) + METHODS]
     Plane = Literal[PLANES]
     MeshFormat = Literal[MESH_FORMATS]
+    VoxelOrderChoice = Literal[VOXEL_ORDERS]
 
 # How a command runs (the fields of RunOptions).
 Memory = Annotated[Optional[str], typer.Option(
@@ -59,12 +62,12 @@ Scheduler = Annotated[Optional[str], typer.Option(
     help="Run on a Dask cluster: its scheduler's tcp://HOST:PORT, or 'local' for a LocalCluster "
          "of --workers processes; --memory is then the budget of each worker (pip install "
          "streamconv[dask])")]
-Overwrite = Annotated[bool, typer.Option(help="Replace what the output already holds.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace what the output already holds.")]
 Resume = Annotated[bool, typer.Option(
     help="Finish an unfinished run of the same step in the output; --no-resume refuses.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log the plan (slabs, workers, memory).")]
-Debug = Annotated[bool, typer.Option(help="Show the traceback of an error.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
 StorageOption = Annotated[Optional[list[str]], typer.Option(
     metavar="KEY=VALUE",
     help="An option of the filesystem of the output or of a pyramid read from a URL, e.g. "
@@ -82,7 +85,10 @@ Flat = Annotated[bool, typer.Option(
     "--flat", help="Accepted for neuroglancer-scripts scripts: chunks are always stored flat.")]
 
 # Reading a volume.
-IgnoreScaling = Annotated[bool, typer.Option(help="Ignore the header's scl_slope/scl_inter.")]
+IgnoreScaling = Annotated[bool, typer.Option(
+    "--ignore-scaling",
+    help="Store the values as the file stores them, unscaled (NIfTI and Analyze scl_slope/scl_inter, "
+         "AFNI brick factors, PAR/REC); refused for MINC.")]
 InputMin = Annotated[Optional[float], typer.Option(
     help="Input value mapped to the lowest value of the output type (with --input-max).")]
 InputMax = Annotated[Optional[float], typer.Option(
@@ -98,6 +104,10 @@ ChunkSize = Annotated[int, typer.Option(help="Chunk edge in voxels, a power of t
 MaxScales = Annotated[Optional[int], typer.Option(help="At most this many scales.")]
 JpegQuality = Annotated[int, typer.Option(help="JPEG quality, 1-100.")]
 JpegPlane = Annotated[Plane, typer.Option(help="Plane of the JPEG images.")]
+VoxelOrder = Annotated[VoxelOrderChoice, typer.Option(
+    help="Volumes: ras stores the voxels in the RAS order closest to the header's affine (axes "
+         "permuted and flipped, lossless); file keeps the file's order, as neuroglancer-scripts. "
+         "transform.json places either in the input's world (docs/coordinates.md).")]
 CsegBlockSize = Annotated[str, typer.Option(help="compressed_segmentation block, X,Y,Z.")]
 Downscaling = Annotated[DownscalingMethod, typer.Option(
     help="auto: majority for segmentations, average for images.")]
@@ -118,7 +128,7 @@ ShardSize = Annotated[str, typer.Option(
 SegmentNames = Annotated[Optional[str], typer.Option(
     help="Segmentations: a table of label names (FreeSurfer LUT, FSL atlas XML, TSV, CSV or JSON) "
          "written as segment properties.")]
-Meshes = Annotated[bool, typer.Option(help="Segmentations: a surface mesh of every label.")]
+Meshes = Annotated[bool, typer.Option("--meshes", help="Segmentations: a surface mesh of every label.")]
 MeshFormatOption = Annotated[MeshFormat, typer.Option(
     "--mesh-format", help="multilod: Neuroglancer's multi-resolution Draco meshes; legacy: one "
                           "resolution, as mesh-to-precomputed.")]

@@ -4,6 +4,7 @@ a terminal, and a conversion ends with one summary line."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from collections.abc import Iterator
@@ -28,6 +29,9 @@ def _say_interrupted(line: str) -> None:
     global said_interrupted
     said_interrupted = True
     typer.echo(line, err=True)
+
+
+_FILE_ERRORS = (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR)
 
 
 @contextmanager
@@ -57,6 +61,11 @@ def reported_errors(debug: bool) -> Iterator[None]:
     except Exception as exc:
         if debug:
             raise
+        if isinstance(exc, OSError) and exc.errno in _FILE_ERRORS and exc.filename is not None:
+            # a file a reader found missing or unreadable past its own checks: still the
+            # user's file, named on one line, not an internal error
+            typer.echo(f"streamconv: error: {exc.filename}: {exc.strerror}", err=True)
+            raise typer.Exit(1) from None
         typer.echo(f"streamconv: internal error: {one_line(exc)} (rerun with --debug for details)",
                    err=True)
         raise typer.Exit(1) from None

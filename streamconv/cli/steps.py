@@ -39,7 +39,11 @@ def volume_to_precomputed(
     volume_filename: VolumeFile,
     dest_url: PlannedDataset,
     generate_info: Annotated[bool, typer.Option(
-        help="Write DEST_URL/info_fullres.json from the volume's header, then stop.")] = False,
+        "--generate-info", help="Write DEST_URL/info_fullres.json from the volume's header, then stop.")] = False,
+    sharding: Annotated[Optional[str], typer.Option(
+        "--sharding", metavar="MINISHARD,SHARD,PRESHIFT",
+        help="Sharded chunks, bits in neuroglancer-scripts' order: with --generate-info written into "
+             "info_fullres.json (every scale gets it); when writing, the info's must match.")] = None,
     *,
     volume: VolumeOptions,
     files: FileOptions,
@@ -51,14 +55,15 @@ def volume_to_precomputed(
     if generate_info:
         start_logging(run)
         with reported_errors(run.debug):
-            path = library.generate_info(volume_filename, run.at(dest_url), **reading)
+            path = library.generate_info(volume_filename, run.at(dest_url), **reading, sharding=sharding,
+                                         gzip=files.gzip)
         if not run.quiet:
             typer.echo(f"{path}: written; check it, then run generate-scales-info", err=True)
         return
     with engine_run(run) as progress:
         report = library.write_full_resolution(
             volume_filename, run.at(dest_url), **reading, **files.written(), **run.engine(),
-            progress=progress)
+            progress=progress, sharding=sharding)
     summary(report, run)
 
 
@@ -165,11 +170,12 @@ def volume_to_precomputed_pyramid(
     files: FileOptions,
     run: RunOptions,
 ) -> None:
-    """convert for a volume, under neuroglancer-scripts' name and options."""
+    """convert for a volume, under neuroglancer-scripts' name and options (and its voxel order:
+    the file's)."""
     reading = volume.reading()
     with engine_run(run) as progress:
         report = convert_volume(
-            volume_filename, run.at(dest_url), volume_type=type,
+            volume_filename, run.at(dest_url), volume_type=type, voxel_order="file",
             downsampling_method=None if downscaling_method == "auto" else downscaling_method,
             outside_value=outside_value, encoding=encoding, **reading, **files.written(),
             **run.engine(), progress=progress)

@@ -17,13 +17,13 @@ from .running import reported_errors
 def verify(
     input: Annotated[str, typer.Argument(help="The input the output was converted from.")],
     output: Annotated[str, typer.Argument(help="A precomputed volume on disk, ours or another tool's.")],
-    ignore_scaling: Annotated[bool, typer.Option(help="As given to convert.")] = False,
+    ignore_scaling: Annotated[bool, typer.Option("--ignore-scaling", help="As given to convert.")] = False,
     resolution: Annotated[Optional[str], typer.Option(help="As given to convert.")] = None,
     input_orientation: Annotated[Optional[str], typer.Option(help="As given to convert.")] = None,
     fill_missing: Annotated[Optional[float], typer.Option(help="As given to convert.")] = None,
     min_psnr: Annotated[float, typer.Option(help="Lossy encodings: lowest PSNR accepted, dB.")] = 30.0,
     full: Annotated[bool, typer.Option(
-        help="Derive every chunk of the lower scales again, not a sample of each scale.")] = False,
+        "--full", help="Derive every chunk of the lower scales again, not a sample of each scale.")] = False,
     downscaling_method: Downscaling = "auto",
     outside_value: OutsideValue = None,
     *,
@@ -38,8 +38,9 @@ def verify(
                                downsampling_method=None if downscaling_method == "auto"
                                else downscaling_method)
     psnr = f", scale 0 PSNR {report.min_psnr:.1f} dB" if report.min_psnr != float("inf") else ""
+    placed = ", transform.json as the header says" if report.placed else ", no transform.json"
     summary_line = (f"{output}: {report.scales} scales, {report.chunks} chunks checked, "
-                    f"{report.absent} absent (read as zeros){psnr}")
+                    f"{report.absent} absent (read as zeros){psnr}{placed}")
     if report.ok:
         typer.echo(f"{summary_line}: ok", err=True)
         return

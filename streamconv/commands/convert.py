@@ -12,6 +12,7 @@ from ..format.pyramid import plan_pyramid
 from ..format.sharding_choice import DEFAULT_SHARD_SIZE, apply_sharding, parse_sharding
 from ..kernels import downsampling
 from ..sources import Source, open_source
+from ..sources.placement import placement_files
 from ..stores import Where
 from ..stores.base import Store
 from ..units import parse_size
@@ -27,6 +28,7 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
             input_range: tuple[float, float] | None = None,
             resolution: str | tuple[float, float, float] | None = None,
             input_orientation: str | None = None, fill_missing: float | None = None,
+            voxel_order: str = "ras",
             encoding: str = "raw", jpeg_quality: int = 90, jpeg_plane: str = "xy",
             cseg_block_size: tuple[int, int, int] = (8, 8, 8), gzip: bool = False,
             compresslevel: int = 6, skip_empty: bool = False, sharding: str = "off",
@@ -41,6 +43,9 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
     `input` is a volume file nibabel reads, or a slice stack: a directory of sections, a glob,
     a text file listing sections, or a multi-page TIFF (`input_orientation`: a code such as
     RIA, as neuroglancer-scripts; `fill_missing`: the value of missing or unreadable sections).
+    `voxel_order` `ras` (the default) stores a volume's voxels in the RAS order closest to its
+    affine, `file` in the file's own order; either way `transform.json` and `placement.json`
+    say where they lie in the input's world (docs/coordinates.md).
     `resolution` ('20um', or X,Y,Z in nm) overrides what the input says; `input_range` maps
     those input values onto 0..1 in float32 (neuroglancer-scripts' --input-min/--input-max).
     `encoding` is raw, jpeg, png or compressed_segmentation; `gzip` writes `<chunk>.gz` files
@@ -75,7 +80,7 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
     def describe(store: Store) -> tuple[Source, Job]:
         source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
                              orientation=input_orientation, fill_missing=fill_missing,
-                             input_range=input_range)
+                             input_range=input_range, voxel_order=voxel_order)
         with closing_on_error(source):
             scales, info = plan_pyramid(source.shape, source.resolution, source.dtype,
                                         source.num_channels, volume_type, chunk_size, max_scales, codec)
@@ -86,6 +91,7 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
                                 outside_value=outside_value, encoding=repr(codec), gzip=gzip,
                                 level=compresslevel if gzip else None, skip_empty=skip_empty, **annotated)
             return source, Job(scales, info, plan, ChunkFormat(codec, compression(gzip, compresslevel)), method,
-                               skip_empty, record, outside_value=outside_value, annotations=annotations)
+                               skip_empty, record, outside_value=outside_value, annotations=annotations,
+                               files=placement_files(source.placement, source.resolution))
 
     return run_job(describe, output, workers, overwrite, resume, progress, dry_run, scheduler)

@@ -27,6 +27,7 @@ from ..format.sharding_choice import apply_sharding, parse_sharding
 from ..layout.dataset import Dataset, open_dataset, read_info
 from ..layout.sink import ChunkSink, FileSink, Finish
 from ..layout.spool import AssembleShard, ShardSpool
+from ..sources.placement import PLACEMENT_FILES
 from ..stores import Where, open_output
 from ..stores.base import Store
 from ..units import parse_size
@@ -132,6 +133,9 @@ def convert_chunks(source: Where, destination: Where, *,
         with stop_on_signals() as stop:
             total = _recode_all(src, dst, info, gzip, workers, stop.is_set)
         dst.delete(WORK)
+        for key in PLACEMENT_FILES:  # the same voxels in the same place
+            if (placed := src.store.read(key)) is not None:
+                dst.write(key, placed)
         dst.write("info", info.to_json(), durable=True)
         write_job(dst, {"job": record, "complete": True, "boot": boot_id()}, CHUNKS)
     return total

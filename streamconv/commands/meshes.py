@@ -22,9 +22,10 @@ from ..encodings import GZIP, compression
 from ..engine.journal import locked
 from ..errors import DataError, UsageError, one_line
 from ..format.info import VolumeInfo, check_key
-from ..layout.dataset import read_info
+from ..format.mesh_info import ScalelessInfo, parse_mesh_info
 from ..meshing.legacy import LEGACY_INFO, encode_legacy
-from ..stores import open_output
+from ..sources.placement import TRANSFORM_JSON, read_transform, world_mm_to_grid
+from ..stores import Where, open_output, open_store
 from ..stores.base import Store
 
 log = logging.getLogger("streamconv")
@@ -103,10 +104,15 @@ def transform(vertices: np.ndarray, triangles: np.ndarray,
 def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
                         coord_transform: str | None = None, mesh_dir: str | None = None,
                         mesh_name: str | None = None, gzip: bool = False,
-                        compresslevel: int = 6) -> str:
+                        compresslevel: int = 6, onto: Where | None = None) -> str:
     """Write one mesh as a fragment of the dataset at `output`; returns the fragment's key.
-    Coordinates are taken as mm, transformed by `coord_transform`, and stored in nm."""
+    Coordinates are taken as mm, transformed by `coord_transform`, and stored in nm; `onto`
+    (an image output, often `output` itself) places world mm onto that output's voxel grid by
+    its transform.json, after `coord_transform`."""
     matrix = parse_transform(coord_transform) if coord_transform else None
+    if onto is not None:
+        grid = onto_grid(onto)
+        matrix = grid if matrix is None else grid @ matrix
     name = mesh_name or _stem(Path(mesh))
     if "/" in name or name in ("", ".", "..", "info") or "\0" in name:
         if mesh_name is None:
@@ -131,6 +137,20 @@ def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
         if info.get("mesh") != directory:
             store.write("info", info.with_member("mesh", directory).to_json(), durable=True)
     return key
+
+
+def onto_grid(image: Where) -> np.ndarray:
+    """World mm to the voxel grid (mm) of an output, from its transform.json."""
+    store = open_store(image)
+    data = store.read(TRANSFORM_JSON)
+    if data is None:
+        raise UsageError(f"{store.url}/{TRANSFORM_JSON} does not exist: convert the image with "
+                         "streamconv convert (or volume-to-precomputed --generate-info), or give "
+                         "--coord-transform")
+    try:
+        return world_mm_to_grid(read_transform(data))
+    except DataError as exc:
+        raise DataError(f"{store.url}/{exc}") from None
 
 
 def link_mesh_fragments(table: str | os.PathLike, output: str | os.PathLike, *,
@@ -179,8 +199,9 @@ def _stem(path: Path) -> str:
     return name
 
 
-def _info(store: Store) -> VolumeInfo:
-    info = read_info(store)
+def _info(store: Store) -> VolumeInfo | ScalelessInfo:
+    raw = store.read("info")
+    info = None if raw is None else parse_mesh_info(raw, f"{store.url}/info")
     if info is None:
         raise UsageError(f"{store.url}/info does not exist: create the dataset first "
                          "(convert, or generate-scales-info)")

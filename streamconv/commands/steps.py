@@ -34,9 +34,11 @@ from ..format.geometry import Scale, ceil_div, parse_resolution
 from ..format.info import FullresInfo, VolumeInfo
 from ..format.pyramid import plan_pyramid
 from ..format.sharding_choice import parse_sharding
+from ..format.step_sharding import check_written_sharding, fullres_sharded, parse_step_sharding, scales_sharded_as
 from ..kernels import downsampling
 from ..layout.dataset import Dataset, open_dataset, read_info
 from ..sources import Source, open_source
+from ..sources.placement import placement_files
 from ..sources.precomputed import PrecomputedSource
 from ..sources.rescale import Rescaled
 from ..sources.stack import is_stack
@@ -52,21 +54,30 @@ FULLRES, SCALES = "fullres", "scales"  # the steps' job records
 
 def generate_info(input: str | os.PathLike, output: Where, *,
                   ignore_scaling: bool = False, input_range: tuple[float, float] | None = None,
-                  resolution: str | None = None, input_orientation: str | None = None) -> str:
+                  resolution: str | None = None, input_orientation: str | None = None,
+                  sharding: str | None = None, gzip: bool = False) -> str:
     """Write `output/info_fullres.json`, the full-resolution metadata of the input, for the
-    user to check or edit (data type, resolution, type) before generate-scales-info; returns
-    where it went."""
+    user to check or edit (data type, resolution, type) before generate-scales-info, and, as
+    neuroglancer-scripts, `transform.json` (the file's voxel order; with our placement.json);
+    returns where it went. `sharding`: MINISHARD,SHARD,PRESHIFT bits (step_sharding.py)."""
+    if sharding is not None:
+        parse_step_sharding(sharding)  # a usage error before any work
     source = open_source(input, ignore_scaling=ignore_scaling, input_range=input_range,
                          resolution=parse_resolution(resolution) if resolution else None,
                          orientation=input_orientation)
     try:
         info = FullresInfo("image", source.dtype.name, source.num_channels, source.shape,
                            source.resolution, {"encoding": "raw"})
+        placed = placement_files(source.placement, source.resolution)
     finally:
         source.close()
+    if sharding is not None:
+        info = fullres_sharded(info, sharding, gzip)
     store = open_output(output)
     with locked(store):  # not while a step runs on this output
         store.write(INFO_FULLRES, info.to_json())
+        for key, data in placed:
+            store.write(key, data)
     return f"{store.url}/{INFO_FULLRES}"
 
 
@@ -88,6 +99,7 @@ def generate_scales_info(fullres_info: str | os.PathLike, output: Where, *,
     codec = make_codec(encoding, jpeg_plane=jpeg_plane, cseg_block_size=block)
     _, info = plan_pyramid(full.size, full.resolution, full.dtype, full.num_channels, volume_type,
                            target_chunk_size, max_scales, codec)
+    info = scales_sharded_as(info, full, os.fspath(fullres_info))
     store = open_output(output)
     with locked(store):  # a running step writes this info at its end
         old = store.read("info")
@@ -113,14 +125,18 @@ def write_full_resolution(input: str | os.PathLike, output: Where, *,
                           gzip: bool = False, compresslevel: int = 6,
                           memory: str | int | None = None, workers: int | None = None,
                           overwrite: bool = False, resume: bool = True, scheduler: str | None = None,
-                          progress: Callable[[list[Scale]], ProgressFn] | None = None) -> Report:
+                          progress: Callable[[list[Scale]], ProgressFn] | None = None,
+                          sharding: str | None = None) -> Report:
     """Write the full-resolution chunks that `output/info` describes, from a volume or a slice
     stack (volume-to-precomputed, slices-to-precomputed). Values become the info's data type
     (rounded and clipped, or mapped from `input_range` onto the type's range). `scheduler`
-    runs the tasks on a Dask cluster, as `convert`'s does (same bytes, same journal)."""
+    runs the tasks on a Dask cluster, as `convert`'s does (same bytes, same journal).
+    `sharding` must be the info's (step_sharding.py): the chunks are written as it says."""
     workers, budget = resources(workers, memory)
     volume = _volume_with_info(output)
     scale, info = volume.scales[0], volume.info
+    if sharding is not None:
+        check_written_sharding(info, sharding, f"{volume.store.url}/info")
 
     def describe(store: Store) -> tuple[Source, Job]:
         # a stack's resolution is the info's; a volume's header is checked against it below

@@ -6,7 +6,9 @@ the rule that made it: each chunk sampled (`full`: every chunk) is derived again
 scale below by the pyramid's own rule (`downsampling.downsample`) and must equal the stored one
 (lossy: the PSNR floor), so that one flipped byte in any scale is found. Absent chunks are
 counted and read as zeros, since `--skip-empty` and other writers leave all-zero chunks out.
-Works on any precomputed volume on disk, whoever wrote it.
+The placement is checked too (`placement_problems`): a transform.json (and our placement.json)
+must say what the input's header says, for the voxel order the output was written in. Works
+on any precomputed volume on disk, whoever wrote it (one without a transform.json: not checked).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..format.geometry import Box, parse_resolution, triple
 from ..kernels.downsampling import default_method, downsample
 from ..layout.dataset import Dataset, open_dataset
 from ..sources import open_source
+from ..sources.placement import placement_problems, stored_voxel_order
 from ..stores import Where
 
 LOSSY = ("jpeg",)
@@ -33,6 +36,7 @@ class VerifyReport:
     chunks: int = 0
     absent: int = 0
     min_psnr: float = math.inf  # over scale 0 slabs, for lossy encodings
+    placed: bool = False  # the output has a transform.json (checked against the input)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -51,7 +55,8 @@ def verify(input: str | os.PathLike, output: Where, *, ignore_scaling: bool = Fa
     volume = open_dataset(output)
     source = open_source(input, ignore_scaling=ignore_scaling,
                          resolution=parse_resolution(resolution) if resolution else None,
-                         orientation=input_orientation, fill_missing=fill_missing)
+                         orientation=input_orientation, fill_missing=fill_missing,
+                         voxel_order=stored_voxel_order(volume.store.read))
     report = VerifyReport(scales=len(volume.scales))
     try:
         scale0 = volume.scales[0]
@@ -59,6 +64,8 @@ def verify(input: str | os.PathLike, output: Where, *, ignore_scaling: bool = Fa
             report.problems.append(f"scale 0 is {scale0.size} with {volume.num_channels} channels, "
                                    f"the input {source.shape} with {source.num_channels}")
             return report
+        report.placed, problems = placement_problems(source.placement, scale0.resolution, volume.store.read)
+        report.problems.extend(problems)
         _compare_scale0(source, volume, report, min_psnr)
         method = downsampling_method or default_method(volume.info.type)
         for level in range(1, len(volume.scales)):
@@ -92,7 +99,7 @@ def _compare_scale0(source, volume, report: VerifyReport, min_psnr: float) -> No
             want = expected[box.index(region.start)]
             if lossy:
                 report.min_psnr = min(report.min_psnr, _psnr(want, chunk))
-            elif not np.array_equal(want, chunk.astype(want.dtype, copy=False)):
+            elif not _same(want, chunk.astype(want.dtype, copy=False)):
                 report.problems.append(f"scale 0 chunk {scale.key}/{box.name} differs from the input")
     if lossy and report.min_psnr < min_psnr:
         report.problems.append(f"scale 0 PSNR {report.min_psnr:.1f} dB is below {min_psnr} dB")
@@ -131,7 +138,7 @@ def _check_chunks(volume: Dataset, level: int, report: VerifyReport, rule: Reder
             if _psnr(derived, stored) < rule.min_psnr:
                 report.problems.append(f"scale {level} chunk {scale.key}/{box.name} is not the "
                                        f"scale below downsampled (PSNR under {rule.min_psnr} dB)")
-        elif not np.array_equal(derived, stored):
+        elif not _same(derived, stored):
             report.problems.append(f"scale {level} chunk {scale.key}/{box.name} differs from the "
                                    f"scale below downsampled ({rule.method})")
             return  # the first chunk that differs: the rest of the scale is likely off too
@@ -150,6 +157,12 @@ def _derive(volume: Dataset, level: int, box: Box, rule: Rederive) -> np.ndarray
                          zip(stop, finer.voxel_offset, finer.chunk_size, finer.size)))
     region = volume.read(level - 1, aligned)[Box(start, stop).index(aligned.start)]
     return downsample(region, f, rule.method, outside=rule.outside)
+
+
+def _same(expected: np.ndarray, got: np.ndarray) -> bool:
+    """Equal voxel for voxel, NaN equal to NaN: a NaN of the input is stored as NaN, and the
+    average of a block that holds one is NaN (docs/cli.md, "Values")."""
+    return np.array_equal(expected, got, equal_nan=expected.dtype.kind == "f")
 
 
 def _psnr(expected: np.ndarray, got: np.ndarray) -> float:

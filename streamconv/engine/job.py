@@ -74,6 +74,7 @@ class Job:
     first: int = 0       # scales below this one are on disk already: read, not written
     outside_value: float | None = None
     annotations: AfterPyramid | None = None  # names and meshes of a segmentation, added at the end
+    files: tuple[tuple[str, bytes], ...] = ()  # written with the info (transform.json, placement.json)
 
     @property
     def collect_labels(self) -> bool:

@@ -39,6 +39,7 @@ from .journal import (
     remove_temporary,
     write_job,
 )
+from .leftovers import nothing_left_on_failure
 from .peak import peak_memory
 from .pipeline import Hooks, Pipeline, ProgressFn, Totals
 
@@ -103,7 +104,8 @@ def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, work
     if workers and scheduler is None:
         require(store, "shared", "be written by worker processes (each would write its own copy); "
                 "pass --workers 0")
-    with _frozen_heap(), peak_memory() as peak, _engine(describe, store, workers, scheduler) as run:
+    with nothing_left_on_failure(output), _frozen_heap(), peak_memory() as peak, \
+            _engine(describe, store, workers, scheduler) as run:
         totals, found, annotated = _write(run, store, overwrite, resume, progress)
     job = run.job
     return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
@@ -215,6 +217,8 @@ def _write(run: Running, store: Store, overwrite: bool, resume: bool,
         finally:
             journal.close()
         if job.step == CONVERT:
+            for key, data in job.files:
+                store.write(key, data)
             store.write("info", info.to_json(), durable=True)
         write_job(store, {"job": job.record, "complete": True, "boot": boot_id()}, job.step)
         return totals, found, annotated

@@ -35,9 +35,17 @@ def output_dtype(input_dtype: np.dtype, value_range: Callable[[], tuple[int, int
 
 
 def cast_into(values: np.ndarray, out: np.ndarray, slope: float = 1.0, inter: float = 0.0) -> None:
-    """Write `values * slope + inter` into `out`, cast to its type (in float64 when scaled)."""
+    """Write `values * slope + inter` into `out`, cast to its type (in float64 when scaled).
+
+    float values beyond float32's range become infinite, as documented (docs/cli.md, "Values"):
+    numpy's overflow warning, a line of our source per slab, is not repeated to the user."""
     if slope != 1.0 or inter != 0.0:
-        np.copyto(out, values.astype(np.float64) * slope + inter, casting="unsafe")
+        with np.errstate(over="ignore"):
+            np.copyto(out, values.astype(np.float64) * slope + inter, casting="unsafe")
+        return
+    if out.dtype.kind == "f" and values.dtype.kind == "f":
+        with np.errstate(over="ignore"):
+            np.copyto(out, values, casting="unsafe")
         return
     if out.dtype.kind in "iu" and values.dtype.kind in "iu" and not np.can_cast(values.dtype, out.dtype):
         lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)

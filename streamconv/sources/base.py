@@ -12,12 +12,15 @@ from __future__ import annotations
 import mmap
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ..errors import DataError
 from ..format.geometry import Vec3
+
+if TYPE_CHECKING:
+    from .placement import Placement
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,8 @@ class MemoryOrder:
 class MappedSlab:
     """Planes of a local file seen as a (c, z, y, x) slab, mapped read-only by the task that
     uses it (the same `array()` as a shared buffer's `SlabRef`): `offset` is the byte of its
-    first voxel, `strides` those of its four axes."""
+    first voxel, `strides` those of its four axes (negative along an axis stored back to
+    front: a volume reoriented to RAS)."""
 
     path: str
     offset: int
@@ -45,11 +49,17 @@ class MappedSlab:
     @property
     def end(self) -> int:
         """The byte after its last voxel."""
-        return self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.strides)) + np.dtype(self.dtype).itemsize
+        return self.offset + sum(max(0, (n - 1) * s) for n, s in zip(self.shape, self.strides)) \
+            + np.dtype(self.dtype).itemsize
+
+    @property
+    def start(self) -> int:
+        """The byte of its voxel first in the file."""
+        return self.offset + sum(min(0, (n - 1) * s) for n, s in zip(self.shape, self.strides))
 
     def array(self) -> np.ndarray:
         """The slab as a read-only array; the mapping lasts as long as the array or a view of it."""
-        start = self.offset - self.offset % mmap.ALLOCATIONGRANULARITY
+        start = self.start - self.start % mmap.ALLOCATIONGRANULARITY
         fd = os.open(self.path, os.O_RDONLY)
         try:
             mm = mmap.mmap(fd, self.end - start, access=mmap.ACCESS_READ, offset=start)
@@ -81,6 +91,7 @@ class Source(Protocol):
     parallel_reads: bool
     stream_axis: int                  # the axis read in planes: 2 (z) for volumes
     memory_order: MemoryOrder         # of the full-resolution slabs that `read` fills
+    placement: Placement | None       # where the voxels lie in the world (None: not known)
 
     def read(self, p0: int, p1: int, out: np.ndarray) -> None:
         """Fill `out`, a (channel, z, y, x) array, with planes [p0, p1) along `stream_axis`."""

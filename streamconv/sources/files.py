@@ -174,3 +174,17 @@ def open_input(where: Where) -> InputFile:
 
 def missing(file: InputFile) -> DataError:
     return DataError(f"{file.name}: no such file")
+
+
+def open_data_file(where: Where, header: str) -> InputFile:
+    """The file that holds the voxels of `header` (an Analyze or NIfTI pair's `.img`): refused
+    here, in one line naming it, when it is missing or unreadable, rather than by the first read."""
+    file = open_input(where)
+    if file.name == header:
+        return file
+    if not file.exists():
+        raise DataError(f"{file.name}: no such file (the image data of {header})")
+    if file.local_path is not None and not os.access(file.local_path, os.R_OK):
+        raise DataError(f"{file.name}: permission denied (the image data of {header}); make the "
+                        "file readable to this user")
+    return file

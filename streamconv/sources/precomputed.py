@@ -8,6 +8,7 @@ import numpy as np
 from ..format.geometry import Box, Vec3, ceil_div
 from ..layout.dataset import Dataset
 from .base import MemoryOrder, Source
+from .placement import Placement
 
 
 class PrecomputedSource:
@@ -16,6 +17,7 @@ class PrecomputedSource:
     stream_axis = 2
     parallel_reads = True
     memory_order = MemoryOrder()
+    placement: Placement | None = None  # the chunks of a pyramid: its transform.json is its own
 
     def __init__(self, volume: Dataset) -> None:
         self.volume = volume

@@ -24,6 +24,7 @@ class Rescaled:
         self.shape, self.num_channels = inner.shape, inner.num_channels
         self.resolution, self.stream_axis = inner.resolution, inner.stream_axis
         self.parallel_reads = inner.parallel_reads
+        self.placement = inner.placement
         self.memory_order = MemoryOrder()  # the inner source reads into a C-order temporary
         if input_range is not None and input_range[0] == input_range[1]:
             raise UsageError("--input-min and --input-max must differ")

@@ -18,6 +18,7 @@ from ..format.geometry import LENGTH_NM, Vec3, array_axis, triple
 from .base import MemoryOrder
 from .files import open_input
 from .orientation import Orientation
+from .placement import Placement, stack_placement
 from .sections import (
     _TIFF,
     WARN_SECTIONS,
@@ -67,6 +68,7 @@ class SliceStack:
                  fill_missing: float | None = None) -> None:
         self.spec = spec
         self.orientation = Orientation.parse(orientation)
+        self._code = orientation
         self.slices = list_slices(spec, fill_missing is not None)
         self._count, self._first = len(self.slices), 0  # every section; the first one held
         self.fill_value = fill_missing
@@ -103,6 +105,7 @@ class SliceStack:
             raise UsageError("a slice stack needs --resolution X,Y,Z (in nm, or e.g. 20um); "
                              "only TIFF files that record all three voxel sizes carry it")
         self.resolution = resolution
+        self.placement: Placement | None = stack_placement(resolution, self._code)
 
     def _tiff_resolution(self) -> tuple[float, float, float] | None:
         """Voxel size from the first TIFF's tags: pixel sizes, and ImageJ's slice spacing."""

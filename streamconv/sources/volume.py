@@ -21,7 +21,9 @@ from ..format.geometry import Vec3
 from ..format.info import MAX_CHANNELS, MAX_EXTENT, MAX_VOXELS
 from ..stores import Where
 from .base import MappedSlab, MemoryOrder, Source
-from .files import InputFile, open_input
+from .files import InputFile, open_data_file, open_input
+from .placement import Placement, image_placement
+from .stored import check_unscaled_reads, stored_values
 
 log = logging.getLogger("streamconv")
 
@@ -164,11 +166,13 @@ class NibabelSource:
         if any(s > MAX_EXTENT for s in shape) or math.prod(shape) > MAX_VOXELS * MAX_CHANNELS:
             raise DataError(f"{self.path}: the header's shape {shape} is larger than any volume "
                             "can be; the header is damaged")
-        extra = [s for s in shape[3:] if s != 1]
+        # the spatial axes of the array, then the others (MINC: by dimension name, time first)
+        self._axes = _spatial_axes(img, len(shape))
+        extra = [shape[a] for a in self._axes[3:] if shape[a] != 1]
         if len(shape) < 3 or len(extra) > 1:
             raise DataError(f"{self.path}: expected a 3-D volume or a 4-D volume of channels, "
                             f"got shape {shape}")
-        self.shape: Vec3 = (shape[0], shape[1], shape[2])
+        self.shape: Vec3 = (shape[self._axes[0]], shape[self._axes[1]], shape[self._axes[2]])
         if min(self.shape) < 1:
             raise DataError(f"{self.path}: a zero-size axis in shape {shape}")
         disk_dtype = np.dtype(img.get_data_dtype())
@@ -177,6 +181,9 @@ class NibabelSource:
         self.num_channels = len(fields) if rgb else (extra[0] if extra else 1)
 
         proxy = img.dataobj
+        if ignore_scaling and not _is_plain(proxy):
+            check_unscaled_reads(proxy, self.path)
+        self._unscaled = ignore_scaling  # a proxy that scales as it reads is read unscaled
         slope, inter = 1.0, 0.0
         if not ignore_scaling:
             slope = float(getattr(proxy, "slope", 1.0))
@@ -191,12 +198,18 @@ class NibabelSource:
         elif _is_plain(proxy):
             in_dtype = disk_dtype
         else:  # MINC and friends scale on read: ask for one voxel to learn the type
-            in_dtype = np.asarray(proxy[(0,) * len(shape)]).dtype
+            one = (0,) * len(shape)
+            in_dtype = (stored_values(proxy, one) if ignore_scaling else np.asarray(proxy[one])).dtype
         try:
             self.dtype = dtypes.output_dtype(in_dtype, self._value_range)
         except DataError as exc:
             raise DataError(f"{self.path}: {exc}") from None
         self.resolution = resolution or self._resolution()  # --resolution: the header's unused
+        self.placement: Placement | None = None
+        try:
+            self.placement = image_placement(img, float(_unit_nm(img.header)))
+        except DataError as exc:  # converted all the same, placed nowhere
+            log.warning("%s: %s; no transform.json is written", self.path, exc)
 
         self._raw: _RawLayout | None = None
         if _is_plain(proxy) and len(shape) <= 4 or (rgb and _is_plain(proxy)):
@@ -204,7 +217,7 @@ class NibabelSource:
 
             # A local image may keep its voxels in another file (Analyze's .img); a remote one is
             # read from the stream it was opened from.
-            data_file = open_input(str(proxy.file_like)) if self.file.local_path else self.file
+            data_file = open_data_file(str(proxy.file_like), self.path) if self.file.local_path else self.file
             compressed = data_file.name.endswith(tuple(k for k in ImageOpener.compress_ext_map if k))
             self._raw = _RawLayout(data_file, int(proxy.offset), disk_dtype, self.shape,
                                    self.num_channels, rgb, slope, inter, self.dtype, compressed)
@@ -219,14 +232,8 @@ class NibabelSource:
 
     def _resolution(self) -> tuple[float, float, float]:
         header = self._img.header
-        zooms = header.get_zooms()[:3]
-        unit = "mm"
-        if hasattr(header, "get_xyzt_units"):
-            try:
-                unit = header.get_xyzt_units()[0] or "unknown"
-            except (KeyError, ValueError):  # a unit code nibabel does not know: taken as mm
-                unit = "unknown"
-        factor = _UNIT_NM.get(unit, _UNIT_NM["mm"])
+        zooms = [header.get_zooms()[a] for a in self._axes[:3]]
+        factor = _unit_nm(header)
         # Go through the shortest decimal of the stored float32 so that 2.2 mm is 2200000 nm.
         x, y, z = (float(abs(Decimal(str(np.float32(v)))) * factor) for v in zooms)
         if min(x, y, z) <= 0 or not all(np.isfinite((x, y, z))):
@@ -235,11 +242,17 @@ class NibabelSource:
                             "--resolution X,Y,Z")
         return x, y, z
 
+    def _planes(self, z0: int, z1: int) -> tuple[slice, ...]:
+        """The index of z planes [z0, z1) in nibabel's array."""
+        index = [slice(None)] * len(self._axes)
+        index[self._axes[2]] = slice(z0, z1)
+        return tuple(index)
+
     def _value_range(self) -> tuple[int, int]:
         lows, highs = [], []
         z = self.shape[2]
         for z0 in range(0, z, 16):
-            block = np.asarray(self._img.dataobj[:, :, z0:min(z0 + 16, z)])
+            block = np.asarray(self._img.dataobj[self._planes(z0, min(z0 + 16, z))])
             lows.append(int(block.min()))
             highs.append(int(block.max()))
         return min(lows), max(highs)
@@ -249,7 +262,9 @@ class NibabelSource:
             if self._raw is not None:
                 self._raw.read(z0, z1, out)
                 return
-            block = np.asarray(self._img.dataobj[:, :, z0:z1])
+            planes = self._planes(z0, z1)
+            block = (stored_values(self._img.dataobj, planes) if self._unscaled
+                     else np.asarray(self._img.dataobj[planes])).transpose(self._axes)
         except DataError:
             raise
         except (OSError, EOFError, ValueError) as exc:
@@ -280,6 +295,10 @@ class NibabelSource:
     def close(self) -> None:
         if self._raw is not None:
             self._raw.close()
+        held = getattr(getattr(self._img, "dataobj", None), "file_like", None)
+        close = getattr(held, "close", None)
+        if close is not None:
+            close()  # nibabel's PAR/REC proxy holds the .REC open for its lifetime
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_img": None}
@@ -312,6 +331,30 @@ def _load(file: InputFile) -> Any:
                         "(.nii, .nii.gz); copy other formats to a local disk first")
     holder = nibabel.fileholders.FileHolder(fileobj=stream)
     return kind.from_file_map({"header": holder, "image": holder})
+
+
+def _unit_nm(header: Any) -> Decimal:
+    """Nanometres per unit of the header's voxel sizes and affine (NIfTI's xyzt_units; mm
+    where the format has none or the code is unknown)."""
+    unit = "mm"
+    if hasattr(header, "get_xyzt_units"):
+        try:
+            unit = header.get_xyzt_units()[0] or "unknown"
+        except (KeyError, ValueError):  # a unit code nibabel does not know: taken as mm
+            unit = "unknown"
+    return _UNIT_NM.get(unit, _UNIT_NM["mm"])
+
+
+def _spatial_axes(img: Any, ndim: int) -> tuple[int, ...]:
+    """The array's axes, the three spatial ones first (in the order of the affine's columns).
+    MINC names its dimensions (`xspace`, `time`...) and a 4-D file may put time first; nibabel's
+    affine then maps the `*space` ones. Other formats: the first three are spatial."""
+    names = getattr(getattr(img.dataobj, "minc_file", None), "_dim_names", None)
+    if names is not None and len(names) == ndim:
+        spatial = [a for a, name in enumerate(names) if str(name).endswith("space")]
+        if len(spatial) == 3:
+            return (*spatial, *(a for a in range(ndim) if a not in spatial))
+    return tuple(range(ndim))
 
 
 def _is_plain(proxy: object) -> bool:
