@@ -19,8 +19,8 @@ from nilearn.datasets import MNI152_FILE_PATH, load_mni152_brain_mask
 from reference import read_scale
 
 import streamconv
-from streamconv.commands.meshes import decode_fragment
 from streamconv.commands.verify import verify
+from streamconv.meshing.legacy import decode_legacy
 
 BIN = Path(sys.executable).parent
 MINC = Path(nibabel.testing.data_path)
@@ -193,7 +193,7 @@ def test_surface_placed_onto_the_image_lies_on_its_mask(tmp_path):
     surface = tmp_path / "brain.gii"
     write_gifti(surface, *surface_of_mask(mask, mask_img.affine))
     run("mesh-to-precomputed", "--onto", out, surface, out)
-    vertices, _ = decode_fragment((out / "mesh" / "brain").read_bytes())
+    vertices, _ = decode_legacy((out / "mesh" / "brain").read_bytes())
     resolution = np.asarray(json.loads((out / "info").read_text())["scales"][0]["resolution"])
     corners = vertices / resolution  # voxel-corner coordinates of the output's grid
     assert np.abs(corners - np.round(corners)).max() < 1e-3

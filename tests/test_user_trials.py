@@ -168,7 +168,8 @@ def test_ignore_scaling_stores_the_values_as_stored(tmp_path, name):
     held = getattr(image.dataobj, "file_like", None)
     getattr(held, "close", lambda: None)()  # PAR/REC's proxy holds the .REC open
     out = tmp_path / "out"
-    result = streamconv_cli("convert", NIBABEL_DATA / name, out, "--ignore-scaling", "-q", "--workers", "0")
+    result = streamconv_cli("convert", NIBABEL_DATA / name, out, "--ignore-scaling", "--voxel-order", "file",
+                            "-q", "--workers", "0")  # the file's voxel order: compared with its array
     assert result.returncode == 0, result.stderr
     stored = read_scale(out, 0)
     assert stored.dtype == raw.dtype.newbyteorder("=")
