@@ -125,8 +125,10 @@ def worker_budget(scheduler: str, budget: int) -> tuple[int, str]:
         rooms = Rooms.of(client)
     best = rooms.best()
     # a tenth kept back: the idle worker's memory grows a little by the time the tasks come
-    room = best.bytes if best is None or rooms.declared else best.bytes * 9 // 10
-    if best is None or room >= budget:
+    if best is None:
+        return budget, f"--memory {format_size(budget)}"
+    room = best.bytes if rooms.declared else best.bytes * 9 // 10
+    if room >= budget:
         return budget, f"--memory {format_size(budget)}"
     return room, (f"the room for a task on the best worker of {scheduler} ({best.address} {best.why}: "
                   f"{format_size(room)} with a tenth kept back)")
