@@ -3,6 +3,8 @@
     python tools/bench.py volume --shape 1024,1024,1024 --dtype uint8 --memory 512MiB
     python tools/bench.py volume --shape 512,512,512 --dtype uint32 --labels 1000 --memory 1GiB \
         --encoding compressed_segmentation
+    python tools/bench.py volume --shape 512,512,512 --dtype uint32 --labels 24 --label-shape curved \
+        --memory 1GiB --encoding compressed_segmentation --skip-ngscripts
     python tools/bench.py stack --count 256 --memory 4GiB
     python tools/bench.py s3 --shape 512,512,512 --dtype uint8 --memory 512MiB
     python tools/bench.py volume --memory 512MiB --sharding auto --skip-ngscripts
@@ -54,7 +56,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).parent))
 from dask_cluster import DaskCluster
 from make_sections import make_sections
-from make_volume import make_volume
+from make_volume import LABEL_SHAPES, make_volume
 from measuring import BIN, Measurement, measure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,8 +253,9 @@ def volume_bench(args) -> list[Measurement]:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     tag = f"{'x'.join(map(str, shape))}-{args.dtype}" + (f"-labels{args.labels}" if args.labels else "")
+    tag += f"-{args.label_shape}" if args.labels and args.label_shape != "blocky" else ""
     name = f"volume {tag}, {args.encoding}"
-    vol = make_volume(work / f"vol-{tag}.nii", shape, args.dtype, args.labels)
+    vol = make_volume(work / f"vol-{tag}.nii", shape, args.dtype, args.labels, label_shape=args.label_shape)
     segmentation = ["--type", "segmentation"] if args.labels else []
 
     def ours(out: Path) -> list[str]:
@@ -407,6 +410,8 @@ def main() -> None:
             p.add_argument("--shape", default="1024,1024,1024")
             p.add_argument("--dtype", default="uint8")
             p.add_argument("--labels", type=int)
+            p.add_argument("--label-shape", choices=LABEL_SHAPES, default="blocky",
+                           help="blocky: 16-voxel cells; curved: regions with smooth boundaries, as in atlases")
             p.add_argument("--encoding", default="raw", help="for both streamconv and neuroglancer-scripts")
         else:
             p.add_argument("--count", type=int, default=256)
