@@ -220,10 +220,11 @@ def best(results: list[Measurement], name: str) -> Measurement | None:
 def report(name: str, results: list[Measurement]) -> None:
     print(f"\n{name} on {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
           f"Python {platform.python_version()}")
-    print(f"{'contestant':24} {'seconds':>8} {'peak RSS sum':>13} {'peak PSS sum':>13} {'output':>10} "
+    print(f"{'contestant':24} {'seconds':>8} {'CPU-s':>7} {'peak RSS sum':>13} {'peak PSS sum':>13} {'output':>10} "
           f"{'files':>8}")
     for m in results:
-        print(f"{m.name:24} {m.seconds:8.2f} {m.peak_rss / MiB:9.0f} MiB {m.peak_pss / MiB:9.0f} MiB "
+        print(f"{m.name:24} {m.seconds:8.2f} {m.cpu_seconds:7.2f} {m.peak_rss / MiB:9.0f} MiB "
+              f"{m.peak_pss / MiB:9.0f} MiB "
               f"{m.output_bytes / MiB:6.0f} MiB {m.files or '':>8}"
               + (" workers: " + ", ".join(f"{w / MiB:.0f} MiB" for w in m.worker_rss) if m.worker_rss else ""))
     sharded = best(results, "streamconv sharded")
@@ -238,6 +239,10 @@ def report(name: str, results: list[Measurement]) -> None:
         pairs = [(b.seconds / a.seconds) for a, b in zip([m for m in results if m.name == "streamconv"], script)]
         print("tensorstore script / streamconv per round:", ", ".join(f"{r:.2f}x" for r in pairs),
               f"(median {statistics.median(pairs):.2f}x)")
+        cpu = [(b.cpu_seconds / a.cpu_seconds) for a, b in zip([m for m in results if m.name == "streamconv"], script)
+               if a.cpu_seconds]
+        if cpu:
+            print("  in CPU-seconds:", ", ".join(f"{r:.2f}x" for r in cpu), f"(median {statistics.median(cpu):.2f}x)")
     if ours and low:
         print(f"streamconv / I/O floor: {ours.seconds / low.seconds:.2f}x (best of each)")
         pairs = [(a.seconds / b.seconds) for a, b in zip(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -23,6 +24,9 @@ class Measurement:
     output_bytes: int = 0
     files: int = 0
     worker_rss: list[int] = field(default_factory=list)  # Dask runs: each worker's peak (not in the tree)
+    #: user + system CPU-seconds of the commands' process trees (the descendants their parents
+    #: waited for): less sensitive than wall time to a loaded machine
+    cpu_seconds: float = 0.0
 
 
 def _tree(pid: int) -> list[int]:
@@ -69,6 +73,7 @@ def measure(name: str, commands: list[list[str]], durable: bool = False) -> Meas
     contestant has, with the same peaks (issue 18)."""
     peak_rss = peak_pss = 0
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     for cmd in commands + ([["sync"]] if durable else []):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         stop = threading.Event()
@@ -91,4 +96,6 @@ def measure(name: str, commands: list[list[str]], durable: bool = False) -> Meas
         sampler.join()
         if proc.returncode:
             raise SystemExit(f"{name}: {' '.join(cmd)} failed:\n{err.decode()[-2000:]}")
-    return Measurement(name, time.perf_counter() - started, peak_rss, peak_pss)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return Measurement(name, time.perf_counter() - started, peak_rss, peak_pss, cpu_seconds=cpu)
