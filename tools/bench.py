@@ -9,6 +9,7 @@
     python tools/bench.py s3 --shape 512,512,512 --dtype uint8 --memory 512MiB
     python tools/bench.py volume --memory 512MiB --sharding auto --skip-ngscripts
     python tools/bench.py volume --memory 1GiB --skip-ngscripts --dask-workers 1 2
+    python tools/bench.py igneous --shape 512,512,512 --labels 200 --memory 1GiB   (tools/bench_igneous.py)
 
 `--dask-workers N...` adds, for each N, streamconv on a Dask cluster of N `dask worker` processes
 (one thread each, `--resources MEMORY=<--memory>`, started and stopped here on 127.0.0.1): the
@@ -422,9 +423,22 @@ def main() -> None:
             p.add_argument("--count", type=int, default=256)
             p.add_argument("--width", type=int, default=6572)
             p.add_argument("--height", type=int, default=5711)
+    p = sub.add_parser("igneous", help="igneous-pipeline on the jobs both do (tools/bench_igneous.py)")
+    p.add_argument("--workdir", default="/tmp/streamconv-bench")
+    p.add_argument("--memory", default="1GiB")
+    p.add_argument("--workers", type=int, default=os.cpu_count())
+    p.add_argument("--json", help="save the measurements here")
+    p.add_argument("--shape", default="512,512,512", help="the uint8 image volume")
+    p.add_argument("--label-shape-size", default="256,256,256", help="the uint32 label volume (curved regions)")
+    p.add_argument("--labels", type=int, default=200)
+    p.add_argument("--rows", nargs="*", default=["downsample", "xfer", "meshes"])
+    p.add_argument("--igneous-memory", type=float, default=3.5e9, help="igneous' task memory target (its default)")
     args = parser.parse_args()
     compileall.compile_dir(ROOT / "streamconv", quiet=1)  # as installed: see the docstring
-    results = {"volume": volume_bench, "stack": stack_bench, "s3": s3_bench}[args.what](args)
+    from bench_igneous import igneous_bench
+
+    results = {"volume": volume_bench, "stack": stack_bench, "s3": s3_bench,
+               "igneous": igneous_bench}[args.what](args)
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(m) for m in results], indent=1))
 
