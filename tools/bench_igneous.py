@@ -60,8 +60,9 @@ def _igneous(queue: Path, workers: int, *create: str) -> list[list[str]]:
             [IGNEOUS, "-p", str(workers), "execute", "-x", f"fq://{queue}"]]
 
 
-def compare_volumes(ours: Path, theirs: Path) -> list[float]:
-    """The largest voxel difference per scale of ours (tensorstore reads both)."""
+def compare_volumes(ours: Path, theirs: Path) -> list[str]:
+    """Per scale of ours: the largest voxel difference and the share of voxels that differ
+    (tensorstore reads both)."""
     import tensorstore as ts
 
     info = json.loads((ours / "info").read_text())
@@ -70,9 +71,9 @@ def compare_volumes(ours: Path, theirs: Path) -> list[float]:
         a, b = (ts.open({"driver": "neuroglancer_precomputed", "kvstore": {"driver": "file", "path": str(root)},
                          "scale_index": k}).result().read().result() for root in (ours, theirs))
         if a.shape != b.shape:
-            worst.append(float("inf"))
+            worst.append(f"shapes {a.shape} and {b.shape}")
             continue
-        worst.append(float(np.abs(a.astype(np.float64) - b).max()))
+        worst.append(f"{float(np.abs(a.astype(np.float64) - b).max()):g} ({np.mean(a != b):.2%} differ)")
     return worst
 
 
@@ -140,7 +141,8 @@ def igneous_bench(args) -> list[Measurement]:
         results.append(measure(f"downsample {kind}: igneous", _igneous(
             work / "queue", args.workers, "image", "downsample", f"file://{theirs}", "--mip", "0",
             "--num-mips", str(mips), "--volumetric", "--compress", "none")))
-        notes.append(f"downsample {kind}: largest voxel difference per scale {compare_volumes(ours, theirs)}")
+        notes.append(f"downsample {kind}: largest voxel difference per scale (share of voxels that differ) "
+                     f"{compare_volumes(ours, theirs)}")
 
     if "xfer" in rows:
         src = work / "pyramid-image"
@@ -156,7 +158,8 @@ def igneous_bench(args) -> list[Measurement]:
             work / "queue", args.workers, "image", "xfer", f"file://{src}", f"file://{theirs}", "--encoding", "jpeg",
             "--encoding-level", "90", "--compress", "none", "--chunk-size", "64,64,64", "--volumetric",
             "--memory", str(int(args.igneous_memory)))))
-        notes.append(f"xfer to jpeg: largest voxel difference per scale {compare_volumes(ours, theirs)}")
+        notes.append(f"xfer to jpeg: largest voxel difference per scale (share of voxels that differ) "
+                     f"{compare_volumes(ours, theirs)}")
 
     if "meshes" in rows:
         full = _layer(work, labels_vol, "full-labels", "--type", "segmentation")
@@ -167,11 +170,14 @@ def igneous_bench(args) -> list[Measurement]:
             tag = "sharded" if sharded else "unsharded"
             ours, theirs = _copy(full, work / f"mesh-ours-{tag}"), _copy(full, work / f"mesh-igneous-{tag}")
             results.append(measure(f"meshes {tag}: streamconv", [
-                [*STREAMCONV, "generate-meshes", str(ours), *memory, *(["--sharding", "auto"] if sharded else [])]]))
+                [*STREAMCONV, "generate-meshes", str(ours), *memory[:-1],  # it has no -q
+                 *(["--sharding", "auto"] if sharded else [])]]))
             lods = len(_first_manifest_lods(ours, present))
             forge = ["mesh", "forge", f"file://{theirs}", "--mip", "0", *(["--sharded"] if sharded else [])]
-            merge = (["mesh", "merge-sharded", f"file://{theirs}", "--nlod", str(lods - 1)] if sharded
-                     else ["mesh", "merge", f"file://{theirs}", "--nlod", str(lods - 1)])
+            # igneous' finest fragments at least 256^3 by default: ours are 64^3, and the same
+            # number of levels of detail needs fragments of that size
+            merge = ["mesh", "merge-sharded" if sharded else "merge", f"file://{theirs}", "--nlod", str(lods - 1),
+                     "--min-chunk-size", "64,64,64"]
             results.append(measure(f"meshes {tag}: igneous", _igneous(work / "queue", args.workers, *forge)
                                    + _igneous(work / "queue2", args.workers, *merge)))
             try:
