@@ -126,8 +126,10 @@ def dask_bench(work: Path, inputs: list[Path], streamconv_cmd, args: argparse.Na
             for _ in range(args.repeat):
                 settle(inputs, out)
                 cluster.reset()
+                before = cluster.cpu()
                 m = measure(f"streamconv dask x{n}", [streamconv_cmd(out) + ["--scheduler", cluster.address]],
                             args.durable)
+                m.cpu_seconds += cluster.cpu() - before  # the client's tree, and the workers
                 m.worker_rss = list(cluster.peaks)
                 m.output_bytes = sum(size for _, size in tree_files(out))
                 results.append(m)
