@@ -174,10 +174,11 @@ def igneous_bench(args) -> list[Measurement]:
                  *(["--sharding", "auto"] if sharded else [])]]))
             lods = len(_first_manifest_lods(ours, present))
             forge = ["mesh", "forge", f"file://{theirs}", "--mip", "0", *(["--sharded"] if sharded else [])]
-            # igneous' finest fragments at least 256^3 by default: ours are 64^3, and the same
-            # number of levels of detail needs fragments of that size
+            # igneous gives a label min(nlod, log2(its extent / --min-chunk-size)) extra levels
+            # (tasks/mesh/multires.py): with its default 256^3, none for labels a few tens of
+            # voxels across. 16^3 lets it make as many levels as ours.
             merge = ["mesh", "merge-sharded" if sharded else "merge", f"file://{theirs}", "--nlod", str(lods - 1),
-                     "--min-chunk-size", "64,64,64"]
+                     "--min-chunk-size", "16,16,16"]
             results.append(measure(f"meshes {tag}: igneous", _igneous(work / "queue", args.workers, *forge)
                                    + _igneous(work / "queue2", args.workers, *merge)))
             try:
