@@ -202,9 +202,12 @@ def test_a_stock_cluster_is_planned_from_the_workers_memory_limits(inputs, tmp_p
         stock.close()
 
 
-def test_a_stock_worker_without_room_for_a_task_is_refused_in_one_line(inputs, tmp_path):
-    """A worker whose memory limit the idle worker nearly fills (Dask pauses it): one line, no hang."""
-    small = own_cluster(tmp_path / "small", 1, "--memory-limit", "64MiB")
+@pytest.mark.parametrize("options", [("--memory-limit", "64MiB"),
+                                     ("--memory-limit", "64MiB", "--resources", f"MEMORY={MEMORY}")])
+def test_a_worker_without_room_for_a_task_is_refused_in_one_line(inputs, tmp_path, options):
+    """A worker whose memory limit the idle worker nearly fills (Dask pauses it), stock or
+    declaring MEMORY: one line, no wait on the paused worker."""
+    small = own_cluster(tmp_path / "small", 1, *options)
     try:
         args = inputs["labels"]
         started = time.monotonic()
@@ -215,7 +218,8 @@ def test_a_stock_worker_without_room_for_a_task_is_refused_in_one_line(inputs, t
         small.close()
     lines = run.stderr.decode().strip().splitlines()
     assert run.returncode == 2, lines
-    assert len(lines) == 1 and "64.0 MiB" in lines[0] and "a task of this conversion needs" in lines[0], lines
+    assert len(lines) == 1 and "64.0 MiB" in lines[0] and "paused" in lines[0], lines
+    assert "a task of this conversion needs" in lines[0], lines
     assert elapsed < 30, f"refused after {elapsed:.0f} s"
     assert not (tmp_path / "out").exists()
 

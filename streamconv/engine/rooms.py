@@ -52,6 +52,17 @@ class Room:
     why: str
 
 
+def _declared(address: str, worker: dict[str, Any]) -> Room:
+    """A worker that declares `MEMORY`: that is its room, unless Dask has paused it (an idle
+    worker over its pause threshold, whose memory does not come back: a task would wait)."""
+    memory = int(worker.get("resources", {}).get(RESOURCE, 0))
+    if worker.get("status") == "paused":
+        return Room(address, 0, f"declares {RESOURCE}={memory}, but Dask has paused it (memory limit "
+                                f"{format_size(worker.get('memory_limit') or 0)}, uses "
+                                f"{format_size(worker.get('metrics', {}).get('memory', 0))})")
+    return Room(address, memory, f"declares {RESOURCE}={memory}")
+
+
 @dataclass(frozen=True)
 class Rooms:
     """Every worker's room, and whether it was declared (`MEMORY`) or read from Dask's limits."""
@@ -64,9 +75,7 @@ class Rooms:
         info = client.scheduler_info()
         workers = info["workers"]
         if any(RESOURCE in w.get("resources", {}) for w in workers.values()):
-            return cls(True, tuple(Room(a, int(w.get("resources", {}).get(RESOURCE, 0)),
-                                        f"declares {RESOURCE}={int(w.get('resources', {}).get(RESOURCE, 0))}")
-                                   for a, w in workers.items()))
+            return cls(True, tuple(_declared(a, w) for a, w in workers.items()))
         states = client.run(_memory_state, on_error="return") if workers else {}
         unlimited = [a for a, w in workers.items() if not w.get("memory_limit")]
         hosts = client.run(_host_available, workers=unlimited, on_error="return") if unlimited else {}
