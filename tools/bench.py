@@ -434,6 +434,7 @@ def main() -> None:
     p.add_argument("--label-shape-size", default="256,256,256", help="the uint32 label volume (curved regions)")
     p.add_argument("--labels", type=int, default=200)
     p.add_argument("--rows", nargs="*", default=["downsample", "xfer", "meshes"])
+    p.add_argument("--repeat", type=int, default=1, help="rounds, interleaved (every row, then again)")
     p.add_argument("--igneous-memory", type=float, default=3.5e9, help="igneous' task memory target (its default)")
     args = parser.parse_args()
     compileall.compile_dir(ROOT / "streamconv", quiet=1)  # as installed: see the docstring

@@ -125,66 +125,72 @@ def igneous_bench(args) -> list[Measurement]:
     notes: list[str] = []
     rows = set(args.rows)
 
-    for kind, vol, options in [("image", image, []),
-                               ("labels", labels_vol, ["--type", "segmentation"])]:
-        if "downsample" not in rows:
-            continue
-        full = _layer(work, vol, f"full-{kind}", *options)
-        ours, theirs = _copy(full, work / f"ds-ours-{kind}"), _copy(full, work / f"ds-igneous-{kind}")
-        method = ["--downscaling-method", "majority"] if kind == "labels" else []
-        m = measure(f"downsample {kind}: streamconv", [
-            [*STREAMCONV, "generate-scales-info", str(ours / "info"), str(ours), "--target-chunk-size", "64",
-             "--overwrite"],
-            [*STREAMCONV, "compute-scales", str(ours), *method, *memory]])
-        results.append(m)
-        mips = len(json.loads((ours / "info").read_text())["scales"]) - 1
-        results.append(measure(f"downsample {kind}: igneous", _igneous(
-            work / "queue", args.workers, "image", "downsample", f"file://{theirs}", "--mip", "0",
-            "--num-mips", str(mips), "--volumetric", "--compress", "none")))
-        notes.append(f"downsample {kind}: largest voxel difference per scale (share of voxels that differ) "
-                     f"{compare_volumes(ours, theirs)}")
+    for round_ in range(args.repeat):  # rounds interleaved: every row of a round before the next round
+        first = round_ == 0
+        for kind, vol, options in [("image", image, []),
+                                   ("labels", labels_vol, ["--type", "segmentation"])]:
+            if "downsample" not in rows:
+                continue
+            full = _layer(work, vol, f"full-{kind}", *options)
+            ours, theirs = _copy(full, work / f"ds-ours-{kind}"), _copy(full, work / f"ds-igneous-{kind}")
+            method = ["--downscaling-method", "majority"] if kind == "labels" else []
+            m = measure(f"downsample {kind}: streamconv", [
+                [*STREAMCONV, "generate-scales-info", str(ours / "info"), str(ours), "--target-chunk-size", "64",
+                 "--overwrite"],
+                [*STREAMCONV, "compute-scales", str(ours), *method, *memory]])
+            results.append(m)
+            mips = len(json.loads((ours / "info").read_text())["scales"]) - 1
+            results.append(measure(f"downsample {kind}: igneous", _igneous(
+                work / "queue", args.workers, "image", "downsample", f"file://{theirs}", "--mip", "0",
+                "--num-mips", str(mips), "--volumetric", "--compress", "none")))
+            if first:
+                notes.append(f"downsample {kind}: largest voxel difference per scale (share of voxels that "
+                             f"differ) {compare_volumes(ours, theirs)}")
 
-    if "xfer" in rows:
-        src = work / "pyramid-image"
-        if not (src / "info").exists():
-            subprocess.run([*STREAMCONV, "convert", str(image), str(src), "--chunk-size", "64", *memory], check=True)
-        ours, theirs = work / "xfer-ours", work / "xfer-igneous"
-        shutil.rmtree(ours, ignore_errors=True)
-        shutil.rmtree(theirs, ignore_errors=True)
-        results.append(measure("xfer to jpeg: streamconv", [
-            [*STREAMCONV, "convert-chunks", str(src), str(ours), "--encoding", "jpeg", "--jpeg-quality", "90",
-             *memory]]))
-        results.append(measure("xfer to jpeg: igneous", _igneous(
-            work / "queue", args.workers, "image", "xfer", f"file://{src}", f"file://{theirs}", "--encoding", "jpeg",
-            "--encoding-level", "90", "--compress", "none", "--chunk-size", "64,64,64", "--volumetric",
-            "--memory", str(int(args.igneous_memory)))))
-        notes.append(f"xfer to jpeg: largest voxel difference per scale (share of voxels that differ) "
-                     f"{compare_volumes(ours, theirs)}")
+        if "xfer" in rows:
+            src = work / "pyramid-image"
+            if not (src / "info").exists():
+                subprocess.run([*STREAMCONV, "convert", str(image), str(src), "--chunk-size", "64", *memory],
+                               check=True)
+            ours, theirs = work / "xfer-ours", work / "xfer-igneous"
+            shutil.rmtree(ours, ignore_errors=True)
+            shutil.rmtree(theirs, ignore_errors=True)
+            results.append(measure("xfer to jpeg: streamconv", [
+                [*STREAMCONV, "convert-chunks", str(src), str(ours), "--encoding", "jpeg", "--jpeg-quality", "90",
+                 *memory]]))
+            results.append(measure("xfer to jpeg: igneous", _igneous(
+                work / "queue", args.workers, "image", "xfer", f"file://{src}", f"file://{theirs}", "--encoding",
+                "jpeg", "--encoding-level", "90", "--compress", "none", "--chunk-size", "64,64,64", "--volumetric",
+                "--memory", str(int(args.igneous_memory)))))
+            if first:
+                notes.append(f"xfer to jpeg: largest voxel difference per scale (share of voxels that differ) "
+                             f"{compare_volumes(ours, theirs)}")
 
-    if "meshes" in rows:
-        full = _layer(work, labels_vol, "full-labels", "--type", "segmentation")
-        import nibabel as nib
+        if "meshes" in rows:
+            full = _layer(work, labels_vol, "full-labels", "--type", "segmentation")
+            import nibabel as nib
 
-        present = [int(v) for v in np.unique(np.asarray(nib.load(str(labels_vol)).dataobj)) if v]
-        for sharded in (False, True):
-            tag = "sharded" if sharded else "unsharded"
-            ours, theirs = _copy(full, work / f"mesh-ours-{tag}"), _copy(full, work / f"mesh-igneous-{tag}")
-            results.append(measure(f"meshes {tag}: streamconv", [
-                [*STREAMCONV, "generate-meshes", str(ours), *memory[:-1],  # it has no -q
-                 *(["--sharding", "auto"] if sharded else [])]]))
-            lods = len(_first_manifest_lods(ours, present))
-            forge = ["mesh", "forge", f"file://{theirs}", "--mip", "0", *(["--sharded"] if sharded else [])]
-            # igneous gives a label min(nlod, log2(its extent / --min-chunk-size)) extra levels
-            # (tasks/mesh/multires.py): with its default 256^3, none for labels a few tens of
-            # voxels across. 16^3 lets it make as many levels as ours.
-            merge = ["mesh", "merge-sharded" if sharded else "merge", f"file://{theirs}", "--nlod", str(lods - 1),
-                     "--min-chunk-size", "16,16,16"]
-            results.append(measure(f"meshes {tag}: igneous", _igneous(work / "queue", args.workers, *forge)
-                                   + _igneous(work / "queue2", args.workers, *merge)))
-            try:
-                notes.append(f"meshes {tag}: " + compare_meshes(ours, theirs, present, 1e6))
-            except Exception as exc:  # a report line, not a stop: the timings stand
-                notes.append(f"meshes {tag}: comparison failed: {exc!r}")
+            present = [int(v) for v in np.unique(np.asarray(nib.load(str(labels_vol)).dataobj)) if v]
+            for sharded in (False, True):
+                tag = "sharded" if sharded else "unsharded"
+                ours, theirs = _copy(full, work / f"mesh-ours-{tag}"), _copy(full, work / f"mesh-igneous-{tag}")
+                results.append(measure(f"meshes {tag}: streamconv", [
+                    [*STREAMCONV, "generate-meshes", str(ours), *memory[:-1],  # it has no -q
+                     *(["--sharding", "auto"] if sharded else [])]]))
+                lods = len(_first_manifest_lods(ours, present))
+                forge = ["mesh", "forge", f"file://{theirs}", "--mip", "0", *(["--sharded"] if sharded else [])]
+                # igneous gives a label min(nlod, log2(its extent / --min-chunk-size)) extra levels
+                # (tasks/mesh/multires.py): with its default 256^3, none for labels a few tens of
+                # voxels across. 16^3 lets it make as many levels as ours.
+                merge = ["mesh", "merge-sharded" if sharded else "merge", f"file://{theirs}", "--nlod",
+                         str(lods - 1), "--min-chunk-size", "16,16,16"]
+                results.append(measure(f"meshes {tag}: igneous", _igneous(work / "queue", args.workers, *forge)
+                                       + _igneous(work / "queue2", args.workers, *merge)))
+                try:
+                    if first:
+                        notes.append(f"meshes {tag}: " + compare_meshes(ours, theirs, present, 1e6))
+                except Exception as exc:  # a report line, not a stop: the timings stand
+                    notes.append(f"meshes {tag}: comparison failed: {exc!r}")
     _report(results, notes)
     return results
 
@@ -206,14 +212,15 @@ def _report(results: list[Measurement], notes: list[str]) -> None:
     for m in results:
         print(f"{m.name:40} {m.seconds:8.2f} {m.cpu_seconds:7.2f} {m.peak_rss / MiB:9.0f} MiB "
               f"{m.peak_pss / MiB:9.0f} MiB")
-    pairs = {}
+    pairs: dict[str, dict[str, list[Measurement]]] = {}
     for m in results:
         row, who = m.name.rsplit(": ", 1)
-        pairs.setdefault(row, {})[who] = m
-    for row, p in pairs.items():
-        if "streamconv" in p and "igneous" in p:
-            a, b = p["streamconv"], p["igneous"]
-            print(f"{row}: igneous / streamconv {b.seconds / a.seconds:.2f}x wall, "
-                  f"{b.cpu_seconds / max(a.cpu_seconds, 1e-9):.2f}x CPU-s")
+        pairs.setdefault(row, {}).setdefault(who, []).append(m)
+    for row, p in pairs.items():  # per round: each round's streamconv run against its igneous run
+        ratios = [(b.seconds / a.seconds, b.cpu_seconds / max(a.cpu_seconds, 1e-9))
+                  for a, b in zip(p.get("streamconv", []), p.get("igneous", []))]
+        if ratios:
+            print(f"{row}: igneous / streamconv per round: "
+                  + ", ".join(f"{w:.2f}x wall ({c:.2f}x CPU-s)" for w, c in ratios))
     for line in notes:
         print(line)
