@@ -48,8 +48,10 @@ class Cluster:
     kills the worker), on 127.0.0.1, stopped by `close`. One serves the whole module (starting
     it is the slow part); `revive` replaces a worker a test killed."""
 
-    def __init__(self, tmp: Path, workers: int = 2) -> None:
+    def __init__(self, tmp: Path, workers: int = 2, options: tuple[str, ...] = ("--resources", f"MEMORY={MEMORY}")
+                 ) -> None:
         file = tmp / "scheduler.json"
+        self.options = options
         self.logs = open(tmp / "cluster.log", "wb")
         self.scheduler = subprocess.Popen([str(BIN / "dask"), "scheduler", "--port", "0", "--scheduler-file",
                                            str(file), *LOCALHOST], stdout=self.logs, stderr=self.logs)
@@ -73,7 +75,7 @@ class Cluster:
         name = f"w{i}-{time.monotonic_ns()}"
         process = subprocess.Popen(
             [*PRIVATE_SHM, str(BIN / "dask"), "worker", self.address, "--nthreads", "1", "--no-nanny",
-             "--resources", f"MEMORY={MEMORY}", "--name", name, *LOCALHOST],
+             *self.options, "--name", name, *LOCALHOST],
             stdout=self.logs, stderr=self.logs)
         if i < len(self.workers):
             self.workers[i], self.names[i] = process, name
@@ -175,6 +177,53 @@ def test_a_cluster_without_shared_memory_writes_the_local_engines_bytes(cluster,
         assert chunk_files(remote) == chunk_files(local), name
         assert not (remote / ".streamconv" / "pieces").exists(), "pieces are removed at the end"
 
+
+
+def own_cluster(tmp: Path, workers: int, *options: str) -> Cluster:
+    """A cluster of the test's own, its workers started with `options` instead of MEMORY."""
+    reason = _namespaces_work()
+    if reason is not None:
+        pytest.skip(f"no private mount namespace for the workers: {reason}")
+    tmp.mkdir()
+    return Cluster(tmp, workers, options)
+
+
+def test_a_stock_cluster_is_planned_from_the_workers_memory_limits(inputs, tmp_path):
+    """Workers started without MEMORY (Dask's defaults but a memory limit): the plan is made from
+    the room each has under Dask's limit, which is below --memory here; the local bytes, meshes
+    (whose tasks are placed the same way) included."""
+    stock = own_cluster(tmp_path / "stock", 2, "--memory-limit", "600MiB")
+    try:
+        for name, args in inputs.items():
+            local, remote = tmp_path / f"{name}-local", tmp_path / f"{name}-dask"
+            extra = ["--meshes"] if name == "labels" else []
+            finish(convert([args[0], str(local), *args[1:], *extra], "--workers", "2"))
+            finish(convert([args[0], str(remote), *args[1:], *extra], "--scheduler", stock.address))
+            assert chunk_files(remote) == chunk_files(local), name
+    finally:
+        stock.close()
+
+
+@pytest.mark.parametrize("options", [("--memory-limit", "64MiB"),
+                                     ("--memory-limit", "64MiB", "--resources", f"MEMORY={MEMORY}")])
+def test_a_worker_without_room_for_a_task_is_refused_in_one_line(inputs, tmp_path, options):
+    """A worker whose memory limit the idle worker nearly fills (Dask pauses it), stock or
+    declaring MEMORY: one line, no wait on the paused worker."""
+    small = own_cluster(tmp_path / "small", 1, *options)
+    try:
+        args = inputs["labels"]
+        started = time.monotonic()
+        run = subprocess.run([str(BIN / "streamconv"), "convert", args[0], str(tmp_path / "out"), *args[1:],
+                              "--scheduler", small.address], capture_output=True, timeout=120)
+        elapsed = time.monotonic() - started
+    finally:
+        small.close()
+    lines = run.stderr.decode().strip().splitlines()
+    assert run.returncode == 2, lines
+    assert len(lines) == 1 and "64.0 MiB" in lines[0] and "paused" in lines[0], lines
+    assert "a task of this conversion needs" in lines[0], lines
+    assert elapsed < 30, f"refused after {elapsed:.0f} s"
+    assert not (tmp_path / "out").exists()
 
 
 def test_names_and_meshes_on_the_cluster_are_the_local_runs(cluster, inputs, tmp_path):

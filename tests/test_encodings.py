@@ -110,6 +110,32 @@ def test_compressed_segmentation_of_uniform_blocks_matches_the_reference(grid, d
     assert np.array_equal(round_trip("compressed_segmentation", view, cseg_block_size=block), chunk)
 
 
+@settings(max_examples=80, deadline=None)
+@given(grid=st.tuples(st.integers(1, 2), st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)),
+       dtype=st.sampled_from(["uint32", "uint64"]), most=st.sampled_from([2, 3, 4, 5, 16, 17]),
+       block=st.sampled_from([(8, 8, 8), (4, 4, 4), (3, 5, 2), (2, 2, 1)]), seed=st.integers(0, 2 ** 32 - 1))
+def test_compressed_segmentation_of_blocks_of_few_labels_matches_the_reference(grid, dtype, most, block, seed):
+    """Chunks as an atlas's boundaries make them: each block holds one label or a few (up to
+    `most`: 2-3 as on a smooth boundary, up to 16 for the numpy encoder, 17 for the package's
+    turn), drawn from a small pool so that blocks share tables; cut out of a larger slab."""
+    rng = np.random.default_rng(seed)
+    high = 2 ** 40 if dtype == "uint64" else 2 ** 32 - 1
+    pool = rng.integers(0, high, 20, dtype=np.uint64, endpoint=True).astype(dtype)
+    c, nz, ny, nx = grid
+    bx, by, bz = block
+    chunk = np.empty((c, nz * bz, ny * by, nx * bx), dtype)
+    for k, iz, iy, ix in np.ndindex(c, nz, ny, nx):
+        labels = rng.choice(pool, rng.integers(1, most + 1), replace=False)
+        chunk[k, iz * bz:(iz + 1) * bz, iy * by:(iy + 1) * by, ix * bx:(ix + 1) * bx] = \
+            labels[rng.integers(0, len(labels), (bz, by, bx))] if rng.random() < 0.6 else labels[0]
+    slab = np.zeros(chunk.shape[:1] + tuple(n + 3 for n in chunk.shape[1:]), dtype)
+    slab[:, 1:-2, 2:-1, 3:] = chunk
+    view = slab[:, 1:-2, 2:-1, 3:]
+    data = bytes(make_codec("compressed_segmentation", cseg_block_size=block).encode(view))
+    assert data == reference_cseg(chunk, block)
+    assert np.array_equal(round_trip("compressed_segmentation", view, cseg_block_size=block), chunk)
+
+
 def words(hexes: str) -> list[int]:
     return [int(h, 16) for h in hexes.replace(" ", "").split(",")]
 

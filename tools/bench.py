@@ -3,10 +3,13 @@
     python tools/bench.py volume --shape 1024,1024,1024 --dtype uint8 --memory 512MiB
     python tools/bench.py volume --shape 512,512,512 --dtype uint32 --labels 1000 --memory 1GiB \
         --encoding compressed_segmentation
+    python tools/bench.py volume --shape 512,512,512 --dtype uint32 --labels 24 --label-shape curved \
+        --memory 1GiB --encoding compressed_segmentation --skip-ngscripts
     python tools/bench.py stack --count 256 --memory 4GiB
     python tools/bench.py s3 --shape 512,512,512 --dtype uint8 --memory 512MiB
     python tools/bench.py volume --memory 512MiB --sharding auto --skip-ngscripts
     python tools/bench.py volume --memory 1GiB --skip-ngscripts --dask-workers 1 2
+    python tools/bench.py igneous --shape 512,512,512 --labels 200 --memory 1GiB   (tools/bench_igneous.py)
 
 `--dask-workers N...` adds, for each N, streamconv on a Dask cluster of N `dask worker` processes
 (one thread each, `--resources MEMORY=<--memory>`, started and stopped here on 127.0.0.1): the
@@ -54,7 +57,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).parent))
 from dask_cluster import DaskCluster
 from make_sections import make_sections
-from make_volume import make_volume
+from make_volume import LABEL_SHAPES, make_volume
 from measuring import BIN, Measurement, measure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,8 +126,10 @@ def dask_bench(work: Path, inputs: list[Path], streamconv_cmd, args: argparse.Na
             for _ in range(args.repeat):
                 settle(inputs, out)
                 cluster.reset()
+                before = cluster.cpu()
                 m = measure(f"streamconv dask x{n}", [streamconv_cmd(out) + ["--scheduler", cluster.address]],
                             args.durable)
+                m.cpu_seconds += cluster.cpu() - before  # the client's tree, and the workers
                 m.worker_rss = list(cluster.peaks)
                 m.output_bytes = sum(size for _, size in tree_files(out))
                 results.append(m)
@@ -218,10 +223,11 @@ def best(results: list[Measurement], name: str) -> Measurement | None:
 def report(name: str, results: list[Measurement]) -> None:
     print(f"\n{name} on {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
           f"Python {platform.python_version()}")
-    print(f"{'contestant':24} {'seconds':>8} {'peak RSS sum':>13} {'peak PSS sum':>13} {'output':>10} "
+    print(f"{'contestant':24} {'seconds':>8} {'CPU-s':>7} {'peak RSS sum':>13} {'peak PSS sum':>13} {'output':>10} "
           f"{'files':>8}")
     for m in results:
-        print(f"{m.name:24} {m.seconds:8.2f} {m.peak_rss / MiB:9.0f} MiB {m.peak_pss / MiB:9.0f} MiB "
+        print(f"{m.name:24} {m.seconds:8.2f} {m.cpu_seconds:7.2f} {m.peak_rss / MiB:9.0f} MiB "
+              f"{m.peak_pss / MiB:9.0f} MiB "
               f"{m.output_bytes / MiB:6.0f} MiB {m.files or '':>8}"
               + (" workers: " + ", ".join(f"{w / MiB:.0f} MiB" for w in m.worker_rss) if m.worker_rss else ""))
     sharded = best(results, "streamconv sharded")
@@ -236,6 +242,10 @@ def report(name: str, results: list[Measurement]) -> None:
         pairs = [(b.seconds / a.seconds) for a, b in zip([m for m in results if m.name == "streamconv"], script)]
         print("tensorstore script / streamconv per round:", ", ".join(f"{r:.2f}x" for r in pairs),
               f"(median {statistics.median(pairs):.2f}x)")
+        cpu = [(b.cpu_seconds / a.cpu_seconds) for a, b in zip([m for m in results if m.name == "streamconv"], script)
+               if a.cpu_seconds]
+        if cpu:
+            print("  in CPU-seconds:", ", ".join(f"{r:.2f}x" for r in cpu), f"(median {statistics.median(cpu):.2f}x)")
     if ours and low:
         print(f"streamconv / I/O floor: {ours.seconds / low.seconds:.2f}x (best of each)")
         pairs = [(a.seconds / b.seconds) for a, b in zip(
@@ -251,8 +261,9 @@ def volume_bench(args) -> list[Measurement]:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     tag = f"{'x'.join(map(str, shape))}-{args.dtype}" + (f"-labels{args.labels}" if args.labels else "")
+    tag += f"-{args.label_shape}" if args.labels and args.label_shape != "blocky" else ""
     name = f"volume {tag}, {args.encoding}"
-    vol = make_volume(work / f"vol-{tag}.nii", shape, args.dtype, args.labels)
+    vol = make_volume(work / f"vol-{tag}.nii", shape, args.dtype, args.labels, label_shape=args.label_shape)
     segmentation = ["--type", "segmentation"] if args.labels else []
 
     def ours(out: Path) -> list[str]:
@@ -408,14 +419,30 @@ def main() -> None:
             p.add_argument("--shape", default="1024,1024,1024")
             p.add_argument("--dtype", default="uint8")
             p.add_argument("--labels", type=int)
+            p.add_argument("--label-shape", choices=LABEL_SHAPES, default="blocky",
+                           help="blocky: 16-voxel cells; curved: regions with smooth boundaries, as in atlases")
             p.add_argument("--encoding", default="raw", help="for both streamconv and neuroglancer-scripts")
         else:
             p.add_argument("--count", type=int, default=256)
             p.add_argument("--width", type=int, default=6572)
             p.add_argument("--height", type=int, default=5711)
+    p = sub.add_parser("igneous", help="igneous-pipeline on the jobs both do (tools/bench_igneous.py)")
+    p.add_argument("--workdir", default="/tmp/streamconv-bench")
+    p.add_argument("--memory", default="1GiB")
+    p.add_argument("--workers", type=int, default=os.cpu_count())
+    p.add_argument("--json", help="save the measurements here")
+    p.add_argument("--shape", default="512,512,512", help="the uint8 image volume")
+    p.add_argument("--label-shape-size", default="256,256,256", help="the uint32 label volume (curved regions)")
+    p.add_argument("--labels", type=int, default=200)
+    p.add_argument("--rows", nargs="*", default=["downsample", "xfer", "meshes"])
+    p.add_argument("--repeat", type=int, default=1, help="rounds, interleaved (every row, then again)")
+    p.add_argument("--igneous-memory", type=float, default=3.5e9, help="igneous' task memory target (its default)")
     args = parser.parse_args()
     compileall.compile_dir(ROOT / "streamconv", quiet=1)  # as installed: see the docstring
-    results = {"volume": volume_bench, "stack": stack_bench, "s3": s3_bench}[args.what](args)
+    from bench_igneous import igneous_bench
+
+    results = {"volume": volume_bench, "stack": stack_bench, "s3": s3_bench,
+               "igneous": igneous_bench}[args.what](args)
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(m) for m in results], indent=1))
 

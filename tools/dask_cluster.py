@@ -47,6 +47,17 @@ class DaskCluster:
                     pass
             self._stop.wait(0.02)
 
+    def cpu(self) -> float:
+        """CPU-seconds (user + system) the workers have used so far."""
+        total = 0.0
+        for w in self.workers:
+            try:
+                t = w.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
     def reset(self) -> None:
         self.peaks = [0] * len(self.workers)
 

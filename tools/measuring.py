@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -23,6 +24,12 @@ class Measurement:
     output_bytes: int = 0
     files: int = 0
     worker_rss: list[int] = field(default_factory=list)  # Dask runs: each worker's peak (not in the tree)
+    #: user + system CPU-seconds of the commands' process trees: less sensitive than wall time
+    #: to a loaded machine. The larger of the waited-for children's (getrusage: misses workers
+    #: whose parent never waits for them, as a fork server's) and the sum of what each process
+    #: of the tree had used when last sampled (misses the last 20 ms of each, and processes
+    #: shorter than that)
+    cpu_seconds: float = 0.0
 
 
 def _tree(pid: int) -> list[int]:
@@ -57,6 +64,16 @@ def _pss(pid: int) -> int:
         return 0
 
 
+def _cpu(pid: int) -> float:
+    """CPU-seconds (user + system) a process has used so far, from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def measure(name: str, commands: list[list[str]], durable: bool = False) -> Measurement:
     """Run commands one after another; time them and sample the process tree's memory.
     `durable`: the time includes a sync(1) after them, until the output is on disk.
@@ -69,6 +86,8 @@ def measure(name: str, commands: list[list[str]], durable: bool = False) -> Meas
     contestant has, with the same peaks (issue 18)."""
     peak_rss = peak_pss = 0
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seen: dict[int, float] = {}  # CPU-seconds of each process of the trees, when last sampled
     for cmd in commands + ([["sync"]] if durable else []):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         stop = threading.Event()
@@ -79,6 +98,8 @@ def measure(name: str, commands: list[list[str]], durable: bool = False) -> Meas
             while not stop.is_set():
                 tree = _tree(pid)
                 peak_rss = max(peak_rss, sum(_rss(p) for p in tree))
+                for p in tree:
+                    seen[p] = max(seen.get(p, 0.0), _cpu(p))
                 if k % 5 == 0:
                     peak_pss = max(peak_pss, sum(_pss(p) for p in tree))
                 k += 1
@@ -91,4 +112,6 @@ def measure(name: str, commands: list[list[str]], durable: bool = False) -> Meas
         sampler.join()
         if proc.returncode:
             raise SystemExit(f"{name}: {' '.join(cmd)} failed:\n{err.decode()[-2000:]}")
-    return Measurement(name, time.perf_counter() - started, peak_rss, peak_pss)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = max(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, sum(seen.values()))
+    return Measurement(name, time.perf_counter() - started, peak_rss, peak_pss, cpu_seconds=cpu)

@@ -5,10 +5,10 @@ The package crashes (segfault, 2.3.3) on 4-D arrays, so channels are encoded one
 multi-channel header (format notes 4.1: one offset per channel, in words from the file start) is
 written here.
 
-A chunk whose every block holds one label (the inside of regions, background) is encoded here
-with numpy, in the same words as the reference encoder, which would look every voxel up in a hash
-table (three times slower: docs/benchmarks.md). tests/test_encodings.py holds the two
-byte for byte.
+A chunk whose blocks hold few labels each (one inside regions and background, two or three where
+a smooth boundary crosses) is encoded with numpy (`cseg_blocks.py`), in the same words as the
+reference encoder, which looks every voxel up in a hash table and is slower (docs/benchmarks.md).
+tests/test_encodings.py holds the two byte for byte.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import DataError, UsageError
 from .base import CodecBase, CodecOptions
+from .cseg_blocks import encode_blocks
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,9 @@ class CompressedSegmentation(CodecBase):
         streams = []
         for k in range(len(labels)):
             channel = np.ascontiguousarray(labels[k])  # the one copy: a chunk is a box of its slab
-            uniform = _uniform_blocks(channel, self.block_size)
-            if uniform is not None:
-                streams.append(uniform)
+            few = encode_blocks(channel, self.block_size)
+            if few is not None:
+                streams.append(few)
                 continue
             # A channel (z, y, x) in C order is (x, y, z) in Fortran order: the package's 'F' layout.
             # Each single-channel stream starts with its own header word (1): drop it.
@@ -96,32 +97,3 @@ class CompressedSegmentation(CodecBase):
         return {"encoding": "compressed_segmentation",
                 "compressed_segmentation_block_size": list(self.block_size)}
 
-
-def _uniform_blocks(channel: np.ndarray, block: tuple[int, int, int]) -> np.ndarray | None:
-    """The words of one channel's stream if every block of `channel` (z, y, x, C order) holds a
-    single label and the chunk is a whole number of blocks; else None (the reference encoder's
-    turn). Each block then has 0 encoding bits and a one-label table, written where the label
-    first appears (in block order: x fastest) and pointed to again by later blocks: the reference
-    encoder's table cache."""
-    (bx, by, bz), (z, y, x) = block, channel.shape
-    if z % bz or y % by or x % bx:
-        return None
-    blocks = channel.reshape(z // bz, bz, y // by, by, x // bx, bx)
-    first = blocks[:, :1, :, :1, :, :1]
-    # the first plane of each block first: a chunk with mixed blocks is usually refused there
-    if not (blocks[:, :1] == first).all() or not (blocks == first).all():
-        return None
-    values = first.reshape(-1)
-    n, words = values.size, values.dtype.itemsize // 4
-    _, at, inverse = np.unique(values, return_index=True, return_inverse=True)
-    if 2 * n + words * len(at) >= 1 << 24:  # offsets over 24 bits: the reference encoder refuses
-        return None
-    rank = np.empty(len(at), np.int64)
-    rank[np.argsort(at)] = np.arange(len(at))  # order of first appearance
-    first_seen = np.zeros(n, np.int64)
-    first_seen[at] = 1
-    header = np.empty((n, 2), np.uint32)
-    header[:, 0] = 2 * n + words * rank[inverse.reshape(-1)]  # the table's offset; 0 bits
-    header[:, 1] = 2 * n + words * (np.cumsum(first_seen) - first_seen)  # where the block's data starts
-    tables = values[np.sort(at)].astype(values.dtype.newbyteorder("<")).view("<u4")
-    return np.concatenate([header.reshape(-1), tables])

@@ -145,17 +145,30 @@ def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int
 
 
 def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budget: int,
-                      stream_axis: int = 2) -> SlabPlan:
+                      stream_axis: int = 2, who: str = "") -> SlabPlan:
     """A Dask cluster (engine/distributed.py): `budget` is one worker's, which runs one slab's
     task at a time within it, in its own memory and from a source every worker reads. The same
-    planner with one worker and no main process gives the slabs; each task must then fit."""
-    plan = plan_slabs(scales, channels, dtype, 1, budget, True, stream_axis, main_base=0)
+    planner with one worker and no main process gives the slabs, thinner until each task fits.
+    `who` names the budget in a refusal (default: --memory)."""
     item = channels * np.dtype(dtype).itemsize
-    need = max(task_memory(plan, scales, k, item) for k in range(len(scales)))
-    if need > budget:
-        raise UsageError(f"--memory {format_size(budget)} is below the {format_size(need)} a task of this "
-                         "conversion needs on a Dask worker (a slab of one chunk row)")
-    return plan
+    cap, need = budget, 0
+    while True:
+        try:
+            plan = plan_slabs(scales, channels, dtype, 1, cap, True, stream_axis, main_base=0)
+        except UsageError:
+            break  # not even the thinnest slabs: refused below with the need of the last tried
+        need = max(task_memory(plan, scales, k, item) for k in range(len(scales)))
+        if need <= budget:
+            return plan
+        if plan.estimate <= plan.minimum:
+            break
+        cap = plan.estimate - 1  # the next thinner plan
+    if not need:
+        thinnest = plan_slabs(scales, channels, dtype, 1, 1 << 62, True, stream_axis, main_base=0).minimum
+        plan = plan_slabs(scales, channels, dtype, 1, thinnest, True, stream_axis, main_base=0)
+        need = max(task_memory(plan, scales, k, item) for k in range(len(scales)))
+    raise UsageError(f"{who or '--memory ' + format_size(budget)} is below the {format_size(need)} a task "
+                     "of this conversion needs on a Dask worker (a slab of one chunk row)")
 
 
 def task_memory(plan: SlabPlan, scales: list[Scale], level: int, item: int) -> int:

@@ -12,7 +12,8 @@ they are done: the client schedules nothing, it only journals each slab as its f
 A task writes the same bytes however often it runs (chunks and pieces appear whole under their
 name), so Dask's retries after a lost worker and a rerun after a killed client are harmless.
 Each task declares the memory it needs as the worker resource `MEMORY`, so a worker started
-with `--resources MEMORY=<bytes>` never runs more slabs at once than fit.
+with `--resources MEMORY=<bytes>` never runs more slabs at once than fit; on a stock cluster
+the tasks go to the workers with room for them under Dask's own memory limit (`rooms.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future as LocalFuture
 from contextlib import contextmanager
@@ -45,12 +47,11 @@ from .job import Job
 from .journal import state_key
 from .output import output_sink
 from .pipeline import Hooks, Totals
+from .rooms import RESOURCE, Rooms, open_client
 from .slabgrid import SlabGrid, along
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
 
 log = logging.getLogger("streamconv")
-
-RESOURCE = "MEMORY"
 
 
 @contextmanager
@@ -58,11 +59,7 @@ def connect(scheduler: str, workers: int, budget: int) -> Iterator[Client]:
     """A client of the cluster at `scheduler` (tcp://host:port), or of a LocalCluster of
     `workers` processes (one thread each, `budget` of MEMORY each) for `local`."""
     if scheduler != "local":
-        try:
-            client = Client(scheduler, timeout=30)
-        except (OSError, ValueError) as exc:  # unreachable (TimeoutError is an OSError), or not an address
-            raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-        with client:
+        with open_client(scheduler) as client:
             yield client
         return
     # Our own cluster's start-up and shutdown chatter (INFO, Dask's default) is not the user's news.
@@ -77,12 +74,6 @@ def connect(scheduler: str, workers: int, budget: int) -> Iterator[Client]:
             yield client
 
 
-def offered_memory(scheduler: dict[str, Any]) -> list[float]:
-    """The `MEMORY` each worker of the cluster offers (0 for a worker started without it), from
-    the scheduler's description of it (`Client.scheduler_info()`)."""
-    return [w.get("resources", {}).get(RESOURCE, 0) for w in scheduler["workers"].values()]
-
-
 class ClusterExecutor:
     """The executor seam (`engine/executor.py`) over a Dask client, for the work that follows
     the pyramid: names and meshes, whose tasks read scale 0 back from the output store and
@@ -95,22 +86,24 @@ class ClusterExecutor:
 
     def __init__(self, client: Client, budget: int):
         self.client, self.budget, self.memory = client, budget, budget
+        self.rooms = Rooms(True, ())  # until fit_tasks reads the cluster
         self._running: set[Future] = set()  # a Dask future dropped is a task forgotten
         self._lock = threading.Lock()
 
     def fit_tasks(self) -> tuple[int, int]:
         """Size the tasks to come to the cluster as it stands now, and say (workers, their
-        memory in all): each task declares (`self.memory`) the most `MEMORY` a worker offers,
-        at most `--memory`, so that every task fits some worker (a task no worker can hold
-        would wait forever)."""
-        offered = offered_memory(self.client.scheduler_info())
-        self.memory = int(min(self.budget, max(offered, default=0))) or self.budget  # Dask: floats
-        workers = max(1, sum(1 for o in offered if o >= self.memory))
+        memory in all): each task takes (`self.memory`) the most room a worker has
+        (`engine/rooms.py`), at most `--memory`, so that every task fits some worker (a task no
+        worker can hold would wait forever)."""
+        self.rooms = Rooms.of(self.client)
+        best = self.rooms.best()
+        self.memory = min(self.budget, best.bytes if best else 0) or self.budget
+        workers = max(1, len(self.rooms.fitting(self.memory)))
         return workers, workers * self.memory
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> LocalFuture:
         local: LocalFuture = LocalFuture()
-        remote = self.client.submit(fn, *args, **kwargs, pure=False, resources={RESOURCE: self.memory})
+        remote = self.client.submit(fn, *args, **kwargs, pure=False, **self.rooms.placement(self.memory))
         with self._lock:
             self._running.add(remote)
 
@@ -217,6 +210,7 @@ class DaskRun:
         self._finishing: set[Future] = set()  # shards being assembled
         self.done = done | {(level, i) for level in range(job.first) for i in range(self.grid.count(level))}
         self.prefix = f"{state_key(job.step)}/pieces"
+        self.rooms = Rooms(True, ())  # each worker's room, read by _check_workers
         self.totals = Totals()
         self.memory = [task_memory(job.plan, job.scales, k, source.num_channels * source.dtype.itemsize)
                        for k in range(len(job.scales))]
@@ -265,7 +259,7 @@ class DaskRun:
                 feeders = self._feeders(level, index)
                 after = [by_slab[f] for f in feeders if f in by_slab]
                 future = self.client.submit(run_slab, self._task(level, index, feeders), self.store, *after,
-                                            resources={RESOURCE: self.memory[level]}, pure=False,
+                                            **self.rooms.placement(self.memory[level]), pure=False,
                                             key=f"streamconv-slab-{level}-{index}-{id(self)}")
                 by_slab[level, index] = future
                 futures[future] = (level, index)
@@ -346,14 +340,13 @@ class DaskRun:
         while not (info := self.client.scheduler_info())["workers"]:
             self._check_stop()
             log.warning("waiting for a first worker to join %s", info.get("address"))
-            try:
-                self.client.wait_for_workers(1, timeout=10)
-            except TimeoutError:
-                continue
-        if not any(h >= need for h in offered_memory(info)):
-            raise UsageError(f"no worker of {info.get('address', 'the cluster')} offers the {format_size(need)} "
-                             f"of {RESOURCE} the largest task needs: start workers with "
-                             f"--resources {RESOURCE}=<bytes> (at least {need}), or lower --memory")
+            time.sleep(1)  # not wait_for_workers: it waits for a *running* worker, never for a paused one
+        self.rooms = Rooms.of(self.client)
+        if not self.rooms.fitting(need):
+            how = (f"start workers with --resources {RESOURCE}=<bytes> (at least {need}), or lower --memory"
+                   if self.rooms.declared else "give workers a larger --memory-limit, or lower --memory")
+            raise UsageError(f"no worker of {info.get('address', 'the cluster')} has room for the "
+                             f"{format_size(need)} the largest task needs ({self.rooms.describe()}): {how}")
 
     def _check_stop(self) -> None:
         if self.hooks.should_stop():

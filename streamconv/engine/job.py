@@ -94,11 +94,15 @@ def resources(workers: int | None, memory: str | int | None) -> tuple[int, int]:
 def plan_job(scales: list[Scale], source: Source, workers: int, budget: int, store: Store,
              scheduler: str | None) -> SlabPlan:
     """The slabs of a job: planned for the local engine's whole process tree, or with a
-    `scheduler` for one Dask worker, which runs one slab's task at a time in its own memory."""
+    `scheduler` for one Dask worker, which runs one slab's task at a time in its own memory
+    (within the room the best worker has, `engine/rooms.py`)."""
     if scheduler is None:
         return plan_slabs(scales, source.num_channels, source.dtype, workers, budget, source.parallel_reads,
                           source.stream_axis, writes_in_flight=store.can.parallel)
-    return plan_worker_slabs(scales, source.num_channels, source.dtype, budget, source.stream_axis)
+    from .rooms import worker_budget  # dask is an optional extra
+
+    budget, who = worker_budget(scheduler, budget)
+    return plan_worker_slabs(scales, source.num_channels, source.dtype, budget, source.stream_axis, who)
 
 
 def job_record(source: Source, plan: SlabPlan, **parameters: object) -> dict:
