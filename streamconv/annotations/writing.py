@@ -1,0 +1,96 @@
+"""The write tasks: one per shard number of each index (its partition, `plan.Index`), which
+gathers its entries from every run (`runs.read_unit`), groups them by key and writes them:
+a shard file through the volumes' shard writer (`sharding.shardfile.write_minishards`), or one
+file per key. A value of the spatial and relationship indexes is the multiple-annotation
+encoding (format notes 9.5): the count, the records, the ids; of by_id, one annotation's
+record and relationship lists (9.4).
+
+Memory of a task: one shard's entries (the plan sizes shards from `--memory`). A task whose
+shard file exists, or whose files were written before a kill, writes the same bytes again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError
+from ..sharding.shardfile import Minishard, write_minishards
+from ..storage import Store
+from .plan import BY_ID, SPATIAL, Index, Plan
+from .runs import read_unit
+
+SPOOL_SHARDS = ".streamconv/annotations/spool/shards"
+
+
+@dataclass(frozen=True)
+class UnitDone:
+    """What a write task did: bytes and files written, and per key of a spatial level the
+    largest count of a cell (the level's `limit`)."""
+
+    number: int
+    bytes: int
+    files: int
+    largest: int
+
+
+def grouped(index: Index, plan: Plan, keys: np.ndarray, buf: np.ndarray,
+            offsets: np.ndarray) -> tuple[np.ndarray, list[bytes], int]:
+    """The unit's keys (ascending within each minishard) and each key's value."""
+    k2 = keys["k2"]
+    if index.kind == BY_ID:
+        same = np.flatnonzero(k2[1:] == k2[:-1])
+        if len(same):
+            raise DataError(f"annotation id {int(k2[same[0]])} appears twice in the table")
+        values = [buf[offsets[i]:offsets[i + 1]].tobytes() for i in range(len(k2))]
+        return k2, values, 1
+    width = plan.schema.record_size + 8
+    entries = buf.reshape(-1, width)
+    starts = np.flatnonzero(np.concatenate([[True], k2[1:] != k2[:-1]])) if len(k2) else np.zeros(0, np.int64)
+    ends = np.append(starts[1:], len(k2))
+    values = [np.uint64(e - s).astype("<u8").tobytes() + entries[s:e, :-8].tobytes() + entries[s:e, -8:].tobytes()
+              for s, e in zip(starts.tolist(), ends.tolist())]
+    largest = int((ends - starts).max()) if len(starts) else 0
+    return k2[starts], values, largest
+
+
+def file_name(index: Index, plan: Plan, key: int) -> str:
+    if index.kind == SPATIAL:
+        cell = plan.levels[index.group].unmorton(np.array([key], np.uint64))[0]
+        return "_".join(str(int(c)) for c in cell)
+    return str(key)
+
+
+def write_unit(store: Store, spool: str, plan: Plan, index: Index, shard: int, number: int) -> UnitDone:
+    """A worker's task: the entries of one shard number of `index`, written."""
+    spec = index.spec
+    first = shard << spec.minishard_bits
+    keys, buf, offsets = read_unit(spool, plan.pieces, index.kind, index.group, first,
+                                   first + (1 << spec.minishard_bits))
+    if not len(keys):
+        return UnitDone(number, 0, 0, 0)
+    ids, values, largest = grouped(index, plan, keys, buf, offsets)
+    if not index.sharded:
+        items = [(f"{index.key}/{file_name(index, plan, int(k))}", v) for k, v in zip(ids.tolist(), values)]
+        store.write_all(items)
+        return UnitDone(number, sum(len(v) for v in values), len(items), largest)
+    data = [v if spec.data_encoding == "raw" else _gzip(v) for v in values]
+    sizes = np.array([len(v) for v in data], np.uint64)
+    spooled = f"{SPOOL_SHARDS}/{index.key}.{spec.file_name(shard)}"
+    store.write(spooled, b"".join(data))
+    minishard = index.order(ids) & np.uint64(spec.minishards - 1)
+    parts, at = [], 0
+    for m in np.unique(minishard).tolist():
+        pick = minishard == m
+        size = int(sizes[pick].sum())
+        parts.append(Minishard(int(m), ids[pick], sizes[pick], None, [(spooled, at, at + size)]))
+        at += size
+    written = write_minishards(store, f"{index.key}/{spec.file_name(shard)}", spec, parts)
+    store.delete(spooled)
+    return UnitDone(number, written, 1, largest)
+
+
+def _gzip(data: bytes) -> bytes:
+    from ..sharding.shardfile import encode_data
+    return encode_data(data, "gzip")
