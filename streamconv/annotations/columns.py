@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DataError, UsageError
-from .schema import INTEGER_TYPES, PROPERTY_TYPES, TYPES, AnnotationType, Property, Relationship, Schema, \
-    property_id
+from .schema import INTEGER_TYPES, PROPERTY_TYPES, TYPES, AnnotationType, Property, Relationship, Schema, property_id
 
 log = logging.getLogger("streamconv")
 MAX_ENUM = 1000  # distinct values of a text column that make an enum; more: the column is left out

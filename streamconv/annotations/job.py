@@ -37,7 +37,7 @@ from ..engine.runner import resources
 from ..errors import OutputError, UsageError
 from ..meshing import bounded
 from ..sharding import parse_sharding
-from ..storage import LocalStore, Store, open_output
+from ..storage import LocalStore, open_output
 from .columns import schema_of
 from .coords import placement
 from .info import collection_info
