@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DataError
-from ..sharding.shardfile import Minishard, write_minishards
+from ..sharding.shardfile import Minishard, encode_data, write_minishards
 from ..storage import Store
 from .plan import BY_ID, SPATIAL, Index, Plan
 from .runs import read_unit
 
 SPOOL_SHARDS = ".streamconv/annotations/spool/shards"
+INDEX_LEVEL = 1  # gzip level of the minishard indexes (`write_minishards` says why)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def write_unit(store: Store, spool: str, plan: Plan, index: Index, shard: int, n
         items = [(f"{index.key}/{file_name(index, plan, int(k))}", v) for k, v in zip(ids.tolist(), values)]
         store.write_all(items)
         return UnitDone(number, sum(len(v) for v in values), len(items), largest)
-    data = [v if spec.data_encoding == "raw" else _gzip(v) for v in values]
+    data = [encode_data(v, spec.data_encoding) for v in values]
     sizes = np.array([len(v) for v in data], np.uint64)
     spooled = f"{SPOOL_SHARDS}/{index.key}.{spec.file_name(shard)}"
     store.write(spooled, b"".join(data))
@@ -86,11 +87,8 @@ def write_unit(store: Store, spool: str, plan: Plan, index: Index, shard: int, n
         size = int(sizes[pick].sum())
         parts.append(Minishard(int(m), ids[pick], sizes[pick], None, [(spooled, at, at + size)]))
         at += size
-    written = write_minishards(store, f"{index.key}/{spec.file_name(shard)}", spec, parts)
+    written = write_minishards(store, f"{index.key}/{spec.file_name(shard)}", spec, parts, INDEX_LEVEL)
     store.delete(spooled)
     return UnitDone(number, written, 1, largest)
 
 
-def _gzip(data: bytes) -> bytes:
-    from ..sharding.shardfile import encode_data
-    return encode_data(data, "gzip")

@@ -97,17 +97,20 @@ def write_shard(store: Store, key: str, spec: ShardingSpec, entries: Iterable[En
         for m, g in sorted(groups.items())])
 
 
-def write_minishards(store: Store, key: str, spec: ShardingSpec, minishards: list[Minishard]) -> int:
+def write_minishards(store: Store, key: str, spec: ShardingSpec, minishards: list[Minishard],
+                     index_level: int = INDEX_LEVEL) -> int:
     """Write a shard from its minishards (ascending numbers) in tensorstore's layout, through
-    `Store.writer`; the file appears whole, durable. Returns its size."""
+    `Store.writer`; the file appears whole, durable. Returns its size. (`index_level`: gzip's
+    level for the minishard indexes: 9 costs 60 times 1 on the long indexes of annotations,
+    11 ms against 0.2 ms for 800 entries, for 4 % fewer bytes.)"""
     table = np.zeros((spec.minishards, 2), "<u8")
     indexes: dict[int, bytes] = {}
     at = 0
     for m in minishards:
         start = at
         at += int(m.sizes.sum()) + (0 if m.prefixes is None else int(m.prefixes.sum()))
-        indexes[m.number] = encode_index(minishard_index(m.ids, start, m.sizes, m.prefixes),
-                                         spec.minishard_index_encoding)
+        raw = minishard_index(m.ids, start, m.sizes, m.prefixes)
+        indexes[m.number] = gzip_compress(raw, index_level) if spec.minishard_index_encoding == "gzip" else raw
         table[m.number] = (at, at + len(indexes[m.number]))
         at += len(indexes[m.number])
     out = store.writer(key)
