@@ -44,7 +44,7 @@ from .info import collection_info
 from .ingest import Ingested, Request, header, ingest
 from .plan import BY_ID, RELATED, Index, Plan, hashed_index, spatial_index
 from .runs import encode_piece
-from .spatial import MAX_LEVELS, histogram, plan_levels, thresholds
+from .spatial import histogram, plan_levels, thresholds
 from .table import Table
 from .writing import UnitDone, write_unit
 
@@ -85,10 +85,10 @@ class AnnotationsReport:
     resumed: bool = False
 
 
-def _writes(request: Request, relationships: tuple[str, ...]) -> list[str]:
+def _writes(relationships: tuple[str, ...]) -> list[str]:
+    """What the job writes (and `--overwrite` deletes): the three indexes."""
     from .schema import Relationship, property_id
-    return ["by_id", *(f"spatial{i}" for i in range(MAX_LEVELS)),
-            *(Relationship(property_id(c), c).key for c in relationships)]
+    return ["by_id", "spatial", *(Relationship(property_id(c), c).key for c in relationships)]
 
 
 def write_annotations(table: str | os.PathLike, output: str | os.PathLike, options: AnnotationOptions,
@@ -108,8 +108,9 @@ def write_annotations(table: str | os.PathLike, output: str | os.PathLike, optio
     if not isinstance(store, LocalStore):
         raise UsageError(f"{store.url}: annotations are written to a local directory (their sort runs "
                          "are read by memory map); write locally, then copy")
-    record = {"table": source.fingerprint(), "options": asdict(options), "placement": asdict(place),
-              "seed": SEED, "writes": _writes(request, columns.relationships)}
+    record = json.loads(json.dumps({"table": source.fingerprint(), "options": asdict(options),
+                                     "placement": asdict(place), "seed": SEED,
+                                     "writes": _writes(columns.relationships)}))
     if read_job(store, STEP) is None and store.read("info") is not None and not overwrite:
         raise OutputError(f"{store.url} already holds a dataset (an info file); pass --overwrite to replace it")
     if overwrite:

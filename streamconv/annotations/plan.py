@@ -66,9 +66,9 @@ def spatial_index(group: int, level: Level, cells: int, cell_bytes: int, shard_s
                   sharding: Sharding) -> Index:
     """Identity hash over Morton codes, shards of about `shard_size` bytes (the volumes'
     rule, a cell as a chunk)."""
-    grid = Scale(f"spatial{group}", level.grid, (1.0, 1.0, 1.0), (1, 1, 1), (1, 1, 1))
+    grid = Scale(f"spatial/{group}", level.grid, (1.0, 1.0, 1.0), (1, 1, 1), (1, 1, 1))
     spec = AutoSharding(shard_size).spec(grid, max(cell_bytes, 1), False)
-    return Index(SPATIAL, group, f"spatial{group}", spec,
+    return Index(SPATIAL, group, f"spatial/{group}", spec,
                  sharding.hashed(cells) is not None and cells >= MIN_SHARDED)
 
 
