@@ -108,6 +108,15 @@ def _numbers(values: np.ndarray) -> np.ndarray | None:
             return None
 
 
+def numbers_of(values: np.ndarray, column: str, first_row: int) -> np.ndarray:
+    """A column that must hold numbers as float64; the first row that does not is named."""
+    numbers = _numbers(values)
+    if numbers is None:
+        bad = next(i for i, v in enumerate(values.tolist()) if _numbers(np.array([str(v)])) is None)
+        raise DataError(f"row {first_row + bad}: column {column!r} holds {str(values[bad])[:40]!r}, not a number")
+    return numbers
+
+
 def _colours(values: np.ndarray) -> np.ndarray:
     """`#rrggbb[aa]` text as (n, 4) uint8 (alpha 255 when not given)."""
     text = np.char.ljust(np.char.lstrip(values.astype(str), "#"), 8, "f")
@@ -131,9 +140,7 @@ class ColumnKind:
     def take(self, values: np.ndarray, first_row: int) -> np.ndarray:
         """One piece's values as stored in the spool: float64, (n, 4) uint8, or uint32 codes."""
         if self.kind == "number":
-            numbers = _numbers(values)
-            if numbers is None:
-                raise DataError(f"column {self.name!r}: rows from {first_row} hold text, earlier rows numbers")
+            numbers = numbers_of(values, self.name, first_row)
             finite = numbers[np.isfinite(numbers)]
             if len(finite):
                 self.low, self.high = min(self.low, float(finite.min())), max(self.high, float(finite.max()))

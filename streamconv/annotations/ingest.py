@@ -7,13 +7,14 @@ these arrays, not the table (a CSV is parsed once)."""
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
-from .columns import ColumnKind, Columns, annotation_ids, column_kind, map_columns, segment_lists
+from .columns import ColumnKind, Columns, annotation_ids, column_kind, map_columns, numbers_of, segment_lists
 from .coords import Placement
 from .runs import column_key, save_piece
 from .table import Table
@@ -31,7 +32,8 @@ class Request:
 
 
 def header(table: Table, request: Request) -> Columns:
-    first = next(table.pieces(1), None)
+    with closing(table.pieces(1)) as pieces:
+        first = next(pieces, None)
     if first is None:
         raise DataError(f"{table.path}: no rows")
     return map_columns(list(first), request.type, dict(request.mapping), request.relationships)
@@ -85,7 +87,7 @@ def ingest(table: Table, columns: Columns, place: Placement, spool: Path, rows: 
         geometry = np.empty((n, len(columns.geometry), 3), np.float64)
         for v, names in enumerate(columns.geometry):
             for d, name in enumerate(names):
-                numbers = ColumnKind(name, "number").take(data[name], first_row)
+                numbers = numbers_of(data[name], name, first_row)
                 if not np.all(np.isfinite(numbers)):
                     bad = first_row + int(np.flatnonzero(~np.isfinite(numbers))[0])
                     raise DataError(f"{table.path}: row {bad}: column {name!r} is not a number")

@@ -55,6 +55,9 @@ DEFAULT_LIMIT = 5000
 SEED = 27
 BYTES_PER_ROW = 2000  # peak of the ingest and encode passes per row of a piece, measured loosely
 MIN_ROWS, MAX_ROWS = 10_000, 1_000_000
+#: shards of a spatial level hold about this many bytes whatever --memory is, so that the bytes
+#: written do not depend on it (Google's pipeline aims at 50 MB, PR #522); a write task holds one
+SHARD_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -209,17 +212,16 @@ def _plan(spool: Path, found: Ingested, resolution: tuple[float, float, float], 
     maxima = [int(c.max()) for c in counts]
     starts = thresholds(maxima, limit)
     levels = levels[:len(starts)]
-    shard_size = max(1 << 20, per_worker // 8)
     entry = schema.record_size + 8
     indexes: list[Index] = [hashed_index(BY_ID, 0, "by_id", found.rows, sharding)]  # type: ignore[arg-type]
     for number, level in enumerate(levels):
         cells = int(np.count_nonzero(counts[number]))
-        indexes.append(spatial_index(number, level, cells, min(limit, maxima[number]) * entry, shard_size,
+        indexes.append(spatial_index(number, level, cells, min(limit, maxima[number]) * entry, SHARD_BYTES,
                                      sharding))  # type: ignore[arg-type]
     for r, rel in enumerate(schema.relationships):
         indexes.append(hashed_index(RELATED, r, rel.key, max(found.related[r], 1), sharding))  # type: ignore[arg-type]
-    plan = Plan(schema, {k: v.tolist() for k, v in remaps.items()}, tuple(lower.tolist()),  # type: ignore[arg-type]
-                tuple(upper.tolist()), resolution, tuple(levels), tuple(starts), SEED,  # type: ignore[arg-type]
+    plan = Plan(schema, {k: v.tolist() for k, v in remaps.items()}, tuple(lower.tolist()),
+                tuple(upper.tolist()), resolution, tuple(levels), tuple(starts), SEED,
                 tuple(indexes), found.pieces, found.rows)
     temporary = spool / ".plan.json"
     temporary.write_text(json.dumps(plan.to_dict()))

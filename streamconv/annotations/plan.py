@@ -103,8 +103,8 @@ class Plan:
 
     @classmethod
     def from_dict(cls, raw: dict) -> Plan:
-        return cls(Schema.from_dict(raw["schema"]), raw["remaps"], tuple(raw["lower"]),  # type: ignore[arg-type]
-                   tuple(raw["upper"]), tuple(raw["resolution"]),  # type: ignore[arg-type]
-                   tuple(Level(tuple(g), tuple(c)) for g, c in raw["levels"]),  # type: ignore[arg-type]
+        return cls(Schema.from_dict(raw["schema"]), raw["remaps"], tuple(raw["lower"]),
+                   tuple(raw["upper"]), tuple(raw["resolution"]),
+                   tuple(Level(tuple(g), tuple(c)) for g, c in raw["levels"]),
                    tuple(raw["starts"]), raw["seed"], tuple(Index.from_dict(i) for i in raw["indexes"]),
                    raw["pieces"], raw["rows"])

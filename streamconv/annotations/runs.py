@@ -16,6 +16,7 @@ import bisect
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,8 @@ def save_piece(spool: Path, piece: int, arrays: dict[str, np.ndarray]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     temporary = folder / f".{piece}.npz"
     with open(temporary, "wb") as out:
-        np.savez(out, **arrays)
+        savez: Any = np.savez  # numpy's stub takes the names for its flags
+        savez(out, **arrays)
     os.replace(temporary, folder / f"{piece}.npz")
 
 

@@ -83,8 +83,9 @@ def plan_levels(lower: np.ndarray, upper: np.ndarray, scale: np.ndarray, max_cel
         grid = grid * np.where(halve, 2, 1)
         if int(np.prod(grid)) > max_cells:
             break
-        levels.append(Level(tuple(int(g) for g in grid),  # type: ignore[arg-type]
-                            tuple(float(e / g) for e, g in zip(extent, grid))))
+        gx, gy, gz = (int(g) for g in grid)
+        cx, cy, cz = (float(e / g) for e, g in zip(extent, grid))
+        levels.append(Level((gx, gy, gz), (cx, cy, cz)))
     return levels
 
 

@@ -12,9 +12,10 @@ numbers in a JSON object (`"point": [1, 2, 3]`, Neuroglancer's own JSON) becomes
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -47,7 +48,7 @@ class Table:
         fmt = _SUFFIXES.get(suffixes[-1] if suffixes else "", "csv")
         if fmt == "parquet":
             try:
-                import pyarrow.parquet  # noqa: F401
+                importlib.import_module("pyarrow.parquet")
             except ImportError:
                 raise UsageError(f"{where}: reading Parquet needs pyarrow (pip install "
                                  "streamconv[parquet])") from None
@@ -57,7 +58,7 @@ class Table:
         stat = self.path.stat()
         return {"path": str(self.path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
-    def pieces(self, rows: int) -> Iterator[Piece]:
+    def pieces(self, rows: int) -> Generator[Piece, None, None]:
         """The table, `rows` rows at a time (the last piece shorter)."""
         if self.format in ("csv", "tsv"):
             yield from _delimited(self.path, rows, "\t" if self.format == "tsv" else None)
@@ -94,7 +95,7 @@ def _delimited(path: Path, rows: int, delimiter: str | None) -> Iterator[Piece]:
         if len(set(header)) != len(header) or "" in header:
             raise DataError(f"{path}: the header line names a column twice, or none: {header}")
         try:
-            import pandas
+            pandas = importlib.import_module("pandas")
         except ImportError:
             yield from _csv_module(path, stream, rows, delimiter, header)
             return
@@ -106,10 +107,12 @@ def _pandas(pandas: Any, path: Path, rows: int, delimiter: str, header: list[str
     eight columns: 0.2 s against 1.7 s). Empty cells stay empty text, as the csv module reads
     them, so both give the same pieces."""
     try:
-        reader = pandas.read_csv(path, sep=delimiter, chunksize=rows, keep_default_na=False, header=None,
-                                 skiprows=skipped + 1, names=header, skip_blank_lines=True)
-        for frame in reader:
-            yield {name: _plain(frame[name].to_numpy()) for name in header}
+        with pandas.read_csv(path, sep=delimiter, chunksize=rows, keep_default_na=False, header=0,
+                             skiprows=skipped, skip_blank_lines=True) as reader:
+            for frame in reader:
+                if not isinstance(frame.index, pandas.RangeIndex) or frame.shape[1] != len(header):
+                    raise DataError(f"{path}: data rows have more fields than the header ({len(header)})")
+                yield {name: _plain(frame.iloc[:, i].to_numpy()) for i, name in enumerate(header)}
     except (pandas.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: {' '.join(str(exc).split())}") from None
 
@@ -177,7 +180,7 @@ def _json(path: Path, rows: int) -> Iterator[Piece]:
 
 
 def _parquet(path: Path, rows: int) -> Iterator[Piece]:
-    import pyarrow.parquet as pq
+    pq = importlib.import_module("pyarrow.parquet")
 
     for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
         piece: Piece = {}

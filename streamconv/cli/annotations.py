@@ -26,7 +26,7 @@ else:
 
 @app.command("annotations")
 @bundled(run=("memory", "workers", "overwrite", "quiet", "verbose", "debug"))
-def annotations(
+def annotations_command(
     table: Annotated[str, typer.Argument(
         help="CSV or TSV (a header line), JSON Lines, JSON, or Parquet (pip install streamconv[parquet]).")],
     output: Annotated[str, typer.Argument(help="The annotation collection's directory.")],
