@@ -93,6 +93,55 @@ def check_points(collection: Collection, rows: list[dict[str, str]]) -> None:
     assert {s: {i for i, _ in v} for s, v in collection.related[0].items()} == expected
 
 
+def test_every_table_format_gives_the_same_collection(tmp_path: Path) -> None:
+    """CSV, TSV, JSON Lines, JSON (Neuroglancer's own: a position as a list) and Parquet."""
+    path = tmp_path / "cells.csv"
+    write_table(path, 2000, "point", seed=9)
+    rows = rows_of(path)
+    (tmp_path / "cells.tsv").write_text(path.read_text().replace(",", "\t"))
+    objects = [{"point": [float(r["x"]), float(r["y"]), float(r["z"])], "score": float(r["score"]),
+                "count": int(r["count"]), "cell_type": r["cell_type"], "color": r["color"],
+                "segment": segments(r["segment"])} for r in rows]
+    (tmp_path / "cells.jsonl").write_text("\n".join(json.dumps(o) for o in objects))
+    (tmp_path / "cells.json").write_text(json.dumps({"annotations": objects}))
+    outputs = []
+    for name in ["cells.csv", "cells.tsv", "cells.jsonl", "cells.json"]:
+        write_annotations(tmp_path / name, tmp_path / f"out-{name}", OPTIONS, workers=0)
+        outputs.append(_files(tmp_path / f"out-{name}"))
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    columns = {k: [r[k] for r in rows] for k in ["x", "y", "z", "score", "cell_type", "color"]}
+    table = pa.table({**{k: pa.array([float(v) for v in columns[k]]) for k in ["x", "y", "z", "score"]},
+                      "count": pa.array([int(r["count"]) for r in rows], pa.int32()),
+                      "cell_type": columns["cell_type"], "color": columns["color"],
+                      "segment": pa.array([segments(r["segment"]) for r in rows], pa.list_(pa.uint64()))})
+    pq.write_table(table, tmp_path / "cells.parquet", row_group_size=700)
+    write_annotations(tmp_path / "cells.parquet", tmp_path / "out-parquet", OPTIONS, workers=0)
+    outputs.append(_files(tmp_path / "out-parquet"))
+    assert all(o == outputs[0] for o in outputs[1:])
+
+
+def test_verify_finds_every_row_and_a_flipped_byte(table: Path, tmp_path: Path) -> None:
+    small = tmp_path / "cells.csv"
+    with open(table) as src, open(small, "w") as out:
+        for _, line in zip(range(5001), src):
+            out.write(line)
+    write_annotations(small, tmp_path / "out", OPTIONS, workers=0)
+    ok = subprocess.run([STREAMCONV, "verify", str(small), str(tmp_path / "out")], capture_output=True, text=True)
+    assert ok.returncode == 0 and "5000 annotations found" in ok.stderr, ok.stderr
+    for index in ["by_id", "spatial/0", "rel_segment"]:
+        victim = sorted(p for p in (tmp_path / "out" / index).iterdir())[0]
+        original = victim.read_bytes()
+        data = bytearray(original)
+        data[len(data) // 2] ^= 0x40
+        victim.write_bytes(bytes(data))
+        bad = subprocess.run([STREAMCONV, "verify", str(small), str(tmp_path / "out")], capture_output=True,
+                             text=True)
+        assert bad.returncode == 1 and bad.stderr.startswith("streamconv: error:"), (index, bad.stderr)
+        victim.write_bytes(original)
+
+
 def test_murmur64_is_the_shard_hash() -> None:
     values = np.array([0, 1, 42, 2 ** 63 + 5, 2 ** 64 - 1, 123456789012345], np.uint64)
     assert murmur64(values).tolist() == [murmurhash3_x86_128_low64(int(v)) for v in values]

@@ -20,6 +20,7 @@ from .runs import column_key, save_piece
 from .table import Table
 
 INGESTED = "ingested.json"
+MAX_COUNTED = 100_000  # distinct segments counted (to size the relationship index); beyond: entries
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Ingested:
     pieces: int
     lower: np.ndarray
     upper: np.ndarray
-    related: list[int]  # relationship entries, per relationship
+    related: list[int]  # distinct segments per relationship (entries, when too many to count)
 
     def save(self, spool: Path) -> None:
         raw = {"rows": self.rows, "pieces": self.pieces, "lower": self.lower.tolist(),
@@ -77,7 +78,8 @@ def ingest(table: Table, columns: Columns, place: Placement, spool: Path, rows: 
     """Read the table once into the spool's pieces."""
     kinds: list[ColumnKind] = []
     lower, upper = np.full(3, np.inf), np.full(3, -np.inf)
-    related = [0] * len(columns.relationships)
+    entries = [0] * len(columns.relationships)
+    distinct: list[set[int] | None] = [set() for _ in columns.relationships]
     first_row = 0
     piece = -1
     for piece, data in enumerate(table.pieces(rows)):
@@ -102,9 +104,14 @@ def ingest(table: Table, columns: Columns, place: Placement, spool: Path, rows: 
         for r, name in enumerate(columns.relationships):
             counts, flat = segment_lists(data[name], name, first_row)
             arrays[f"r{r}_counts"], arrays[f"r{r}_ids"] = counts, flat
-            related[r] += len(flat)
+            entries[r] += len(flat)
+            seen = distinct[r]
+            if seen is not None:
+                seen.update(np.unique(flat).tolist())
+                distinct[r] = seen if len(seen) <= MAX_COUNTED else None
         save_piece(spool, piece, arrays)
         first_row += n
     if first_row == 0:
         raise DataError(f"{table.path}: no rows")
+    related = [len(s) if s is not None else n for s, n in zip(distinct, entries)]
     return Ingested(columns, kinds, first_row, piece + 1, lower, upper, related)

@@ -80,3 +80,24 @@ def annotations_command(
     typer.echo(f"{output}: {report.annotations} {report.type} annotations in {report.levels} levels, "
                f"{report.files} files, {format_size(report.bytes_written)} in {report.seconds:.1f} s, "
                f"peak memory {format_size(report.peak_memory)}{resumed}", err=True)
+
+
+def verify_collection(table: str, output: str, run: RunOptions) -> bool:
+    """`verify TABLE OUTPUT` when OUTPUT is an annotation collection: its own checks, with the
+    options of its job record. False when OUTPUT is not a collection (a volume's checks follow)."""
+    from ..annotations.check import verify_annotations
+    from ..annotations.reader import read_collection_info
+    from ..storage import open_store
+
+    with reported_errors(run.debug):
+        store = open_store(run.at(output))
+        if read_collection_info(store) is None:
+            return False
+        check = verify_annotations(table, output, store)
+    if check.ok:
+        typer.echo(f"{output}: {check.rows} annotations found by id, in the spatial index ({check.levels} "
+                   "levels) and under their segments: ok", err=True)
+        return True
+    typer.echo(f"streamconv: error: {check.problems[0]}"
+               + (f" (and {len(check.problems) - 1} more problems)" if len(check.problems) > 1 else ""), err=True)
+    raise typer.Exit(1)
