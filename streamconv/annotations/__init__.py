@@ -14,6 +14,19 @@ Lines, Parquet in pieces), `columns.py` (which column is what), `coords.py` (vox
 (reading a collection back), `check.py` (verify), `layer.py` (the viewer's layer).
 """
 
-from .job import AnnotationOptions, AnnotationsReport, write_annotations
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .job import AnnotationOptions, AnnotationsReport, write_annotations
 
 __all__ = ["AnnotationOptions", "AnnotationsReport", "write_annotations"]
+
+
+def __getattr__(name: str) -> Any:
+    """The writer is imported when asked for: `view` reads collections without the engine."""
+    if name in __all__:
+        from . import job
+        return getattr(job, name)
+    raise AttributeError(name)
