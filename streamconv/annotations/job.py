@@ -30,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.executor import executor
+from ..engine.executor import TaskExecutor, executor
 from ..engine.journal import COMPLETE, START, Journal, prepare_output, read_job, write_job
 from ..engine.peak import peak_memory
 from ..engine.runner import resources
 from ..errors import OutputError, UsageError
 from ..meshing import bounded
-from ..sharding import parse_sharding
+from ..sharding import Sharding, parse_sharding
 from ..storage import LocalStore, open_output
 from .columns import schema_of
 from .coords import placement
@@ -44,7 +44,7 @@ from .info import collection_info
 from .ingest import Ingested, Request, header, ingest
 from .plan import BY_ID, RELATED, Index, Plan, hashed_index, spatial_index
 from .runs import encode_piece
-from .spatial import histogram, plan_levels, thresholds
+from .spatial import Level, histogram, plan_levels, thresholds
 from .table import Table
 from .writing import UnitDone, write_unit
 
@@ -147,7 +147,7 @@ def write_annotations(table: str | os.PathLike, output: str | os.PathLike, optio
                     progress("reading the table", 0, 1)
                 found_ingest = ingest(source, columns, place, spool, rows)
                 found_ingest.save(spool)
-            plan = _plan(spool, found_ingest, place.resolution, options.limit, sharding, per_worker, pool, workers)
+            plan = _plan(spool, found_ingest, place.resolution, options.limit, sharding, pool, workers)
             ahead = 2 * max(workers, 1)
             todo = [p for p in range(plan.pieces) if (1, p) not in finished]
             for count, piece in enumerate(bounded(pool, ahead, lambda: False,
@@ -186,16 +186,16 @@ def _numbered(number: int, function: Callable[..., object], *args: object) -> in
     return number
 
 
-def histogram_piece(spool: str, plan_levels_: list, lower: np.ndarray, kind: str, piece: int) -> list[np.ndarray]:
+def histogram_piece(spool: str, levels: list[Level], lower: np.ndarray, kind: str, piece: int) -> list[np.ndarray]:
     """A worker's task: per level, how many of the piece's annotations meet each cell."""
     from .schema import TYPES
     geometry = np.load(Path(spool) / "pieces" / f"{piece}.npz")["geometry"]
     low, high = TYPES[kind].extent(geometry)
-    return [histogram(level, lower, low, high) for level in plan_levels_]
+    return [histogram(level, lower, low, high) for level in levels]
 
 
 def _plan(spool: Path, found: Ingested, resolution: tuple[float, float, float], limit: int,
-          sharding: object, per_worker: int, pool: object, workers: int) -> Plan:
+          sharding: Sharding, pool: TaskExecutor, workers: int) -> Plan:
     """The plan (`plan.json` once made: a resumed run keeps it)."""
     path = spool / "plan.json"
     if path.exists():
@@ -206,20 +206,20 @@ def _plan(spool: Path, found: Ingested, resolution: tuple[float, float, float], 
     levels = plan_levels(lower, upper, np.asarray(resolution))
     counts: list[np.ndarray] = [np.zeros(lv.cells, np.int64) for lv in levels]
     calls = ((histogram_piece, str(spool), levels, lower, schema.type.option, p) for p in range(found.pieces))
-    for part in bounded(pool, 2 * max(workers, 1), lambda: False, calls):  # type: ignore[arg-type]
+    for part in bounded(pool, 2 * max(workers, 1), lambda: False, calls):
         for total, add in zip(counts, part):
             total += add
     maxima = [int(c.max()) for c in counts]
     starts = thresholds(maxima, limit)
     levels = levels[:len(starts)]
     entry = schema.record_size + 8
-    indexes: list[Index] = [hashed_index(BY_ID, 0, "by_id", found.rows, sharding)]  # type: ignore[arg-type]
+    indexes: list[Index] = [hashed_index(BY_ID, 0, "by_id", found.rows, sharding)]
     for number, level in enumerate(levels):
         cells = int(np.count_nonzero(counts[number]))
         indexes.append(spatial_index(number, level, cells, min(limit, maxima[number]) * entry, SHARD_BYTES,
-                                     sharding))  # type: ignore[arg-type]
+                                     sharding))
     for r, rel in enumerate(schema.relationships):
-        indexes.append(hashed_index(RELATED, r, rel.key, max(found.related[r], 1), sharding))  # type: ignore[arg-type]
+        indexes.append(hashed_index(RELATED, r, rel.key, max(found.related[r], 1), sharding))
     plan = Plan(schema, {k: v.tolist() for k, v in remaps.items()}, tuple(lower.tolist()),
                 tuple(upper.tolist()), resolution, tuple(levels), tuple(starts), SEED,
                 tuple(indexes), found.pieces, found.rows)

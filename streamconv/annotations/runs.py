@@ -100,7 +100,7 @@ def _keys(k0: int | np.ndarray, k1: np.ndarray, k2: np.ndarray, k3: np.ndarray |
 
 
 def encode_piece(spool: str, plan: Plan, piece: int) -> int:
-    """A worker's task: one piece's three runs. Returns its spatial entries."""
+    """A worker's task: one piece's three runs. Returns its rows."""
     data = np.load(Path(spool) / "pieces" / f"{piece}.npz")
     schema = plan.schema
     geometry, ids = data["geometry"], data["ids"]
@@ -144,7 +144,7 @@ def encode_piece(spool: str, plan: Plan, piece: int) -> int:
     final = Path(spool) / "runs" / str(piece)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(folder, final)
-    return len(keys)
+    return len(ids)
 
 
 def read_unit(spool: str, pieces: int, kind: str, group: int, first: int,
