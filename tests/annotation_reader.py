@@ -17,6 +17,8 @@ from mesh_reader import shard_hash
 
 SIZES = {"float32": ("<f4", 4), "uint32": ("<u4", 4), "int32": ("<i4", 4), "uint16": ("<u2", 2),
          "int16": ("<i2", 2), "uint8": ("<u1", 1), "int8": ("<i1", 1), "rgb": (None, 3), "rgba": (None, 4)}
+FORMATS = {"float32": "f", "uint32": "I", "int32": "i", "uint16": "H", "int16": "h", "uint8": "B", "int8": "b",
+           "rgb": "3B", "rgba": "4B"}
 ALIGN = {"float32": 4, "uint32": 4, "int32": 4, "uint16": 2, "int16": 2}
 VECTORS = {"point": 1, "line": 2, "axis_aligned_bounding_box": 2, "ellipsoid": 2}
 
@@ -37,28 +39,34 @@ class Collection:
 
 
 class Records:
-    """The record layout of an info (9.3): geometry, properties by alignment, padding."""
+    """The record layout of an info (9.3): geometry, properties by alignment, padding; decoded
+    with one `struct` format per record."""
 
     def __init__(self, info: dict) -> None:
         self.rank = len(info["dimensions"])
         self.geometry = 4 * self.rank * VECTORS[info["annotation_type"]]
         ordered = sorted(info.get("properties", []), key=lambda p: -ALIGN.get(p["type"], 1))  # stable
+        fmt = f"<{self.geometry // 4}f"
         self.layout = []
         at = self.geometry
         for prop in ordered:
-            self.layout.append((prop["id"], prop["type"], at))
+            self.layout.append((prop["id"], prop["type"]))
+            fmt += FORMATS[prop["type"]]
             at += SIZES[prop["type"]][1]
+        self.used = at
         self.size = (at + 3) // 4 * 4
+        self.struct = struct.Struct(fmt)
 
     def decode(self, data: bytes) -> Annotation:
         assert len(data) == self.size
-        geometry = struct.unpack_from(f"<{self.geometry // 4}f", data, 0)
-        props: dict[str, object] = {}
-        for pid, kind, at in self.layout:
-            fmt, size = SIZES[kind]
-            props[pid] = tuple(data[at:at + size]) if fmt is None else np.frombuffer(data, fmt, 1, at)[0].item()
-        assert not any(data[self.layout[-1][2] + SIZES[self.layout[-1][1]][1]:] if self.layout else
-                       data[self.geometry:]), "padding must be zero"
+        assert data[self.used:] == bytes(self.size - self.used), "padding must be zero"
+        values = self.struct.unpack_from(data)
+        n = self.geometry // 4
+        geometry, at, props = values[:n], n, {}
+        for pid, kind in self.layout:
+            width = {"rgb": 3, "rgba": 4}.get(kind, 1)
+            props[pid] = values[at] if width == 1 else tuple(values[at:at + width])
+            at += width
         return Annotation(geometry, props)
 
 
