@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..storage import Store, open_store
-from .columns import _colours, annotation_ids, numbers_of, segment_lists
+from .columns import annotation_ids, colours, numbers_of, segment_lists
 from .coords import placement
 from .ingest import Request, header
 from .reader import IndexReader, multiple, read_collection_info
@@ -58,7 +58,7 @@ def _expected(prop: Property, values: np.ndarray, first_row: int) -> np.ndarray:
         lookup = {label: i for i, label in enumerate(prop.labels)}
         return np.array([lookup.get(v, len(lookup)) for v in values.astype(str).tolist()], prop.dtype)
     if prop.type in ("rgb", "rgba"):
-        colours = _colours(values.astype(str))
+        colours = colours(values.astype(str))
         return colours[:, :3] if prop.type == "rgb" else colours
     numbers = numbers_of(values, prop.column, first_row)
     return numbers.astype(np.float32) if prop.type == "float32" else np.nan_to_num(numbers).astype(prop.dtype)

@@ -117,7 +117,7 @@ def numbers_of(values: np.ndarray, column: str, first_row: int) -> np.ndarray:
     return numbers
 
 
-def _colours(values: np.ndarray) -> np.ndarray:
+def colours(values: np.ndarray) -> np.ndarray:
     """`#rrggbb[aa]` text as (n, 4) uint8 (alpha 255 when not given)."""
     text = np.char.ljust(np.char.lstrip(values.astype(str), "#"), 8, "f")
     raw = np.frombuffer(bytes.fromhex("".join(text.tolist())), np.uint8) if len(text) else np.zeros(0, np.uint8)
@@ -152,7 +152,7 @@ class ColumnKind:
                 raise DataError(f"column {self.name!r}: rows from {first_row} hold values that are not "
                                 "#rrggbb colours, earlier rows colours")
             self.alpha = self.alpha or bool(np.any(np.char.str_len(text) == 9))
-            return _colours(text)
+            return colours(text)
         unique, inverse = np.unique(text, return_inverse=True)
         for word in unique.tolist():
             if word not in self.words and not self.too_many:
