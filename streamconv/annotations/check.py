@@ -58,8 +58,8 @@ def _expected(prop: Property, values: np.ndarray, first_row: int) -> np.ndarray:
         lookup = {label: i for i, label in enumerate(prop.labels)}
         return np.array([lookup.get(v, len(lookup)) for v in values.astype(str).tolist()], prop.dtype)
     if prop.type in ("rgb", "rgba"):
-        colours = colours(values.astype(str))
-        return colours[:, :3] if prop.type == "rgb" else colours
+        rgba = colours(values.astype(str))
+        return rgba[:, :3] if prop.type == "rgb" else rgba
     numbers = numbers_of(values, prop.column, first_row)
     return numbers.astype(np.float32) if prop.type == "float32" else np.nan_to_num(numbers).astype(prop.dtype)
 
