@@ -37,23 +37,30 @@ class UnitDone:
 
 
 def grouped(index: Index, plan: Plan, keys: np.ndarray, buf: np.ndarray,
-            offsets: np.ndarray) -> tuple[np.ndarray, list[bytes], int]:
-    """The unit's keys (ascending within each minishard) and each key's value."""
+            offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The unit's keys (ascending within each minishard), their values one after the other
+    (uint8) and each value's size, and the most annotations one value holds."""
     k2 = keys["k2"]
     if index.kind == BY_ID:
         same = np.flatnonzero(k2[1:] == k2[:-1])
         if len(same):
             raise DataError(f"annotation id {int(k2[same[0]])} appears twice in the table")
-        values = [buf[offsets[i]:offsets[i + 1]].tobytes() for i in range(len(k2))]
-        return k2, values, 1
+        return k2, buf, np.diff(offsets).astype(np.uint64), 1
     width = plan.schema.record_size + 8
     entries = buf.reshape(-1, width)
     starts = np.flatnonzero(np.concatenate([[True], k2[1:] != k2[:-1]])) if len(k2) else np.zeros(0, np.int64)
     ends = np.append(starts[1:], len(k2))
-    values = [np.uint64(e - s).astype("<u8").tobytes() + entries[s:e, :-8].tobytes() + entries[s:e, -8:].tobytes()
-              for s, e in zip(starts.tolist(), ends.tolist())]
-    largest = int((ends - starts).max()) if len(starts) else 0
-    return k2[starts], values, largest
+    counts = (ends - starts).astype(np.uint64)
+    sizes = 8 + counts * np.uint64(width)
+    out = np.empty(int(sizes.sum()), np.uint8)
+    at = 0
+    for s, e, n in zip(starts.tolist(), ends.tolist(), counts.tolist()):
+        out[at:at + 8] = np.frombuffer(np.uint64(n).astype("<u8").tobytes(), np.uint8)
+        records = (e - s) * (width - 8)
+        out[at + 8:at + 8 + records] = entries[s:e, :-8].reshape(-1)
+        out[at + 8 + records:at + 8 + records + 8 * (e - s)] = entries[s:e, -8:].reshape(-1)
+        at += 8 + (e - s) * width
+    return k2[starts], out, sizes, int(counts.max()) if len(counts) else 0
 
 
 def file_name(index: Index, plan: Plan, key: int) -> str:
@@ -71,15 +78,22 @@ def write_unit(store: Store, spool: str, plan: Plan, index: Index, shard: int, n
                                    first + (1 << spec.minishard_bits))
     if not len(keys):
         return UnitDone(number, 0, 0, 0)
-    ids, values, largest = grouped(index, plan, keys, buf, offsets)
+    ids, blob, sizes, largest = grouped(index, plan, keys, buf, offsets)
+    del keys, buf, offsets
+    ends = np.cumsum(sizes.astype(np.int64))
+    starts = ends - sizes.astype(np.int64)
     if not index.sharded:
-        items = [(f"{index.key}/{file_name(index, plan, int(k))}", v) for k, v in zip(ids.tolist(), values)]
+        items = [(f"{index.key}/{file_name(index, plan, int(k))}", blob[a:b].tobytes())
+                 for k, a, b in zip(ids.tolist(), starts.tolist(), ends.tolist())]
         store.write_all(items)
-        return UnitDone(number, sum(len(v) for v in values), len(items), largest)
-    data = [encode_data(v, spec.data_encoding) for v in values]
-    sizes = np.array([len(v) for v in data], np.uint64)
+        return UnitDone(number, int(ends[-1]), len(items), largest)
+    if spec.data_encoding != "raw":
+        data = [encode_data(blob[a:b].tobytes(), spec.data_encoding) for a, b in zip(starts.tolist(), ends.tolist())]
+        sizes = np.array([len(v) for v in data], np.uint64)
+        blob = np.frombuffer(b"".join(data), np.uint8)
     spooled = f"{SPOOL_SHARDS}/{index.key}.{spec.file_name(shard)}"
-    store.write(spooled, b"".join(data))
+    store.write(spooled, blob.tobytes())
+    del blob
     minishard = index.order(ids) & np.uint64(spec.minishards - 1)
     parts, at = [], 0
     for m in np.unique(minishard).tolist():
