@@ -32,6 +32,7 @@ from . import verify  # noqa: F401  isort: skip
 from . import view  # noqa: F401  isort: skip
 from . import steps  # noqa: F401  isort: skip
 from . import meshes  # noqa: F401  isort: skip
+from .annotations import annotations_command  # noqa: F401  isort: skip  (not `from . import`: __future__)
 
 __all__ = ["app", "main"]
 

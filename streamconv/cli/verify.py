@@ -31,6 +31,10 @@ def verify(
 ) -> None:
     """Check an output against its input: scale 0 voxel for voxel, the lower scales derived
     again from the scale below, every chunk of every scale decoded."""
+    from .annotations import verify_collection  # (imported here: it registers its command)
+
+    if verify_collection(input, output, run):  # an annotation collection and its table
+        return
     with reported_errors(run.debug):
         report = verify_output(input, run.at(output), ignore_scaling=ignore_scaling, resolution=resolution,
                                input_orientation=input_orientation, fill_missing=fill_missing,

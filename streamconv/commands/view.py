@@ -33,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from ..annotations.layer import annotation_layers, split_collections
 from ..errors import DataError, UsageError
 from ..format.info import VolumeInfo
 
@@ -132,6 +133,7 @@ def check_client() -> None:
 
 def viewer_state(datasets: Sequence[Served], base_url: str) -> dict:
     """Neuroglancer's state: one layer per dataset, the view centred on the first and fitted to it."""
+    datasets, collections = split_collections(datasets)  # annotations: a layer over the volumes
     infos = []
     for d in datasets:
         data = d.info()
@@ -148,6 +150,7 @@ def viewer_state(datasets: Sequence[Served], base_url: str) -> dict:
             if isinstance(mesh, str):
                 layer["segments"] = mesh_segments(d, mesh)
         layers.append(layer)
+    layers += annotation_layers(collections, layers, base_url)
     extent = [s * r for s, r in zip(first.size, first.resolution)]  # nm
     panel = 300  # pixels of a slice panel in the default 4-panel layout, roughly
     return {

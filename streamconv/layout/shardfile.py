@@ -70,10 +70,17 @@ def minishard_index(ids: np.ndarray, start: int, sizes: np.ndarray,
     return rows.tobytes()
 
 
-def _minishard_index(entries: list[Entry], start: int) -> bytes:
-    return minishard_index(np.array([e.chunk_id for e in entries], np.uint64), start,
-                           np.array([e.size for e in entries], np.uint64),
-                           np.array([e.prefix for e in entries], np.uint64))
+@dataclass(frozen=True)
+class Minishard:
+    """One minishard of a shard: its ids (ascending), each entry's stored size and prefix, and
+    the byte ranges (key, start, stop) that hold its entries one after the other, prefixes
+    included: one range per chunk of a volume, one for a whole minishard of annotations."""
+
+    number: int
+    ids: np.ndarray
+    sizes: np.ndarray
+    prefixes: np.ndarray | None
+    ranges: list[tuple[str, int, int]]
 
 
 def write_shard(store: Store, key: str, spec: ShardingSpec, entries: Iterable[Entry]) -> int:
@@ -83,22 +90,36 @@ def write_shard(store: Store, key: str, spec: ShardingSpec, entries: Iterable[En
     groups: dict[int, list[Entry]] = {}
     for entry in entries:
         groups.setdefault(spec.locate(entry.chunk_id)[1], []).append(entry)
+    return write_minishards(store, key, spec, [
+        Minishard(m, np.array([e.chunk_id for e in g], np.uint64), np.array([e.size for e in g], np.uint64),
+                  np.array([e.prefix for e in g], np.uint64),
+                  [(e.source, e.offset, e.offset + e.prefix + e.size) for e in g])
+        for m, g in sorted(groups.items())])
+
+
+def write_minishards(store: Store, key: str, spec: ShardingSpec, minishards: list[Minishard],
+                     index_level: int = INDEX_LEVEL) -> int:
+    """Write a shard from its minishards (ascending numbers) in tensorstore's layout, through
+    `Store.writer`; the file appears whole, durable. Returns its size. (`index_level`: gzip's
+    level for the minishard indexes: 9 costs 60 times 1 on the long indexes of annotations,
+    11 ms against 0.2 ms for 800 entries, for 4 % fewer bytes.)"""
     table = np.zeros((spec.minishards, 2), "<u8")
     indexes: dict[int, bytes] = {}
     at = 0
-    for m in sorted(groups):
+    for m in minishards:
         start = at
-        at += sum(e.prefix + e.size for e in groups[m])
-        indexes[m] = encode_index(_minishard_index(groups[m], start), spec.minishard_index_encoding)
-        table[m] = (at, at + len(indexes[m]))
-        at += len(indexes[m])
+        at += int(m.sizes.sum()) + (0 if m.prefixes is None else int(m.prefixes.sum()))
+        raw = minishard_index(m.ids, start, m.sizes, m.prefixes)
+        indexes[m.number] = gzip_compress(raw, index_level) if spec.minishard_index_encoding == "gzip" else raw
+        table[m.number] = (at, at + len(indexes[m.number]))
+        at += len(indexes[m.number])
     out = store.writer(key)
     try:
         out.write(table.tobytes())
-        for m in sorted(groups):
-            for entry in groups[m]:
-                out.copy(entry.source, entry.offset, entry.offset + entry.prefix + entry.size)
-            out.write(indexes[m])
+        for m in minishards:
+            for source, begin, end in m.ranges:
+                out.copy(source, begin, end)
+            out.write(indexes[m.number])
         out.commit(durable=True)
     except BaseException:
         out.abort()

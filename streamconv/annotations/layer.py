@@ -1,0 +1,60 @@
+"""An annotation collection as a layer of `streamconv view`: served like any output, shown
+over the volumes given with it, its properties usable in the shader (`prop_<id>()`; a colour
+property colours the annotations), each relationship linked to the first segmentation shown,
+so that selecting a segment there lists and highlights its annotations (Neuroglancer reads the
+segment's relationship entry)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from ..errors import UsageError
+from .info import ANNOTATIONS_TYPE
+
+
+class Info(Protocol):
+    name: str
+
+    def info(self) -> bytes | None: ...
+
+
+def collection_info(data: bytes | None) -> dict | None:
+    """The parsed info when it is an annotation collection's."""
+    try:
+        info = json.loads(data or b"")
+    except ValueError:
+        return None
+    return info if isinstance(info, dict) and info.get("@type") == ANNOTATIONS_TYPE else None
+
+
+def split_collections(datasets: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """(volumes, annotation collections) of the served datasets, in their order."""
+    volumes = [d for d in datasets if collection_info(d.info()) is None]
+    collections = [d for d in datasets if collection_info(d.info()) is not None]
+    if collections and not volumes:
+        raise UsageError("an annotation collection is shown over its image: streamconv view IMAGE ANNOTATIONS")
+    return volumes, collections
+
+
+def shader(info: dict) -> str | None:
+    """A colour property colours the annotations; otherwise Neuroglancer's default shader."""
+    colour = next((p["id"] for p in info.get("properties", []) if p.get("type") in ("rgb", "rgba")), None)
+    return None if colour is None else f"void main() {{\n  setColor(prop_{colour}());\n}}\n"
+
+
+def annotation_layers(collections: Sequence[Any], layers: Sequence[dict], base_url: str) -> list[dict]:
+    """One annotation layer per collection; relationships linked to the first segmentation layer."""
+    segmentation = next((layer["name"] for layer in layers if layer.get("type") == "segmentation"), None)
+    out = []
+    for d in collections:
+        info = collection_info(d.info()) or {}
+        layer: dict = {"type": "annotation", "source": f"precomputed://{base_url}/data/{d.name}", "name": d.name}
+        code = shader(info)
+        if code:
+            layer["shader"] = code
+        if segmentation is not None and info.get("relationships"):
+            layer["linkedSegmentationLayer"] = {r["id"]: segmentation for r in info["relationships"]}
+        out.append(layer)
+    return out
