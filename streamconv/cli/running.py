@@ -16,6 +16,7 @@ from ..convert import Report
 from ..engine.budget import format_size
 from ..errors import StreamconvError
 from ..sources.base import one_line
+from ..stats import describe
 from .options import RunOptions
 from .progress import ProgressFactory, scale_bars, wanted
 
@@ -97,4 +98,4 @@ def summary(report: Report, run: RunOptions) -> None:
              else f"{report.chunks_written} files")
     typer.echo(f"{report.output}: {len(report.scales)} scales, {files}, "
                f"{format_size(report.bytes_written)}{labels} in {report.seconds:.1f} s ({rate:.1f} MiB/s), "
-               f"peak memory {format_size(report.peak_memory)}{resumed}", err=True)
+               f"peak memory {format_size(report.peak_memory)}{resumed}{describe(report.stats)}", err=True)

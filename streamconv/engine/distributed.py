@@ -36,6 +36,7 @@ from ..errors import Interrupted, UsageError, WorkerDied
 from ..geometry import Box, Scale, Vec3, triple
 from ..sources import Source
 from ..sources.base import MemoryOrder
+from ..stats import ChannelStats, VolumeStats, merge, rows_step
 from ..storage import Store
 from .budget import format_size, task_memory
 from .buffers import PrivateSlab
@@ -170,11 +171,12 @@ class SlabTask:
     down: Piece | None  # None on the coarsest scale
     method: str
     outside: float | None
+    stats: int = 0  # the bands' value statistics: `Band.stats`
 
 
-def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, int]:
-    """Fill, write and downsample one slab; (chunks visited, written, bytes). `after`: the
-    finer tasks' results, only there so that Dask runs this task after them."""
+def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, int, list[ChannelStats] | None]:
+    """Fill, write and downsample one slab; (chunks visited, written, bytes, value statistics).
+    `after`: the finer tasks' results, only there so that Dask runs this task after them."""
     slab = PrivateSlab.zeros(task.shape, task.dtype, task.order)
     if task.source is not None:
         fill(task.source, task.p0, task.p1, slab, task.p0)
@@ -191,18 +193,20 @@ def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, in
     out = PrivateSlab.zeros(task.down.shape, task.dtype) if task.down else None
     down = Downsample(out, task.down.origin, task.down.factor, task.method, task.outside) if task.down and out else None
     totals = np.zeros(3, np.int64)
+    stats = []
     for region in task.bands:
         done = process_band(Band(slab, task.origin, task.level, task.scale, region, task.fmt.codec,
                                     task.sink, task.skip_empty, down,
-                                    write=task.replay is None))
+                                    write=task.replay is None, stats=task.stats))
         totals += (done.visited, done.written, done.nbytes)
+        stats += [done.stats] if done.stats is not None else []
     if task.down and out:
         buffer = io.BytesIO()
         np.save(buffer, out.data)
         store.write(task.down.key, buffer.getbuffer())
     if store.can.sync:  # this host's writes on disk before the client journals the slab
         store.sync()
-    return int(totals[0]), int(totals[1]), int(totals[2])
+    return int(totals[0]), int(totals[1]), int(totals[2]), merge(stats, np.dtype(task.dtype)) if stats else None
 
 
 class DaskRun:
@@ -218,7 +222,7 @@ class DaskRun:
         self._finishing: set[Future] = set()  # shards being assembled
         self.done = done | {(level, i) for level in range(job.first) for i in range(self.grid.count(level))}
         self.prefix = f"{state_key(job.step)}/pieces"
-        self.totals = Totals()
+        self.totals = Totals(stats=VolumeStats(job.scales, source.dtype) if job.collect_stats else None)
         self.memory = [task_memory(job.plan, job.scales, k, source.num_channels * source.dtype.itemsize)
                        for k in range(len(job.scales))]
 
@@ -312,7 +316,8 @@ class DaskRun:
             source=self.source.window(p0, p1) if level == 0 and not replay else None,
             pieces=() if replay else tuple((self._piece(*f), grid.origin(grid.planes(*f)[0] // scale.factor[grid.axis]))
                                            for f in feeders),
-            replay=self.volume if replay else None, down=down, method=job.method, outside=job.outside_value)
+            replay=self.volume if replay else None, down=down, method=job.method, outside=job.outside_value,
+            stats=rows_step(scale, self.source.dtype) if job.collect_stats else 0)
 
     def _raise(self, future: Future, what: str = "a shard's assembly") -> None:
         error = future.exception()
@@ -325,7 +330,9 @@ class DaskRun:
 
     def _finished(self, future: Future, level: int, index: int) -> None:
         self._raise(future, f"the task of slab {index} of scale {level}")
-        visited, written, nbytes = future.result()
+        visited, written, nbytes, stats = future.result()
+        if stats is not None and self.totals.stats is not None:
+            self.totals.stats.add(level, stats)
         self.totals.chunks += visited
         self.totals.written += written
         self.totals.nbytes += nbytes

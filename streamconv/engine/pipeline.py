@@ -27,6 +27,7 @@ from ..dataset import Dataset
 from ..errors import DataError, Interrupted, WorkerDied
 from ..sources import Source
 from ..sources.base import MappedSlab, MemoryOrder
+from ..stats import VolumeStats, rows_step
 from ..storage import Store
 from .buffers import SlabBuffer, SlabRef
 from .executor import TaskExecutor
@@ -120,6 +121,8 @@ class Totals:
     replayed_slabs: int = 0  # complete before this run, read back to rebuild the next scale
     #: the distinct values of the scale-0 slabs this run wrote, when the job asks for them
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64), compare=False)
+    #: the value statistics band tasks returned, when the job asks for them
+    stats: VolumeStats | None = field(default=None, compare=False)
 
 
 class Pipeline:
@@ -141,7 +144,7 @@ class Pipeline:
         self._read_executor: Executor | TaskExecutor = (
             executor if source.parallel_reads or executor.in_process
             else ThreadPoolExecutor(1, thread_name_prefix="streamconv-read"))
-        self.totals = Totals()
+        self.totals = Totals(stats=VolumeStats(job.scales, source.dtype) if job.collect_stats else None)
         self._buffers: list[list[SlabBuffer]] = [[] for _ in self.scales]
         self._free: list[list[SlabBuffer]] = [[] for _ in self.scales]
         self._open: list[dict[int, _Slab]] = [{} for _ in self.scales]
@@ -263,7 +266,8 @@ class Pipeline:
             band = Band(slab.ref, self.grid.origin(slab.p0), slab.level, self.scales[slab.level],
                         region, self.job.fmt.codec, self.sink, self.job.skip_empty, down,
                         write=not slab.replay,
-                        labels=self.job.collect_labels and slab.level == 0 and not slab.replay)
+                        labels=self.job.collect_labels and slab.level == 0 and not slab.replay,
+                        stats=rows_step(self.scales[slab.level], self.source.dtype) if self.job.collect_stats else 0)
             slab.readers += 1
             if slab.target is not None:
                 slab.target.writers += 1
@@ -314,6 +318,8 @@ class Pipeline:
             self.hooks.progress(slab.level, result.visited, result.nbytes)
         if result.labels is not None:
             self.totals.labels = np.union1d(self.totals.labels, result.labels.astype(np.uint64))
+        if result.stats is not None and self.totals.stats is not None:
+            self.totals.stats.add(slab.level, result.stats)
         slab.readers -= 1
         if slab.target is not None:
             slab.target.writers -= 1

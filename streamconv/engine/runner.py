@@ -28,6 +28,7 @@ from ..geometry import Scale
 from ..info import VolumeInfo
 from ..sharding.spec import shard_files
 from ..sources import Source
+from ..stats import VolumeStats, write_stats
 from ..storage import Store, open_output, open_store, require
 from ..stores import Where
 from .budget import SlabPlan, default_budget, parse_size, plan_slabs, plan_worker_slabs
@@ -77,6 +78,11 @@ class Job:
         return self.annotations is not None and self.annotations.names is not None \
             and self.annotations.meshes is None
 
+    @property
+    def collect_stats(self) -> bool:
+        """Band tasks return value statistics (`stats.json`): for images, whose viewers need a range."""
+        return self.info.type == "image"
+
 
 @dataclass(frozen=True)
 class Report:
@@ -97,6 +103,7 @@ class Report:
     estimate: Estimate | None = None  # a dry run: what the run would cost; nothing was written
     shard_files: int = 0     # the sharded scales' files (their chunks are among chunks_written)
     annotated: AnnotationReport | None = None  # names and meshes, when asked for
+    stats: VolumeStats | None = None  # the values seen (scales seen whole: `stats.json`)
 
 
 def resources(workers: int | None, memory: str | int | None) -> tuple[int, int]:
@@ -186,7 +193,7 @@ def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, work
     return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
                   time.perf_counter() - started, found == RESUME, totals.skipped_slabs,
                   totals.replayed_slabs, complete=found == COMPLETE, peak_memory=peak.bytes,
-                  annotated=annotated, shard_files=_shard_files(job))
+                  annotated=annotated, shard_files=_shard_files(job), stats=totals.stats)
 
 
 def _shard_files(job: Job) -> int:
@@ -291,6 +298,8 @@ def _write(run: Running, store: Store, overwrite: bool, resume: bool,
                                                job.annotations, labels, stop.is_set, overwrite)
         finally:
             journal.close()
+        if totals.stats is not None:
+            write_stats(store, totals.stats, replace=job.step == CONVERT)
         if job.step == CONVERT:
             store.write("info", info.to_json(), durable=True)
         write_job(store, {"job": job.record, "complete": True, "boot": boot_id()}, job.step)

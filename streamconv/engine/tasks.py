@@ -13,6 +13,7 @@ from ..encodings import Codec
 from ..geometry import Box, Scale, Vec3, array_axis, ceil_div
 from ..sources import Source
 from ..sources.base import MappedSlab
+from ..stats import ChannelStats, measure
 from .buffers import PrivateSlab, SlabRef, populate
 from .sink import ChunkSink
 from .worklog import take
@@ -70,6 +71,7 @@ class Band:
     down: Downsample | None
     write: bool = True  # False when replaying a slab whose chunks are already written
     labels: bool = False  # also return the band's distinct values (a segmentation's labels)
+    stats: int = 0  # also return its value statistics, the histogram of every `stats`-th row; 0: not
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class BandDone:
     written: int  # chunk files
     nbytes: int
     labels: np.ndarray | None = None  # the distinct values of the band, when asked
+    stats: list[ChannelStats] | None = None  # its value statistics per channel, when asked
 
 
 def process_band(band: Band) -> BandDone:
@@ -103,7 +106,8 @@ def process_band(band: Band) -> BandDone:
         out = d.target.array()[_downsampled(band.region, d.factor).index(d.origin)]
         populate(out, write=True)
         downsample(view, d.factor, d.method, out=out, outside=d.outside)
-    return BandDone(visited, written, nbytes, np.unique(view) if band.labels else None)
+    return BandDone(visited, written, nbytes, np.unique(view) if band.labels else None,
+                    measure(view, band.stats) if band.stats else None)
 
 
 def _downsampled(region: Box, factor: Vec3) -> Box:

@@ -1,0 +1,311 @@
+"""Value statistics of a volume, gathered by the band tasks during the pass, and `stats.json`.
+
+A viewer needs a value range to show an image: a float volume opens black or white without
+one. We see every voxel once while converting, so each band task measures its band (`measure`)
+and the main process merges what the tasks return (`VolumeStats`): per scale and channel the
+exact minimum and maximum of the finite values, NaN and infinity counts, and a histogram from
+which robust limits (the 0.5 and 99.5 percentiles) are read. No extra pass over the data.
+
+The histogram is cheap by construction:
+* 8-bit types: every value has its own bin, counted by Pillow's C histogram (one pass, no
+  temporary); the minimum and maximum are read from it.
+* 16-bit types: every value has its own bin too (`np.bincount` of the values).
+* wider types (float32 and the rest, cast to float32 first): the bin of a value is the top 16
+  bits of its float32 (sign, exponent, 7 mantissa bits), counted by `np.bincount` over a strided
+  view of the high half-words, and put in value order afterwards, on the 65536 bins only. A
+  bin spans a relative width of at most 2**-7 (0.8%), whatever the range of the data.
+The minimum and maximum of types other than 8-bit are `np.min`/`np.max` (vectorised); NaN and
+infinities are counted only when the histogram shows some (their exponent bits are all ones).
+
+On scales of more than `EXACT_VOXELS` voxels, the histogram of types wider than 8 bits counts
+every `SAMPLED_ROWS`-th row of each plane (the same rows whatever the band), which keeps the cost
+of the bincount small next to the conversion's; minimum, maximum, NaN and infinity counts stay
+exact on every voxel. The file says which (`rows_step`, `histogram.sampled`).
+
+`stats.json` (documented in docs/guide.md, "Value statistics") is written beside `info` at the end of a
+job, with the scales this run saw whole; its `version` says its format.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .geometry import Scale
+from .storage import Store
+
+log = logging.getLogger("streamconv")
+
+FILE = "stats.json"
+VERSION = 1
+PERCENTILES = (0.5, 99.5)   # the robust limits a viewer's range is taken from
+EXACT_VOXELS = 1 << 24      # scales up to this many voxels: every row in the histogram
+SAMPLED_ROWS = 4            # larger scales (types wider than 8 bits): every 4th row
+BLOCK = 1 << 18             # values per bincount call: its intp temporary stays small
+_HIGH = 1 if sys.byteorder == "little" else 0  # the half-word holding a float32's top bits
+
+
+def bins_of(dtype: np.dtype) -> int:
+    """Histogram bins of a data type: one per value for 8 and 16 bits, else 65536 float32 bins."""
+    return 256 if dtype.itemsize == 1 else 1 << 16
+
+
+def rows_step(scale: Scale, dtype: np.dtype) -> int:
+    """Every how many rows a band's histogram counts on this scale (1: every voxel)."""
+    voxels = scale.size[0] * scale.size[1] * scale.size[2]
+    return 1 if dtype.itemsize == 1 or voxels <= EXACT_VOXELS else SAMPLED_ROWS
+
+
+@dataclass
+class ChannelStats:
+    """What one band (or the merge of several) holds about one channel. `bins`/`counts`: the
+    histogram, sparse, indexed by raw pattern (the value's bits for 8/16-bit types, the top 16
+    bits of its float32 otherwise); NaN and infinities are not in it."""
+
+    voxels: int
+    nan: int
+    inf: int
+    minimum: float | None  # of the finite values; None: there are none
+    maximum: float | None
+    bins: np.ndarray
+    counts: np.ndarray
+    sampled: int  # voxels counted in the histogram (all finite ones, or every n-th row's)
+
+
+def measure(view: np.ndarray, every: int) -> list[ChannelStats]:
+    """Statistics of a band `(c, z, y, x)`, one per channel; the histogram counts every
+    `every`-th row of each plane (1: all)."""
+    return [_channel(view[c], every) for c in range(view.shape[0])]
+
+
+def _channel(data: np.ndarray, every: int) -> ChannelStats:
+    dense = np.zeros(bins_of(data.dtype), np.int64)
+    step = max(1, BLOCK // max(1, data.shape[2]))  # rows per call
+    for plane in data[:, ::every]:
+        for r in range(0, plane.shape[0], step):
+            block = plane[r: r + step]
+            dense += _count8(block) if data.dtype.itemsize == 1 else np.bincount(
+                _patterns(block).reshape(-1), minlength=dense.size)
+    voxels = data.size
+    nan = inf = 0
+    if data.dtype.itemsize == 1:
+        order = _order(data.dtype)
+        present = order[dense[order] > 0]
+        lo, hi = (_value(int(present[0]), data.dtype), _value(int(present[-1]), data.dtype)) if present.size \
+            else (None, None)
+    else:
+        special = _special(data.dtype)
+        if special is not None and dense[special].any():
+            dense[special] = 0
+            nan, inf = int(np.isnan(data).sum()), int(np.isinf(data).sum())
+            finite = data[np.isfinite(data)]
+            lo, hi = (finite.min().item(), finite.max().item()) if finite.size else (None, None)
+        elif data.size:
+            lo, hi = data.min().item(), data.max().item()
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                return _channel(data, 1)  # a NaN or infinity on a row the histogram skipped
+        else:
+            lo = hi = None
+    nonzero = np.flatnonzero(dense)
+    return ChannelStats(voxels, nan, inf, lo, hi, nonzero.astype(np.uint16), dense[nonzero],
+                        int(dense.sum()))
+
+
+def _count8(block: np.ndarray) -> np.ndarray:
+    """One bin per byte value, by Pillow's histogram (C, no temporary)."""
+    from PIL import Image
+
+    block = np.ascontiguousarray(block.view(np.uint8))
+    if block.size == 0:
+        return np.zeros(256, np.int64)
+    image = Image.frombuffer("L", (block.shape[1], block.shape[0]), block, "raw", "L", 0, 1)
+    return np.asarray(image.histogram(), np.int64)
+
+
+def _patterns(block: np.ndarray) -> np.ndarray:
+    """The bin pattern of each value: the value's 16 bits, or the top 16 bits of its float32."""
+    if block.dtype.itemsize == 2:
+        return block.view(np.uint16)
+    single = np.ascontiguousarray(block, dtype=np.float32)
+    return single.view(np.uint16)[..., _HIGH::2]
+
+
+def _special(dtype: np.dtype) -> np.ndarray | None:
+    """The float32 bins of NaN and infinities (exponent bits all ones), for float types."""
+    if dtype.kind != "f":
+        return None
+    p = np.arange(1 << 16)
+    return np.flatnonzero((p & 0x7F80) == 0x7F80)
+
+
+def _order(dtype: np.dtype) -> np.ndarray:
+    """The patterns of a type's bins in increasing value order."""
+    p = np.arange(bins_of(dtype), dtype=np.int64)
+    if dtype.itemsize > 2:  # float32 bits: positives ascend, negatives descend
+        key = np.where(p & 0x8000, 0xFFFF - p, p | 0x8000)
+    elif dtype.kind == "i":
+        key = p ^ (1 << (8 * dtype.itemsize - 1))
+    else:
+        key = p
+    return np.argsort(key, kind="stable")
+
+
+def _value(pattern: int, dtype: np.dtype) -> int:
+    """The value of an 8/16-bit pattern."""
+    bits = np.array([pattern], dtype=np.uint8 if dtype.itemsize == 1 else np.uint16)
+    return int(bits.view(dtype)[0])
+
+
+def _edges(patterns: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The lowest and highest value of each bin (float32 values for the float32 bins)."""
+    if dtype.itemsize <= 2:
+        values = patterns.astype(np.uint8 if dtype.itemsize == 1 else np.uint16).view(dtype).astype(np.float64)
+        return values, values
+    low_bits = (patterns.astype(np.uint32) << 16)
+    a = low_bits.view(np.float32).astype(np.float64)
+    b = (low_bits | 0xFFFF).view(np.float32).astype(np.float64)
+    negative = (patterns & 0x8000) != 0
+    return np.where(negative, b, a), np.where(negative, a, b)
+
+
+def merge(items: Sequence[list[ChannelStats]], dtype: np.dtype) -> list[ChannelStats]:
+    """Several bands' statistics as one (a Dask slab task returns its bands' merged)."""
+    out = []
+    for parts in zip(*items):
+        dense = np.zeros(bins_of(dtype), np.int64)
+        for part in parts:
+            dense[part.bins] += part.counts
+        nonzero = np.flatnonzero(dense)
+        lows = [p.minimum for p in parts if p.minimum is not None]
+        highs = [p.maximum for p in parts if p.maximum is not None]
+        out.append(ChannelStats(sum(p.voxels for p in parts), sum(p.nan for p in parts),
+                                sum(p.inf for p in parts), min(lows) if lows else None,
+                                max(highs) if highs else None, nonzero.astype(np.uint16), dense[nonzero],
+                                sum(p.sampled for p in parts)))
+    return out
+
+
+@dataclass
+class VolumeStats:
+    """The merge, in the main process, of what band tasks returned, per scale and channel."""
+
+    scales: list[Scale]
+    dtype: np.dtype
+    parts: dict[int, list[ChannelStats]] = field(default_factory=dict)
+
+    def add(self, level: int, stats: list[ChannelStats]) -> None:
+        held = self.parts.get(level)
+        self.parts[level] = stats if held is None else merge([held, stats], self.dtype)
+
+    def complete(self, level: int) -> bool:
+        """This run saw every voxel of the scale (a resumed run skips slabs done before)."""
+        s = self.scales[level].size
+        return level in self.parts and self.parts[level][0].voxels == s[0] * s[1] * s[2]
+
+    def to_json(self) -> dict:
+        """The scales seen whole, as `stats.json` holds them."""
+        scales = []
+        for k in sorted(self.parts):
+            if self.complete(k):
+                scales.append({"key": self.scales[k].key, "rows_step": rows_step(self.scales[k], self.dtype),
+                               "channels": [channel_json(c, self.dtype) for c in self.parts[k]]})
+        return {"version": VERSION, "data_type": self.dtype.name, "scales": scales}
+
+
+def channel_json(c: ChannelStats, dtype: np.dtype) -> dict:
+    """One channel of one scale in `stats.json`: bins in increasing value order."""
+    order = _order(dtype)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    sort = np.argsort(rank[c.bins.astype(np.int64)], kind="stable")
+    bins, counts = c.bins.astype(np.int64)[sort], c.counts[sort]
+    lower, upper = _edges(bins, dtype)
+    hist = Histogram(lower, upper, counts)
+    return {"voxels": c.voxels, "nan": c.nan, "inf": c.inf, "min": c.minimum, "max": c.maximum,
+            "percentiles": {_name(p): hist.percentile(p) for p in PERCENTILES},
+            "histogram": {"exact": dtype.itemsize <= 2, "sampled": c.sampled, "lower": lower.tolist(),
+                          "upper": upper.tolist(), "count": counts.tolist()}}
+
+
+def _name(p: float) -> str:
+    return f"{p:g}"
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Bins in increasing value order: each holds `count` values in [lower, upper]."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    count: np.ndarray
+
+    def percentile(self, p: float) -> float | None:
+        """numpy's (linear) percentile, read from the bins: exact where a bin is one value,
+        else interpolated within the bin that holds the rank, so within one bin of numpy's."""
+        total = int(self.count.sum())
+        if total == 0:
+            return None
+        rank = p / 100 * (total - 1)
+        cumulative = np.cumsum(self.count)
+        i = int(np.searchsorted(cumulative, rank, side="right"))
+        below = cumulative[i - 1] if i else 0
+        if self.lower[i] == self.upper[i]:
+            if rank > cumulative[i] - 1 and i + 1 < len(self.count):  # between this value and the next
+                return float(self.lower[i] + (rank - cumulative[i] + 1) * (self.lower[i + 1] - self.lower[i]))
+            return float(self.lower[i])
+        fraction = (rank - below + 0.5) / self.count[i]
+        return float(self.lower[i] + min(1.0, fraction) * (self.upper[i] - self.lower[i]))
+
+
+def write_stats(store: Store, stats: VolumeStats, replace: bool) -> None:
+    """`stats.json` with the scales seen whole; `replace`: a new conversion's file, else the
+    scales of an earlier file that this job did not see are kept (a step of the workflow)."""
+    data = stats.to_json()
+    missing = [s.key for k, s in enumerate(stats.scales) if not stats.complete(k) and k in stats.parts]
+    if missing:
+        log.info("value statistics of %s not stored: this run did not see them whole", ", ".join(missing))
+    if not replace:
+        old = read_stats_json(store.read(FILE))
+        if old is not None:
+            seen = {s["key"] for s in data["scales"]}
+            data["scales"] = [s for s in old["scales"] if s.get("key") not in seen] + data["scales"]
+    if data["scales"] or replace:
+        store.write(FILE, json.dumps(data, separators=(",", ":")).encode())
+
+
+def read_stats_json(raw: bytes | None) -> dict | None:
+    """A `stats.json` of a version we read, or None (absent, unreadable, or a later version)."""
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("scales"), list):
+        return None
+    return data
+
+
+def describe(stats: VolumeStats | None) -> str:
+    """For the run's summary: the values of the finest scale seen whole, and NaN/infinities."""
+    if stats is None:
+        return ""
+    level = next((k for k in sorted(stats.parts) if stats.complete(k)), None)
+    if level is None:
+        return ""
+    channels = stats.parts[level]
+    lows = [c.minimum for c in channels if c.minimum is not None]
+    highs = [c.maximum for c in channels if c.maximum is not None]
+    text = f", values {min(lows):.6g} to {max(highs):.6g}" if lows else ", no finite value"
+    if len(channels) == 1 and lows:
+        limits = channel_json(channels[0], stats.dtype)["percentiles"]
+        text += f" ({PERCENTILES[0]:g}-{PERCENTILES[1]:g}%: {limits[_name(PERCENTILES[0])]:.6g} to " \
+                f"{limits[_name(PERCENTILES[1])]:.6g})"
+    nan, inf = sum(c.nan for c in channels), sum(c.inf for c in channels)
+    return text + (f", {nan} NaN" if nan else "") + (f", {inf} infinite" if inf else "")
