@@ -26,6 +26,7 @@ from .info import VolumeInfo
 from .sharding import ShardingSpec, apply_sharding, parse_sharding
 from .sharding.spec import chunk_ids
 from .sharding.spool import AssembleShard, ShardSpool
+from .stats import FILE as STATS
 from .storage import Store, open_output
 from .stores import Where
 
@@ -132,6 +133,8 @@ def convert_chunks(source: Where, destination: Where, *,
         write_job(dst, {"job": record, "complete": False}, CHUNKS)
         total = _recode_all(src, dst, info, gzip, workers)
         dst.delete(WORK)
+        if (stats := src.store.read(STATS)) is not None:  # the values are the source's, re-encoded
+            dst.write(STATS, stats)
         dst.write("info", info.to_json(), durable=True)
         write_job(dst, {"job": record, "complete": True, "boot": boot_id()}, CHUNKS)
     return total

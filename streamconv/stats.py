@@ -28,6 +28,7 @@ job, with the scales this run saw whole; its `version` says its format.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -94,24 +95,24 @@ def _channel(data: np.ndarray, every: int) -> ChannelStats:
                 _patterns(block).reshape(-1), minlength=dense.size)
     voxels = data.size
     nan = inf = 0
+    lo: float | None
+    hi: float | None
     if data.dtype.itemsize == 1:
         order = _order(data.dtype)
         present = order[dense[order] > 0]
         lo, hi = (_value(int(present[0]), data.dtype), _value(int(present[-1]), data.dtype)) if present.size \
             else (None, None)
-    else:
+    elif data.size:
         special = _special(data.dtype)
-        if special is not None and dense[special].any():
+        seen = special is not None and bool(dense[special].any())
+        lo, hi = (math.nan, math.nan) if seen else (data.min().item(), data.max().item())
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN or infinities, maybe on rows not counted
             dense[special] = 0
             nan, inf = int(np.isnan(data).sum()), int(np.isinf(data).sum())
             finite = data[np.isfinite(data)]
             lo, hi = (finite.min().item(), finite.max().item()) if finite.size else (None, None)
-        elif data.size:
-            lo, hi = data.min().item(), data.max().item()
-            if not (math.isfinite(lo) and math.isfinite(hi)):
-                return _channel(data, 1)  # a NaN or infinity on a row the histogram skipped
-        else:
-            lo = hi = None
+    else:
+        lo = hi = None
     nonzero = np.flatnonzero(dense)
     return ChannelStats(voxels, nan, inf, lo, hi, nonzero.astype(np.uint16), dense[nonzero],
                         int(dense.sum()))
@@ -136,6 +137,7 @@ def _patterns(block: np.ndarray) -> np.ndarray:
     return single.view(np.uint16)[..., _HIGH::2]
 
 
+@functools.cache
 def _special(dtype: np.dtype) -> np.ndarray | None:
     """The float32 bins of NaN and infinities (exponent bits all ones), for float types."""
     if dtype.kind != "f":
@@ -144,6 +146,7 @@ def _special(dtype: np.dtype) -> np.ndarray | None:
     return np.flatnonzero((p & 0x7F80) == 0x7F80)
 
 
+@functools.cache
 def _order(dtype: np.dtype) -> np.ndarray:
     """The patterns of a type's bins in increasing value order."""
     p = np.arange(bins_of(dtype), dtype=np.int64)
@@ -228,9 +231,16 @@ def channel_json(c: ChannelStats, dtype: np.dtype) -> dict:
     lower, upper = _edges(bins, dtype)
     hist = Histogram(lower, upper, counts)
     return {"voxels": c.voxels, "nan": c.nan, "inf": c.inf, "min": c.minimum, "max": c.maximum,
-            "percentiles": {_name(p): hist.percentile(p) for p in PERCENTILES},
+            "percentiles": {_name(p): _within(hist.percentile(p), c) for p in PERCENTILES},
             "histogram": {"exact": dtype.itemsize <= 2, "sampled": c.sampled, "lower": lower.tolist(),
                           "upper": upper.tolist(), "count": counts.tolist()}}
+
+
+def _within(value: float | None, c: ChannelStats) -> float | None:
+    """A percentile read from a bin, kept within the exact minimum and maximum."""
+    if value is None or c.minimum is None or c.maximum is None:
+        return value
+    return min(max(value, float(c.minimum)), float(c.maximum))
 
 
 def _name(p: float) -> str:
