@@ -8,18 +8,19 @@ which robust limits (the 0.5 and 99.5 percentiles) are read. No extra pass over 
 
 The histogram is cheap by construction:
 * 8-bit types: every value has its own bin, counted by Pillow's C histogram (one pass, no
-  temporary); the minimum and maximum are read from it.
+  temporary); when it counts every voxel, the minimum and maximum are read from it.
 * 16-bit types: every value has its own bin too (`np.bincount` of the values).
 * wider types (float32 and the rest, cast to float32 first): the bin of a value is the top 16
   bits of its float32 (sign, exponent, 7 mantissa bits), counted by `np.bincount` over a strided
   view of the high half-words, and put in value order afterwards, on the 65536 bins only. A
   bin spans a relative width of at most 2**-7 (0.8%), whatever the range of the data.
-The minimum and maximum of types other than 8-bit are `np.min`/`np.max` (vectorised); NaN and
-infinities are counted only when the histogram shows some (their exponent bits are all ones).
+Otherwise the minimum and maximum are `np.min`/`np.max` (vectorised, ~0.1-0.4 ns a voxel); NaN
+and infinities are counted only when there are some (the histogram shows them, or the minimum or
+maximum is not finite).
 
-On scales of more than `EXACT_VOXELS` voxels, the histogram of types wider than 8 bits counts
-every `SAMPLED_ROWS`-th row of each plane (the same rows whatever the band), which keeps the cost
-of the bincount small next to the conversion's; minimum, maximum, NaN and infinity counts stay
+On scales of more than `EXACT_VOXELS` voxels, the histogram counts every `SAMPLED_ROWS`-th row
+of each plane (the same rows whatever the band): millions of values still, for limits as good,
+at an eighth of the cost (docs/benchmarks.md). Minimum, maximum, NaN and infinity counts stay
 exact on every voxel. The file says which (`rows_step`, `histogram.sampled`).
 
 `stats.json` (documented in docs/guide.md, "Value statistics") is written beside `info` at the end of a
@@ -33,7 +34,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,8 +48,8 @@ FILE = "stats.json"
 VERSION = 1
 PERCENTILES = (0.5, 99.5)   # the robust limits a viewer's range is taken from
 EXACT_VOXELS = 1 << 24      # scales up to this many voxels: every row in the histogram
-SAMPLED_ROWS = 4            # larger scales (types wider than 8 bits): every 4th row
-BLOCK = 1 << 18             # values per bincount call: its intp temporary stays small
+SAMPLED_ROWS = 8            # larger scales: every 8th row (still millions of values)
+BLOCK = 1 << 19             # values per bincount call: its intp temporary stays small (4 MiB)
 _HIGH = 1 if sys.byteorder == "little" else 0  # the half-word holding a float32's top bits
 
 
@@ -60,7 +61,7 @@ def bins_of(dtype: np.dtype) -> int:
 def rows_step(scale: Scale, dtype: np.dtype) -> int:
     """Every how many rows a band's histogram counts on this scale (1: every voxel)."""
     voxels = scale.size[0] * scale.size[1] * scale.size[2]
-    return 1 if dtype.itemsize == 1 or voxels <= EXACT_VOXELS else SAMPLED_ROWS
+    return 1 if voxels <= EXACT_VOXELS else SAMPLED_ROWS
 
 
 @dataclass
@@ -82,47 +83,72 @@ class ChannelStats:
 def measure(view: np.ndarray, every: int) -> list[ChannelStats]:
     """Statistics of a band `(c, z, y, x)`, one per channel; the histogram counts every
     `every`-th row of each plane (1: all)."""
-    return [_channel(view[c], every) for c in range(view.shape[0])]
+    meter = Meter(view.dtype, every)
+    meter.add(view)
+    return meter.result() or []
 
 
-def _channel(data: np.ndarray, every: int) -> ChannelStats:
-    dense = np.zeros(bins_of(data.dtype), np.int64)
-    step = max(1, BLOCK // max(1, data.shape[2]))  # rows per call
-    for plane in data[:, ::every]:
-        for r in range(0, plane.shape[0], step):
-            block = plane[r: r + step]
-            dense += _count8(block) if data.dtype.itemsize == 1 else np.bincount(
-                _patterns(block).reshape(-1), minlength=dense.size)
-    voxels = data.size
-    nan = inf = 0
-    lo: float | None
-    hi: float | None
-    if data.dtype.itemsize == 1:
-        order = _order(data.dtype)
-        present = order[dense[order] > 0]
-        lo, hi = (_value(int(present[0]), data.dtype), _value(int(present[-1]), data.dtype)) if present.size \
-            else (None, None)
-    elif data.size:
-        special = _special(data.dtype)
-        seen = special is not None and bool(dense[special].any())
-        lo, hi = (math.nan, math.nan) if seen else (data.min().item(), data.max().item())
-        if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN or infinities, maybe on rows not counted
-            dense[special] = 0
-            nan, inf = int(np.isnan(data).sum()), int(np.isinf(data).sum())
+class _Channel:
+    """One channel's running statistics in a `Meter`."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dense = np.zeros(bins_of(dtype), np.int64)
+        self.pending: list[np.ndarray] = []  # bin patterns not counted yet
+        self.waiting = 0
+        self.voxels = self.nan = self.inf = 0
+        self.low: float | None = None
+        self.high: float | None = None
+
+    def limits(self, data: np.ndarray) -> None:
+        """Minimum and maximum of the finite values; NaN and infinities counted if any."""
+        if not data.size:
+            return
+        lo, hi = data.min().item(), data.max().item()
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            self.nan += int(np.isnan(data).sum())
+            self.inf += int(np.isinf(data).sum())
             finite = data[np.isfinite(data)]
-            lo, hi = (finite.min().item(), finite.max().item()) if finite.size else (None, None)
+            if not finite.size:
+                return
+            lo, hi = finite.min().item(), finite.max().item()
+        self.low = lo if self.low is None else min(self.low, lo)
+        self.high = hi if self.high is None else max(self.high, hi)
+
+    def count(self, patterns: np.ndarray) -> None:
+        """Bin patterns, counted by one bincount per `BLOCK` of them: a call zeroes its 65536
+        bins, which costs as much as counting a chunk's sampled rows."""
+        self.pending.append(patterns)
+        self.waiting += patterns.size
+        if self.waiting >= BLOCK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.dense += np.bincount(np.concatenate(self.pending), minlength=self.dense.size)
+            self.pending, self.waiting = [], 0
+
+
+def _blocks(rows: np.ndarray) -> Iterator[np.ndarray]:
+    """`rows` (z, y, x) in pieces of about `BLOCK` values: several whole planes (copied together
+    if they are apart in memory), or runs of rows of one plane. Each call has a fixed cost (a
+    bincount zeroes its 65536 bins, Pillow wraps an image), so it must count many more values."""
+    z, r, x = rows.shape
+    if r * x >= BLOCK:
+        step = max(1, BLOCK // max(1, x))
+        for plane in rows:
+            for i in range(0, r, step):
+                yield plane[i: i + step]
     else:
-        lo = hi = None
-    nonzero = np.flatnonzero(dense)
-    return ChannelStats(voxels, nan, inf, lo, hi, nonzero.astype(np.uint16), dense[nonzero],
-                        int(dense.sum()))
+        step = BLOCK // max(1, r * x)
+        for i in range(0, z, step):
+            yield rows[i: i + step]
 
 
 def _count8(block: np.ndarray) -> np.ndarray:
     """One bin per byte value, by Pillow's histogram (C, no temporary)."""
     from PIL import Image
 
-    block = np.ascontiguousarray(block.view(np.uint8))
+    block = np.ascontiguousarray(block.view(np.uint8)).reshape(-1, block.shape[-1])
     if block.size == 0:
         return np.zeros(256, np.int64)
     image = Image.frombuffer("L", (block.shape[1], block.shape[0]), block, "raw", "L", 0, 1)
@@ -192,6 +218,50 @@ def merge(items: Sequence[list[ChannelStats]], dtype: np.dtype) -> list[ChannelS
                                 max(highs) if highs else None, nonzero.astype(np.uint16), dense[nonzero],
                                 sum(p.sampled for p in parts)))
     return out
+
+
+class Meter:
+    """A band's statistics, measured piece by piece: each chunk while the encoder has just read
+    it into the cache, not the whole band again afterwards (a band is larger than the cache: a
+    pass over it costs memory bandwidth)."""
+
+    def __init__(self, dtype: np.dtype, every: int) -> None:
+        self.dtype, self.every = dtype, every
+        self.channels: list[_Channel] = []
+
+    def add(self, piece: np.ndarray) -> None:
+        """A piece `(c, z, y, x)` whose first row is a multiple of `every` in the volume."""
+        if not self.channels:
+            self.channels = [_Channel(self.dtype) for _ in range(piece.shape[0])]
+        exact8 = self.dtype.itemsize == 1 and self.every == 1
+        for data, channel in zip(piece, self.channels):
+            channel.voxels += data.size
+            if not exact8:  # 8-bit counted whole: the limits are read from the histogram
+                channel.limits(data)
+            for block in _blocks(data[:, ::self.every]):
+                if self.dtype.itemsize == 1:
+                    channel.dense += _count8(block)
+                else:
+                    channel.count(_patterns(block).reshape(-1).copy())
+
+    def result(self) -> list[ChannelStats] | None:
+        if not self.channels:
+            return None
+        out = []
+        special = _special(self.dtype)
+        for c in self.channels:
+            c.flush()
+            if special is not None:
+                c.dense[special] = 0
+            if self.dtype.itemsize == 1 and self.every == 1:
+                order = _order(self.dtype)
+                present = order[c.dense[order] > 0]
+                if present.size:
+                    c.low, c.high = _value(int(present[0]), self.dtype), _value(int(present[-1]), self.dtype)
+            nonzero = np.flatnonzero(c.dense)
+            out.append(ChannelStats(c.voxels, c.nan, c.inf, c.low, c.high, nonzero.astype(np.uint16),
+                                    c.dense[nonzero], int(c.dense.sum())))
+        return out
 
 
 @dataclass

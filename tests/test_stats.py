@@ -16,7 +16,7 @@ from hypothesis.extra.numpy import arrays
 from reference import read_scale
 
 import streamconv
-from streamconv.stats import PERCENTILES, VERSION, channel_json, measure
+from streamconv.stats import PERCENTILES, SAMPLED_ROWS, VERSION, channel_json, measure
 
 
 def check_channel(stored: dict, values: np.ndarray) -> None:
@@ -104,18 +104,23 @@ def test_a_band_of_integers(values):
     check_channel(channel_json(measure(values, 1)[0], values.dtype), values[0])
 
 
-def test_a_sampled_histogram_keeps_exact_limits_and_counts():
-    """Large scales count every 4th row in the histogram; min, max, NaN and infinities stay exact,
+@pytest.mark.parametrize("dtype", ["float32", "uint8"])
+def test_a_sampled_histogram_keeps_exact_limits_and_counts(dtype):
+    """Large scales count every 8th row in the histogram; min, max, NaN and infinities stay exact,
     even where they lie on rows the histogram skips."""
     rng = np.random.default_rng(7)
-    values = rng.standard_normal((1, 6, 16, 20)).astype(np.float32)
-    values[0, 2, 1, 3] = 40.0   # row 1: not counted in the histogram
-    values[0, 3, 2, 4] = -np.inf
-    values[0, 4, 5, 5] = np.nan
-    stored = channel_json(measure(values, 4)[0], values.dtype)
+    values = (rng.standard_normal((1, 6, 16, 20)) * 10 + 100).astype(dtype)
+    values[0, 2, 1, 3] = 240  # row 1: not counted in the histogram
+    values[0, 2, 3, 3] = 1
+    if dtype == "float32":
+        values[0, 3, 2, 4] = -np.inf
+        values[0, 4, 5, 5] = np.nan
+    stored = channel_json(measure(values, SAMPLED_ROWS)[0], values.dtype)
     finite = values[np.isfinite(values)]
-    assert (stored["min"], stored["max"], stored["nan"], stored["inf"]) == (finite.min(), 40.0, 1, 1)
-    assert stored["histogram"]["sampled"] == 6 * 4 * 20
+    specials = int(dtype == "float32")
+    assert (stored["min"], stored["max"], stored["nan"], stored["inf"]) == (1, 240, specials, specials)
+    assert finite.min() == 1 and finite.max() == 240
+    assert stored["histogram"]["sampled"] == sum(hist for hist in stored["histogram"]["count"]) == 6 * 2 * 20
 
 
 def test_a_segmentation_has_no_statistics_and_a_dry_run_writes_none(tmp_path: Path):

@@ -13,7 +13,7 @@ from ..encodings import Codec
 from ..geometry import Box, Scale, Vec3, array_axis, ceil_div
 from ..sources import Source
 from ..sources.base import MappedSlab
-from ..stats import ChannelStats, measure
+from ..stats import ChannelStats, Meter
 from .buffers import PrivateSlab, SlabRef, populate
 from .sink import ChunkSink
 from .worklog import take
@@ -91,23 +91,28 @@ def process_band(band: Band) -> BandDone:
     view = band.source.array()[band.region.index(band.origin)]
     populate(view, write=False)
     visited = written = nbytes = 0
+    meter = Meter(view.dtype, band.stats) if band.stats else None
     if band.write:
         chunks = band.sink.open(band.level, band.scale, band.region)
         for box in band.scale.chunks_in(band.region.start, band.region.stop):
             chunk = view[box.index(band.region.start)]
             visited += 1
+            if meter is not None:
+                meter.add(chunk)
             if band.skip_empty and not chunk.any():
                 continue
             nbytes += chunks.put(box, band.codec.encode(chunk))
             written += 1
         chunks.close()
+    elif meter is not None:
+        meter.add(view)
     if band.down is not None:
         d = band.down
         out = d.target.array()[_downsampled(band.region, d.factor).index(d.origin)]
         populate(out, write=True)
         downsample(view, d.factor, d.method, out=out, outside=d.outside)
     return BandDone(visited, written, nbytes, np.unique(view) if band.labels else None,
-                    measure(view, band.stats) if band.stats else None)
+                    meter.result() if meter is not None else None)
 
 
 def _downsampled(region: Box, factor: Vec3) -> Box:
