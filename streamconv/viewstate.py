@@ -6,8 +6,9 @@ a new kind adds its own). Each layer's source carries the output's placement whe
 in nanometres to world coordinates in nanometres). Neuroglancer's precomputed source has voxel
 coordinates (voxel `i` spans `[i, i + 1)`, `voxel_offset` included) in units of scale 0's
 resolution; a source `transform` in the state is a matrix from those coordinates to its
-`outputDimensions`. So the layer's matrix is the transform with each column scaled by the
-resolution, in the world unit of the view (millimetres, as NIfTI's world): a RAS and a LAS
+`outputDimensions`, applied to the voxel coordinates expressed in the output's unit (scaled by
+the resolution). So the layer's matrix is the transform's linear part as it is, and its
+translation in the view's world unit (millimetres, as NIfTI's world): a RAS and a LAS
 conversion of one brain overlay exactly, oblique affines included. An output without
 `transform.json` (older outputs) keeps Neuroglancer's default placement.
 
@@ -120,14 +121,19 @@ def source(shown: Shown, url: str, placed: bool) -> str | dict:
         return url
     res = shown.resolution
     matrix = np.zeros((3, 4))
-    matrix[:, :3] = shown.transform[:3, :3] * res * NM / WORLD_UNIT  # column j: one voxel along j
+    # Neuroglancer first expresses a voxel coordinate in the output's unit (times the input
+    # dimension's scale, the resolution), then applies the matrix: so its linear part is the
+    # transform's own, and only the translation changes unit (checked in a real browser:
+    # tests/test_view_world.py)
+    matrix[:, :3] = shown.transform[:3, :3]
     matrix[:, 3] = shown.transform[:3, 3] * NM / WORLD_UNIT
     rows = [[_number(v) for v in row] for row in matrix]
     outputs: dict = {axis: [WORLD_UNIT, "m"] for axis in "xyz"}
+    inputs: dict = {axis: [_number(r * NM), "m"] for axis, r in zip("xyz", res)}  # the source's own
     if shown.info.num_channels > 1:  # the channel dimension stays as it is
         rows = [row[:3] + [0.0] + row[3:] for row in rows] + [[0.0, 0.0, 0.0, 1.0, 0.0]]
-        outputs["c^"] = [1, ""]
-    return {"url": url, "transform": {"matrix": rows, "outputDimensions": outputs}}
+        outputs["c^"] = inputs["c^"] = [1, ""]
+    return {"url": url, "transform": {"matrix": rows, "outputDimensions": outputs, "inputDimensions": inputs}}
 
 
 def _number(value: float) -> float:
