@@ -229,20 +229,30 @@ class Meter:
         self.dtype, self.every = dtype, every
         self.channels: list[_Channel] = []
 
-    def add(self, piece: np.ndarray) -> None:
-        """A piece `(c, z, y, x)` whose first row is a multiple of `every` in the volume."""
+    def add(self, piece: np.ndarray, limits: bool = True) -> None:
+        """A piece `(c, z, y, x)` whose first row is a multiple of `every` in the volume; its
+        minimum and maximum too, unless `limits` is False (then `add_limits` of the whole band:
+        one reduction over long rows costs less than one per chunk, whose rows are short)."""
         if not self.channels:
             self.channels = [_Channel(self.dtype) for _ in range(piece.shape[0])]
-        exact8 = self.dtype.itemsize == 1 and self.every == 1
         for data, channel in zip(piece, self.channels):
             channel.voxels += data.size
-            if not exact8:  # 8-bit counted whole: the limits are read from the histogram
-                channel.limits(data)
+            if limits:
+                self._limits(data, channel)
             for block in _blocks(data[:, ::self.every]):
                 if self.dtype.itemsize == 1:
                     channel.dense += _count8(block)
                 else:
                     channel.count(_patterns(block).reshape(-1).copy())
+
+    def add_limits(self, band: np.ndarray) -> None:
+        """The minimum and maximum of a band whose pieces were added without them."""
+        for data, channel in zip(band, self.channels):
+            self._limits(data, channel)
+
+    def _limits(self, data: np.ndarray, channel: _Channel) -> None:
+        if not (self.dtype.itemsize == 1 and self.every == 1):  # else read from the histogram
+            channel.limits(data)
 
     def result(self) -> list[ChannelStats] | None:
         if not self.channels:

@@ -98,12 +98,14 @@ def process_band(band: Band) -> BandDone:
             chunk = view[box.index(band.region.start)]
             visited += 1
             if meter is not None:
-                meter.add(chunk)
+                meter.add(chunk, limits=False)
             if band.skip_empty and not chunk.any():
                 continue
             nbytes += chunks.put(box, band.codec.encode(chunk))
             written += 1
         chunks.close()
+        if meter is not None:
+            meter.add_limits(view)
     elif meter is not None:
         meter.add(view)
     if band.down is not None:
