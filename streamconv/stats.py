@@ -34,7 +34,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +45,7 @@ from .storage import Store
 log = logging.getLogger("streamconv")
 
 FILE = "stats.json"
+SLAB_DIR = "stats"  # each complete slab's statistics, beside the journal (synced with its checkpoints)
 VERSION = 1
 PERCENTILES = (0.5, 99.5)   # the robust limits a viewer's range is taken from
 EXACT_VOXELS = 1 << 24      # scales up to this many voxels: every row in the histogram
@@ -286,6 +287,19 @@ class VolumeStats:
         held = self.parts.get(level)
         self.parts[level] = stats if held is None else merge([held, stats], self.dtype)
 
+    def slab_done(self, store: Store, state: str, level: int, index: int, stats: list[ChannelStats]) -> None:
+        """A slab complete: its statistics counted, and kept beside the journal (`state`) so
+        that a resumed run, which skips the slab, still counts them."""
+        store.write(_slab_key(state, level, index), json.dumps([_part_json(c) for c in stats]).encode())
+        self.add(level, stats)
+
+    def resume(self, store: Store, state: str, done: Iterable[tuple[int, int]]) -> None:
+        """Count the slabs complete before this run, from what their runs kept."""
+        for level, index in sorted(done):
+            raw = store.read(_slab_key(state, level, index))
+            if raw is not None:
+                self.add(level, [_part_from_json(c) for c in json.loads(raw)])
+
     def complete(self, level: int) -> bool:
         """This run saw every voxel of the scale (a resumed run skips slabs done before)."""
         s = self.scales[level].size
@@ -299,6 +313,20 @@ class VolumeStats:
                 scales.append({"key": self.scales[k].key, "rows_step": rows_step(self.scales[k], self.dtype),
                                "channels": [channel_json(c, self.dtype) for c in self.parts[k]]})
         return {"version": VERSION, "data_type": self.dtype.name, "scales": scales}
+
+
+def _slab_key(state: str, level: int, index: int) -> str:
+    return f"{state}/{SLAB_DIR}/{level}-{index}.json"
+
+
+def _part_json(c: ChannelStats) -> dict:
+    return {"voxels": c.voxels, "nan": c.nan, "inf": c.inf, "min": c.minimum, "max": c.maximum,
+            "bins": c.bins.tolist(), "counts": c.counts.tolist(), "sampled": c.sampled}
+
+
+def _part_from_json(d: dict) -> ChannelStats:
+    return ChannelStats(d["voxels"], d["nan"], d["inf"], d["min"], d["max"], np.array(d["bins"], np.uint16),
+                        np.array(d["counts"], np.int64), d["sampled"])
 
 
 def channel_json(c: ChannelStats, dtype: np.dtype) -> dict:
@@ -367,6 +395,7 @@ def write_stats(store: Store, stats: VolumeStats, replace: bool) -> None:
             data["scales"] = [s for s in old["scales"] if s.get("key") not in seen] + data["scales"]
     if data["scales"] or replace:
         store.write(FILE, json.dumps(data, separators=(",", ":")).encode())
+
 
 
 def read_stats_json(raw: bytes | None) -> dict | None:

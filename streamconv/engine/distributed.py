@@ -223,6 +223,8 @@ class DaskRun:
         self.done = done | {(level, i) for level in range(job.first) for i in range(self.grid.count(level))}
         self.prefix = f"{state_key(job.step)}/pieces"
         self.totals = Totals(stats=VolumeStats(job.scales, source.dtype) if job.collect_stats else None)
+        if self.totals.stats is not None:
+            self.totals.stats.resume(store, state_key(job.step), self.done)
         self.memory = [task_memory(job.plan, job.scales, k, source.num_channels * source.dtype.itemsize)
                        for k in range(len(job.scales))]
 
@@ -317,7 +319,7 @@ class DaskRun:
             pieces=() if replay else tuple((self._piece(*f), grid.origin(grid.planes(*f)[0] // scale.factor[grid.axis]))
                                            for f in feeders),
             replay=self.volume if replay else None, down=down, method=job.method, outside=job.outside_value,
-            stats=rows_step(scale, self.source.dtype) if job.collect_stats else 0)
+            stats=rows_step(scale, self.source.dtype) if job.collect_stats and not replay else 0)
 
     def _raise(self, future: Future, what: str = "a shard's assembly") -> None:
         error = future.exception()
@@ -331,8 +333,8 @@ class DaskRun:
     def _finished(self, future: Future, level: int, index: int) -> None:
         self._raise(future, f"the task of slab {index} of scale {level}")
         visited, written, nbytes, stats = future.result()
-        if stats is not None and self.totals.stats is not None:
-            self.totals.stats.add(level, stats)
+        if stats is not None and self.totals.stats is not None and (level, index) not in self.done:
+            self.totals.stats.slab_done(self.store, state_key(self.job.step), level, index, stats)
         self.totals.chunks += visited
         self.totals.written += written
         self.totals.nbytes += nbytes
