@@ -26,7 +26,7 @@ from .info import VolumeInfo
 from .sharding import ShardingSpec, apply_sharding, parse_sharding
 from .sharding.spec import chunk_ids
 from .sharding.spool import AssembleShard, ShardSpool
-from .stats import FILE as STATS
+from .statsfile import FILE as STATS
 from .storage import Store, open_output
 from .stores import Where
 

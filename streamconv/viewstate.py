@@ -28,8 +28,8 @@ import numpy as np
 
 from .errors import DataError
 from .info import VolumeInfo
-from .stats import FILE as STATS_FILE
-from .stats import PERCENTILES, read_stats_json
+from .statsfile import FILE as STATS_FILE
+from .statsfile import PERCENTILES, read_stats_json
 
 TRANSFORM_FILE = "transform.json"
 WORLD_UNIT = 1e-3  # metres: the view's axes are in millimetres, as NIfTI's world

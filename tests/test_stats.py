@@ -16,7 +16,8 @@ from hypothesis.extra.numpy import arrays
 from reference import read_scale
 
 import streamconv
-from streamconv.stats import PERCENTILES, SAMPLED_ROWS, VERSION, channel_json, measure
+from streamconv.stats import SAMPLED_ROWS, measure
+from streamconv.statsfile import PERCENTILES, VERSION, channel_json
 
 
 def check_channel(stored: dict, values: np.ndarray) -> None:

@@ -16,7 +16,7 @@ from ..convert import Report
 from ..engine.budget import format_size
 from ..errors import StreamconvError
 from ..sources.base import one_line
-from ..stats import describe
+from ..statsfile import describe
 from .options import RunOptions
 from .progress import ProgressFactory, scale_bars, wanted
 

@@ -36,7 +36,8 @@ from ..errors import Interrupted, UsageError, WorkerDied
 from ..geometry import Box, Scale, Vec3, triple
 from ..sources import Source
 from ..sources.base import MemoryOrder
-from ..stats import ChannelStats, VolumeStats, merge, rows_step
+from ..stats import ChannelStats, merge, rows_step
+from ..statsfile import VolumeStats
 from ..storage import Store
 from .budget import format_size, task_memory
 from .buffers import PrivateSlab

@@ -27,7 +27,8 @@ from ..dataset import Dataset
 from ..errors import DataError, Interrupted, WorkerDied
 from ..sources import Source
 from ..sources.base import MappedSlab, MemoryOrder
-from ..stats import ChannelStats, VolumeStats, merge, rows_step
+from ..stats import ChannelStats, merge, rows_step
+from ..statsfile import VolumeStats
 from ..storage import Store
 from .buffers import SlabBuffer, SlabRef
 from .executor import TaskExecutor

@@ -28,7 +28,7 @@ from ..geometry import Scale
 from ..info import VolumeInfo
 from ..sharding.spec import shard_files
 from ..sources import Source
-from ..stats import VolumeStats, write_stats
+from ..statsfile import VolumeStats, write_stats
 from ..storage import Store, open_output, open_store, require
 from ..stores import Where
 from .budget import SlabPlan, default_budget, parse_size, plan_slabs, plan_worker_slabs
