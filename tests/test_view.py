@@ -116,7 +116,7 @@ def test_view_serves_info_chunks_ranges_gzip_and_the_client(outputs):
         assert get(url, f"/v/streamconv/{script}").status == 200
         state = json.loads(urllib.parse.unquote(url.split("#!", 1)[1]))
         assert [layer["name"] for layer in state["layers"]] == ["raw", "gz"]
-        assert state["layers"][0]["source"] == f"precomputed://{url.split('/v/')[0]}/data/raw"
+        assert state["layers"][0]["source"]["url"] == f"precomputed://{url.split('/v/')[0]}/data/raw"
 
 
 ESCAPES = [
@@ -163,9 +163,11 @@ def test_a_segmentation_with_meshes_shows_its_meshed_segments(tmp_path):
     for name in ("3:0", "12:0", "12"):
         (tmp_path / "seg" / "mesh" / name).write_text("{}")
     state = viewer_state([LocalDataset("seg", tmp_path / "seg")], "http://127.0.0.1:1")
-    assert state["layers"] == [{"type": "segmentation", "source": "precomputed://http://127.0.0.1:1/data/seg",
-                                "name": "seg", "segments": ["3", "12"]}]
-    assert state["position"] == [4, 4, 4]
+    [layer] = state["layers"]
+    assert layer["source"]["url"] == "precomputed://http://127.0.0.1:1/data/seg"  # placed by its transform.json
+    assert {key: layer[key] for key in ("type", "name", "segments")} == {
+        "type": "segmentation", "name": "seg", "segments": ["3", "12"]}
+    assert state["position"] == [3.5, 3.5, 3.5]  # mm: the centre of voxels 0..7 under an identity affine
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -7,7 +7,7 @@ segment's relationship entry)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..errors import UsageError
@@ -44,13 +44,14 @@ def shader(info: dict) -> str | None:
     return None if colour is None else f"void main() {{\n  setColor(prop_{colour}());\n}}\n"
 
 
-def annotation_layers(collections: Sequence[Any], layers: Sequence[dict], base_url: str) -> list[dict]:
-    """One annotation layer per collection; relationships linked to the first segmentation layer."""
+def annotation_layers(collections: Sequence[Any], layers: Sequence[dict], data_url: Callable[[str], str]) -> list[dict]:
+    """One annotation layer per collection, read from `data_url(name)`; relationships linked to the
+    first segmentation layer."""
     segmentation = next((layer["name"] for layer in layers if layer.get("type") == "segmentation"), None)
     out = []
     for d in collections:
         info = collection_info(d.info()) or {}
-        layer: dict = {"type": "annotation", "source": f"precomputed://{base_url}/data/{d.name}", "name": d.name}
+        layer: dict = {"type": "annotation", "source": data_url(d.name), "name": d.name}
         code = shader(info)
         if code:
             layer["shader"] = code

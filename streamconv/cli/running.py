@@ -15,6 +15,7 @@ import typer
 
 from ..commands.convert import Report
 from ..errors import StreamconvError, one_line
+from ..layout.statsfile import describe
 from ..units import format_size
 from .options import RunOptions
 from .progress import ProgressFactory, scale_bars, wanted
@@ -105,4 +106,4 @@ def summary(report: Report, run: RunOptions) -> None:
              else f"{report.chunks_written} files")
     typer.echo(f"{report.output}: {len(report.scales)} scales, {files}, "
                f"{format_size(report.bytes_written)}{labels} in {report.seconds:.1f} s ({rate:.1f} MiB/s), "
-               f"peak memory {format_size(report.peak_memory)}{resumed}", err=True)
+               f"peak memory {format_size(report.peak_memory)}{resumed}{describe(report.stats)}", err=True)

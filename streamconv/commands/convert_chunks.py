@@ -27,6 +27,7 @@ from ..format.sharding_choice import apply_sharding, parse_sharding
 from ..layout.dataset import Dataset, open_dataset, read_info
 from ..layout.sink import ChunkSink, FileSink, Finish
 from ..layout.spool import AssembleShard, ShardSpool
+from ..layout.statsfile import FILE as STATS
 from ..sources.placement import PLACEMENT_FILES
 from ..stores import Where, open_output
 from ..stores.base import Store
@@ -136,6 +137,8 @@ def convert_chunks(source: Where, destination: Where, *,
         for key in PLACEMENT_FILES:  # the same voxels in the same place
             if (placed := src.store.read(key)) is not None:
                 dst.write(key, placed)
+        if (stats := src.store.read(STATS)) is not None:  # the values are the source's, re-encoded
+            dst.write(STATS, stats)
         dst.write("info", info.to_json(), durable=True)
         write_job(dst, {"job": record, "complete": True, "boot": boot_id()}, CHUNKS)
     return total

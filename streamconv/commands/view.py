@@ -26,7 +26,7 @@ import os
 import re
 import threading
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from ..annotations.layer import annotation_layers, split_collections
-from ..errors import DataError, UsageError
-from ..format.info import VolumeInfo
+from ..errors import UsageError
+from .viewstate import load, state_url
+from .viewstate import viewer_state as placed_state
 
 log = logging.getLogger("streamconv")
 
@@ -55,6 +56,10 @@ class Served(Protocol):
 
     def open(self, key: str) -> tuple[BinaryIO, int, bool] | None:
         """The file holding `key` (or `key.gz`), its size, and whether it is gzip-encoded."""
+        ...
+
+    def read(self, key: str) -> bytes | None:
+        """A small file as it is stored (`transform.json`, `stats.json`), or None."""
         ...
 
     def list(self, prefix: str) -> Iterator[str]: ...
@@ -87,6 +92,10 @@ class LocalDataset:
                 handle = path.open("rb")
                 return handle, os.fstat(handle.fileno()).st_size, gzipped
         return None
+
+    def read(self, key: str) -> bytes | None:
+        path = self._path(key)
+        return path.read_bytes() if path is not None and path.is_file() else None
 
     def list(self, prefix: str) -> Iterator[str]:
         directory = self._path(prefix)
@@ -131,36 +140,26 @@ def check_client() -> None:
                          "(the neuroglancer package)")
 
 
-def viewer_state(datasets: Sequence[Served], base_url: str) -> dict:
-    """Neuroglancer's state: one layer per dataset, the view centred on the first and fitted to it."""
-    datasets, collections = split_collections(datasets)  # annotations: a layer over the volumes
-    infos = []
-    for d in datasets:
-        data = d.info()
-        if data is None:
-            raise DataError(f"{d.name}: no info")
-        infos.append(VolumeInfo.parse(data, f"{d.name}/info"))
-    first = infos[0].geometry[0]
-    layers = []
-    for d, info in zip(datasets, infos):
-        layer: dict = {"type": info.type, "source": f"precomputed://{base_url}/data/{d.name}",
-                       "name": d.name}
-        if info.type == "segmentation":
-            mesh = info.get("mesh")
-            if isinstance(mesh, str):
-                layer["segments"] = mesh_segments(d, mesh)
-        layers.append(layer)
-    layers += annotation_layers(collections, layers, base_url)
-    extent = [s * r for s, r in zip(first.size, first.resolution)]  # nm
-    panel = 300  # pixels of a slice panel in the default 4-panel layout, roughly
-    return {
-        "dimensions": {axis: [r * 1e-9, "m"] for axis, r in zip("xyz", first.resolution)},
-        "position": [o + s / 2 for o, s in zip(first.voxel_offset, first.size)],
-        "crossSectionScale": max(extent) / min(first.resolution) / panel,
-        "projectionScale": max(extent) / min(first.resolution) * 1.5,
-        "layers": layers,
-        "layout": "4panel",
-    }
+def viewer_state(datasets: Sequence[Served], base_url: str, data_url: Callable[[str], str] | None = None) -> dict:
+    """Neuroglancer's state (`viewstate`): one layer per volume, placed and with its contrast, and
+    one annotation layer per annotation collection over them, read from `data_url(name)`
+    (default: this server's `/data/<name>`); meshed segments shown."""
+    datasets, collections = split_collections(datasets)
+    url = data_url or (lambda name: f"precomputed://{base_url}/data/{name}")
+    shown = [load(d) for d in datasets]
+    state = placed_state(shown, url)
+    for d, s, layer in zip(datasets, shown, state["layers"]):
+        if s.info.type == "segmentation" and isinstance(mesh := s.info.get("mesh"), str):
+            layer["segments"] = mesh_segments(d, mesh)
+    state["layers"] += annotation_layers(collections, state["layers"], url)
+    return state
+
+
+def hosted_state(outputs: Sequence[str | os.PathLike], base_url: str) -> dict:
+    """The state for a Neuroglancer hosted elsewhere, the outputs copied under `base_url` (a
+    bucket, a web server), each in a directory of its own name."""
+    base = base_url.rstrip("/")
+    return viewer_state(served_datasets(outputs), base, lambda name: f"precomputed://{base}/{name}")
 
 
 def mesh_segments(dataset: Served, mesh_key: str, limit: int = 1000) -> list[str]:
@@ -174,10 +173,8 @@ def mesh_segments(dataset: Served, mesh_key: str, limit: int = 1000) -> list[str
 
 
 def viewer_url(base_url: str, state: dict) -> str:
-    """The client's page with the state after `#!`; JSON punctuation stays readable, since a
-    user may copy, read or edit the URL."""
-    fragment = urllib.parse.quote(json.dumps(state, separators=(",", ":")), safe="{}[]:,\"/")
-    return f"{base_url}/v/{TOKEN}/#!{fragment}"
+    """The client's page with the state after `#!`."""
+    return state_url(f"{base_url}/v/{TOKEN}/", state)
 
 
 @dataclass

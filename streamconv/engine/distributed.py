@@ -35,8 +35,10 @@ from distributed.scheduler import KilledWorker
 from ..encodings import ChunkFormat
 from ..errors import Interrupted, UsageError, WorkerDied
 from ..format.geometry import Box, Scale, Vec3, triple
+from ..kernels.stats import ChannelStats, merge, rows_step
 from ..layout.dataset import Dataset
 from ..layout.sink import ChunkSink, Finish, run_finish
+from ..layout.statsfile import VolumeStats
 from ..sources import Source
 from ..sources.base import MemoryOrder
 from ..stores.base import Store
@@ -162,11 +164,12 @@ class SlabTask:
     down: Piece | None  # None on the coarsest scale
     method: str
     outside: float | None
+    stats: int = 0  # the bands' value statistics: `Band.stats`
 
 
-def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, int]:
-    """Fill, write and downsample one slab; (chunks visited, written, bytes). `after`: the
-    finer tasks' results, only there so that Dask runs this task after them."""
+def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, int, list[ChannelStats] | None]:
+    """Fill, write and downsample one slab; (chunks visited, written, bytes, value statistics).
+    `after`: the finer tasks' results, only there so that Dask runs this task after them."""
     slab = PrivateSlab.zeros(task.shape, task.dtype, task.order)
     if task.source is not None:
         fill(task.source, task.p0, task.p1, slab, task.p0)
@@ -183,18 +186,20 @@ def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, in
     out = PrivateSlab.zeros(task.down.shape, task.dtype) if task.down else None
     down = Downsample(out, task.down.origin, task.down.factor, task.method, task.outside) if task.down and out else None
     totals = np.zeros(3, np.int64)
+    stats = []
     for region in task.bands:
         done = process_band(Band(slab, task.origin, task.level, task.scale, region, task.fmt.codec,
                                     task.sink, task.skip_empty, down,
-                                    write=task.replay is None))
+                                    write=task.replay is None, stats=task.stats))
         totals += (done.visited, done.written, done.nbytes)
+        stats += [done.stats] if done.stats is not None else []
     if task.down and out:
         buffer = io.BytesIO()
         np.save(buffer, out.data)
         store.write(task.down.key, buffer.getbuffer())
     if store.can.sync:  # this host's writes on disk before the client journals the slab
         store.sync()
-    return int(totals[0]), int(totals[1]), int(totals[2])
+    return int(totals[0]), int(totals[1]), int(totals[2]), merge(stats, np.dtype(task.dtype)) if stats else None
 
 
 class DaskRun:
@@ -211,7 +216,9 @@ class DaskRun:
         self.done = done | {(level, i) for level in range(job.first) for i in range(self.grid.count(level))}
         self.prefix = f"{state_key(job.step)}/pieces"
         self.rooms = Rooms(True, ())  # each worker's room, read by _check_workers
-        self.totals = Totals()
+        self.totals = Totals(stats=VolumeStats(job.scales, source.dtype) if job.collect_stats else None)
+        if self.totals.stats is not None:
+            self.totals.stats.resume(store, state_key(job.step), self.done)
         self.memory = [task_memory(job.plan, job.scales, k, source.num_channels * source.dtype.itemsize)
                        for k in range(len(job.scales))]
 
@@ -305,7 +312,8 @@ class DaskRun:
             source=self.source.window(p0, p1) if level == 0 and not replay else None,
             pieces=() if replay else tuple((self._piece(*f), grid.origin(grid.planes(*f)[0] // scale.factor[grid.axis]))
                                            for f in feeders),
-            replay=self.volume if replay else None, down=down, method=job.method, outside=job.outside_value)
+            replay=self.volume if replay else None, down=down, method=job.method, outside=job.outside_value,
+            stats=rows_step(scale, self.source.dtype) if job.collect_stats and not replay else 0)
 
     def _raise(self, future: Future, what: str = "a shard's assembly") -> None:
         error = future.exception()
@@ -318,7 +326,9 @@ class DaskRun:
 
     def _finished(self, future: Future, level: int, index: int) -> None:
         self._raise(future, f"the task of slab {index} of scale {level}")
-        visited, written, nbytes = future.result()
+        visited, written, nbytes, stats = future.result()
+        if stats is not None and self.totals.stats is not None and (level, index) not in self.done:
+            self.totals.stats.slab_done(self.store, state_key(self.job.step), level, index, stats)
         self.totals.chunks += visited
         self.totals.written += written
         self.totals.nbytes += nbytes

@@ -81,6 +81,11 @@ class Job:
         """Band tasks return the labels of scale 0 for the work after the pyramid."""
         return self.annotations is not None and self.annotations.collect_labels
 
+    @property
+    def collect_stats(self) -> bool:
+        """Band tasks return value statistics (`stats.json`): for images, whose viewers need a range."""
+        return self.info.type == "image"
+
 
 def resources(workers: int | None, memory: str | int | None) -> tuple[int, int]:
     """Worker count (default: CPU count) and memory budget in bytes (default: half of what is

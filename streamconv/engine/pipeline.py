@@ -24,14 +24,17 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, Interrupted, WorkerDied
+from ..kernels.stats import ChannelStats, merge, rows_step
 from ..layout.dataset import Dataset
 from ..layout.sink import Finish, run_finish
+from ..layout.statsfile import VolumeStats
 from ..sources import Source
 from ..sources.base import MappedSlab, MemoryOrder
 from ..stores.base import Store
 from .buffers import SlabBuffer, SlabRef
 from .executor import TaskExecutor
 from .job import Job
+from .journal import state_key
 from .output import output_sink
 from .slabgrid import SlabGrid
 from .tasks import Band, BandDone, Downsample, fill, fill_from_store, process_band
@@ -91,6 +94,8 @@ class _Slab:
     replay: bool = False  # complete already: read back and downsampled, not written
     #: the next scale's slab this one downsamples into; set when sealed
     target: _Slab | None = field(default=None, repr=False)
+    #: the value statistics its band tasks returned so far (not for replays: their runs kept them)
+    stats: list[list[ChannelStats]] = field(default_factory=list, repr=False)
 
     @property
     def planes(self) -> int:
@@ -118,6 +123,8 @@ class Totals:
     replayed_slabs: int = 0  # complete before this run, read back to rebuild the next scale
     #: the distinct values of the scale-0 slabs this run wrote, when the job asks for them
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64), compare=False)
+    #: the value statistics band tasks returned, when the job asks for them
+    stats: VolumeStats | None = field(default=None, compare=False)
 
 
 class Pipeline:
@@ -139,7 +146,9 @@ class Pipeline:
         self._read_executor: Executor | TaskExecutor = (
             executor if source.parallel_reads or executor.in_process
             else ThreadPoolExecutor(1, thread_name_prefix="streamconv-read"))
-        self.totals = Totals()
+        self.totals = Totals(stats=VolumeStats(job.scales, source.dtype) if job.collect_stats else None)
+        if self.totals.stats is not None:
+            self.totals.stats.resume(store, state_key(job.step), self.done)
         self._buffers: list[list[SlabBuffer]] = [[] for _ in self.scales]
         self._free: list[list[SlabBuffer]] = [[] for _ in self.scales]
         self._open: list[dict[int, _Slab]] = [{} for _ in self.scales]
@@ -261,7 +270,9 @@ class Pipeline:
             band = Band(slab.ref, self.grid.origin(slab.p0), slab.level, self.scales[slab.level],
                         region, self.job.fmt.codec, self.sink, self.job.skip_empty, down,
                         write=not slab.replay,
-                        labels=self.job.collect_labels and slab.level == 0 and not slab.replay)
+                        labels=self.job.collect_labels and slab.level == 0 and not slab.replay,
+                        stats=rows_step(self.scales[slab.level], self.source.dtype)
+                        if self.job.collect_stats and not slab.replay else 0)
             slab.readers += 1
             if slab.target is not None:
                 slab.target.writers += 1
@@ -312,6 +323,8 @@ class Pipeline:
             self.hooks.progress(slab.level, result.visited, result.nbytes)
         if result.labels is not None:
             self.totals.labels = np.union1d(self.totals.labels, result.labels.astype(np.uint64))
+        if result.stats is not None:
+            slab.stats.append(result.stats)
         slab.readers -= 1
         if slab.target is not None:
             slab.target.writers -= 1
@@ -325,6 +338,9 @@ class Pipeline:
         del self._open[slab.level][slab.index]
         self._free[slab.level].append(slab.buffer)
         if not slab.replay:
+            if self.totals.stats is not None and slab.stats:  # kept before the journal says done
+                self.totals.stats.slab_done(self.store, state_key(self.job.step), slab.level, slab.index,
+                                            merge(slab.stats, self.source.dtype))
             if self.hooks.slab_done:
                 self.hooks.slab_done(slab.level, slab.index)
             self._finish(self.completion.slab_done(slab.level, slab.index))

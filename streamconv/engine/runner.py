@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ..errors import StreamconvError, UsageError
 from ..format.geometry import Scale
 from ..format.sharding import shard_files
+from ..layout.statsfile import VolumeStats, write_stats
 from ..sources import Source
 from ..stores import Where, open_output, open_store
 from ..stores.base import Store, require
@@ -68,6 +69,7 @@ class Report:
     estimate: Estimate | None = None  # a dry run: what the run would cost; nothing was written
     shard_files: int = 0     # the sharded scales' files (their chunks are among chunks_written)
     annotated: AfterReport | None = None  # names and meshes, when asked for
+    stats: VolumeStats | None = None  # the values seen (scales seen whole: `stats.json`)
 
 
 @contextmanager
@@ -111,7 +113,7 @@ def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, work
     return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
                   time.perf_counter() - started, found == RESUME, totals.skipped_slabs,
                   totals.replayed_slabs, complete=found == COMPLETE, peak_memory=peak.bytes,
-                  annotated=annotated, shard_files=_shard_files(job))
+                  annotated=annotated, shard_files=_shard_files(job), stats=totals.stats)
 
 
 def _shard_files(job: Job) -> int:
@@ -216,6 +218,8 @@ def _write(run: Running, store: Store, overwrite: bool, resume: bool,
                                                           stop.is_set, overwrite)
         finally:
             journal.close()
+        if totals.stats is not None:
+            write_stats(store, totals.stats, replace=job.step == CONVERT)
         if job.step == CONVERT:
             for key, data in job.files:
                 store.write(key, data)

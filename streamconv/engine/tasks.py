@@ -10,6 +10,7 @@ import numpy as np
 from ..encodings import Codec
 from ..format.geometry import Box, Scale, Vec3, array_axis, ceil_div
 from ..kernels.downsampling import downsample
+from ..kernels.stats import ChannelStats, Meter
 from ..layout.dataset import Dataset
 from ..layout.sink import ChunkSink
 from ..sources import Source
@@ -70,6 +71,7 @@ class Band:
     down: Downsample | None
     write: bool = True  # False when replaying a slab whose chunks are already written
     labels: bool = False  # also return the band's distinct values (a segmentation's labels)
+    stats: int = 0  # also return its value statistics, the histogram of every `stats`-th row; 0: not
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class BandDone:
     written: int  # chunk files
     nbytes: int
     labels: np.ndarray | None = None  # the distinct values of the band, when asked
+    stats: list[ChannelStats] | None = None  # its value statistics per channel, when asked
 
 
 def process_band(band: Band) -> BandDone:
@@ -88,22 +91,30 @@ def process_band(band: Band) -> BandDone:
     view = band.source.array()[band.region.index(band.origin)]
     populate(view, write=False)
     visited = written = nbytes = 0
+    meter = Meter(view.dtype, band.stats) if band.stats else None
     if band.write:
         chunks = band.sink.open(band.level, band.scale, band.region)
         for box in band.scale.chunks_in(band.region.start, band.region.stop):
             chunk = view[box.index(band.region.start)]
             visited += 1
+            if meter is not None:
+                meter.add(chunk, limits=False)
             if band.skip_empty and not chunk.any():
                 continue
             nbytes += chunks.put(box, band.codec.encode(chunk))
             written += 1
         chunks.close()
+        if meter is not None:
+            meter.add_limits(view)
+    elif meter is not None:
+        meter.add(view)
     if band.down is not None:
         d = band.down
         out = d.target.array()[_downsampled(band.region, d.factor).index(d.origin)]
         populate(out, write=True)
         downsample(view, d.factor, d.method, out=out, outside=d.outside)
-    return BandDone(visited, written, nbytes, np.unique(view) if band.labels else None)
+    return BandDone(visited, written, nbytes, np.unique(view) if band.labels else None,
+                    meter.result() if meter is not None else None)
 
 
 def _downsampled(region: Box, factor: Vec3) -> Box:

@@ -1,0 +1,89 @@
+"""The cost of the value statistics (`streamconv/stats.py`), in CPU-seconds, so that it can be
+measured on a loaded machine:
+
+    python tools/bench_stats.py --size 256
+
+1. the band kernel alone (a `stats.Meter` fed 16 chunks of 64^3), CPU nanoseconds per voxel;
+2. a whole conversion in this process (`--workers 0`: every CPU-second is ours) with and without
+   statistics (`Job.collect_stats` switched off), CPU nanoseconds per voxel of scale 0, best of
+   `--repeat` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+import streamconv
+from streamconv.engine.runner import Job
+from streamconv.kernels.stats import SAMPLED_ROWS, Meter
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def kernel(dtype: str, repeat: int, every: int) -> float:
+    """CPU ns per voxel of `measure` on 64^3 chunks (a band task measures each chunk it encodes)."""
+    rng = np.random.default_rng(0)
+    band = (rng.standard_normal((16, 1, 64, 64, 64)) * 40 + 100).astype(dtype)
+    best = float("inf")
+    for _ in range(repeat):
+        start = cpu()
+        meter = Meter(band.dtype, every)  # one per band task, fed each chunk
+        for chunk in band:
+            meter.add(chunk)
+        meter.result()
+        best = min(best, cpu() - start)
+    return best / band.size * 1e9
+
+
+def conversion(source: Path, out: Path, stats: bool, repeat: int, **options: object) -> float:
+    """Best CPU-seconds of a conversion in this process."""
+    original = Job.collect_stats
+    if not stats:
+        Job.collect_stats = property(lambda self: False)  # type: ignore[assignment,method-assign]
+    try:
+        best = float("inf")
+        for _ in range(repeat):
+            shutil.rmtree(out, ignore_errors=True)
+            start = cpu()
+            streamconv.convert(source, out, workers=0, **options)
+            best = min(best, cpu() - start)
+        return best
+    finally:
+        Job.collect_stats = original  # type: ignore[method-assign]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=256, help="edge of the test volume")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    n = args.size
+    print(f"CPU time (getrusage), best of {args.repeat}; {time.strftime('%H:%M')}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for dtype in ("uint8", "uint16", "float32"):
+            print(f"{dtype}: kernel {kernel(dtype, args.repeat, 1):.2f} ns/voxel, "
+                  f"{kernel(dtype, args.repeat, SAMPLED_ROWS):.2f} with the histogram of every {SAMPLED_ROWS}th row")
+            data = (np.random.default_rng(1).standard_normal((n, n, n)) * 40 + 100).astype(dtype)
+            nib.save(nib.Nifti1Image(data, np.eye(4)), root / "in.nii")
+            for options in ({}, {"gzip": True}):
+                off = conversion(root / "in.nii", root / "out", False, args.repeat, **options)
+                on = conversion(root / "in.nii", root / "out", True, args.repeat, **options)
+                name = "gzip" if options else "raw"
+                print(f"  convert {name}: {off / n**3 * 1e9:.2f} -> {on / n**3 * 1e9:.2f} ns/voxel "
+                      f"({(on - off) / off:+.1%}) without -> with statistics")
+
+
+if __name__ == "__main__":
+    main()
