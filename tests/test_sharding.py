@@ -45,9 +45,10 @@ def tensorstore_scales(out: Path) -> list[np.ndarray]:
 
 
 def output_files(out: Path) -> list[Path]:
-    """The pyramid's files (not our journal, nor the placement: transform.json, placement.json)."""
+    """The pyramid's files (not our journal, nor the files beside it: transform.json,
+    placement.json, stats.json)."""
     return [p for p in out.rglob("*") if p.is_file() and ".streamconv" not in p.parts
-            and p.name not in ("transform.json", "placement.json")]
+            and p.name not in ("transform.json", "placement.json", "stats.json")]
 
 
 # The format notes' examples (section 5).

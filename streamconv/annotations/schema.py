@@ -103,6 +103,7 @@ class Relationship:
 
     @property
     def key(self) -> str:
+        """Where its index lies in the collection (Neuroglancer's `rel_<id>` is a convention)."""
         return f"rel_{self.id}"
 
 

@@ -126,13 +126,19 @@ def parse_sharding(text: str, shard_size: int = DEFAULT_SHARD_SIZE) -> Sharding:
         if shard_size < 1:
             raise UsageError(f"--shard-size must be positive, got {shard_size}")
         return AutoSharding(shard_size)
+    return parse_bits(text, "PRESHIFT,MINISHARD,SHARD", "off, auto or ")
+
+
+def parse_bits(text: str, order: str, also: str = "") -> FixedSharding:
+    """Three bit counts, comma-separated in `order` (PRESHIFT, MINISHARD and SHARD named in the
+    order they are typed), checked as a `ShardingSpec` would be."""
     try:
-        p, m, s = (int(v) for v in text.split(","))
-        ShardingSpec(p, m, s)
+        bits = dict(zip(order.split(","), (int(v) for v in text.split(",")), strict=True))
+        ShardingSpec(bits["PRESHIFT"], bits["MINISHARD"], bits["SHARD"])
     except ValueError:
-        raise UsageError(f"--sharding takes off, auto or PRESHIFT,MINISHARD,SHARD bits "
+        raise UsageError(f"--sharding takes {also}{order} bits "
                          f"(minishard 0-32, shard 0-(64-minishard)), got {text!r}") from None
-    return FixedSharding(p, m, s)
+    return FixedSharding(bits["PRESHIFT"], bits["MINISHARD"], bits["SHARD"])
 
 
 def chunk_bytes(scale: Scale, channels: int, dtype: np.dtype) -> int:

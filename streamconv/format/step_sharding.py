@@ -12,20 +12,14 @@ from __future__ import annotations
 from ..errors import UsageError
 from .info import FullresInfo, VolumeInfo
 from .sharding import ShardingSpec
-from .sharding_choice import FixedSharding, chunk_bytes
+from .sharding_choice import FixedSharding, chunk_bytes, parse_bits
 
 ORDER = "MINISHARD,SHARD,PRESHIFT"
 
 
 def parse_step_sharding(text: str) -> FixedSharding:
-    """`--sharding MINISHARD,SHARD,PRESHIFT` bits."""
-    try:
-        minishard, shard, preshift = (int(v) for v in text.split(","))
-        ShardingSpec(preshift, minishard, shard)
-    except ValueError:
-        raise UsageError(f"--sharding takes {ORDER} bits, as neuroglancer-scripts (minishard 0-32, "
-                         f"shard 0-(64-minishard)), got {text!r}") from None
-    return FixedSharding(preshift, minishard, shard)
+    """`--sharding MINISHARD,SHARD,PRESHIFT` bits, neuroglancer-scripts' order."""
+    return parse_bits(text, ORDER)
 
 
 def fullres_sharded(full: FullresInfo, text: str, gzip: bool) -> FullresInfo:
