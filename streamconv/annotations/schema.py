@@ -96,15 +96,13 @@ class Property:
 
 @dataclass(frozen=True)
 class Relationship:
-    """A column of related object ids (segments): `id` in the info, files under `key`."""
+    """A column of related object ids (segments): `id` in the info, its index under `key`
+    (`rel_<id>`, Neuroglancer's convention)."""
 
     id: str
     column: str
 
-    @property
-    def key(self) -> str:
-        """Where its index lies in the collection (Neuroglancer's `rel_<id>` is a convention)."""
-        return f"rel_{self.id}"
+    key = property(lambda self: f"rel_{self.id}")
 
 
 @dataclass(frozen=True)
