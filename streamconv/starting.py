@@ -50,7 +50,7 @@ FORK_SERVER_PRELOAD = ["streamconv.engine.lifeline", "streamconv.engine.worklog"
 # which only reports what a number of workers would need (tests/test_startup.py checks)
 POOL_COMMANDS = frozenset({"convert", "convert-chunks", "volume-to-precomputed", "slices-to-precomputed",
                            "compute-scales", "volume-to-precomputed-pyramid", "generate-meshes",
-                           "add-segment-names"})
+                           "add-segment-names", "annotations"})
 
 
 def start_fork_server() -> None:

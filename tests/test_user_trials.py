@@ -87,7 +87,9 @@ def test_a_truncated_gzip_leaves_no_output_behind(tmp_path):
     one_error_line(streamconv_cli("convert", tmp_path / "short.nii.gz", out), "short.nii.gz")
     assert not out.exists()
     # cut after some chunks were written: they are kept, and the job record to resume them
-    one_error_line(streamconv_cli("convert", truncated_gz(tmp_path), out), "short.nii.gz")
+    # (in one process: with workers, whether a slab's chunks are written before the read fails
+    # depends on the machine's load)
+    one_error_line(streamconv_cli("convert", truncated_gz(tmp_path), out, "--workers", "0"), "short.nii.gz")
     assert (out / ".streamconv" / "job.json").exists() and any(out.glob("*/0-64_0-64_0-64"))
 
 
