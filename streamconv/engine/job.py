@@ -39,6 +39,9 @@ class AfterReport(Protocol):
     @property
     def meshes(self) -> object: ...  # what was meshed, if anything
 
+    def describe(self) -> str:
+        """What it wrote, for the summary line after the volume's (', 5 labels meshed')."""
+
 
 class AfterPyramid(Protocol):
     """Work a job runs once its pyramid is written, before its info: it may write beside the
