@@ -77,7 +77,7 @@ class Job:
     first: int = 0       # scales below this one are on disk already: read, not written
     outside_value: float | None = None
     annotations: AfterPyramid | None = None  # names and meshes of a segmentation, added at the end
-    files: tuple[tuple[str, bytes], ...] = ()  # written with the info (transform.json, placement.json)
+    files: tuple[tuple[str, bytes], ...] = ()  # transform.json, placement.json: before the AfterPyramid
 
     @property
     def collect_labels(self) -> bool:
