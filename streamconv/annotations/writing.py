@@ -85,9 +85,9 @@ def write_unit(store: Store, spool: str, plan: Plan, index: Index, shard: int, n
     ends = np.cumsum(sizes.astype(np.int64))
     starts = ends - sizes.astype(np.int64)
     if not index.sharded:
-        data = blob.tobytes()
+        values = blob.tobytes()
         names = file_names(index, plan, ids)
-        store.write_all(zip(names, (data[a:b] for a, b in zip(starts.tolist(), ends.tolist()))))
+        store.write_all(zip(names, (values[a:b] for a, b in zip(starts.tolist(), ends.tolist()))))
         return UnitDone(number, int(ends[-1]), len(names), largest)
     if spec.data_encoding != "raw":
         data = [encode_data(blob[a:b].tobytes(), spec.data_encoding) for a, b in zip(starts.tolist(), ends.tolist())]
