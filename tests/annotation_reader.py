@@ -73,7 +73,9 @@ class Records:
 def _values(directory: Path, sharding: dict | None) -> dict[int, bytes] | dict[str, bytes]:
     """Every value of an index: files by name, or every entry of every shard by key."""
     if sharding is None:
-        return {p.name: p.read_bytes() for p in sorted(directory.iterdir())} if directory.exists() else {}
+        if not directory.exists():
+            return {}
+        return {p.name: p.read_bytes() for p in sorted(directory.iterdir(), key=lambda p: p.name)}
     out: dict = {}
     mb, sb, pre = sharding["minishard_bits"], sharding["shard_bits"], sharding["preshift_bits"]
     for path in sorted(directory.glob("*.shard")):

@@ -147,29 +147,32 @@ def test_murmur64_is_the_shard_hash() -> None:
     assert murmur64(values).tolist() == [murmurhash3_x86_128_low64(int(v)) for v in values]
 
 
-def test_100000_points_sharded(table: Path, tmp_path: Path) -> None:
-    report = write_annotations(table, tmp_path / "out", OPTIONS, workers=2, memory="96MiB")
+@pytest.fixture(scope="module")
+def sharded(table: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The table's collection, sharded (written once for the tests that read it)."""
+    out = tmp_path_factory.mktemp("sharded") / "out"
+    report = write_annotations(table, out, OPTIONS, workers=2, memory="96MiB")
     assert report.annotations == 100_000
-    info = json.loads((tmp_path / "out" / "info").read_text())
+    return out
+
+
+def test_100000_points_sharded(table: Path, sharded: Path) -> None:
+    info = json.loads((sharded / "info").read_text())
     assert "sharding" in info["by_id"] and "sharding" in info["spatial"][-1]
-    check_points(read_collection(tmp_path / "out"), rows_of(table))
+    check_points(read_collection(sharded), rows_of(table))
 
 
-def test_points_unsharded_same_annotations(table: Path, tmp_path: Path) -> None:
-    """Files, one per key; the same annotations as the sharded output (10,000 rows: 100,000
-    by_id files would take the test a minute)."""
-    small = tmp_path / "cells.tsv"
-    with open(table) as src, open(small, "w") as out:
-        for _, line in zip(range(10_001), src):
-            out.write(line.replace(",", "\t"))
-    write_annotations(small, tmp_path / "files", AnnotationOptions(resolution="1000,1000,2000", limit=500,
-                                                                   sharding="off"), workers=0)
-    write_annotations(small, tmp_path / "shards", AnnotationOptions(resolution="1000,1000,2000", limit=500,
-                                                                    sharding="auto"), workers=0)
+def test_points_unsharded_same_annotations(table: Path, sharded: Path, tmp_path: Path) -> None:
+    """100,000 rows as files, one per key (a TSV of the same rows); the same annotations as the
+    sharded output."""
+    tsv = tmp_path / "cells.tsv"
+    tsv.write_text(table.read_text().replace(",", "\t"))
+    write_annotations(tsv, tmp_path / "files", AnnotationOptions(resolution="1000,1000,2000", limit=500,
+                                                                 sharding="off"), workers=2)
     info = json.loads((tmp_path / "files" / "info").read_text())
     assert "sharding" not in info["by_id"] and not any("sharding" in level for level in info["spatial"])
-    files, shards = read_collection(tmp_path / "files"), read_collection(tmp_path / "shards")
-    check_points(files, rows_of(small))
+    files, shards = read_collection(tmp_path / "files"), read_collection(sharded)
+    check_points(files, rows_of(tsv))
     assert files.by_id == shards.by_id and files.spatial == shards.spatial and files.related == shards.related
 
 

@@ -19,7 +19,7 @@ from ..errors import UsageError
 from ..stores import open_store
 from ..stores.base import Store
 from .columns import annotation_ids, colours, numbers_of, segment_lists
-from .coords import placement
+from .coords import Placement, placement
 from .ingest import Request, header
 from .reader import IndexReader, multiple, read_collection_info
 from .schema import TYPES, Property, Relationship, Schema
@@ -93,18 +93,22 @@ def verify_annotations(table: str | os.PathLike, output: str | os.PathLike, stor
     info = read_collection_info(store)
     if info is None:
         raise UsageError(f"{store.url}: not an annotation collection")
+    recorded: Placement | None = None
     if options is None:
         from ..engine.journal import read_job
-        options = ((read_job(store, "annotations") or {}).get("job") or {}).get("options")
+        record = (read_job(store, "annotations") or {}).get("job") or {}
+        options = record.get("options")
         if options is None:
             raise UsageError(f"{store.url}: no job record of streamconv annotations; its options are unknown")
+        if record.get("placement") is not None:  # as written (convert --annotations: the volume's)
+            recorded = Placement(**record["placement"])
     schema = _schema(info)
     size = schema.record_size
     source = Table.open(table)
     request = Request(options.get("type"), tuple(tuple(p) for p in options.get("columns", [])),
                       tuple(options["relationships"]) if options.get("relationships") else None)
     columns = header(source, request)
-    place = placement(options.get("image"), options.get("resolution"), options.get("coordinates", "voxel"))
+    place = recorded or placement(options.get("image"), options.get("resolution"), options.get("coordinates", "voxel"))
     by_id_index = IndexReader(store, info["by_id"]["key"], info["by_id"].get("sharding"))
     by_id = _ByIdValues(by_id_index)
     levels = [Level(tuple(lv["grid_shape"]), tuple(lv["chunk_size"])) for lv in info["spatial"]]

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DataError, UsageError
-from ..format.geometry import parse_resolution
+from ..format.geometry import Scale, parse_resolution
 from ..layout.dataset import read_info
 from ..stores import open_store
+from ..stores.base import Store
 from .schema import AnnotationType
 
 COORDINATES = ("voxel", "mm")
@@ -68,7 +69,14 @@ def placement(image: str | os.PathLike | None, resolution: str | None, coordinat
     info = read_info(store)
     if info is None:
         raise UsageError(f"{store.url}: no info file; --image is a precomputed volume output")
-    scale = info.geometry[0]
+    return placement_in(store, info.geometry[0], resolution, coordinates)
+
+
+def placement_in(store: Store, scale: Scale, resolution: str | None, coordinates: str) -> Placement:
+    """The placement in the volume output of `store` whose scale 0 is `scale` (its
+    `transform.json` for mm)."""
+    if coordinates not in COORDINATES:
+        raise UsageError(f"--coordinates must be one of {', '.join(COORDINATES)}, got {coordinates!r}")
     res = parse_resolution(resolution) if resolution else scale.resolution
     if coordinates == "voxel":
         return Placement(res, tuple(o + 0.5 for o in scale.voxel_offset), None)  # type: ignore[arg-type]

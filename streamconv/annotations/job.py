@@ -25,7 +25,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +34,13 @@ from ..engine.executor import TaskExecutor, bounded, executor
 from ..engine.job import resources
 from ..engine.journal import COMPLETE, START, Journal, prepare_output, read_job, write_job
 from ..engine.peak import peak_memory
-from ..errors import OutputError, UsageError
+from ..errors import Interrupted, OutputError, UsageError
 from ..format.sharding_choice import Sharding, parse_sharding
 from ..stores import open_output
+from ..stores.base import Store
 from ..stores.local import LocalStore
 from .columns import schema_of
-from .coords import placement
+from .coords import Placement, placement
 from .info import collection_info
 from .ingest import Ingested, Request, header, ingest
 from .plan import BY_ID, RELATED, Index, Plan, hashed_index, spatial_index
@@ -101,86 +102,116 @@ def write_annotations(table: str | os.PathLike, output: str | os.PathLike, optio
                       progress: Callable[[str, int, int], None] | None = None) -> AnnotationsReport:
     """Write the annotations of `table` to `output`; resumes an unfinished run of the same job."""
     started = time.monotonic()
+    workers, budget = resources(workers, memory)
+    place = placement(options.image, options.resolution, options.coordinates)
+    request = checked(table, options)
+    store = open_output(output)
+    if read_job(store, STEP) is None and store.read("info") is not None and not overwrite:
+        raise OutputError(f"{store.url} already holds a dataset (an info file); pass --overwrite to replace it")
+    if overwrite:
+        store.delete("info")
+    with peak_memory() as peak, executor(workers) as pool:
+        report = write_collection(table, request, store, place, pool, workers, budget, overwrite, progress)
+    return replace(report, output=str(output), seconds=time.monotonic() - started, peak_memory=peak.bytes)
+
+
+def checked(table: str | os.PathLike, options: AnnotationOptions) -> TableRequest:
+    """The table and options checked before any work: its header read, the columns found."""
     if options.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {options.limit}")
-    sharding = parse_sharding(options.sharding)
-    workers, budget = resources(workers, memory)
-    source = Table.open(table)
-    place = placement(options.image, options.resolution, options.coordinates)
+    parse_sharding(options.sharding)
     request = Request(options.type, options.columns, options.relationships)
-    columns = header(source, request)
-    store = open_output(output)
+    header(Table.open(table), request)
+    return TableRequest(options, request)
+
+
+@dataclass(frozen=True)
+class TableRequest:
+    """Checked options of a collection (`checked`)."""
+
+    options: AnnotationOptions
+    request: Request
+
+
+def write_collection(table: str | os.PathLike, checked: TableRequest, store: Store, place: Placement,
+                     pool: TaskExecutor, workers: int, budget: int, overwrite: bool = False,
+                     progress: Callable[[str, int, int], None] | None = None,
+                     should_stop: Callable[[], bool] = lambda: False) -> AnnotationsReport:
+    """The collection of `table` written to `store` on `workers` of `pool` within `budget`: by
+    `streamconv annotations`, or after a conversion's pyramid (`AnnotationTable`). Resumes an
+    unfinished run of the same job; `should_stop`: stop at the next task (resumable)."""
+    options = checked.options
+    sharding = parse_sharding(options.sharding)
+    source = Table.open(table)
+    columns = header(source, checked.request)
     if not isinstance(store, LocalStore):
         raise UsageError(f"{store.url}: annotations are written to a local directory (their sort runs "
                          "are read by memory map); write locally, then copy")
     record = json.loads(json.dumps({"table": source.fingerprint(), "options": asdict(options),
                                      "placement": asdict(place), "seed": SEED,
                                      "writes": _writes(columns.relationships)}))
-    if read_job(store, STEP) is None and store.read("info") is not None and not overwrite:
-        raise OutputError(f"{store.url} already holds a dataset (an info file); pass --overwrite to replace it")
-    if overwrite:
-        store.delete("info")
-    with peak_memory() as peak:
-        found = prepare_output(store, record["writes"], record, overwrite, True, STEP)
-        if found == COMPLETE:
-            done = read_job(store, STEP) or {}
-            return AnnotationsReport(str(output), columns.type.name, int(done.get("annotations", 0)),
-                                     int(done.get("levels", 0)), 0, 0, time.monotonic() - started,
-                                     peak.bytes, complete=True)
-        journal = Journal(store, STEP)
-        if found != START and journal.restarted():
-            found = START
-        spool = store.root / SPOOL
-        finished: set[tuple[int, int]] = set()
-        if found == START:
-            for key in [*record["writes"], SPOOL, f"{STATE}/journal"]:
-                store.delete(key)
-            write_job(store, {"job": record, "complete": False}, STEP)
-        else:
-            finished = journal.completed()
-        spool.mkdir(parents=True, exist_ok=True)
-        journal.open()
+    found = prepare_output(store, record["writes"], record, overwrite, True, STEP)
+    if found == COMPLETE:
+        done = read_job(store, STEP) or {}
+        return AnnotationsReport(store.url, columns.type.name, int(done.get("annotations", 0)),
+                                 int(done.get("levels", 0)), 0, 0, 0.0, 0, complete=True)
+    journal = Journal(store, STEP)
+    if found != START and journal.restarted():
+        found = START
+    spool = store.root / SPOOL
+    finished: set[tuple[int, int]] = set()
+    if found == START:
+        for key in [*record["writes"], SPOOL, f"{STATE}/journal"]:
+            store.delete(key)
+        write_job(store, {"job": record, "complete": False}, STEP)
+    else:
+        finished = journal.completed()
+    spool.mkdir(parents=True, exist_ok=True)
+    journal.open()
+    try:
         per_worker = budget // (max(workers, 1) + 1)
         rows = int(min(MAX_ROWS, max(MIN_ROWS, per_worker // BYTES_PER_ROW)))
-        with executor(workers) as pool:
-            found_ingest = Ingested.load(spool, columns)
-            if found_ingest is None:
-                if progress:
-                    progress("reading the table", 0, 1)
-                found_ingest = ingest(source, columns, place, spool, rows)
-                found_ingest.save(spool)
-            plan = _plan(spool, found_ingest, place.resolution, options.limit, sharding, pool, workers)
-            ahead = 2 * max(workers, 1)
-            todo = [p for p in range(plan.pieces) if (1, p) not in finished]
-            for count, piece in enumerate(bounded(pool, ahead, lambda: False,
-                                                  ((_numbered, p, encode_piece, str(spool), plan, p)
-                                                   for p in todo))):
-                journal.record(1, piece)
-                if progress:
-                    progress("sorting", count + 1, len(todo))
-            units = [(index, shard) for index in plan.indexes for shard in range(1 << index.spec.shard_bits)]
-            todo_units = [n for n in range(len(units)) if (2, n) not in finished]
-            calls = ((write_unit, store, str(spool), plan, units[n][0], units[n][1], n) for n in todo_units)
-            for count, done in enumerate(bounded(pool, ahead, lambda: False, calls)):
-                (spool / "units").mkdir(exist_ok=True)
-                (spool / "units" / str(done.number)).write_text(json.dumps(asdict(done)))
-                journal.record(2, done.number)
-                if progress:
-                    progress("writing", count + 1, len(todo_units))
-        results = [UnitDone(**json.loads((spool / "units" / str(n)).read_text())) for n in range(len(units))]
-        largest = {i: max([r.largest for r, (index, _) in zip(results, units) if index is i], default=0)
-                   for i in plan.indexes}
-        info = collection_info(plan, largest)
-        store.write("info", json.dumps(info, indent=1).encode(), durable=True)
+        found_ingest = Ingested.load(spool, columns)
+        if found_ingest is None:
+            if progress:
+                progress("reading the table", 0, 1)
+            found_ingest = ingest(source, columns, place, spool, rows)
+            found_ingest.save(spool)
+        plan = _plan(spool, found_ingest, place.resolution, options.limit, sharding, pool, workers)
+        ahead = 2 * max(workers, 1)
+        todo = [p for p in range(plan.pieces) if (1, p) not in finished]
+        for count, piece in enumerate(bounded(pool, ahead, should_stop,
+                                              ((_numbered, p, encode_piece, str(spool), plan, p)
+                                               for p in todo))):
+            journal.record(1, piece)
+            if progress:
+                progress("sorting", count + 1, len(todo))
+        units = [(index, shard) for index in plan.indexes for shard in range(1 << index.spec.shard_bits)]
+        todo_units = [n for n in range(len(units)) if (2, n) not in finished]
+        calls = ((write_unit, store, str(spool), plan, units[n][0], units[n][1], n) for n in todo_units)
+        for count, done in enumerate(bounded(pool, ahead, should_stop, calls)):
+            (spool / "units").mkdir(exist_ok=True)
+            (spool / "units" / str(done.number)).write_text(json.dumps(asdict(done)))
+            journal.record(2, done.number)
+            if progress:
+                progress("writing", count + 1, len(todo_units))
+        if should_stop():
+            raise Interrupted("annotations: stopped")
+    finally:
         journal.close()
-        shutil.rmtree(spool, ignore_errors=True)
-        if store.can.sync:
-            store.sync()
-        write_job(store, {"job": record, "complete": True, "annotations": plan.rows,
-                          "levels": len(plan.levels)}, STEP)
-    return AnnotationsReport(str(output), plan.schema.type.name, plan.rows, len(plan.levels),
+    results = [UnitDone(**json.loads((spool / "units" / str(n)).read_text())) for n in range(len(units))]
+    largest = {i: max([r.largest for r, (index, _) in zip(results, units) if index is i], default=0)
+               for i in plan.indexes}
+    info = collection_info(plan, largest)
+    store.write("info", json.dumps(info, indent=1).encode(), durable=True)
+    shutil.rmtree(spool, ignore_errors=True)
+    if store.can.sync:
+        store.sync()
+    write_job(store, {"job": record, "complete": True, "annotations": plan.rows,
+                      "levels": len(plan.levels)}, STEP)
+    return AnnotationsReport(store.url, plan.schema.type.name, plan.rows, len(plan.levels),
                              sum(r.files for r in results) + 1, sum(r.bytes for r in results),
-                             time.monotonic() - started, peak.bytes, resumed=bool(finished))
+                             0.0, 0, resumed=bool(finished))
 
 
 def _numbered(number: int, function: Callable[..., object], *args: object) -> int:

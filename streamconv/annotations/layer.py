@@ -13,6 +13,9 @@ from typing import Any, Protocol
 from ..errors import UsageError
 from .info import ANNOTATIONS_TYPE
 
+#: where `convert --annotations` puts a collection inside its output (`beside.py`)
+COLLECTION_DIR = "annotations"
+
 
 class Info(Protocol):
     name: str
@@ -46,12 +49,19 @@ def shader(info: dict) -> str | None:
 
 def annotation_layers(collections: Sequence[Any], layers: Sequence[dict], data_url: Callable[[str], str]) -> list[dict]:
     """One annotation layer per collection, read from `data_url(name)`; relationships linked to the
-    first segmentation layer."""
+    first segmentation layer; the collection inside a volume output (`<name>/annotations`, from
+    `convert --annotations`) placed by its volume layer's transform."""
     segmentation = next((layer["name"] for layer in layers if layer.get("type") == "segmentation"), None)
+    named = {layer["name"]: layer for layer in layers}
     out = []
     for d in collections:
         info = collection_info(d.info()) or {}
         layer: dict = {"type": "annotation", "source": data_url(d.name), "name": d.name}
+        owner, _, inside = d.name.rpartition("/")
+        placed = named.get(owner, {}).get("source") if inside == COLLECTION_DIR else None
+        if isinstance(placed, dict) and "transform" in placed:
+            # a conversion's own collection is in its volume's voxels: placed as the volume is
+            layer["source"] = {"url": layer["source"], "transform": placed["transform"]}
         code = shader(info)
         if code:
             layer["shader"] = code

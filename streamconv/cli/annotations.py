@@ -3,25 +3,25 @@ precomputed annotation collection (docs/annotations.md)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from ..annotations.coords import COORDINATES
-from ..annotations.schema import TYPES
+from ..annotations.job import DEFAULT_LIMIT
 from ..units import format_size
 from .app import app
-from .options import RunOptions, bundled
+from .options import (
+    AnnotationColumn,
+    AnnotationCoordinates,
+    AnnotationLimit,
+    AnnotationRelationship,
+    AnnotationSharding,
+    AnnotationTypeOption,
+    RunOptions,
+    annotation_options,
+    bundled,
+)
 from .running import reported_errors, start_logging
-
-if TYPE_CHECKING:
-    AnnotationKind = str
-    Coordinates = str
-else:
-    from typing import Literal
-
-    AnnotationKind = Literal[tuple(TYPES)]
-    Coordinates = Literal[COORDINATES]
 
 
 @app.command("annotations")
@@ -30,45 +30,26 @@ def annotations_command(
     table: Annotated[str, typer.Argument(
         help="CSV or TSV (a header line), JSON Lines, JSON, or Parquet (pip install streamconv[parquet]).")],
     output: Annotated[str, typer.Argument(help="The annotation collection's directory.")],
-    type: Annotated[Optional[AnnotationKind], typer.Option(
-        "--type", help="Annotation type [default: from the columns: rx,ry,rz: ellipsoid; x1..z2: line; "
-                       "x,y,z: point]")] = None,
-    column: Annotated[Optional[list[str]], typer.Option(
-        metavar="ROLE=COLUMN", help="The column of a role (x, y, z, x1, y1, z1, x2, y2, z2, rx, ry, rz, "
-                                    "id), e.g. x=centroid_x; repeatable")] = None,
-    relationship: Annotated[Optional[list[str]], typer.Option(
-        metavar="COLUMN", help="A column of related segment ids (several per cell separated by ; or "
-                               "spaces); repeatable [default: a column named segment or segment_id]")] = None,
-    coordinates: Annotated[Coordinates, typer.Option(
-        help="voxel: voxel indices of the image (centres); mm: millimetres of its world space "
-             "(its transform.json)")] = "voxel",
+    type: AnnotationTypeOption = None,
+    column: AnnotationColumn = None,
+    relationship: AnnotationRelationship = None,
+    coordinates: AnnotationCoordinates = "voxel",
     image: Annotated[Optional[str], typer.Option(
         help="The image output the annotations belong to: its voxel size, offset and transform.json")] = None,
     resolution: Annotated[Optional[str], typer.Option(
         help="Voxel size in nm (X,Y,Z, or one value; units allowed: 20um) [default: the image's]")] = None,
-    limit: Annotated[int, typer.Option(
-        help="Annotations per cell of the coarse levels of the spatial index")] = 5000,
-    sharding: Annotated[str, typer.Option(
-        help="auto: indexes of many keys in shard files; off: one file per key")] = "auto",
+    limit: AnnotationLimit = DEFAULT_LIMIT,
+    sharding: AnnotationSharding = "auto",
     *,
     run: RunOptions,
 ) -> None:
     """Write a table of annotations as a precomputed annotation collection: spatially indexed,
     sharded, in bounded memory; resumes an interrupted run."""
-    from ..annotations import AnnotationOptions, write_annotations
+    from ..annotations import write_annotations
 
     start_logging(run)
     with reported_errors(run.debug):
-        mapping = []
-        for item in column or []:
-            role, sep, name = item.partition("=")
-            if not sep or not name:
-                raise typer.BadParameter(f"{item!r} is not ROLE=COLUMN", param_hint="--column")
-            mapping.append((role.strip(), name.strip()))
-        options = AnnotationOptions(type=type, columns=tuple(mapping),
-                                    relationships=tuple(relationship) if relationship else None,
-                                    coordinates=coordinates, image=image, resolution=resolution,
-                                    limit=limit, sharding=sharding)
+        options = annotation_options(type, column, relationship, coordinates, limit, sharding, image, resolution)
         report = write_annotations(table, output, options, memory=run.memory, workers=run.workers,
                                    overwrite=run.overwrite)
     if run.quiet:

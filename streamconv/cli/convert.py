@@ -8,9 +8,17 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..annotations.job import DEFAULT_LIMIT
 from ..commands.convert import convert as convert_volume
 from .app import app
 from .options import (
+    AnnotationColumn,
+    AnnotationCoordinates,
+    AnnotationLimit,
+    AnnotationRelationship,
+    AnnotationSharding,
+    AnnotationTableFile,
+    AnnotationTypeOption,
     ChunkEncoding,
     ChunkSize,
     CsegBlockSize,
@@ -28,6 +36,7 @@ from .options import (
     ShardingMode,
     ShardSize,
     VoxelOrder,
+    annotation_options,
     bundled,
     xyz,
 )
@@ -72,11 +81,20 @@ def convert(
     segment_names: SegmentNames = None,
     meshes: Meshes = False,
     mesh_format: MeshFormatOption = "multilod",
+    annotations: AnnotationTableFile = None,
+    annotation_type: AnnotationTypeOption = None,
+    annotation_column: AnnotationColumn = None,
+    annotation_relationship: AnnotationRelationship = None,
+    annotation_coordinates: AnnotationCoordinates = "voxel",
+    annotation_limit: AnnotationLimit = DEFAULT_LIMIT,
+    annotation_sharding: AnnotationSharding = "auto",
     *,
     run: RunOptions,
 ) -> None:
     """Convert a volume or slice stack: info, full-resolution chunks and every scale, in one pass."""
     block = xyz(cseg_block_size, "--cseg-block-size")
+    table_options = annotation_options(annotation_type, annotation_column, annotation_relationship,
+                                       annotation_coordinates, annotation_limit, annotation_sharding)
     if json_output and not dry_run:
         raise typer.BadParameter("--json goes with --dry-run", param_hint="--json")
     with engine_run(run if not dry_run else dataclasses.replace(run, quiet=True)) as progress:
@@ -88,7 +106,8 @@ def convert(
             encoding=encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
             cseg_block_size=block, gzip=gzip, skip_empty=skip_empty, sharding=sharding,
             shard_size=shard_size, segment_names=segment_names,
-            meshes=meshes, mesh_format=mesh_format, **run.engine(), progress=progress,
+            meshes=meshes, mesh_format=mesh_format, annotations=annotations,
+            annotation_options=table_options, **run.engine(), progress=progress,
             dry_run=dry_run)
     if report.estimate is not None:
         typer.echo(json.dumps(report.estimate.to_dict(), indent=1) if json_output

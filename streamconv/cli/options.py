@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TypedDict, get_type_
 
 import typer
 
+from ..annotations.coords import COORDINATES
+from ..annotations.schema import TYPES as ANNOTATION_TYPES
 from ..encodings import ENCODINGS
 from ..encodings.images import PLANES
 from ..format.geometry import triple
@@ -34,6 +36,8 @@ from ..stores import Location, StorageOptions
 # Literal (the help and the error for a wrong value are those an Enum gives) and hands the
 # command the plain string the library takes; to a type checker a choice is that string.
 if TYPE_CHECKING:
+    from ..annotations.job import AnnotationOptions
+
     VolumeType = str
     Encoding = str
     Method = str
@@ -41,6 +45,8 @@ if TYPE_CHECKING:
     Plane = str
     MeshFormat = str
     VoxelOrderChoice = str
+    AnnotationKind = str
+    Coordinates = str
 else:
     from typing import Literal
 
@@ -51,6 +57,8 @@ else:
     Plane = Literal[PLANES]
     MeshFormat = Literal[MESH_FORMATS]
     VoxelOrderChoice = Literal[VOXEL_ORDERS]
+    AnnotationKind = Literal[tuple(ANNOTATION_TYPES)]
+    Coordinates = Literal[COORDINATES]
 
 # How a command runs (the fields of RunOptions).
 Memory = Annotated[Optional[str], typer.Option(
@@ -134,6 +142,48 @@ MeshFormatOption = Annotated[MeshFormat, typer.Option(
                           "resolution, as mesh-to-precomputed.")]
 NamesFile = Annotated[str, typer.Argument(
     help="A table of label names: FreeSurfer LUT, FSL atlas XML, TSV, CSV or JSON.")]
+
+# Annotation collections from tables (`annotations`; `convert --annotations`, where each is
+# spelled --annotation-<name>: the flag follows the parameter's name, the rest is defined here).
+AnnotationTableFile = Annotated[Optional[str], typer.Option(
+    "--annotations", metavar="TABLE",
+    help="A table of points, lines, boxes or ellipsoids (CSV, TSV, JSON Lines, JSON, Parquet) written as "
+         "an annotation collection in OUTPUT/annotations/, placed in this volume; the "
+         "--annotation-* options as those of streamconv annotations (docs/annotations.md)")]
+AnnotationTypeOption = Annotated[Optional[AnnotationKind], typer.Option(
+    help="Annotation type [default: from the columns: rx,ry,rz: ellipsoid; x1..z2: line; x,y,z: point]")]
+AnnotationColumn = Annotated[Optional[list[str]], typer.Option(
+    metavar="ROLE=COLUMN", help="The column of a role (x, y, z, x1, y1, z1, x2, y2, z2, rx, ry, rz, id), "
+                                "e.g. x=centroid_x; repeatable")]
+AnnotationRelationship = Annotated[Optional[list[str]], typer.Option(
+    metavar="COLUMN", help="A column of related segment ids (several per cell separated by ; or spaces); "
+                           "repeatable [default: a column named segment or segment_id]")]
+AnnotationCoordinates = Annotated[Coordinates, typer.Option(
+    help="voxel: voxel indices of the image (centres); mm: millimetres of its world space "
+         "(its transform.json)")]
+AnnotationLimit = Annotated[int, typer.Option(
+    help="Annotations per cell of the coarse levels of the spatial index")]
+AnnotationSharding = Annotated[str, typer.Option(
+    help="auto: indexes of many keys in shard files; off: one file per key")]
+
+
+def annotation_options(type: str | None, column: list[str] | None, relationship: list[str] | None,
+                       coordinates: str, limit: int, sharding: str, image: str | None = None,
+                       resolution: str | None = None) -> AnnotationOptions:
+    """The library's options from those above (ROLE=COLUMN pairs checked)."""
+    from ..annotations.job import AnnotationOptions
+
+    mapping = []
+    for item in column or []:
+        role, sep, name = item.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"{item!r} is not ROLE=COLUMN", param_hint="ROLE=COLUMN")
+        mapping.append((role.strip(), name.strip()))
+    return AnnotationOptions(type=type, columns=tuple(mapping),
+                             relationships=tuple(relationship) if relationship else None,
+                             coordinates=coordinates, image=image, resolution=resolution,
+                             limit=limit, sharding=sharding)
+
 
 # Arguments of the step-by-step and mesh commands.
 VolumeFile = Annotated[str, typer.Argument(help="A volume nibabel reads.")]

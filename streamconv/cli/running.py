@@ -99,9 +99,7 @@ def summary(report: Report, run: RunOptions) -> None:
     resumed = (f" (resumed: {report.skipped_slabs + report.replayed_slabs} slabs were done, "
                f"{report.replayed_slabs} read back)" if report.resumed else "")
     rate = report.bytes_written / max(report.seconds, 1e-9) / (1 << 20)
-    labels = ""
-    if report.annotated is not None:
-        labels = f", {report.annotated.labels} labels" + (" meshed" if report.annotated.meshes else "")
+    labels = "" if report.annotated is None else report.annotated.describe()
     files = (f"{report.chunks_written} chunks in {report.shard_files} shard files" if report.shard_files
              else f"{report.chunks_written} files")
     typer.echo(f"{report.output}: {len(report.scales)} scales, {files}, "

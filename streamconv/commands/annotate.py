@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..annotations.beside import AnnotationTable
+from ..annotations.job import AnnotationsReport
 from ..engine.budget import worker_share
 from ..engine.executor import TaskExecutor, bounded
 from ..errors import UsageError
@@ -41,6 +43,7 @@ class Annotations:
 
     names: SegmentTable | None = None
     meshes: MeshOptions | None = None
+    table: AnnotationTable | None = None  # a table's annotation collection, in OUTPUT/annotations/
 
     @property
     def collect_labels(self) -> bool:
@@ -56,8 +59,11 @@ class Annotations:
 
     def record(self) -> dict:
         """For job.json: what changes the files written."""
-        return {"names": None if self.names is None else [self.names.source, len(self.names.segments)],
-                "meshes": None if self.meshes is None else self._meshes(self.meshes)}
+        record: dict = {"names": None if self.names is None else [self.names.source, len(self.names.segments)],
+                  "meshes": None if self.meshes is None else self._meshes(self.meshes)}
+        if self.table is not None:  # absent otherwise: earlier records still resume
+            record["table"] = self.table.record()
+        return record
 
     @staticmethod
     def _meshes(meshes: MeshOptions) -> list:
@@ -69,22 +75,32 @@ class Annotations:
 class AnnotationReport:
     labels: int                  # labels of scale 0, background aside
     meshes: MeshReport | None
+    table: AnnotationsReport | None = None  # the table's annotation collection
+
+    def describe(self) -> str:
+        """For the summary line, after the volume's."""
+        text = ""
+        if self.meshes is not None or self.labels:
+            text = f", {self.labels} labels" + (" meshed" if self.meshes else "")
+        if self.table is not None:
+            text += f", {self.table.annotations} {self.table.type} annotations in {self.table.levels} levels"
+        return text
 
 
 def make_annotations(volume_type: str, segment_names: str | os.PathLike | None, meshes: bool,
                      mesh_format: str, mesh_block: int | None = None,
-                     sharding: Sharding = NoSharding()) -> Annotations | None:
+                     sharding: Sharding = NoSharding(),
+                     table: AnnotationTable | None = None) -> Annotations | None:
     """The annotations the options ask for (None: none), checked before any work; meshes are
-    sharded when `sharding` is on."""
+    sharded when `sharding` is on; `table`: an annotation collection beside any volume."""
     if segment_names is None and not meshes:
-        return None
+        return None if table is None else Annotations(table=table)
     if volume_type != "segmentation":
         raise UsageError("--segment-names and --meshes need --type segmentation")
     options = MeshOptions(mesh_format, block=mesh_block, sharding=sharding) if meshes else None
     if options is not None:
         options.check()
-    table = read_segment_names(segment_names) if segment_names is not None else None
-    return Annotations(table, options)
+    return Annotations(read_segment_names(segment_names) if segment_names is not None else None, options, table)
 
 
 def annotate(store: Store, info: VolumeInfo, pool: TaskExecutor, workers: int, budget: int,
@@ -95,7 +111,10 @@ def annotate(store: Store, info: VolumeInfo, pool: TaskExecutor, workers: int, b
     (written by the caller) and what was done. `labels`: those of scale 0, when known;
     `overwrite`: mesh again what an earlier mesh pass wrote (`generate-meshes --overwrite`)."""
     volume = Dataset(store, info, info.geometry)
-    mesh_report = None
+    mesh_report = table = None
+    if annotations.table is not None:
+        table = annotations.table.write(store, info, pool, workers, budget, should_stop, overwrite)
+        log.info("annotations: %d %s annotations in %d levels", table.annotations, table.type, table.levels)
     if annotations.meshes is not None:
         per_worker = worker_share(workers, budget)
         mesh_report = mesh_labels(volume, pool, workers, per_worker, annotations.meshes, should_stop,
@@ -110,10 +129,9 @@ def annotate(store: Store, info: VolumeInfo, pool: TaskExecutor, workers: int, b
         properties = properties_info(annotations.names, labels.tolist())
         store.write(f"{PROPERTIES_DIR}/info", json.dumps(properties).encode())
         info = info.with_member("segment_properties", PROPERTIES_DIR)
-    if labels is None:  # a finished mesh pass found again: it counted them
-        assert mesh_report is not None
-        return info, AnnotationReport(mesh_report.count, mesh_report)
-    return info, AnnotationReport(int(np.count_nonzero(labels)), mesh_report)
+    if labels is None and mesh_report is not None:  # a finished mesh pass found again: it counted them
+        return info, AnnotationReport(mesh_report.count, mesh_report, table)
+    return info, AnnotationReport(0 if labels is None else int(np.count_nonzero(labels)), mesh_report, table)
 
 
 def scale0_labels(volume: Dataset, pool: TaskExecutor, workers: int,

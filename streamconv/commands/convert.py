@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from ..annotations.beside import AnnotationTable
+from ..annotations.job import AnnotationOptions
 from ..encodings import ChunkFormat, compression, make_codec
 from ..engine.job import Job, check_outside_value, closing_on_error, job_record, plan_job, resources
 from ..engine.runner import ProgressFactory, Report, run_job
@@ -35,7 +37,8 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
             shard_size: str | int = DEFAULT_SHARD_SIZE, overwrite: bool = False,
             resume: bool = True, scheduler: str | None = None,
             segment_names: str | os.PathLike | None = None, meshes: bool = False,
-            mesh_format: str = "multilod", progress: ProgressFactory | None = None,
+            mesh_format: str = "multilod", annotations: str | os.PathLike | None = None,
+            annotation_options: AnnotationOptions | None = None, progress: ProgressFactory | None = None,
             dry_run: bool = False) -> Report:
     """Convert a volume or a slice stack to a precomputed pyramid: info, full resolution and
     every scale.
@@ -60,7 +63,10 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
     the input and output must be at the same paths on every worker. Segmentations:
     `segment_names` (a FreeSurfer LUT, FSL atlas XML, TSV, CSV or JSON table) writes
     `segment_properties`; `meshes` writes every label's surface (`mesh_format` multilod,
-    Neuroglancer's multi-resolution Draco meshes, or legacy). An output holding an unfinished
+    Neuroglancer's multi-resolution Draco meshes, or legacy). `annotations`, a table of
+    points, lines, boxes or ellipsoids (`annotation_options`: its type, columns, coordinates in
+    voxels of this volume or mm of its world space...), is written as an annotation collection
+    in `OUTPUT/annotations/` (docs/annotations.md). An output holding an unfinished
     run of the same conversion is resumed (`resume=False` refuses); `overwrite` starts over.
     `progress`, given the scales, returns a callback fed (scale, chunks, bytes). `dry_run`
     writes nothing: the report's `estimate` says what the run would write, the memory, disk and
@@ -74,10 +80,13 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
     codec = make_codec(encoding, jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane,
                        cseg_block_size=cseg_block_size)
     choice = parse_sharding(sharding, parse_size(shard_size))
-    annotations = make_annotations(volume_type, segment_names, meshes, mesh_format, sharding=choice)
-    annotated = {} if annotations is None else {"annotations": annotations.record()}
+    table = None if annotations is None else AnnotationTable.of(annotations, annotation_options or AnnotationOptions())
+    after = make_annotations(volume_type, segment_names, meshes, mesh_format, sharding=choice, table=table)
+    annotated = {} if after is None else {"annotations": after.record()}
 
     def describe(store: Store) -> tuple[Source, Job]:
+        if table is not None:
+            table.check_output(store)
         source = open_source(input, ignore_scaling=ignore_scaling, resolution=resolution,
                              orientation=input_orientation, fill_missing=fill_missing,
                              input_range=input_range, voxel_order=voxel_order)
@@ -91,7 +100,7 @@ def convert(input: str | os.PathLike, output: Where, *, volume_type: str = "imag
                                 outside_value=outside_value, encoding=repr(codec), gzip=gzip,
                                 level=compresslevel if gzip else None, skip_empty=skip_empty, **annotated)
             return source, Job(scales, info, plan, ChunkFormat(codec, compression(gzip, compresslevel)), method,
-                               skip_empty, record, outside_value=outside_value, annotations=annotations,
+                               skip_empty, record, outside_value=outside_value, annotations=after,
                                files=placement_files(source.placement, source.resolution))
 
     return run_job(describe, output, workers, overwrite, resume, progress, dry_run, scheduler)

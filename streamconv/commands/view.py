@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from ..annotations.layer import annotation_layers, split_collections
+from ..annotations.layer import COLLECTION_DIR, annotation_layers, collection_info, split_collections
 from ..errors import UsageError
 from .viewstate import load, state_url
 from .viewstate import viewer_state as placed_state
@@ -105,7 +105,8 @@ class LocalDataset:
 
 
 def served_datasets(outputs: Sequence[str | os.PathLike]) -> list[LocalDataset]:
-    """One served dataset per output, named after its directory (made unique), each with an info."""
+    """One served dataset per output, named after its directory (made unique), each with an info;
+    and the annotation collection a conversion wrote inside an output (`<name>/annotations`)."""
     datasets: list[LocalDataset] = []
     for output in outputs:
         path = Path(output)
@@ -116,6 +117,9 @@ def served_datasets(outputs: Sequence[str | os.PathLike]) -> list[LocalDataset]:
         while any(d.name == unique for d in datasets):
             unique, n = f"{name}-{n}", n + 1
         datasets.append(LocalDataset(unique, path))
+        inside = LocalDataset(f"{unique}/{COLLECTION_DIR}", path / COLLECTION_DIR)
+        if collection_info(inside.info()) is not None:  # convert --annotations: shown over its volume
+            datasets.append(inside)  # served by the volume's dataset: its URL is the volume's /annotations
     return datasets
 
 

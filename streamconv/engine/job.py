@@ -39,6 +39,9 @@ class AfterReport(Protocol):
     @property
     def meshes(self) -> object: ...  # what was meshed, if anything
 
+    def describe(self) -> str:
+        """What it wrote, for the summary line after the volume's (', 5 labels meshed')."""
+
 
 class AfterPyramid(Protocol):
     """Work a job runs once its pyramid is written, before its info: it may write beside the
@@ -74,7 +77,7 @@ class Job:
     first: int = 0       # scales below this one are on disk already: read, not written
     outside_value: float | None = None
     annotations: AfterPyramid | None = None  # names and meshes of a segmentation, added at the end
-    files: tuple[tuple[str, bytes], ...] = ()  # written with the info (transform.json, placement.json)
+    files: tuple[tuple[str, bytes], ...] = ()  # transform.json, placement.json: before the AfterPyramid
 
     @property
     def collect_labels(self) -> bool:

@@ -209,6 +209,9 @@ def _write(run: Running, store: Store, overwrite: bool, resume: bool,
                               slab_done=journal.record, should_stop=stop.is_set)
                 totals = run.engine(hooks, frozenset(done))
                 info, annotated = job.info, None
+                if job.step == CONVERT:  # the work after the pyramid may read them (transform.json)
+                    for key, data in job.files:
+                        store.write(key, data)
                 if job.annotations is not None:
                     # the band tasks saw every label only if this run wrote every slab
                     labels = totals.labels if (run.labels_seen and job.collect_labels and job.first == 0
@@ -221,8 +224,6 @@ def _write(run: Running, store: Store, overwrite: bool, resume: bool,
         if totals.stats is not None:
             write_stats(store, totals.stats, replace=job.step == CONVERT)
         if job.step == CONVERT:
-            for key, data in job.files:
-                store.write(key, data)
             store.write("info", info.to_json(), durable=True)
         write_job(store, {"job": job.record, "complete": True, "boot": boot_id()}, job.step)
         return totals, found, annotated

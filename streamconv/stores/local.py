@@ -58,8 +58,47 @@ class LocalStore:
             raise output_error(path, exc) from exc
 
     def write_all(self, items: Iterable[tuple[str, Encoded]]) -> None:
-        for key, data in items:  # a local write returns in microseconds: nothing to overlap
-            self.write(key, data)
+        """Each written whole under its name, one after the other (a local write returns in
+        microseconds: nothing to overlap), each directory checked and opened once and the files
+        named relative to it: an unsharded annotation index is 100,000 small files, where the
+        path walks of `write` took half the time of the writes (docs/annotations.md)."""
+        directories: dict[str, int] = {}
+        try:
+            for key, data in items:
+                parent, _, name = key.rpartition("/")
+                if not self._unnamed:
+                    self.write(key, data)
+                    continue
+                where = directories.get(parent)
+                if where is None:
+                    path = self._path(key)
+                    try:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        where = directories[parent] = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+                    except OSError as exc:
+                        raise output_error(path, exc) from exc
+                if not self._link_unnamed(where, name, data):
+                    self.write(key, data)
+        finally:
+            for fd in directories.values():
+                os.close(fd)
+
+    def _link_unnamed(self, directory: int, name: str, data: Encoded) -> bool:
+        """`_write_unnamed` in an open directory; False where it cannot (then `write`)."""
+        try:
+            fd = os.open(".", os.O_TMPFILE | os.O_WRONLY, 0o644, dir_fd=directory)
+        except OSError:
+            return False  # `write` finds out why, and says so
+        try:
+            write_fd(fd, data, False)
+            os.link(str(fd), name, src_dir_fd=_own_fds(), dst_dir_fd=directory, follow_symlinks=True)
+        except (FileExistsError, FileNotFoundError):
+            return False
+        except OSError as exc:
+            raise output_error(self.root / name, exc) from exc
+        finally:
+            os.close(fd)
+        return True
 
     def _write_atomic(self, path: Path, data: Encoded, durable: bool) -> None:
         if not self._write_unnamed(path, data, durable):
