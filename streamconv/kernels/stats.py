@@ -136,8 +136,7 @@ class _Channel:
 
     def count(self, patterns: np.ndarray) -> None:
         """Bin patterns (a copy), counted once `BLOCK` of them are waiting: a call has a fixed
-        cost (a bincount zeroes its 65536 bins, Pillow wraps an image), which a chunk's sample
-        alone would not repay."""
+        cost (a bincount, Pillow wrapping an image), which a chunk's sample alone would not repay."""
         self.pending.append(patterns)
         self.waiting += patterns.size
         if self.waiting >= BLOCK:
@@ -150,13 +149,19 @@ class _Channel:
         self.pending, self.waiting = [], 0
         if not values.size:
             return
-        if self.dense.size == 256:
-            self.dense += _count8(values)
+        if self.dense.size == 256:  # a sample of 8-bit values
+            self.dense += _count8(values.reshape(1, -1))
             low, high = 0, 255
         else:
             low, high = int(values.min()), int(values.max())
             self.dense[low: high + 1] += np.bincount(values - np.uint16(low), minlength=high - low + 1)
         self.span = (low, high) if self.span is None else (min(low, self.span[0]), max(high, self.span[1]))
+
+    def count8(self, part: np.ndarray) -> None:
+        """8-bit values counted whole: at once by Pillow on the contiguous piece, not copied."""
+        if part.size:
+            self.dense += _count8(np.ascontiguousarray(part.view(np.uint8)).reshape(-1, part.shape[-1]))
+            self.span = (0, 255)
 
     def present(self) -> np.ndarray:
         """The patterns of the bins that hold values, in the range counted."""
@@ -166,11 +171,12 @@ class _Channel:
         return np.flatnonzero(self.dense[low: high + 1] != 0) + low
 
 
-def _count8(values: np.ndarray) -> np.ndarray:
-    """One bin per byte value, by Pillow's histogram (C, no temporary, faster than bincount)."""
+def _count8(rows: np.ndarray) -> np.ndarray:
+    """One bin per byte value of contiguous rows `(n, x)`, by Pillow's histogram (C, no
+    temporary, faster than bincount)."""
     from PIL import Image
 
-    image = Image.frombuffer("L", (values.size, 1), values, "raw", "L", 0, 1)
+    image = Image.frombuffer("L", (rows.shape[1], rows.shape[0]), rows, "raw", "L", 0, 1)
     return np.asarray(image.histogram(), np.int64)
 
 
@@ -251,9 +257,11 @@ class Meter:
         planes, rows = self.sample.planes, self.sample.rows
         for data, channel in zip(piece, self.channels):
             channel.voxels += data.size
-            if not self.from_histogram:
+            if self.from_histogram:
+                channel.count8(data)
+            else:
                 channel.limits(data)
-            channel.count(_patterns(data[::planes, ::rows]))
+                channel.count(_patterns(data[::planes, ::rows]))
 
     def result(self) -> list[ChannelStats] | None:
         if not self.channels:
