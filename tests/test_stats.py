@@ -16,7 +16,7 @@ from hypothesis.extra.numpy import arrays
 from reference import read_scale
 
 import streamconv
-from streamconv.kernels.stats import SAMPLED_ROWS, measure
+from streamconv.kernels.stats import EXACT, SAMPLED_PLANES, SAMPLED_ROWS, Sampling, measure
 from streamconv.layout.statsfile import PERCENTILES, VERSION, channel_json
 
 
@@ -94,7 +94,7 @@ FLOATS = st.floats(-1e6, 1e6, width=32) | st.sampled_from([np.nan, np.inf, -np.i
               elements=FLOATS))
 def test_a_band_of_floats(values):
     """The band kernel on its own: any float values, signed zeros, denormals, NaN, infinities."""
-    for c, channel in enumerate(measure(values, 1)):
+    for c, channel in enumerate(measure(values, EXACT)):
         check_channel(channel_json(channel, values.dtype), values[c])
 
 
@@ -102,13 +102,14 @@ def test_a_band_of_floats(values):
 @given(arrays(st.sampled_from([np.uint8, np.int8, np.int16, np.uint16, np.int32]),
               st.tuples(st.just(1), st.integers(1, 4), st.integers(1, 9), st.integers(1, 9))))
 def test_a_band_of_integers(values):
-    check_channel(channel_json(measure(values, 1)[0], values.dtype), values[0])
+    check_channel(channel_json(measure(values, EXACT)[0], values.dtype), values[0])
 
 
-@pytest.mark.parametrize("dtype", ["float32", "uint8"])
-def test_a_sampled_histogram_keeps_exact_limits_and_counts(dtype):
-    """Large scales count every 8th row in the histogram; min, max, NaN and infinities stay exact,
-    even where they lie on rows the histogram skips."""
+@pytest.mark.parametrize("dtype", ["float32", "uint8", "uint16"])
+@pytest.mark.parametrize("planes", [1, SAMPLED_PLANES])
+def test_a_sampled_histogram_keeps_exact_limits_and_counts(dtype, planes):
+    """Large scales count every 8th row (of every 8th plane) in the histogram; min, max, NaN and
+    infinities stay exact, even where they lie on rows and planes the histogram skips."""
     rng = np.random.default_rng(7)
     values = (rng.standard_normal((1, 6, 16, 20)) * 10 + 100).astype(dtype)
     values[0, 2, 1, 3] = 240  # row 1: not counted in the histogram
@@ -116,12 +117,13 @@ def test_a_sampled_histogram_keeps_exact_limits_and_counts(dtype):
     if dtype == "float32":
         values[0, 3, 2, 4] = -np.inf
         values[0, 4, 5, 5] = np.nan
-    stored = channel_json(measure(values, SAMPLED_ROWS)[0], values.dtype)
+    stored = channel_json(measure(values, Sampling(SAMPLED_ROWS, planes))[0], values.dtype)
     finite = values[np.isfinite(values)]
     specials = int(dtype == "float32")
     assert (stored["min"], stored["max"], stored["nan"], stored["inf"]) == (1, 240, specials, specials)
     assert finite.min() == 1 and finite.max() == 240
-    assert stored["histogram"]["sampled"] == sum(hist for hist in stored["histogram"]["count"]) == 6 * 2 * 20
+    counted = len(range(0, 6, planes)) * 2 * 20
+    assert stored["histogram"]["sampled"] == sum(hist for hist in stored["histogram"]["count"]) == counted
 
 
 def test_a_segmentation_has_no_statistics_and_a_dry_run_writes_none(tmp_path: Path):

@@ -35,7 +35,7 @@ from distributed.scheduler import KilledWorker
 from ..encodings import ChunkFormat
 from ..errors import Interrupted, UsageError, WorkerDied
 from ..format.geometry import Box, Scale, Vec3, triple
-from ..kernels.stats import ChannelStats, merge, rows_step
+from ..kernels.stats import ChannelStats, Sampling, merge, sampling
 from ..layout.dataset import Dataset
 from ..layout.sink import ChunkSink, Finish, run_finish
 from ..layout.statsfile import VolumeStats
@@ -164,7 +164,7 @@ class SlabTask:
     down: Piece | None  # None on the coarsest scale
     method: str
     outside: float | None
-    stats: int = 0  # the bands' value statistics: `Band.stats`
+    stats: Sampling | None = None  # the bands' value statistics: `Band.stats`
 
 
 def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, int, list[ChannelStats] | None]:
@@ -313,7 +313,7 @@ class DaskRun:
             pieces=() if replay else tuple((self._piece(*f), grid.origin(grid.planes(*f)[0] // scale.factor[grid.axis]))
                                            for f in feeders),
             replay=self.volume if replay else None, down=down, method=job.method, outside=job.outside_value,
-            stats=rows_step(scale, self.source.dtype) if job.collect_stats and not replay else 0)
+            stats=sampling(scale) if job.collect_stats and not replay else None)
 
     def _raise(self, future: Future, what: str = "a shard's assembly") -> None:
         error = future.exception()

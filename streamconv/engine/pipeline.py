@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, Interrupted, WorkerDied
-from ..kernels.stats import ChannelStats, merge, rows_step
+from ..kernels.stats import ChannelStats, merge, sampling
 from ..layout.dataset import Dataset
 from ..layout.sink import Finish, run_finish
 from ..layout.statsfile import VolumeStats
@@ -271,8 +271,8 @@ class Pipeline:
                         region, self.job.fmt.codec, self.sink, self.job.skip_empty, down,
                         write=not slab.replay,
                         labels=self.job.collect_labels and slab.level == 0 and not slab.replay,
-                        stats=rows_step(self.scales[slab.level], self.source.dtype)
-                        if self.job.collect_stats and not slab.replay else 0)
+                        stats=sampling(self.scales[slab.level])
+                        if self.job.collect_stats and not slab.replay else None)
             slab.readers += 1
             if slab.target is not None:
                 slab.target.writers += 1

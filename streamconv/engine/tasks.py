@@ -10,7 +10,7 @@ import numpy as np
 from ..encodings import Codec
 from ..format.geometry import Box, Scale, Vec3, array_axis, ceil_div
 from ..kernels.downsampling import downsample
-from ..kernels.stats import ChannelStats, Meter
+from ..kernels.stats import ChannelStats, Meter, Sampling
 from ..layout.dataset import Dataset
 from ..layout.sink import ChunkSink
 from ..sources import Source
@@ -71,7 +71,7 @@ class Band:
     down: Downsample | None
     write: bool = True  # False when replaying a slab whose chunks are already written
     labels: bool = False  # also return the band's distinct values (a segmentation's labels)
-    stats: int = 0  # also return its value statistics, the histogram of every `stats`-th row; 0: not
+    stats: Sampling | None = None  # also return its value statistics, the histogram of this sample
 
 
 @dataclass(frozen=True)
@@ -91,23 +91,23 @@ def process_band(band: Band) -> BandDone:
     view = band.source.array()[band.region.index(band.origin)]
     populate(view, write=False)
     visited = written = nbytes = 0
-    meter = Meter(view.dtype, band.stats) if band.stats else None
-    if band.write:
-        chunks = band.sink.open(band.level, band.scale, band.region)
+    meter = Meter(view.dtype, band.stats) if band.stats is not None else None
+    chunks = band.sink.open(band.level, band.scale, band.region) if band.write else None
+    if chunks is not None or meter is not None:
         for box in band.scale.chunks_in(band.region.start, band.region.stop):
             chunk = view[box.index(band.region.start)]
+            if meter is not None:  # the copy the encoder would take, measured while in the cache
+                chunk = np.ascontiguousarray(chunk)
+                meter.add(chunk)
+            if chunks is None:
+                continue
             visited += 1
-            if meter is not None:
-                meter.add(chunk, limits=False)
             if band.skip_empty and not chunk.any():
                 continue
             nbytes += chunks.put(box, band.codec.encode(chunk))
             written += 1
+    if chunks is not None:
         chunks.close()
-        if meter is not None:
-            meter.add_limits(view)
-    elif meter is not None:
-        meter.add(view)
     if band.down is not None:
         d = band.down
         out = d.target.array()[_downsampled(band.region, d.factor).index(d.origin)]

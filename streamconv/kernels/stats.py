@@ -6,22 +6,23 @@ and the main process merges what the tasks return (`VolumeStats`): per scale and
 exact minimum and maximum of the finite values, NaN and infinity counts, and a histogram from
 which robust limits (the 0.5 and 99.5 percentiles) are read. No extra pass over the data.
 
-The histogram is cheap by construction:
-* 8-bit types: every value has its own bin, counted by Pillow's C histogram (one pass, no
-  temporary); when it counts every voxel, the minimum and maximum are read from it.
-* 16-bit types: every value has its own bin too (`np.bincount` of the values).
-* wider types (float32 and the rest, cast to float32 first): the bin of a value is the top 16
-  bits of its float32 (sign, exponent, 7 mantissa bits), counted by `np.bincount` over a strided
-  view of the high half-words, and put in value order afterwards, on the 65536 bins only. A
-  bin spans a relative width of at most 2**-7 (0.8%), whatever the range of the data.
-Otherwise the minimum and maximum are `np.min`/`np.max` (vectorised, ~0.1-0.4 ns a voxel); NaN
-and infinities are counted only when there are some (the histogram shows them, or the minimum or
-maximum is not finite).
-
-On scales of more than `EXACT_VOXELS` voxels, the histogram counts every `SAMPLED_ROWS`-th row
-of each plane (the same rows whatever the band): millions of values still, for limits as good,
-at an eighth of the cost (docs/benchmarks.md). Minimum, maximum, NaN and infinity counts stay
-exact on every voxel. The file says which (`rows_step`, `histogram.sampled`).
+Each band task measures the chunks it encodes, on the contiguous copy of the chunk that the
+encoder takes anyway (`engine/tasks.py`): the chunk is in the cache, and no strided pass over the
+band (larger than the cache) is added. Per chunk and channel:
+* the minimum and maximum: `min()`/`max()`, one vectorised reduction each (SIMD, ~0.02-0.1 ns a
+  voxel in the cache). NaN and infinities are counted only when the minimum or maximum is not
+  finite (a float chunk with some); integers need no NaN work at all.
+* the histogram, of a sample (`Sampling`): every voxel on scales of at most `EXACT_VOXELS`
+  (2^21) voxels; on larger ones every 8th row of every 1st, 2nd, 4th or (from 2^24 voxels) 8th
+  plane of each chunk: at least 262144 values on any sampled scale, enough for display limits,
+  at 1/8 to 1/64 of the cost (docs/benchmarks.md). The sample's bin patterns are copied and counted
+  once `BLOCK` of them wait: 8-bit types one bin per value (Pillow's C histogram); 16-bit types
+  one bin per value (`np.bincount`); wider types (float32 and the rest, cast to float32 first)
+  the top 16 bits of the float32 (sign, exponent, 7 mantissa bits), put in value order
+  afterwards, on the 65536 bins only: a bin spans a relative width of at most 2**-7 (0.8%).
+  8-bit values counted whole give their minimum and maximum from the histogram.
+Minimum, maximum, NaN and infinity counts are exact on every voxel of every scale. `stats.json`
+says what the histogram counted (`rows_step`, `planes_step`, `histogram.sampled`).
 
 The main process's merge and the file `stats.json` are in `statsfile.py`.
 """
@@ -32,7 +33,7 @@ import functools
 import logging
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,10 +42,27 @@ from ..format.geometry import Scale
 
 log = logging.getLogger("streamconv")
 
-EXACT_VOXELS = 1 << 24      # scales up to this many voxels: every row in the histogram
-SAMPLED_ROWS = 8            # larger scales: every 8th row (still millions of values)
-BLOCK = 1 << 19             # values per bincount call: its intp temporary stays small (4 MiB)
+EXACT_VOXELS = 1 << 21      # scales up to this many voxels: every voxel in the histogram
+SAMPLED_ROWS = 8            # larger scales: every 8th row of each plane, of every 2nd, 4th or
+SAMPLED_PLANES = 8          # at most 8th plane: EXACT_VOXELS / 8 (262144) values at least
+BLOCK = 1 << 19             # values per histogram call: a call's fixed cost (zeroing 65536 bins) stays small
 _HIGH = 1 if sys.byteorder == "little" else 0  # the half-word holding a float32's top bits
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which voxels of a scale the histogram counts: every `rows`-th row of every `planes`-th
+    plane of each chunk, from its first (the same voxels whatever the bands)."""
+
+    rows: int = 1
+    planes: int = 1
+
+    @property
+    def exact(self) -> bool:
+        return self.rows == 1 and self.planes == 1
+
+
+EXACT = Sampling()
 
 
 def bins_of(dtype: np.dtype) -> int:
@@ -52,10 +70,16 @@ def bins_of(dtype: np.dtype) -> int:
     return 256 if dtype.itemsize == 1 else 1 << 16
 
 
-def rows_step(scale: Scale, dtype: np.dtype) -> int:
-    """Every how many rows a band's histogram counts on this scale (1: every voxel)."""
+def sampling(scale: Scale) -> Sampling:
+    """The voxels a scale's histogram counts: all of a small scale's; of a larger one, every 8th
+    row of planes spaced so that about `EXACT_VOXELS / 8` values at least are counted."""
     voxels = scale.size[0] * scale.size[1] * scale.size[2]
-    return 1 if voxels <= EXACT_VOXELS else SAMPLED_ROWS
+    if voxels <= EXACT_VOXELS:
+        return EXACT
+    planes = 1
+    while planes < SAMPLED_PLANES and voxels >= 2 * planes * EXACT_VOXELS:
+        planes *= 2
+    return Sampling(SAMPLED_ROWS, planes)
 
 
 @dataclass
@@ -74,11 +98,10 @@ class ChannelStats:
     sampled: int  # voxels counted in the histogram (all finite ones, or every n-th row's)
 
 
-def measure(view: np.ndarray, every: int) -> list[ChannelStats]:
-    """Statistics of a band `(c, z, y, x)`, one per channel; the histogram counts every
-    `every`-th row of each plane (1: all)."""
-    meter = Meter(view.dtype, every)
-    meter.add(view)
+def measure(view: np.ndarray, sample: Sampling) -> list[ChannelStats]:
+    """Statistics of a band `(c, z, y, x)`, one per channel, its histogram counting `sample`."""
+    meter = Meter(view.dtype, sample)
+    meter.add(np.ascontiguousarray(view))
     return meter.result() or []
 
 
@@ -89,12 +112,15 @@ class _Channel:
         self.dense = np.zeros(bins_of(dtype), np.int64)
         self.pending: list[np.ndarray] = []  # bin patterns not counted yet
         self.waiting = 0
+        self.span: tuple[int, int] | None = None  # the lowest and highest pattern counted
         self.voxels = self.nan = self.inf = 0
         self.low: float | None = None
         self.high: float | None = None
 
     def limits(self, data: np.ndarray) -> None:
-        """Minimum and maximum of the finite values; NaN and infinities counted if any."""
+        """Minimum and maximum of the finite values of a contiguous piece (one vectorised
+        reduction each, over values in the cache); NaN and infinities counted only when the
+        minimum or maximum says there are some (integers never have any)."""
         if not data.size:
             return
         lo, hi = data.min().item(), data.max().item()
@@ -109,52 +135,63 @@ class _Channel:
         self.high = hi if self.high is None else max(self.high, hi)
 
     def count(self, patterns: np.ndarray) -> None:
-        """Bin patterns, counted by one bincount per `BLOCK` of them: a call zeroes its 65536
-        bins, which costs as much as counting a chunk's sampled rows."""
+        """Bin patterns (a copy), counted once `BLOCK` of them are waiting: a call has a fixed
+        cost (a bincount, Pillow wrapping an image), which a chunk's sample alone would not repay."""
         self.pending.append(patterns)
         self.waiting += patterns.size
         if self.waiting >= BLOCK:
             self.flush()
 
     def flush(self) -> None:
-        if self.pending:
-            self.dense += np.bincount(np.concatenate(self.pending), minlength=self.dense.size)
-            self.pending, self.waiting = [], 0
+        """Count the waiting patterns into the bins of their range only: a bincount of all 65536
+        (512 KiB allocated and zeroed, then added) costs as much as counting 250000 values."""
+        values = np.concatenate(self.pending) if self.pending else np.zeros(0, np.uint8)
+        self.pending, self.waiting = [], 0
+        if not values.size:
+            return
+        if self.dense.size == 256:  # a sample of 8-bit values
+            self.dense += _count8(values.reshape(1, -1))
+            low, high = 0, 255
+        else:
+            low, high = int(values.min()), int(values.max())
+            self.dense[low: high + 1] += np.bincount(values - np.uint16(low), minlength=high - low + 1)
+        self.span = (low, high) if self.span is None else (min(low, self.span[0]), max(high, self.span[1]))
+
+    def count8(self, part: np.ndarray) -> None:
+        """8-bit values counted whole: at once by Pillow on the contiguous piece, not copied."""
+        if part.size:
+            self.dense += _count8(np.ascontiguousarray(part.view(np.uint8)).reshape(-1, part.shape[-1]))
+            self.span = (0, 255)
+
+    def present(self) -> np.ndarray:
+        """The patterns of the bins that hold values, in the range counted."""
+        if self.span is None:
+            return np.zeros(0, np.intp)
+        low, high = self.span
+        return np.flatnonzero(self.dense[low: high + 1] != 0) + low
 
 
-def _blocks(rows: np.ndarray) -> Iterator[np.ndarray]:
-    """`rows` (z, y, x) in pieces of about `BLOCK` values: several whole planes (copied together
-    if they are apart in memory), or runs of rows of one plane. Each call has a fixed cost (a
-    bincount zeroes its 65536 bins, Pillow wraps an image), so it must count many more values."""
-    z, r, x = rows.shape
-    if r * x >= BLOCK:
-        step = max(1, BLOCK // max(1, x))
-        for plane in rows:
-            for i in range(0, r, step):
-                yield plane[i: i + step]
-    else:
-        step = BLOCK // max(1, r * x)
-        for i in range(0, z, step):
-            yield rows[i: i + step]
-
-
-def _count8(block: np.ndarray) -> np.ndarray:
-    """One bin per byte value, by Pillow's histogram (C, no temporary)."""
+def _count8(rows: np.ndarray) -> np.ndarray:
+    """One bin per byte value of contiguous rows `(n, x)`, by Pillow's histogram (C, no
+    temporary, faster than bincount)."""
     from PIL import Image
 
-    block = np.ascontiguousarray(block.view(np.uint8)).reshape(-1, block.shape[-1])
-    if block.size == 0:
-        return np.zeros(256, np.int64)
-    image = Image.frombuffer("L", (block.shape[1], block.shape[0]), block, "raw", "L", 0, 1)
+    image = Image.frombuffer("L", (rows.shape[1], rows.shape[0]), rows, "raw", "L", 0, 1)
     return np.asarray(image.histogram(), np.int64)
 
 
-def _patterns(block: np.ndarray) -> np.ndarray:
-    """The bin pattern of each value: the value's 16 bits, or the top 16 bits of its float32."""
-    if block.dtype.itemsize == 2:
-        return block.view(np.uint16)
-    single = np.ascontiguousarray(block, dtype=np.float32)
-    return single.view(np.uint16)[..., _HIGH::2]
+def _patterns(part: np.ndarray) -> np.ndarray:
+    """A copy of the bin pattern of each value: its 8 or 16 bits, or the top 16 bits of its float32."""
+    size = part.dtype.itemsize
+    if size <= 2:
+        return part.view(np.uint8 if size == 1 else np.uint16).flatten()
+    single = np.ascontiguousarray(part, dtype=np.float32)
+    high = single.view(np.uint16)[..., _HIGH::2].flatten()
+    if part.dtype != np.float32:  # rounded to nearest: a value just under a bin's edge (33554431
+        edge = single.view(np.uint16)[..., 1 - _HIGH::2] == 0  # of int32) belongs to the bin below
+        away = np.where(part >= 0, single > part, single < part) & edge
+        high[away.reshape(-1)] -= 1
+    return high
 
 
 @functools.cache
@@ -193,7 +230,7 @@ def merge(items: Sequence[list[ChannelStats]], dtype: np.dtype) -> list[ChannelS
         dense = np.zeros(bins_of(dtype), np.int64)
         for part in parts:
             dense[part.bins] += part.counts
-        nonzero = np.flatnonzero(dense)
+        nonzero = np.flatnonzero(dense != 0)  # on booleans: 10 times faster than on int64
         lows = [p.minimum for p in parts if p.minimum is not None]
         highs = [p.maximum for p in parts if p.maximum is not None]
         out.append(ChannelStats(sum(p.voxels for p in parts), sum(p.nan for p in parts),
@@ -204,38 +241,27 @@ def merge(items: Sequence[list[ChannelStats]], dtype: np.dtype) -> list[ChannelS
 
 
 class Meter:
-    """A band's statistics, measured piece by piece: each chunk while the encoder has just read
-    it into the cache, not the whole band again afterwards (a band is larger than the cache: a
-    pass over it costs memory bandwidth)."""
+    """A band's statistics, measured chunk by chunk on the contiguous copy the encoder takes
+    (`process_band`): while the chunk is in the cache, with no strided pass over the band."""
 
-    def __init__(self, dtype: np.dtype, every: int) -> None:
-        self.dtype, self.every = dtype, every
+    def __init__(self, dtype: np.dtype, sample: Sampling) -> None:
+        self.dtype, self.sample = dtype, sample
         self.channels: list[_Channel] = []
+        # 8-bit values counted whole: the minimum and maximum are read from the histogram
+        self.from_histogram = dtype.itemsize == 1 and sample.exact
 
-    def add(self, piece: np.ndarray, limits: bool = True) -> None:
-        """A piece `(c, z, y, x)` whose first row is a multiple of `every` in the volume; its
-        minimum and maximum too, unless `limits` is False (then `add_limits` of the whole band:
-        one reduction over long rows costs less than one per chunk, whose rows are short)."""
+    def add(self, piece: np.ndarray) -> None:
+        """A contiguous chunk `(c, z, y, x)` of the scale's chunk grid."""
         if not self.channels:
             self.channels = [_Channel(self.dtype) for _ in range(piece.shape[0])]
+        planes, rows = self.sample.planes, self.sample.rows
         for data, channel in zip(piece, self.channels):
             channel.voxels += data.size
-            if limits:
-                self._limits(data, channel)
-            for block in _blocks(data[:, ::self.every]):
-                if self.dtype.itemsize == 1:
-                    channel.dense += _count8(block)
-                else:
-                    channel.count(_patterns(block).reshape(-1).copy())
-
-    def add_limits(self, band: np.ndarray) -> None:
-        """The minimum and maximum of a band whose pieces were added without them."""
-        for data, channel in zip(band, self.channels):
-            self._limits(data, channel)
-
-    def _limits(self, data: np.ndarray, channel: _Channel) -> None:
-        if not (self.dtype.itemsize == 1 and self.every == 1):  # else read from the histogram
-            channel.limits(data)
+            if self.from_histogram:
+                channel.count8(data)
+            else:
+                channel.limits(data)
+                channel.count(_patterns(data[::planes, ::rows]))
 
     def result(self) -> list[ChannelStats] | None:
         if not self.channels:
@@ -246,12 +272,13 @@ class Meter:
             c.flush()
             if special is not None:
                 c.dense[special] = 0
-            if self.dtype.itemsize == 1 and self.every == 1:
+            if self.from_histogram:
                 order = _order(self.dtype)
                 present = order[c.dense[order] > 0]
                 if present.size:
                     c.low, c.high = _value(int(present[0]), self.dtype), _value(int(present[-1]), self.dtype)
-            nonzero = np.flatnonzero(c.dense)
+            nonzero = c.present()
+            counts = c.dense[nonzero]
             out.append(ChannelStats(c.voxels, c.nan, c.inf, c.low, c.high, nonzero.astype(np.uint16),
-                                    c.dense[nonzero], int(c.dense.sum())))
+                                    counts, int(counts.sum())))
         return out

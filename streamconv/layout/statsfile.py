@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..format.geometry import Scale
-from ..kernels.stats import ChannelStats, _order, merge, rows_step
+from ..kernels.stats import ChannelStats, _order, merge, sampling
 from ..stores.base import Store
 
 log = logging.getLogger("streamconv")
@@ -34,7 +34,10 @@ def _edges(patterns: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarra
         return values, values
     low_bits = (patterns.astype(np.uint32) << 16)
     a = low_bits.view(np.float32).astype(np.float64)
-    b = (low_bits | 0xFFFF).view(np.float32).astype(np.float64)
+    # float32 values: the bin's largest float32; wider values (int32, float64), cast toward zero
+    # into a bin, can lie up to the next bin's edge (33554431 of int32, above float32's 33554430)
+    far = low_bits | 0xFFFF if np.dtype(dtype) == np.float32 else low_bits + (1 << 16)
+    b = far.view(np.float32).astype(np.float64)
     negative = (patterns & 0x8000) != 0
     return np.where(negative, b, a), np.where(negative, a, b)
 
@@ -74,7 +77,8 @@ class VolumeStats:
         scales = []
         for k in sorted(self.parts):
             if self.complete(k):
-                scales.append({"key": self.scales[k].key, "rows_step": rows_step(self.scales[k], self.dtype),
+                sample = sampling(self.scales[k])
+                scales.append({"key": self.scales[k].key, "rows_step": sample.rows, "planes_step": sample.planes,
                                "channels": [channel_json(c, self.dtype) for c in self.parts[k]]})
         return {"version": VERSION, "data_type": self.dtype.name, "scales": scales}
 
