@@ -47,8 +47,9 @@ def make_outputs(tmp_path: Path) -> tuple[Path, Path]:
 def test_viewer_state_has_an_annotation_layer_linked_to_the_segmentation(tmp_path: Path) -> None:
     seg, cells = make_outputs(tmp_path)
     state = viewer_state([LocalDataset("seg", seg), LocalDataset("cells", cells)], "http://127.0.0.1:1")
-    layer = state["layers"][1]
-    assert layer["type"] == "annotation" and layer["source"] == "precomputed://http://127.0.0.1:1/data/cells"
+    volume, layer = state["layers"]
+    assert layer["type"] == "annotation" and layer["source"]["url"] == "precomputed://http://127.0.0.1:1/data/cells"
+    assert layer["source"]["transform"] == volume["source"]["transform"]  # in the image's voxels, placed alike
     assert "prop_color()" in layer["shader"] and layer["linkedSegmentationLayer"] == {"segment": "seg"}
 
 

@@ -114,3 +114,20 @@ def test_bad_table_is_refused_before_any_work(aseg, tmp_path: Path) -> None:
     result = streamconv("convert", volume, tmp_path / "out", "--annotations", table, code=2)
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_collection_made_for_an_image_is_placed_as_the_image(aseg, tmp_path: Path) -> None:
+    """`streamconv annotations --image OUTPUT` is written in that image's voxels, so it keeps a copy
+    of the image's transform.json, and `view IMAGE COLLECTION` places both layers alike."""
+    volume, _, labels = aseg
+    table = tmp_path / "cells.csv"
+    write_table(table, 500, "point", size=labels.shape, seed=7)
+    image, cells = tmp_path / "image", tmp_path / "cells"
+    convert(volume, image, volume_type="segmentation", workers=1)
+    result = streamconv("annotations", table, cells, "--image", image, "--workers", "1", "-q")
+    assert result.returncode == 0, result.stderr
+    assert (cells / "transform.json").read_bytes() == (image / "transform.json").read_bytes()
+    state = viewer_state(served_datasets([image, cells]), "http://127.0.0.1:1")
+    volume_layer, layer = state["layers"]
+    assert layer["type"] == "annotation" and layer["source"]["url"].endswith("/data/cells")
+    assert layer["source"]["transform"] == volume_layer["source"]["transform"]

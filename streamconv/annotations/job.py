@@ -36,7 +36,7 @@ from ..engine.journal import COMPLETE, START, Journal, prepare_output, read_job,
 from ..engine.peak import peak_memory
 from ..errors import Interrupted, OutputError, UsageError
 from ..format.sharding_choice import Sharding, parse_sharding
-from ..stores import open_output
+from ..stores import open_output, open_store
 from ..stores.base import Store
 from ..stores.local import LocalStore
 from .columns import schema_of
@@ -110,6 +110,11 @@ def write_annotations(table: str | os.PathLike, output: str | os.PathLike, optio
         raise OutputError(f"{store.url} already holds a dataset (an info file); pass --overwrite to replace it")
     if overwrite:
         store.delete("info")
+    if options.image is not None and options.resolution is None:
+        # in the image's voxels: placed as the image is, by a copy of its transform.json
+        placed = open_store(options.image).read("transform.json")
+        if placed is not None:
+            store.write("transform.json", placed)
     with peak_memory() as peak, executor(workers) as pool:
         report = write_collection(table, request, store, place, pool, workers, budget, overwrite, progress)
     return replace(report, output=str(output), seconds=time.monotonic() - started, peak_memory=peak.bytes)

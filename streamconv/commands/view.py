@@ -35,7 +35,7 @@ from typing import BinaryIO, Protocol
 
 from ..annotations.layer import COLLECTION_DIR, annotation_layers, collection_info, split_collections
 from ..errors import UsageError
-from .viewstate import load, state_url
+from .viewstate import NM, TRANSFORM_FILE, load, parse_transform, placed_source, state_url
 from .viewstate import viewer_state as placed_state
 
 log = logging.getLogger("streamconv")
@@ -155,7 +155,14 @@ def viewer_state(datasets: Sequence[Served], base_url: str, data_url: Callable[[
     for d, s, layer in zip(datasets, shown, state["layers"]):
         if s.info.type == "segmentation" and isinstance(mesh := s.info.get("mesh"), str):
             layer["segments"] = mesh_segments(d, mesh)
-    state["layers"] += annotation_layers(collections, state["layers"], url)
+    layers = annotation_layers(collections, state["layers"], url)
+    for d, layer in zip(collections, layers):  # a collection written in an image's voxels
+        placed = parse_transform(d.read(TRANSFORM_FILE), d.name)  # (`annotations --image`: its copy)
+        if isinstance(layer["source"], str) and placed is not None:
+            dims = (collection_info(d.info()) or {}).get("dimensions", {})
+            res = [float(dims[axis][0]) / NM for axis in "xyz"]
+            layer["source"] = placed_source(layer["source"], placed, res)
+    state["layers"] += layers
     return state
 
 

@@ -119,18 +119,24 @@ def source(shown: Shown, url: str, placed: bool) -> str | dict:
     `placed`: the view is in world space (some output has a transform)."""
     if shown.transform is None:
         return url
-    res = shown.resolution
+    return placed_source(url, shown.transform, shown.resolution, shown.info.num_channels)
+
+
+def placed_source(url: str, transform: np.ndarray, res: Sequence[float] | np.ndarray, channels: int = 1) -> dict:
+    """A source at `url` whose coordinates are voxels of `res` nm, placed by `transform`
+    (`transform.json`: voxel-corner nm -> world nm): a volume, or an annotation collection
+    written in a volume's voxels."""
     matrix = np.zeros((3, 4))
     # Neuroglancer first expresses a voxel coordinate in the output's unit (times the input
     # dimension's scale, the resolution), then applies the matrix: so its linear part is the
     # transform's own, and only the translation changes unit (checked in a real browser:
     # tests/test_view_world.py)
-    matrix[:, :3] = shown.transform[:3, :3]
-    matrix[:, 3] = shown.transform[:3, 3] * NM / WORLD_UNIT
+    matrix[:, :3] = transform[:3, :3]
+    matrix[:, 3] = transform[:3, 3] * NM / WORLD_UNIT
     rows = [[_number(v) for v in row] for row in matrix]
     outputs: dict = {axis: [WORLD_UNIT, "m"] for axis in "xyz"}
     inputs: dict = {axis: [_number(r * NM), "m"] for axis, r in zip("xyz", res)}  # the source's own
-    if shown.info.num_channels > 1:  # the channel dimension stays as it is
+    if channels > 1:  # the channel dimension stays as it is
         rows = [row[:3] + [0.0] + row[3:] for row in rows] + [[0.0, 0.0, 0.0, 1.0, 0.0]]
         outputs["c^"] = inputs["c^"] = [1, ""]
     return {"url": url, "transform": {"matrix": rows, "outputDimensions": outputs, "inputDimensions": inputs}}
