@@ -82,6 +82,10 @@ class FullDisk(LocalStore):
             raise NoSpaceError(f"{self.root}/{key}: no space left on the device")
         super().write(key, data, durable)
 
+    def write_all(self, items) -> None:  # each through `write`, where the disk fills
+        for key, data in items:
+            self.write(key, data)
+
 
 def volume(dtype: str = "uint8", channels: int = 1, labels: int = 0, seed: int = 0,
            shape: tuple[int, int, int] = SHAPE) -> np.ndarray:

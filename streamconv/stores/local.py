@@ -77,14 +77,15 @@ class LocalStore:
                         where = directories[parent] = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
                     except OSError as exc:
                         raise output_error(path, exc) from exc
-                if not self._link_unnamed(where, name, data):
+                if not self._link_unnamed(where, key, name, data):
                     self.write(key, data)
         finally:
             for fd in directories.values():
                 os.close(fd)
 
-    def _link_unnamed(self, directory: int, name: str, data: Encoded) -> bool:
-        """`_write_unnamed` in an open directory; False where it cannot (then `write`)."""
+    def _link_unnamed(self, directory: int, key: str, name: str, data: Encoded) -> bool:
+        """`_write_unnamed` of `key` as `name` in its open directory; False where it cannot (then
+        `write`)."""
         try:
             fd = os.open(".", os.O_TMPFILE | os.O_WRONLY, 0o644, dir_fd=directory)
         except OSError:
@@ -95,7 +96,7 @@ class LocalStore:
         except (FileExistsError, FileNotFoundError):
             return False
         except OSError as exc:
-            raise output_error(self.root / name, exc) from exc
+            raise output_error(self.root / key, exc) from exc
         finally:
             os.close(fd)
         return True
