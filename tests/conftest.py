@@ -2,12 +2,14 @@
 HYPOTHESIS_PROFILE=explore to search new ones, with more examples."""
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 from hypothesis import settings
+from loopback_s3 import S3
 
 import streamconv
 
@@ -32,3 +34,13 @@ def aseg(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
     from atlas import make_aseg
 
     return make_aseg(tmp_path_factory.mktemp("aseg"))
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3]:
+    """A moto S3 server on loopback for the tests of one module (tools/loopback_s3.py)."""
+    server = S3()
+    try:
+        yield server
+    finally:
+        server.server.stop()

@@ -102,12 +102,7 @@ def test_compressed_segmentation_of_uniform_blocks_matches_the_reference(grid, d
         chunk[tuple(rng.integers(0, n) for n in chunk.shape)] += 1
     elif change == "ragged":
         chunk = chunk[:, :, :, :max(1, chunk.shape[3] - 1)]
-    slab = np.zeros(chunk.shape[:1] + tuple(n + 3 for n in chunk.shape[1:]), dtype)
-    slab[:, 1:-2, 2:-1, 3:] = chunk
-    view = slab[:, 1:-2, 2:-1, 3:]
-    data = bytes(make_codec("compressed_segmentation", cseg_block_size=block).encode(view))
-    assert data == reference_cseg(chunk, block)
-    assert np.array_equal(round_trip("compressed_segmentation", view, cseg_block_size=block), chunk)
+    assert_cseg_of_a_cut_chunk(chunk, block)
 
 
 @settings(max_examples=80, deadline=None)
@@ -128,12 +123,7 @@ def test_compressed_segmentation_of_blocks_of_few_labels_matches_the_reference(g
         labels = rng.choice(pool, rng.integers(1, most + 1), replace=False)
         chunk[k, iz * bz:(iz + 1) * bz, iy * by:(iy + 1) * by, ix * bx:(ix + 1) * bx] = \
             labels[rng.integers(0, len(labels), (bz, by, bx))] if rng.random() < 0.6 else labels[0]
-    slab = np.zeros(chunk.shape[:1] + tuple(n + 3 for n in chunk.shape[1:]), dtype)
-    slab[:, 1:-2, 2:-1, 3:] = chunk
-    view = slab[:, 1:-2, 2:-1, 3:]
-    data = bytes(make_codec("compressed_segmentation", cseg_block_size=block).encode(view))
-    assert data == reference_cseg(chunk, block)
-    assert np.array_equal(round_trip("compressed_segmentation", view, cseg_block_size=block), chunk)
+    assert_cseg_of_a_cut_chunk(chunk, block)
 
 
 def words(hexes: str) -> list[int]:
@@ -215,3 +205,14 @@ def test_tensorstore_reads_what_we_encode(tmp_path, name, dtype, channels):
         assert 10 * np.log10(255 ** 2 / max(mse, 1e-9)) >= 35
     else:
         assert np.array_equal(got, volume)
+
+
+def assert_cseg_of_a_cut_chunk(chunk: np.ndarray, block: tuple[int, int, int]) -> None:
+    """`chunk` encoded as a box cut out of a larger slab (strided, as band tasks see it): the
+    reference encoder's bytes, and decoded back whole."""
+    slab = np.zeros(chunk.shape[:1] + tuple(n + 3 for n in chunk.shape[1:]), chunk.dtype)
+    slab[:, 1:-2, 2:-1, 3:] = chunk
+    view = slab[:, 1:-2, 2:-1, 3:]
+    data = bytes(make_codec("compressed_segmentation", cseg_block_size=block).encode(view))
+    assert data == reference_cseg(chunk, block)
+    assert np.array_equal(round_trip("compressed_segmentation", view, cseg_block_size=block), chunk)

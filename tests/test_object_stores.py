@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import imagecodecs
@@ -32,14 +31,6 @@ from streamconv.stores.retry import Retry
 ts = pytest.importorskip("tensorstore")
 STREAMCONV = str(Path(sys.executable).with_name("streamconv"))
 
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3]:
-    server = S3()
-    try:
-        yield server
-    finally:
-        server.server.stop()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from loopback_s3 import S3
 
 from streamconv.errors import OutputError, UsageError
 from streamconv.stores import LocalStore, Location, StorageOptions, Store, open_output, open_store
@@ -48,14 +47,6 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3]:
-    server = S3()
-    try:
-        yield server
-    finally:
-        server.server.stop()
 
 
 @pytest.fixture(scope="module")
