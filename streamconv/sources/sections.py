@@ -12,13 +12,14 @@ import re
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..errors import DataError, one_line
+from ..format import dtypes
 from ..stores import Location
 from .files import InputFile, open_input
+from .tiffs import decode_pages, page_layout, read_region, tiff_file, tiff_sections, truncated
 
 log = logging.getLogger("streamconv")
 
@@ -55,10 +56,17 @@ class SectionError(DataError):
 
 @dataclass(frozen=True)
 class Slice:
-    """One section: a file, a page of a multi-page TIFF, or a gap to fill (path None)."""
+    """One section: a file, a page of a multi-page TIFF (and those of its other channels, in a
+    hyperstack), or a gap to fill (path None)."""
 
     path: str | None
     page: int | None = None
+    channel_pages: tuple[int, ...] = ()
+
+    @property
+    def pages(self) -> tuple[int, ...]:
+        """Its pages in a TIFF, one per channel or one of samples; () for a file of one page."""
+        return () if self.page is None else (self.page, *self.channel_pages)
 
     @property
     def file(self) -> str:
@@ -120,7 +128,7 @@ def _local_slices(spec: str, fill_missing: bool) -> list[Slice]:
         return [Slice(str(path.parent / line)) for line in lines if line and not line.startswith("#")] \
             or _empty(f"list {path}")
     elif path.suffix.lower() in _TIFF and path.is_file():
-        return _tiff_pages(path)
+        return _tiff_slices(path, fill_missing)
     elif path.exists():
         files = [path]
         origin = str(path)
@@ -159,15 +167,16 @@ def _empty(origin: str) -> list[Slice]:
     raise DataError(f"{origin} holds no sections ({', '.join(IMAGE_SUFFIXES)})")
 
 
-def _tiff_pages(path: Path) -> list[Slice]:
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            pages = len(tif.pages)
-    except Exception as exc:  # tifffile raises several kinds for a bad file
-        raise DataError(f"{path}: not a readable TIFF ({one_line(exc)})") from exc
-    return [Slice(str(path), k) for k in range(pages)] if pages > 1 else [Slice(str(path))]
+def _tiff_slices(path: Path, fill_missing: bool) -> list[Slice]:
+    """The sections of a TIFF: its pages, or an ImageJ or OME-TIFF's planes (tiffs.py)."""
+    sections = tiff_sections(path)
+    missing = [z for z, pages in enumerate(sections) if pages is None]
+    if missing and not fill_missing:
+        raise DataError(f"{path}: planes {', '.join(map(str, missing[:3]))}"
+                        f"{' and more' if len(missing) > 3 else ''} are missing from the file; "
+                        "pass --fill-missing VALUE to fill them")
+    return [Slice(None) if pages is None else Slice(str(path), pages[0], pages[1:]) if pages else Slice(str(path))
+            for pages in sections]
 
 
 def _with_gaps(files: list[str], fill_missing: bool) -> list[Slice]:
@@ -196,15 +205,14 @@ def _with_gaps(files: list[str], fill_missing: bool) -> list[Slice]:
     return [present.get(n, Slice(None)) for n in range(numbers[0], numbers[-1] + 1, step)]
 
 
-def probe(s: Slice) -> Layout:
-    """Shape, type and channels from the header, after a check that the file is complete; a
-    section that cannot be read raises a `SectionError`."""
-    file = open_input(s.file)
-    if not file.exists():
-        raise SectionError(s.name, "section file is missing")
-    try:
-        if s.file.lower().endswith(_TIFF):
-            return _probe_tiff(file, s.page)
+class SectionFormat:
+    """How sections of one kind of file are read: the seam that says whether a kind can read an
+    in-plane region without decoding the whole section (`regions`). This one decodes PNG, JPEG,
+    JPEG 2000 and WebP whole (imagecodecs has no region decoding for any of them)."""
+
+    regions = False
+
+    def probe(self, s: Slice, file: InputFile) -> Layout:
         _check_complete(file)
         from PIL import Image
 
@@ -214,29 +222,74 @@ def probe(s: Slice) -> Layout:
                                    "(grey, grey+alpha, RGB, RGBA; 8 or 16 bits)")
             dtype, channels = _PIL_MODES[img.mode]
             return Layout(img.height, img.width, channels, dtype)
+
+    def decode(self, s: Slice, file: InputFile, out: np.ndarray | None) -> np.ndarray:
+        import imagecodecs
+
+        codec = _CODECS.get(posixpath.splitext(file.name)[1].lower())
+        data = file.local_path or file.read()
+        return imagecodecs.imread(data, out=out, codec=codec) if codec else imagecodecs.imread(data, out=out)
+
+    def read_region(self, s: Slice, file: InputFile, rows: tuple[int, int], columns: tuple[int, int],
+                    out: np.ndarray) -> None:
+        image = self.decode(s, file, None)
+        image = image.reshape(image.shape[:2] + (-1,))[rows[0]:rows[1], columns[0]:columns[1]]
+        dtypes.cast_into(np.moveaxis(image, 2, 0), out)
+
+
+class TiffFormat(SectionFormat):
+    """TIFF and BigTIFF, a page or a hyperstack's pages: a region decodes only the tiles or
+    strips it meets (tiffs.py)."""
+
+    regions = True
+
+    def probe(self, s: Slice, file: InputFile) -> Layout:
+        with tiff_file(file) as tif:
+            try:
+                rows, columns, channels, dtype = page_layout(tif, s.pages)
+            except DataError as exc:
+                raise SectionError(s.name, str(exc)) from None
+            if truncated(tif, s.pages, file.size()):
+                raise SectionError(s.name, "file is truncated (image data runs past its end)")
+            return Layout(rows, columns, channels, dtype)
+
+    def decode(self, s: Slice, file: InputFile, out: np.ndarray | None) -> np.ndarray:
+        with tiff_file(file) as tif:
+            return decode_pages(tif, s.pages, out)
+
+    def read_region(self, s: Slice, file: InputFile, rows: tuple[int, int], columns: tuple[int, int],
+                    out: np.ndarray) -> None:
+        with tiff_file(file) as tif:
+            if np.dtype(tif.pages[s.page or 0].dtype) == out.dtype:
+                read_region(tif, s.pages, rows, columns, out)
+                return
+            part = np.empty(out.shape, tif.pages[s.page or 0].dtype)
+            read_region(tif, s.pages, rows, columns, part)
+        dtypes.cast_into(part, out)
+
+
+_IMAGES, _TIFFS = SectionFormat(), TiffFormat()
+
+
+def section_format(s: Slice) -> SectionFormat:
+    """The reader of a section's kind of file, by its name."""
+    return _TIFFS if s.file.lower().endswith(_TIFF) else _IMAGES
+
+
+def probe(s: Slice) -> Layout:
+    """Shape, type and channels from the header, after a check that the file is complete; a
+    section that cannot be read raises a `SectionError`."""
+    file = open_input(s.file)
+    if not file.exists():
+        raise SectionError(s.name, "section file is missing")
+    try:
+        return section_format(s).probe(s, file)
     except SectionError:
         raise
     except PermissionError:
         raise SectionError(s.name, "permission denied (make it readable to this user)") from None
     except Exception as exc:  # decoders raise many kinds for a damaged file
         raise SectionError(s.name, f"cannot read the image ({one_line(exc)})") from exc
-
-
-def tiff_file(file: InputFile) -> Any:
-    """A TiffFile of a section: by name on this machine, else on ranged reads."""
-    import tifffile
-
-    return tifffile.TiffFile(file.local_path or file.open())
-
-
-def _probe_tiff(file: InputFile, page: int | None) -> Layout:
-    with tiff_file(file) as tif:
-        p = tif.pages[page or 0]
-        size = file.size()
-        if any(o + n > size for o, n in zip(p.dataoffsets, p.databytecounts)):
-            raise SectionError(file.name, "file is truncated (image data runs past its end)")
-        return Layout(int(p.imagelength), int(p.imagewidth), int(p.samplesperpixel),
-                      np.dtype(p.dtype).name)
 
 
 def _check_complete(file: InputFile) -> None:
@@ -263,28 +316,18 @@ def _check_complete(file: InputFile) -> None:
 def decode(s: Slice, out: np.ndarray | None = None) -> np.ndarray:
     """The pixels of a section as (rows, columns, channels); into `out` (the decoder's own
     shape and type, C-contiguous) when given."""
-    file = open_input(s.file)
     try:
-        if s.file.lower().endswith(_TIFF):
-            import tifffile
-
-            with tiff_file(file) as tif:
-                page = tif.pages[s.page or 0]
-                if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1:
-                    # Samples stored plane after plane: (samples, rows, columns), to move.
-                    image = np.moveaxis(page.asarray(), 0, -1)
-                    if out is not None:
-                        out[...] = image
-                else:
-                    image = page.asarray(out=out)
-        else:
-            import imagecodecs
-
-            codec = _CODECS.get(posixpath.splitext(file.name)[1].lower())
-            data = file.local_path or file.read()
-            image = imagecodecs.imread(data, out=out, codec=codec) if codec else imagecodecs.imread(data, out=out)
+        image = section_format(s).decode(s, open_input(s.file), out)
     except Exception as exc:  # decoders raise many kinds for a damaged file
         raise SectionError(s.name, f"cannot decode the image ({one_line(exc)[:160]})") from exc
     return image.reshape(image.shape[:2] + (-1,))
 
 
+def decode_region(s: Slice, rows: tuple[int, int], columns: tuple[int, int], out: np.ndarray) -> None:
+    """Fill `out`, (channels, rows, columns) of any type, with rows [r0, r1) and columns
+    [c0, c1) of a section: by region where its kind of file can (`SectionFormat.regions`),
+    else decoded whole and cut."""
+    try:
+        section_format(s).read_region(s, open_input(s.file), rows, columns, out)
+    except Exception as exc:  # decoders raise many kinds for a damaged file
+        raise SectionError(s.name, f"cannot decode the image ({one_line(exc)[:160]})") from exc

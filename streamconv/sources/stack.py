@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import DataError, UsageError
 from ..format import dtypes
-from ..format.geometry import LENGTH_NM, Vec3, array_axis, triple
+from ..format.geometry import Vec3, array_axis, triple
 from .base import MemoryOrder
 from .files import open_input
 from .orientation import Orientation
@@ -29,8 +29,8 @@ from .sections import (
     is_stack,
     list_slices,
     probe,
-    tiff_file,
 )
+from .tiffs import tiff_file, voxel_size
 
 log = logging.getLogger("streamconv")
 
@@ -108,27 +108,15 @@ class SliceStack:
         self.placement: Placement | None = stack_placement(resolution, self._code)
 
     def _tiff_resolution(self) -> tuple[float, float, float] | None:
-        """Voxel size from the first TIFF's tags: pixel sizes, and ImageJ's slice spacing."""
+        """Voxel size from the first TIFF's metadata (OME's physical sizes, or the resolution
+        tags and ImageJ's slice spacing), its axes put where `orientation` puts them."""
         first = next(s for s in self.slices if s.path is not None)
         if not first.file.lower().endswith(_TIFF):
             return None
         with tiff_file(open_input(first.file)) as tif:
-            tags = tif.pages[0].tags
-            meta = tif.imagej_metadata or {}
-            unit_tag = tags.get("ResolutionUnit")
-            unit = {2: 25.4e6, 3: 1e7}.get(int(unit_tag.value) if unit_tag else 2)
-            if meta.get("unit") is not None:
-                unit = LENGTH_NM.get(str(meta["unit"]))
-            sizes = []
-            for name in ("XResolution", "YResolution"):
-                tag = tags.get(name)
-                if tag is None or unit is None or not tag.value[0]:
-                    return None
-                sizes.append(unit * tag.value[1] / tag.value[0])
-            spacing = meta.get("spacing")
-            if spacing is None or unit is None:
-                return None
-            sizes.append(unit * float(spacing))
+            sizes = voxel_size(tif)
+        if sizes is None:
+            return None
         resolution = [0.0, 0.0, 0.0]
         for axis, size in zip(self.orientation.axes, sizes):
             resolution[axis] = size
