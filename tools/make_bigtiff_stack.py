@@ -1,0 +1,102 @@
+"""Synthetic big sections: tiled BigTIFF files of uint8, written tile by tile in bounded memory.
+
+    python tools/make_bigtiff_stack.py OUTDIR [--sections 48 --width 32768 --height 32768]
+        [--tile 512] [--compression zlib|jpeg|zstd|none] [--workers N]
+
+The stack of issue 25 (48 sections of 32768 x 32768, 1 GiB each uncompressed; some 50 GiB, so
+mind the disk, and it takes a while) is the default; tests use small ones (`--sections 4
+--width 1300 --height 1000`). The content is BigBrain-like (tools/make_sections.py's look: an
+elliptical slab of tissue with folds, drifting from section to section, mild noise, background
+255), computed per tile from absolute coordinates at a quarter of the resolution and enlarged,
+so a section is never held whole: memory is a few tiles per process, whatever the size.
+Sections are written in parallel, one per process; one that exists already is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+NOISE = 512  # side of the fixed noise pattern, shifted per section
+
+
+def make_tile(index: int, count: int, top: int, left: int, tile: int, width: int, height: int,
+              noise: np.ndarray) -> np.ndarray:
+    """The (tile, tile) pixels of section `index` whose corner is (top, left): the same values
+    whatever the tile size, since they follow from absolute coordinates only."""
+    t = index / max(count, 1)
+    q = -(-tile // 4)
+    y = (-1 + 2 * (top // 4 + np.arange(q, dtype=np.float32)) / max(height / 4 - 1, 1))[:, None]
+    x = (-1 + 2 * (left // 4 + np.arange(q, dtype=np.float32)) / max(width / 4 - 1, 1))[None, :]
+    rx, ry = 0.80 + 0.1 * np.sin(3 * t), 0.75 + 0.1 * np.cos(2 * t)
+    r = np.sqrt((x / rx) ** 2 + (y / ry) ** 2)
+    angle = np.arctan2(y, x)
+    outline = 1 + 0.06 * np.sin(7 * angle + 5 * t) + 0.03 * np.sin(17 * angle - 3 * t)
+    folds = np.sin(40 * r + 6 * np.sin(5 * angle + 2 * t))
+    tissue = 150 - 40 * r + 25 * folds + 15 * np.cos(3 * x + 2 * t) * np.sin(4 * y)
+    small = np.where(r < outline, np.clip(tissue, 0, 250), 255).astype(np.uint8)
+    smooth = small.repeat(4, 0).repeat(4, 1)[:tile, :tile]
+    rows = (top + np.arange(tile) - index * 37) % NOISE
+    columns = (left + np.arange(tile) - index * 91) % NOISE
+    noisy = smooth + noise[np.ix_(rows, columns)]
+    return np.where(smooth == 255, 255, np.clip(noisy, 0, 254)).astype(np.uint8)
+
+
+def tiles(index: int, count: int, width: int, height: int, tile: int) -> Iterator[np.ndarray]:
+    """The tiles of a section in TIFF order (rows of tiles, top to bottom), each full size."""
+    noise = np.random.default_rng(0).integers(-4, 5, (NOISE, NOISE), dtype=np.int16)
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            yield make_tile(index, count, top, left, tile, width, height, noise)
+
+
+def write_section(path: Path, index: int, count: int, width: int, height: int, tile: int,
+                  compression: str | None) -> str:
+    """One tiled BigTIFF section, written through a temporary name so that a killed run leaves
+    no partial file under the final one."""
+    part = path.with_suffix(".part")
+    tifffile.imwrite(part, tiles(index, count, width, height, tile), shape=(height, width), dtype=np.uint8,
+                     tile=(tile, tile), compression=compression, bigtiff=True, photometric="minisblack",
+                     metadata=None)
+    part.replace(path)
+    return str(path)
+
+
+def make_stack(outdir: str | os.PathLike, sections: int = 48, width: int = 32768, height: int = 32768,
+               tile: int = 512, compression: str | None = "zlib", workers: int | None = None) -> list[str]:
+    """Write the sections not there yet; return all their paths."""
+    if tile % 16:
+        raise SystemExit("--tile must be a multiple of 16 (TIFF tiles are)")
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"section_{k:04d}.tif" for k in range(sections)]
+    todo = [(p, k) for k, p in enumerate(paths) if not p.exists()]
+    with ProcessPoolExecutor(max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))) as pool:
+        futures = [pool.submit(write_section, p, k, sections, width, height, tile, compression) for p, k in todo]
+        for future in futures:
+            future.result()
+    return [str(p) for p in paths]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("outdir")
+    parser.add_argument("--sections", type=int, default=48)
+    parser.add_argument("--width", type=int, default=32768)
+    parser.add_argument("--height", type=int, default=32768)
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--compression", default="zlib", choices=["zlib", "jpeg", "zstd", "none"])
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args()
+    make_stack(args.outdir, args.sections, args.width, args.height, args.tile,
+               None if args.compression == "none" else args.compression, args.workers)
+
+
+if __name__ == "__main__":
+    main()
