@@ -167,3 +167,70 @@ def test_the_big_tiff_stack_generator_makes_a_stack_that_converts(tmp_path):
     streamconv.convert(tmp_path / "big", tmp_path / "out", workers=0, resolution="1um")
     expected = np.stack([tifffile.imread(f) for f in files], axis=-1).transpose(1, 0, 2)
     assert np.array_equal(read_all(tmp_path / "out")[..., 0], expected)
+
+
+@pytest.mark.parametrize("code", ["RAS", "LPI", "ILP", "ASR"])
+def test_a_stack_reads_a_region_as_its_planes_cut(tmp_path, code):
+    """`SliceStack.read_region` in every arrangement of the axes: tiled TIFF sections (read by
+    region) and PNG sections (decoded whole and cut) give the planes `read` gives, cut; a gap is
+    filled."""
+    from streamconv.format.geometry import Box
+    from streamconv.sources import SliceStack
+
+    rng = np.random.default_rng(6)
+    planes = rng.integers(0, 255, (7, 45, 38), dtype=np.uint8)
+    for kind in ("tif", "png"):
+        directory = tmp_path / kind
+        directory.mkdir()
+        for z, plane in enumerate(planes):
+            if z == 3:
+                continue  # a gap, filled
+            if kind == "tif":
+                tifffile.imwrite(directory / f"s{z}.tif", plane, tile=(16, 16), compression="zlib")
+            else:
+                imagecodecs.imwrite(directory / f"s{z}.png", plane)
+        stack = SliceStack(str(directory), code, (1.0, 1.0, 1.0), fill_missing=5)
+        assert stack.reads_regions == (kind == "tif")
+        x, y, z = stack.shape
+        whole = np.empty((1, z, y, x), np.uint8)
+        for p0 in range(stack.shape[stack.stream_axis]):
+            start, stop = [0, 0, 0], list(stack.shape)
+            start[stack.stream_axis], stop[stack.stream_axis] = p0, p0 + 1
+            box = Box(tuple(start), tuple(stop))  # type: ignore[arg-type]
+            stack.read_region(box, whole[box.index()])
+        for start, stop in [((0, 0, 0), (x, y, z)), ((1, 2, 3), (x - 1, y - 2, z)), ((x - 1, y - 1, z - 1), (x, y, z)),
+                            ((5, 0, 2), (6, y, 4))]:
+            box = Box(start, stop)
+            out = np.zeros((1, *reversed(box.shape)), np.uint8)
+            stack.read_region(box, out)
+            assert np.array_equal(out, whole[box.index()]), (kind, box)
+        p0, p1 = 2, 5
+        full = np.zeros((1, z, y, x), np.uint8)
+        cut: list[slice] = [slice(None)] * 4
+        cut[3 - stack.stream_axis] = slice(p0, p1)
+        stack.read(p0, p1, full[tuple(cut)])
+        assert np.array_equal(full[tuple(cut)], whole[tuple(cut)])
+        stack.close()
+
+
+def test_a_small_region_of_a_big_tiled_page_is_read_in_little_memory(tmp_path):
+    """A 100 x 100 region of a 64 MiB page holds a few tiles, not the page."""
+    import tracemalloc
+
+    side, tile = 8192, 256
+    empty = np.zeros((tile, tile), np.uint8)
+    tifffile.imwrite(tmp_path / "big.tif", (empty + k % 251 for k in range((side // tile) ** 2)),
+                     shape=(side, side), dtype=np.uint8, tile=(tile, tile), compression="zlib", bigtiff=True)
+    out = np.zeros((1, 100, 100), np.uint8)
+    with tifffile.TiffFile(tmp_path / "big.tif") as tif:
+        tracemalloc.start()
+        read_region(tif, (), (4000, 4100), (5000, 5100), out)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    per_row = side // tile
+    expected = np.zeros((100, 100), np.uint8)
+    for r in range(4000, 4100):
+        for c in range(5000, 5100):
+            expected[r - 4000, c - 5000] = (r // tile * per_row + c // tile) % 251
+    assert np.array_equal(out[0], expected)
+    assert peak < 4 * tile * tile * 4, peak  # a few tiles and their compressed bytes

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import DataError, UsageError
 from ..format import dtypes
-from ..format.geometry import Vec3, array_axis, triple
+from ..format.geometry import Box, Vec3, array_axis, triple
 from .base import MemoryOrder
 from .files import open_input
 from .orientation import Orientation
@@ -26,9 +26,11 @@ from .sections import (
     SectionError,
     Slice,
     decode,
+    decode_region,
     is_stack,
     list_slices,
     probe,
+    section_format,
 )
 from .tiffs import tiff_file, voxel_size
 
@@ -87,6 +89,9 @@ class SliceStack:
         fill_missing = self.fill_value
         layout = self._validate()
         self.layout = layout
+        # A region is read for the price of the region when every section's kind of file can
+        # (tiled or striped TIFF); else each section is decoded whole and cut.
+        self.reads_regions = all(section_format(s).regions for s in self.slices if s.path is not None)
         self.num_channels = layout.channels
         self.dtype = dtypes.output_dtype(np.dtype(layout.dtype), lambda: (0, 0))
         if fill_missing is not None and self.dtype.kind in "iu":
@@ -153,6 +158,30 @@ class SliceStack:
         lo, hi = (self._count - p1, self._count - p0) if self.orientation.flips[2] else (p0, p1)
         part.slices, part._first = self.slices[lo - self._first:hi - self._first], lo
         return part
+
+    def read_region(self, region: Box, out: np.ndarray) -> None:
+        """Fill `out`, (channel, z, y, x) of `region`'s shape, with the voxels of `region`: each
+        section's rows and columns that it holds, read by region where the file can."""
+        columns, rows, slices = self.orientation.axes
+        fc, fr, fs = self.orientation.flips
+        span = []  # the file's rows, then columns, that the region holds
+        for axis, flip, n in ((rows, fr, self.layout.rows), (columns, fc, self.layout.columns)):
+            lo, hi = region.start[axis], region.stop[axis]
+            span.append((n - hi, n - lo) if flip else (lo, hi))
+        for p in range(region.start[slices], region.stop[slices]):
+            s = self.slices[(self._count - 1 - p if fs else p) - self._first]
+            index: list[slice | int] = [slice(None)] * 4
+            index[array_axis(slices)] = p - region.start[slices]
+            plane = out[tuple(index)]  # (c, a, b): the two other axes in array order
+            if s.path is None:
+                plane[...] = self.fill_value
+                continue
+            as_file = plane.transpose(0, 2, 1) if rows < columns else plane  # (c, rows, columns)
+            try:
+                decode_region(s, span[0], span[1], as_file[:, ::-1 if fr else 1, ::-1 if fc else 1])
+            except SectionError as exc:  # damaged pixel data behind a sound header
+                self._fill_instead(exc)
+                plane[...] = self.fill_value
 
     def read(self, p0: int, p1: int, out: np.ndarray) -> None:
         columns, rows, slices = self.orientation.axes
