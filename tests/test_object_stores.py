@@ -262,6 +262,22 @@ def test_a_slice_stack_is_read_from_s3_as_from_disk(s3, tmp_path, stack):
     assert job["job"]["input"]["slices"][0][0] == f"s3://{bucket}/sections/s00.png"
 
 
+def test_a_hyperstack_in_a_bucket_is_read_as_from_disk(s3, tmp_path):
+    """A multi-page TIFF behind a URL is its planes too (its pages found with ranged reads)."""
+    import tifffile
+
+    rng = np.random.default_rng(8)
+    path = tmp_path / "hyper.tif"
+    tifffile.imwrite(path, rng.integers(0, 255, (6, 2, 30, 40), dtype=np.uint8), imagej=True,
+                     metadata={"axes": "ZCYX"})
+    bucket = s3.bucket()
+    s3.client.upload_file(str(path), bucket, "in/hyper.tif")
+    args = ["--resolution", "20um", "--chunk-size", "16", "--workers", "2"]
+    result = s3.run("convert", f"s3://{bucket}/in/hyper.tif", f"s3://{bucket}/out", "-q", *args)
+    assert result.returncode == 0, result.stderr
+    assert s3.objects(bucket, "out") == files(local(tmp_path, "ref", path, *args))
+
+
 def test_a_store_of_one_process_is_refused_with_workers():
     with pytest.raises(UsageError, match="--workers 0"):
         streamconv.convert(MNI152_FILE_PATH, f"memory://{uuid.uuid4().hex}/out", workers=1)

@@ -128,7 +128,7 @@ def _local_slices(spec: str, fill_missing: bool) -> list[Slice]:
         return [Slice(str(path.parent / line)) for line in lines if line and not line.startswith("#")] \
             or _empty(f"list {path}")
     elif path.suffix.lower() in _TIFF and path.is_file():
-        return _tiff_slices(path, fill_missing)
+        return _tiff_slices(str(path), fill_missing)
     elif path.exists():
         files = [path]
         origin = str(path)
@@ -155,6 +155,8 @@ def _remote_slices(url: str, fill_missing: bool) -> list[Slice]:
         base = url.rsplit("/", 1)[0]
         return [Slice(f"{base}/{line}") for line in lines if line and not line.startswith("#")] \
             or _empty(f"list {url}")
+    if suffix in _TIFF and not any(c in url for c in "*?["):
+        return _tiff_slices(url, fill_missing)
     names = fs.glob(path) if any(c in url for c in "*?[") else [path] if suffix else fs.ls(path, detail=False)
     files = [fs.unstrip_protocol(n) for n in names if posixpath.splitext(n)[1].lower() in IMAGE_SUFFIXES]
     if not files:
@@ -167,15 +169,16 @@ def _empty(origin: str) -> list[Slice]:
     raise DataError(f"{origin} holds no sections ({', '.join(IMAGE_SUFFIXES)})")
 
 
-def _tiff_slices(path: Path, fill_missing: bool) -> list[Slice]:
-    """The sections of a TIFF: its pages, or an ImageJ or OME-TIFF's planes (tiffs.py)."""
-    sections = tiff_sections(path)
+def _tiff_slices(path: str, fill_missing: bool) -> list[Slice]:
+    """The sections of a TIFF, local or remote: its pages, or an ImageJ or OME-TIFF's planes
+    (tiffs.py)."""
+    sections = tiff_sections(open_input(path))
     missing = [z for z, pages in enumerate(sections) if pages is None]
     if missing and not fill_missing:
         raise DataError(f"{path}: planes {', '.join(map(str, missing[:3]))}"
                         f"{' and more' if len(missing) > 3 else ''} are missing from the file; "
                         "pass --fill-missing VALUE to fill them")
-    return [Slice(None) if pages is None else Slice(str(path), pages[0], pages[1:]) if pages else Slice(str(path))
+    return [Slice(None) if pages is None else Slice(path, pages[0], pages[1:]) if pages else Slice(path)
             for pages in sections]
 
 

@@ -16,7 +16,6 @@ A region of a tiled or striped page is read by decoding only the tiles or strips
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,13 +32,12 @@ def tiff_file(file: InputFile) -> Any:
     return tifffile.TiffFile(file.local_path or file.open())
 
 
-def tiff_sections(path: Path) -> list[tuple[int, ...] | None]:
-    """The sections of a local TIFF, in order: the pages of each (one per channel), None for a
-    plane an OME-TIFF does not hold; `[()]` for a file of one page (the section is the file)."""
-    import tifffile
-
+def tiff_sections(file: InputFile) -> list[tuple[int, ...] | None]:
+    """The sections of a TIFF, in order: the pages of each (one per channel), None for a plane
+    an OME-TIFF does not hold; `[()]` for a file of one page (the section is the file)."""
+    path = file.name
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tiff_file(file) as tif:
             if tif.is_imagej or tif.is_ome or (tif.is_shaped and len(tif.series) == 1):
                 sections = _series_sections(tif, path)
             else:
@@ -51,7 +49,7 @@ def tiff_sections(path: Path) -> list[tuple[int, ...] | None]:
     return sections if len(sections) > 1 or sections[0] != (0,) else [()]
 
 
-def _series_sections(tif: Any, path: Path) -> list[tuple[int, ...] | None]:
+def _series_sections(tif: Any, path: str) -> list[tuple[int, ...] | None]:
     """Sections of a file with axes: ImageJ, OME or tifffile's own (`shaped`)."""
     series = tif.series[0].levels[0]
     axes, shape = series.get_axes(False), series.get_shape(False)
