@@ -9,9 +9,11 @@ import glob
 import logging
 import posixpath
 import re
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +21,7 @@ from ..errors import DataError, one_line
 from ..format import dtypes
 from ..stores import Location
 from .files import InputFile, open_input
-from .tiffs import decode_pages, page_layout, read_region, tiff_file, tiff_sections, truncated
+from .tiffs import decode_pages, page_layout, read_region, stack_file, tiff_file, tiff_sections, truncated
 
 log = logging.getLogger("streamconv")
 
@@ -247,7 +249,7 @@ class TiffFormat(SectionFormat):
     regions = True
 
     def probe(self, s: Slice, file: InputFile) -> Layout:
-        with tiff_file(file) as tif:
+        with self._open(s, file) as tif:
             try:
                 rows, columns, channels, dtype = page_layout(tif, s.pages)
             except DataError as exc:
@@ -257,18 +259,24 @@ class TiffFormat(SectionFormat):
             return Layout(rows, columns, channels, dtype)
 
     def decode(self, s: Slice, file: InputFile, out: np.ndarray | None) -> np.ndarray:
-        with tiff_file(file) as tif:
+        with self._open(s, file) as tif:
             return decode_pages(tif, s.pages, out)
 
     def read_region(self, s: Slice, file: InputFile, rows: tuple[int, int], columns: tuple[int, int],
                     out: np.ndarray) -> None:
-        with tiff_file(file) as tif:
+        with self._open(s, file) as tif:
             if np.dtype(tif.pages[s.page or 0].dtype) == out.dtype:
                 read_region(tif, s.pages, rows, columns, out)
                 return
             part = np.empty(out.shape, tif.pages[s.page or 0].dtype)
             read_region(tif, s.pages, rows, columns, part)
         dtypes.cast_into(part, out)
+
+
+    @staticmethod
+    def _open(s: Slice, file: InputFile) -> AbstractContextManager[Any]:
+        """A page of a multi-page file: through the file kept open for its next page."""
+        return stack_file(file) if s.page is not None else tiff_file(file)
 
 
 _IMAGES, _TIFFS = SectionFormat(), TiffFormat()

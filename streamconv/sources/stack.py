@@ -32,7 +32,7 @@ from .sections import (
     probe,
     section_format,
 )
-from .tiffs import tiff_file, voxel_size
+from .tiffs import release, tiff_file, voxel_size
 
 log = logging.getLogger("streamconv")
 
@@ -232,6 +232,7 @@ class SliceStack:
 
     def close(self) -> None:
         """The count of the sections filled past the first few, once every read has reported."""
+        release()  # the multi-page TIFF kept open for its next section
         if self._filled is not None and self._filled in log.filters:
             log.removeFilter(self._filled)
             self._filled.summary()
