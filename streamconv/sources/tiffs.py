@@ -95,8 +95,10 @@ def _series_sections(tif: Any, path: str) -> list[tuple[int, ...] | None]:
     outer = [(a, n) for a, n in zip(axes, shape) if a not in "YXS"]
     sizes = dict(outer)
     if sizes.get("T", 1) > 1:
+        frames = " (if they are sections, make them slices: ImageJ's Image > Properties)" \
+            if sizes.get("Z", 1) == 1 else ""
         raise DataError(f"{path}: a time series ({sizes['T']} time points, axes {series.axes}); "
-                        "streamconv converts one volume: save one time point as its own file")
+                        f"streamconv converts one volume: save one time point as its own file{frames}")
     stacked = [a for a, n in outer if n > 1 and a not in "TC"]
     if len(stacked) > 1:
         raise DataError(f"{path}: more than one stack axis ({', '.join(stacked)} in {series.axes}); "
