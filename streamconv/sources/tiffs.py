@@ -220,6 +220,10 @@ def _page_region(page: Any, rows: tuple[int, int], columns: tuple[int, int], out
     if key.imagedepth > 1:
         raise DataError("volumetric TIFF tiles (ImageDepth > 1) are not supported")
     separate = key.planarconfig == 2 and samples > 1
+    if key.compression == 1 and not key.is_tiled and key.predictor == 1 and key.fillorder == 1 \
+            and key.bitspersample in (8, 16, 32, 64) and key.sampleformat in (1, 2, 3):
+        _raw_region(page, rows, columns, out, separate)
+        return
     if key.is_tiled:
         seg_rows, seg_cols = int(key.tilelength), int(key.tilewidth)
     else:
@@ -245,3 +249,30 @@ def _page_region(page: Any, rows: tuple[int, int], columns: tuple[int, int], out
             continue
         part = segment[0, y0 - top:y1 - top, x0 - left:x1 - left]  # (rows, columns, contig samples)
         target[:, y0 - r0:y1 - r0, x0 - c0:x1 - c0] = np.moveaxis(part, -1, 0)
+
+
+def _raw_region(page: Any, rows: tuple[int, int], columns: tuple[int, int], out: np.ndarray,
+                separate: bool) -> None:
+    """Uncompressed strips (tifffile writes a page as one): the region's part of each row read
+    from where it lies, so a region of a page of one strip never reads the page."""
+    key = page.keyframe
+    (r0, r1), (c0, c1) = rows, columns
+    height, width = int(key.imagelength), int(key.imagewidth)
+    dtype = np.dtype(page.parent.byteorder + key.dtype.char)
+    per_pixel = dtype.itemsize * (1 if separate else int(key.samplesperpixel))
+    strip = min(int(key.rowsperstrip), height) or height
+    strips = math.ceil(height / strip)
+    offsets, counts, wanted, where = page.dataoffsets, page.databytecounts, [], []
+    for s in range(out.shape[0] if separate else 1):
+        for r in range(r0, r1):
+            index = s * strips + r // strip
+            start = (r % strip * width + c0) * per_pixel
+            if counts[index] < start + (c1 - c0) * per_pixel:
+                raise DataError(f"strip {index} holds {counts[index]} bytes, fewer than its rows")
+            wanted.append((offsets[index] + start, (c1 - c0) * per_pixel))
+            where.append((s, r - r0))
+    for data, k in page.parent.filehandle.read_segments(
+            [o for o, _ in wanted], [n for _, n in wanted], indices=range(len(wanted)), sort=True, flat=True):
+        s, row = where[k]
+        values = np.frombuffer(data, dtype).reshape(c1 - c0, -1)  # (columns, contig samples)
+        (out[s:s + 1] if separate else out)[:, row] = values.T
