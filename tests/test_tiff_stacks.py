@@ -92,6 +92,35 @@ def test_an_ome_tiff_is_its_largest_level_and_carries_its_voxel_size(tmp_path):
     assert report.scales[0].resolution == (500, 250, 2000)
 
 
+def test_an_imagej_file_that_lists_its_first_page_only_is_every_plane(tmp_path):
+    """ImageJ writes files over 4 GiB with one IFD and the planes one after the other; made
+    here by ending a small file's IFD chain after its first page."""
+    import struct
+
+    rng = np.random.default_rng(9)
+    zcyx = rng.integers(0, 60000, (5, 2, 23, 31), dtype=np.uint16)
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, zcyx, imagej=True, metadata={"axes": "ZCYX"})
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.pages[0].offset
+        tif.filehandle.seek(offset)
+        tags = struct.unpack("<H", tif.filehandle.read(2))[0]
+    with open(path, "r+b") as f:
+        f.seek(offset + 2 + 12 * tags)
+        f.write(b"\0\0\0\0")
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 1 and tif.series[0].shape == zcyx.shape
+    volume = converts_as_directory(path, np.moveaxis(zcyx, 1, -1), tmp_path)
+    out = np.zeros((2, 1, 9, 6), np.uint16)  # a region of plane 3: by the rows it needs
+    from streamconv.format.geometry import Box
+    from streamconv.sources import SliceStack
+
+    stack = SliceStack(str(path), "RAS", (1.0, 1.0, 1.0))
+    stack.read_region(Box((20, 10, 3), (26, 19, 4)), out)
+    assert np.array_equal(out, volume[20:26, 10:19, 3:4].transpose(3, 2, 1, 0))
+    stack.close()
+
+
 def test_a_time_series_is_refused_in_one_line(tmp_path):
     tifffile.imwrite(tmp_path / "movie.tif", np.zeros((3, 4, 8, 8), np.uint8), imagej=True,
                      metadata={"axes": "TZYX"})

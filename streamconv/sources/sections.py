@@ -21,7 +21,7 @@ from ..errors import DataError, one_line
 from ..format import dtypes
 from ..stores import Location
 from .files import InputFile, open_input
-from .tiffs import decode_pages, page_layout, read_region, stack_file, tiff_file, tiff_sections, truncated
+from .tiffs import decode_pages, page_layout, plane, read_region, stack_file, tiff_file, tiff_sections, truncated
 
 log = logging.getLogger("streamconv")
 
@@ -265,10 +265,11 @@ class TiffFormat(SectionFormat):
     def read_region(self, s: Slice, file: InputFile, rows: tuple[int, int], columns: tuple[int, int],
                     out: np.ndarray) -> None:
         with self._open(s, file) as tif:
-            if np.dtype(tif.pages[s.page or 0].dtype) == out.dtype:
+            dtype = np.dtype(plane(tif, s.page or 0).dtype)
+            if dtype == out.dtype:
                 read_region(tif, s.pages, rows, columns, out)
                 return
-            part = np.empty(out.shape, tif.pages[s.page or 0].dtype)
+            part = np.empty(out.shape, dtype)
             read_region(tif, s.pages, rows, columns, part)
         dtypes.cast_into(part, out)
 

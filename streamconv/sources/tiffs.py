@@ -104,7 +104,9 @@ def _series_sections(tif: Any, path: str) -> list[tuple[int, ...] | None]:
         raise DataError(f"{path}: more than one stack axis ({', '.join(stacked)} in {series.axes}); "
                         "save one of them as its own file")
     pages = series.pages
-    if math.prod(n for _, n in outer) != len(pages):
+    # ImageJ's files over 4 GiB list their first page only, the planes one after the other
+    contiguous = tif.is_imagej and len(pages) == 1 and series.dataoffset is not None
+    if math.prod(n for _, n in outer) != len(pages) and not contiguous:
         raise DataError(f"{path}: its pages ({len(pages)}) do not hold every plane of its "
                         f"axes {series.axes} {series.shape}")
     channels = sizes.get("C", 1)
@@ -117,7 +119,11 @@ def _series_sections(tif: Any, path: str) -> list[tuple[int, ...] | None]:
         found = []
         for c in range(channels):
             at = {stack: z, "C": c}
-            page = pages[int(np.ravel_multi_index([at.get(a, 0) for a, _ in outer], [n for _, n in outer]))]
+            flat = int(np.ravel_multi_index([at.get(a, 0) for a, _ in outer], [n for _, n in outer]))
+            if contiguous:
+                found.append(flat)
+                continue
+            page = pages[flat]
             if page is None:
                 break
             if page.parent is not tif or not isinstance(page.index, int):
@@ -162,13 +168,52 @@ def voxel_size(tif: Any) -> tuple[float, float, float] | None:
     return sizes[0], sizes[1], unit * float(spacing)
 
 
+def plane(tif: Any, index: int) -> Any:
+    """Page `index` of a TIFF; past the pages it lists, in an ImageJ file that lists its first
+    page only (ImageJ's files over 4 GiB), its plane `index` after the first page's data."""
+    try:
+        return tif.pages[index]
+    except IndexError:
+        if not tif.is_imagej or tif.pages[0].compression != 1 or tif.pages[0].planarconfig == 2:
+            raise DataError(f"the file has no page {index}") from None
+        return _Plane(tif.pages[0], index)
+
+
+class _Plane:
+    """A plane of an ImageJ file over 4 GiB, where no page lists it: what the readers here ask
+    of a page, the first page's layout at its own offset."""
+
+    compression = predictor = fillorder = 1
+    is_tiled = False
+
+    def __init__(self, first: Any, index: int) -> None:
+        self.keyframe, self.parent, self.index = self, first.parent, index
+        self.imagelength, self.imagewidth = int(first.imagelength), int(first.imagewidth)
+        self.samplesperpixel, self.dtype = int(first.samplesperpixel), np.dtype(first.dtype)
+        self.planarconfig, self.bitspersample = first.planarconfig, first.bitspersample
+        self.sampleformat, self.nodata, self.imagedepth = first.sampleformat, first.nodata, 1
+        self.rowsperstrip = self.imagelength
+        size = self.imagelength * self.imagewidth * self.samplesperpixel * np.dtype(self.dtype).itemsize
+        self.dataoffsets, self.databytecounts = (first.dataoffsets[0] + index * size,), (size,)
+
+    def asarray(self, out: np.ndarray | None = None) -> np.ndarray:
+        values = np.empty((self.samplesperpixel, self.imagelength, self.imagewidth), self.dtype)
+        _raw_region(self, (0, self.imagelength), (0, self.imagewidth), values, False)
+        image = np.moveaxis(values, 0, -1)
+        image = image[..., 0] if self.samplesperpixel == 1 else image
+        if out is None:
+            return image
+        out[...] = image
+        return out
+
+
 def page_layout(tif: Any, pages: tuple[int, ...]) -> tuple[int, int, int, str]:
     """(rows, columns, channels, dtype) of a section made of `pages` (one per channel, or one
     page of samples); its pages must agree."""
-    first = tif.pages[pages[0] if pages else 0]
+    first = plane(tif, pages[0] if pages else 0)
     layout = (int(first.imagelength), int(first.imagewidth), int(first.samplesperpixel), np.dtype(first.dtype).name)
     for index in pages[1:]:
-        page = tif.pages[index]
+        page = plane(tif, index)
         other = (int(page.imagelength), int(page.imagewidth), int(page.samplesperpixel), np.dtype(page.dtype).name)
         if other != layout:
             raise DataError(f"page {index} ({other}) differs from page {pages[0]} ({layout}) of the same section")
@@ -178,7 +223,7 @@ def page_layout(tif: Any, pages: tuple[int, ...]) -> tuple[int, int, int, str]:
 def truncated(tif: Any, pages: tuple[int, ...], size: int) -> bool:
     """Whether the pixel data of these pages runs past the end of a file of `size` bytes."""
     return any(o + n > size for k in pages or (0,)
-               for o, n in zip(tif.pages[k].dataoffsets, tif.pages[k].databytecounts))
+               for o, n in zip(plane(tif, k).dataoffsets, plane(tif, k).databytecounts))
 
 
 def decode_pages(tif: Any, pages: tuple[int, ...], out: np.ndarray | None = None) -> np.ndarray:
@@ -186,13 +231,13 @@ def decode_pages(tif: Any, pages: tuple[int, ...], out: np.ndarray | None = None
     import tifffile
 
     if len(pages) > 1:  # one page per channel
-        planes = [tif.pages[k].asarray() for k in pages]
+        planes = [plane(tif, k).asarray() for k in pages]
         image = np.stack(planes, axis=-1) if out is None else out
         if out is not None:
-            for c, plane in enumerate(planes):
-                out[..., c] = plane
+            for c, values in enumerate(planes):
+                out[..., c] = values
         return image
-    page = tif.pages[pages[0] if pages else 0]
+    page = plane(tif, pages[0] if pages else 0)
     if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1:
         # Samples stored plane after plane: (samples, rows, columns), to move.
         image = np.moveaxis(page.asarray(), 0, -1)
@@ -208,7 +253,7 @@ def read_region(tif: Any, pages: tuple[int, ...], rows: tuple[int, int], columns
     made of `pages`, decoding only the tiles or strips that meet them."""
     samples = out.shape[0] // max(1, len(pages))
     for k, index in enumerate(pages or (0,)):
-        _page_region(tif.pages[index], rows, columns, out[k * samples:(k + 1) * samples])
+        _page_region(plane(tif, index), rows, columns, out[k * samples:(k + 1) * samples])
 
 
 def _page_region(page: Any, rows: tuple[int, int], columns: tuple[int, int], out: np.ndarray) -> None:
