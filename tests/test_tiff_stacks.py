@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import streamconv
 from streamconv.errors import DataError
-from streamconv.sources.sections import Slice, decode_region, section_format
+from streamconv.sources.sections import Slice, decode_region, probe
 from streamconv.sources.tiffs import read_region
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,14 +168,19 @@ def test_a_region_reads_as_the_whole_page_cut(rows, columns, samples, separate, 
 
 def test_regions_of_jpeg_tiles_and_of_other_kinds_of_section(tmp_path):
     """JPEG-compressed tiles (tables shared by the page) decode as the whole page does; a PNG
-    section, which cannot be read by region, is decoded whole and cut, into another type."""
+    section, which cannot be read by region, is decoded whole and cut, into another type; a
+    page of one compressed strip says it is read whole."""
     rng = np.random.default_rng(4)
     image = (np.add.outer(np.arange(77), np.arange(93)) + rng.integers(0, 9, (77, 93))).astype(np.uint8)
     jpeg = Slice(str(_tiff(tmp_path, image, {"tile": (32, 16), "compression": "jpeg"})))
     whole = tifffile.imread(jpeg.file)
     png = tmp_path / "section.png"
     imagecodecs.imwrite(png, image)
-    assert section_format(jpeg).regions and not section_format(Slice(str(png))).regions
+    assert probe(jpeg).regions and not probe(Slice(str(png))).regions
+    one_strip = Slice(str(tmp_path / "strip.tif"))
+    tifffile.imwrite(one_strip.file, image, rowsperstrip=77, compression="zlib")
+    (tmp_path / "raw").mkdir()
+    assert not probe(one_strip).regions and probe(Slice(str(_tiff(tmp_path / "raw", image, {})))).regions
     for r0, r1, c0, c1 in [(0, 77, 0, 93), (31, 33, 15, 17), (76, 77, 80, 93)]:
         out = np.zeros((1, r1 - r0, c1 - c0), np.uint8)
         decode_region(jpeg, (r0, r1), (c0, c1), out)

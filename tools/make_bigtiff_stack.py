@@ -6,11 +6,13 @@
 The stack of issue 25 (48 sections of 32768 x 32768, 1 GiB each decoded) is the default; tests
 use small ones (`--sections 4 --width 1300 --height 1000`). Measured on a loaded machine: a
 section of 16384 x 16384 took 22 s in one process with 44 MB resident and 84 MB of zlib tiles,
-so the full stack is about 16 GB with zlib (about 7 GB with jpeg) and some 70 CPU-minutes. The content is BigBrain-like (tools/make_sections.py's look: an
-elliptical slab of tissue with folds, drifting from section to section, mild noise, background
-255), computed per tile from absolute coordinates at a quarter of the resolution and enlarged,
-so a section is never held whole: memory is a few tiles per process, whatever the size.
-Sections are written in parallel, one per process; one that exists already is kept.
+so the full stack is about 16 GB with zlib (about 7 GB with jpeg) and some 70 CPU-minutes.
+
+The content is BigBrain-like (tools/make_sections.py's look: an elliptical slab of tissue with
+folds, drifting from section to section, mild noise, background 255), computed per tile from
+absolute coordinates at a quarter of the resolution and enlarged, so a section is never held
+whole: memory is a few tiles per process, whatever the size. Sections are written in parallel,
+one per process; one that exists already is kept.
 """
 
 from __future__ import annotations

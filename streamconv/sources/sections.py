@@ -10,7 +10,7 @@ import logging
 import posixpath
 import re
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import gcd
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,17 @@ from ..errors import DataError, one_line
 from ..format import dtypes
 from ..stores import Location
 from .files import InputFile, open_input
-from .tiffs import decode_pages, page_layout, plane, read_region, stack_file, tiff_file, tiff_sections, truncated
+from .tiffs import (
+    by_region,
+    decode_pages,
+    page_layout,
+    plane,
+    read_region,
+    stack_file,
+    tiff_file,
+    tiff_sections,
+    truncated,
+)
 
 log = logging.getLogger("streamconv")
 
@@ -84,10 +94,15 @@ class Slice:
 
 @dataclass(frozen=True)
 class Layout:
+    """A section's shape and type, which every section of a stack shares, and what its file
+    declares about reading it: `regions`, whether an in-plane region is read for the price of
+    the region (a tiled or striped TIFF) rather than by decoding the whole section."""
+
     rows: int
     columns: int
     channels: int
     dtype: str
+    regions: bool = field(default=False, compare=False)
 
 
 def natural_key(text: str) -> list:
@@ -211,11 +226,9 @@ def _with_gaps(files: list[str], fill_missing: bool) -> list[Slice]:
 
 
 class SectionFormat:
-    """How sections of one kind of file are read: the seam that says whether a kind can read an
-    in-plane region without decoding the whole section (`regions`). This one decodes PNG, JPEG,
-    JPEG 2000 and WebP whole (imagecodecs has no region decoding for any of them)."""
-
-    regions = False
+    """How sections of one kind of file are read; its `probe` declares whether a section reads
+    an in-plane region without decoding the whole section (`Layout.regions`). This one decodes
+    PNG, JPEG, JPEG 2000 and WebP whole (imagecodecs has no region decoding for any of them)."""
 
     def probe(self, s: Slice, file: InputFile) -> Layout:
         _check_complete(file)
@@ -246,8 +259,6 @@ class TiffFormat(SectionFormat):
     """TIFF and BigTIFF, a page or a hyperstack's pages: a region decodes only the tiles or
     strips it meets (tiffs.py)."""
 
-    regions = True
-
     def probe(self, s: Slice, file: InputFile) -> Layout:
         with self._open(s, file) as tif:
             try:
@@ -256,7 +267,7 @@ class TiffFormat(SectionFormat):
                 raise SectionError(s.name, str(exc)) from None
             if truncated(tif, s.pages, file.size()):
                 raise SectionError(s.name, "file is truncated (image data runs past its end)")
-            return Layout(rows, columns, channels, dtype)
+            return Layout(rows, columns, channels, dtype, by_region(tif, s.pages))
 
     def decode(self, s: Slice, file: InputFile, out: np.ndarray | None) -> np.ndarray:
         with self._open(s, file) as tif:
@@ -337,7 +348,7 @@ def decode(s: Slice, out: np.ndarray | None = None) -> np.ndarray:
 
 def decode_region(s: Slice, rows: tuple[int, int], columns: tuple[int, int], out: np.ndarray) -> None:
     """Fill `out`, (channels, rows, columns) of any type, with rows [r0, r1) and columns
-    [c0, c1) of a section: by region where its kind of file can (`SectionFormat.regions`),
+    [c0, c1) of a section: by region where its file can (`Layout.regions`),
     else decoded whole and cut."""
     try:
         section_format(s).read_region(s, open_input(s.file), rows, columns, out)

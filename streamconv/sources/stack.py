@@ -30,7 +30,6 @@ from .sections import (
     is_stack,
     list_slices,
     probe,
-    section_format,
 )
 from .tiffs import release, tiff_file, voxel_size
 
@@ -89,9 +88,6 @@ class SliceStack:
         fill_missing = self.fill_value
         layout = self._validate()
         self.layout = layout
-        # A region is read for the price of the region when every section's kind of file can
-        # (tiled or striped TIFF); else each section is decoded whole and cut.
-        self.reads_regions = all(section_format(s).regions for s in self.slices if s.path is not None)
         self.num_channels = layout.channels
         self.dtype = dtypes.output_dtype(np.dtype(layout.dtype), lambda: (0, 0))
         if fill_missing is not None and self.dtype.kind in "iu":
@@ -130,6 +126,9 @@ class SliceStack:
     def _validate(self) -> Layout:
         """Probe every section; a bad one ends the run now, or is filled with --fill-missing."""
         layouts: dict[Layout, Slice] = {}
+        # A region is read for the price of the region when every section's file says it can
+        # (a tiled or striped TIFF); else each section is decoded whole and cut.
+        self.reads_regions = True
         for k, s in enumerate(self.slices):
             if s.path is None:
                 continue
@@ -144,6 +143,7 @@ class SliceStack:
                 raise DataError(f"{s.name}: {_describe(layout)} differs from {other.name}: "
                                 f"{_describe(first)}")
             layouts.setdefault(layout, s)
+            self.reads_regions = self.reads_regions and layout.regions
         if not layouts:
             raise DataError(f"{self.spec}: no readable section")
         return next(iter(layouts))

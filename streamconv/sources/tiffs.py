@@ -256,6 +256,19 @@ def read_region(tif: Any, pages: tuple[int, ...], rows: tuple[int, int], columns
         _page_region(plane(tif, index), rows, columns, out[k * samples:(k + 1) * samples])
 
 
+def by_region(tif: Any, pages: tuple[int, ...]) -> bool:
+    """Whether `read_region` reads a region of these pages for the price of the region: tiles,
+    strips shorter than the page, or uncompressed rows; not a page of one compressed strip."""
+    key = plane(tif, pages[0] if pages else 0).keyframe
+    return bool(key.is_tiled) or int(key.rowsperstrip) < int(key.imagelength) or _raw_rows(key)
+
+
+def _raw_rows(key: Any) -> bool:
+    """Whether a page's rows lie uncompressed in strips, each readable where it lies."""
+    return key.compression == 1 and not key.is_tiled and key.predictor == 1 and key.fillorder == 1 \
+        and key.bitspersample in (8, 16, 32, 64) and key.sampleformat in (1, 2, 3)
+
+
 def _page_region(page: Any, rows: tuple[int, int], columns: tuple[int, int], out: np.ndarray) -> None:
     """One page's region: the segments (tiles or strips) it meets, read in file order, decoded
     by tifffile's own decoder of that page, each cropped into `out` (samples, rows, columns)."""
@@ -265,8 +278,7 @@ def _page_region(page: Any, rows: tuple[int, int], columns: tuple[int, int], out
     if key.imagedepth > 1:
         raise DataError("volumetric TIFF tiles (ImageDepth > 1) are not supported")
     separate = key.planarconfig == 2 and samples > 1
-    if key.compression == 1 and not key.is_tiled and key.predictor == 1 and key.fillorder == 1 \
-            and key.bitspersample in (8, 16, 32, 64) and key.sampleformat in (1, 2, 3):
+    if _raw_rows(key):
         _raw_region(page, rows, columns, out, separate)
         return
     if key.is_tiled:
