@@ -85,6 +85,8 @@ def tiff_sections(file: InputFile) -> list[tuple[int, ...] | None]:
         raise
     except Exception as exc:  # tifffile raises several kinds for a bad file
         raise DataError(f"{path}: not a readable TIFF ({one_line(exc)})") from exc
+    if not sections:
+        raise DataError(f"{path}: no full-resolution page (every page is marked reduced)")
     return sections if len(sections) > 1 or sections[0] != (0,) else [()]
 
 
