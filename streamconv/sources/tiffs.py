@@ -36,24 +36,20 @@ def tiff_file(file: InputFile) -> Any:
     return tifffile.TiffFile(file.local_path or file.open())
 
 
-#: multi-page TIFFs kept open by `stack_file`, by (process, thread, path, size, mtime)
+#: multi-page TIFFs kept open by `stack_file`, by (process, thread, name, identity)
 _KEPT: dict[tuple, Any] = {}
 KEEP_OPEN = 2
 
 
 @contextmanager
 def stack_file(file: InputFile) -> Iterator[Any]:
-    """A TiffFile of a local multi-page TIFF, kept open for the next section of the same file:
+    """A TiffFile of a multi-page TIFF, kept open for the next section of the same file:
     tifffile finds page k by walking the k pages before it once per open file, so a stack of
-    n pages opened once per section costs n^2/2 page headers (2,000 pages: 10 s to check them).
-    Kept per process and thread (a TiffFile's reads seek), and only while the file's size and
-    modification time are those it was opened with; `release` closes them."""
-    if file.local_path is None:
-        with tiff_file(file) as tif:
-            yield tif
-        return
-    stat = os.stat(file.local_path)
-    key = (os.getpid(), threading.get_ident(), file.local_path, stat.st_size, stat.st_mtime_ns)
+    n pages opened once per section costs n^2/2 page headers (2,000 local pages: 10 s to check
+    them; behind a URL, a ranged request each). Kept per process and thread (a TiffFile's reads
+    seek), and only while the file's identity (size and mtime, or version) is the one it was
+    opened with; `release` closes them."""
+    key = (os.getpid(), threading.get_ident(), file.name, tuple(sorted(file.identity().items())))
     tif = _KEPT.pop(key, None) or tiff_file(file)
     try:
         yield tif
