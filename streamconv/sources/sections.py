@@ -77,7 +77,8 @@ class Slice:
 
     @property
     def pages(self) -> tuple[int, ...]:
-        """Its pages in a TIFF, one per channel or one of samples; () for a file of one page."""
+        """Its pages in a TIFF: one per channel, or one holding every sample; () for a file of
+        one page."""
         return () if self.page is None else (self.page, *self.channel_pages)
 
     @property
@@ -283,7 +284,6 @@ class TiffFormat(SectionFormat):
             part = np.empty(out.shape, dtype)
             read_region(tif, s.pages, rows, columns, part)
         dtypes.cast_into(part, out)
-
 
     @staticmethod
     def _open(s: Slice, file: InputFile) -> AbstractContextManager[Any]:
