@@ -22,6 +22,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,12 @@ def test_jubrain_example_MPM(examples, tmp_path):
     assert call("compute-scales", "--downscaling-method=stride", output_dir) == 0
     assert call("scale-stats", output_dir) == 0
     assert call("convert-chunks", "--copy-info", output_dir, output_dir / "copy") == 0
+    assert call("convert-chunks", "--copy-info", "--gzip", "--compresslevel", "1", output_dir,
+                output_dir / "fast") == 0  # their --compresslevel: gzip's header says "fastest"
+    fast = sorted((output_dir / "fast").glob("*/*.gz"))
+    assert fast and all(f.read_bytes()[8] == 4 for f in fast)
+    assert all(gzip.decompress(f.read_bytes()) == (output_dir / "copy" / f.relative_to(output_dir / "fast")
+                                                   ).with_suffix("").read_bytes() for f in fast)
     labels = np.asarray(nib.load(input_nifti).dataobj)
     for out in (output_dir, output_dir / "copy"):
         assert np.array_equal(read(out), labels)
@@ -204,6 +211,10 @@ def test_mesh_no_gzip_replaces_the_gzip_fragment(tmp_path):
     assert call("mesh-to-precomputed", "--mesh-name=10", tmp_path / "dummy.surf.gii", path) == 0
     assert (path / "mesh" / "10").read_text() == '{"fragments":["dummy.surf"]}'
     assert (path / "mesh" / "10.gz").exists()
+    # their link-mesh-fragments takes their file options; manifests are JSON, never gzipped
+    (tmp_path / "links.csv").write_text("5,dummy.surf\n")
+    assert call("link-mesh-fragments", "--no-gzip", "--compresslevel", "9", tmp_path / "links.csv", path) == 0
+    assert json.loads((path / "mesh" / "5:0").read_text()) == {"fragments": ["dummy.surf"]}
 
 
 def test_mesh_conversion_with_transform(tmp_path):
@@ -250,6 +261,29 @@ def their_script_tests() -> str | None:
                               capture_output=True, text=True, check=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+@pytest.mark.parametrize("name", THEIR_COMMANDS)
+def test_every_option_of_theirs_is_accepted(name, capsys, monkeypatch):
+    """A script written for their command runs with ours: each option their --help lists is an
+    option of ours (some accepted only, not offered in --help: `--mmap`, link-mesh-fragments'
+    `--no-gzip` and `--compresslevel`)."""
+    import importlib
+
+    import typer
+
+    from streamconv.cli import app
+
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse's help on one line per option
+    module = importlib.import_module(f"neuroglancer_scripts.scripts.{name.replace('-', '_')}")
+    with pytest.raises(SystemExit):
+        module.parse_command_line([name, "--help"])
+    text = capsys.readouterr().out
+    assert text.startswith("usage:")
+    theirs = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9]", text)) - {"--help"}
+    command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+    ours = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    assert theirs <= ours, sorted(theirs - ours)
 
 
 def test_their_script_tests(examples, tmp_path):

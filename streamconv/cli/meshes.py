@@ -57,6 +57,12 @@ def mesh_to_precomputed(
                "link-mesh-fragments", err=True)
 
 
+# neuroglancer-scripts' link-mesh-fragments takes its file options too; its manifests, JSON, are
+# never gzipped (nor ours): accepted from its scripts, not offered in --help.
+ManifestNoGzip = Annotated[bool, typer.Option("--no-gzip", "--no-compression", hidden=True)]
+ManifestLevel = Annotated[int, typer.Option("--compresslevel", min=0, max=9, hidden=True)]
+
+
 @app.command("link-mesh-fragments")
 @bundled(run=("debug",))
 def link_mesh_fragments(
@@ -65,6 +71,8 @@ def link_mesh_fragments(
     no_colon_suffix: Annotated[bool, typer.Option(
         "--no-colon-suffix",
         help="Name the manifests <label> instead of <label>:0 (filesystems without colons).")] = False,
+    no_gzip: ManifestNoGzip = False,
+    compresslevel: ManifestLevel = 9,
     *,
     run: RunOptions,
 ) -> None:
