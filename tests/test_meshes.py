@@ -3,6 +3,7 @@ checked by parsing the bytes here and by cloud-volume's mesh reader."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -28,8 +29,9 @@ def streamconv(*args: object, code: int = 0) -> subprocess.CompletedProcess:
 
 
 def fragment(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The legacy format, read by hand: uint32 n, n x 3 float32, then uint32 triangles."""
-    data = path.read_bytes()
+    """The legacy format, read by hand: uint32 n, n x 3 float32, then uint32 triangles; of a
+    `<name>.gz` file (mesh-to-precomputed's default, as neuroglancer-scripts') gunzipped."""
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     n = int.from_bytes(data[:4], "little")
     vertices = np.frombuffer(data[4:4 + 12 * n], "<f4").reshape(n, 3)
     return vertices, np.frombuffer(data[4 + 12 * n:], "<u4").reshape(-1, 3)
@@ -64,7 +66,7 @@ def test_gifti_with_a_mirroring_transform(segmentation):
     info = json.loads((segmentation / "info").read_text())
     assert info["mesh"] == "mesh"
     assert json.loads((segmentation / "mesh/info").read_text()) == {"@type": "neuroglancer_legacy_mesh"}
-    vertices, triangles = fragment(segmentation / "mesh/pial_right")
+    vertices, triangles = fragment(segmentation / "mesh/pial_right.gz")
     image = nib.load(PIAL)
     points = image.get_arrays_from_intent("NIFTI_INTENT_POINTSET")[0].data
     faces = image.get_arrays_from_intent("NIFTI_INTENT_TRIANGLE")[0].data
@@ -97,7 +99,7 @@ def test_other_mesh_formats(segmentation, tmp_path, suffix):
     points, faces = surface_of_mask(mask, np.diag([2.0, 2.0, 2.0, 1.0]))
     path = tmp_path / f"block{suffix}"
     meshio.write(str(path), meshio.Mesh(points.astype(np.float64), [("triangle", faces)]))
-    streamconv("mesh-to-precomputed", path, segmentation)
+    streamconv("mesh-to-precomputed", "--no-gzip", path, segmentation)
     vertices, triangles = fragment(segmentation / "mesh/block")
     assert np.array_equal(triangle_set(vertices, triangles), triangle_set(expected(points, None), faces))
 

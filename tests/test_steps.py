@@ -161,14 +161,21 @@ def test_steps_refuse_what_would_be_wrong(labels, tmp_path):
     assert "(150, 133, 53)" in result.stderr and len(result.stderr.splitlines()) == 1
     assert not (out / "1000000_1000000_1000000").exists()
     streamconv("volume-to-precomputed", MNI152_FILE_PATH, out)
-    streamconv("volume-to-precomputed", MNI152_FILE_PATH, out)  # a second run: nothing to do (issue 16)
-    result = streamconv("volume-to-precomputed", "--gzip", MNI152_FILE_PATH, out, code=1)  # another job
-    assert "already holds a finished run of this step" in result.stderr and "gzip" in result.stderr
+    assert not (out / ".streamconv").exists()  # finished: no record left, as neuroglancer-scripts
+    # a second run finds chunks it has no record of (its own, or another tool's): refused
+    result = streamconv("volume-to-precomputed", MNI152_FILE_PATH, out, code=1)
+    assert "already holds files" in result.stderr and "--overwrite" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    streamconv("volume-to-precomputed", "--overwrite", MNI152_FILE_PATH, out)  # written again
     result = streamconv("compute-scales", "--outside-value", "300", out, code=2)
     assert "not a value of uint8" in result.stderr
     streamconv("compute-scales", out)
+    assert "already holds files" in streamconv("compute-scales", out, code=1).stderr
     streamconv("compute-scales", "--overwrite", out)  # replaces the scales it wrote
     assert len(list((out / "1000000_1000000_1000000").iterdir())) == 48
+    assert sorted(p.name for p in out.iterdir() if not p.is_dir()) == [
+        "info", "info_fullres.json", "placement.json", "stats.json", "transform.json"]
+    assert not (out / ".streamconv").exists()
 
 
 def test_compute_scales_resumes_after_sigkill(tmp_path):
@@ -190,8 +197,8 @@ def test_compute_scales_resumes_after_sigkill(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert '"complete": false' in (journal.parent / "job.json").read_text()
-    streamconv("compute-scales", out)
-    assert files(out) == files(ref)
+    streamconv("compute-scales", out)  # resumes, then leaves no record
+    assert files(out) == files(ref) and not (out / ".streamconv").exists()
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,7 @@ def main() -> None:
         "convert-chunks": [["convert-chunks", "{w}/mni-raw", "{o}", "--encoding", "jpeg"]],
         "convert-chunks-copy": [["convert-chunks", "{w}/labels-cseg", "{o}", "--copy-info", "--gzip"]],
         "meshes": [["convert", labels, "{o}", "--type", "segmentation", "--max-scales", "1"],
-                   ["mesh-to-precomputed", surface, "{o}", "--mesh-name", "brain", "--coord-transform",
+                   ["mesh-to-precomputed", surface, "{o}", "--no-gzip", "--mesh-name", "brain", "--coord-transform",
                     "1,0,0,1,0,1,0,2,0,0,-1,3"],
                    ["link-mesh-fragments", "{w}/links.csv", "{o}"]],
     }

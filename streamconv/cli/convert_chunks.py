@@ -14,7 +14,8 @@ from .running import reported_errors
 
 
 @app.command("convert-chunks")
-@bundled(files=("gzip", "flat"), run=("memory", "workers", "overwrite", "quiet", "debug", "storage_option"))
+@bundled(files=("gzip", "compresslevel", "flat"),
+         run=("memory", "workers", "overwrite", "quiet", "debug", "storage_option"))
 def convert_chunks_command(
     source: Annotated[str, typer.Argument(help="A precomputed volume: a directory or an http(s) URL.")],
     destination: Annotated[str, typer.Argument(help="The directory to write the re-encoded chunks to.")],
@@ -38,7 +39,8 @@ def convert_chunks_command(
     with reported_errors(run.debug):
         done = convert_chunks(run.at(source), run.at(destination), encoding=encoding, copy_info=copy_info,
                               jpeg_quality=jpeg_quality, jpeg_plane=jpeg_plane, cseg_block_size=block,
-                              gzip=files.gzip, sharding=sharding, shard_size=shard_size,
+                              gzip=files.gzip, compresslevel=files.compresslevel, sharding=sharding,
+                              shard_size=shard_size,
                               memory=run.memory, workers=run.workers, overwrite=run.overwrite)
     if not run.quiet:
         typer.echo(f"{destination}: {done.chunks - done.absent} chunks re-encoded "

@@ -20,13 +20,20 @@ MeshName = Annotated[Optional[str], typer.Option(
     help="Name of the fragment file [default: the input's name without extension]")]
 CoordTransform = Annotated[Optional[str], typer.Option(
     help="Affine applied to the coordinates: 12 or 16 numbers, row-major, translation in mm.")]
+# neuroglancer-scripts' default for a fragment: gzip (`<name>.gz`, which its server and `view` send
+# as Content-Encoding: gzip); --no-gzip writes `<name>`, what any static server sends
+# (docs/workflow.md).
+MeshGzip = Annotated[bool, typer.Option(
+    "--gzip/--no-gzip", " /--no-compression",
+    help="Write the fragment gzip-compressed as <name>.gz, as neuroglancer-scripts; --no-gzip: "
+         "<name> uncompressed, for a static server.")]
 Onto = Annotated[Optional[str], typer.Option(
     help="An image output (often DEST_URL itself): place the mesh's world mm on its voxel grid "
          "by its transform.json (after --coord-transform), so it lies on the image.")]
 
 
 @app.command("mesh-to-precomputed")
-@bundled(files=("gzip", "compresslevel"), run=("debug",))
+@bundled(files=("compresslevel",), run=("debug",))
 def mesh_to_precomputed(
     input_mesh: Annotated[str, typer.Argument(
         help="A GIfTI surface, or an OBJ, PLY, STL, OFF or VTK mesh (mm).")],
@@ -35,6 +42,7 @@ def mesh_to_precomputed(
     mesh_name: MeshName = None,
     coord_transform: CoordTransform = None,
     onto: Onto = None,
+    gzip: MeshGzip = True,
     *,
     files: FileOptions,
     run: RunOptions,
@@ -42,11 +50,17 @@ def mesh_to_precomputed(
     """Write a mesh as a legacy precomputed fragment (vertices in nm), as neuroglancer-scripts."""
     with reported_errors(run.debug):
         key = library.mesh_to_precomputed(input_mesh, dest_url, coord_transform=coord_transform,
-                                          mesh_dir=mesh_dir, mesh_name=mesh_name, gzip=files.gzip,
+                                          mesh_dir=mesh_dir, mesh_name=mesh_name, gzip=gzip,
                                           compresslevel=files.compresslevel,
                                           onto=onto)
     typer.echo(f"{dest_url.rstrip('/')}/{key}: written; link it to a label with "
                "link-mesh-fragments", err=True)
+
+
+# neuroglancer-scripts' link-mesh-fragments takes its file options too; its manifests, JSON, are
+# never gzipped (nor ours): accepted from its scripts, not offered in --help.
+ManifestNoGzip = Annotated[bool, typer.Option("--no-gzip", "--no-compression", hidden=True)]
+ManifestLevel = Annotated[int, typer.Option("--compresslevel", min=0, max=9, hidden=True)]
 
 
 @app.command("link-mesh-fragments")
@@ -57,6 +71,8 @@ def link_mesh_fragments(
     no_colon_suffix: Annotated[bool, typer.Option(
         "--no-colon-suffix",
         help="Name the manifests <label> instead of <label>:0 (filesystems without colons).")] = False,
+    no_gzip: ManifestNoGzip = False,
+    compresslevel: ManifestLevel = 9,
     *,
     run: RunOptions,
 ) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..encodings import Codec, compression, make_codec
+from ..encodings import Codec, Compression, compression, make_codec
 from ..engine.budget import check_chunk_tasks
 from ..engine.executor import bounded, executor
 from ..engine.job import resources
@@ -97,7 +97,7 @@ def convert_chunks(source: Where, destination: Where, *,
                    jpeg_plane: str = "xy", cseg_block_size: tuple[int, int, int] = (8, 8, 8),
                    gzip: bool = False, sharding: str | None = None, shard_size: str | int = "2GiB",
                    memory: str | int | None = None, workers: int | None = None,
-                   overwrite: bool = False) -> Recoded:
+                   overwrite: bool = False, compresslevel: int = 6) -> Recoded:
     """Re-encode every chunk of `source` into `destination`; absent chunks stay absent.
     `sharding` (off, auto, PRESHIFT,MINISHARD,SHARD) shards or unshards every scale; by default
     the destination is sharded as the target info says (the source's).
@@ -125,14 +125,14 @@ def convert_chunks(source: Where, destination: Where, *,
     for target in info.scales:
         type(target.codec).check(info.dtype, info.num_channels, info.type)
     record = {"source": src.store.url, "source_info": src.info.to_dict(), "info": info.to_dict(),
-              "gzip": gzip}
+              "gzip": gzip, "level": compresslevel if gzip else None}
     keys = [s.key for s in info.geometry]
     with locked(dst):
         if prepare_output(dst, keys, record, overwrite, resume=True, step=CHUNKS) == COMPLETE:
             return Recoded(0, 0, 0)  # the same re-encoding finished already: nothing to do
         write_job(dst, {"job": record, "complete": False}, CHUNKS)
         with stop_on_signals() as stop:
-            total = _recode_all(src, dst, info, gzip, workers, stop.is_set)
+            total = _recode_all(src, dst, info, compression(gzip, compresslevel), workers, stop.is_set)
         dst.delete(WORK)
         for key in PLACEMENT_FILES:  # the same voxels in the same place
             if (placed := src.store.read(key)) is not None:
@@ -154,9 +154,8 @@ def _refuse_in_place(src: Store, dst: Store) -> None:
                          "would leave neither pyramid); give another DESTINATION")
 
 
-def _recode_all(src: Dataset, dst: Store, info: VolumeInfo, gzip: bool, workers: int,
+def _recode_all(src: Dataset, dst: Store, info: VolumeInfo, step: Compression, workers: int,
                 should_stop: Callable[[], bool]) -> Recoded:
-    step = compression(gzip)
     spool = ShardSpool(dst, SPOOL, tuple(s.sharding for s in info.scales), FileSink(dst, step), step)
     # the stored chunks of each plain scale, when the source can list them (None: every cell)
     stored = [None if spec is not None else src.stored_cells(level) for level, spec in enumerate(spool.specs)]

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..encodings import GZIP, compression
 from ..engine.journal import locked
-from ..errors import DataError, UsageError, one_line
+from ..errors import DataError, StreamconvError, UsageError, one_line
 from ..format.info import VolumeInfo, check_key
 from ..format.mesh_info import ScalelessInfo, parse_mesh_info
 from ..meshing.legacy import LEGACY_INFO, encode_legacy
@@ -103,12 +103,14 @@ def transform(vertices: np.ndarray, triangles: np.ndarray,
 
 def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
                         coord_transform: str | None = None, mesh_dir: str | None = None,
-                        mesh_name: str | None = None, gzip: bool = False,
+                        mesh_name: str | None = None, gzip: bool = True,
                         compresslevel: int = 6, onto: Where | None = None) -> str:
     """Write one mesh as a fragment of the dataset at `output`; returns the fragment's key.
     Coordinates are taken as mm, transformed by `coord_transform`, and stored in nm; `onto`
     (an image output, often `output` itself) places world mm onto that output's voxel grid by
-    its transform.json, after `coord_transform`."""
+    its transform.json, after `coord_transform`. As neuroglancer-scripts, the fragment is
+    gzip-compressed (`<name>.gz`) unless `gzip` is False (`<name>`); the other form of the same
+    fragment, left by an earlier run, is removed (a server would send whichever it finds first)."""
     matrix = parse_transform(coord_transform) if coord_transform else None
     if onto is not None:
         grid = onto_grid(onto)
@@ -133,10 +135,29 @@ def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
         step = compression(gzip, compresslevel)
         key = step.key(f"{directory}/{name}")
         store.write(key, step.encode(encode_legacy(vertices * NM_PER_MM, triangles)))
+        _drop_other_form(store, compression(not gzip).key(f"{directory}/{name}"))
         store.write(f"{directory}/info", json.dumps(LEGACY_INFO).encode())
         if info.get("mesh") != directory:
             store.write("info", info.with_member("mesh", directory).to_json(), durable=True)
     return key
+
+
+def _drop_other_form(store: Store, key: str) -> None:
+    """Remove the fragment an earlier run wrote under the other name (`<name>` beside a new
+    `<name>.gz`, or the reverse): a server sends whichever it finds first, the stale one too.
+    Only a file that is a legacy fragment goes (not a manifest that happens to be so named)."""
+    try:
+        data = store.read(key)
+        if data is None:
+            return
+        if key.endswith(GZIP.suffix):
+            data = GZIP.decode(data)
+    except (StreamconvError, OSError, EOFError):  # a directory, a damaged file: not ours to remove
+        return
+    count = int.from_bytes(data[:4], "little") if len(data) >= 4 else -1
+    rest = len(data) - 4 - 12 * count
+    if count >= 0 and rest >= 0 and rest % 12 == 0:
+        store.delete(key)
 
 
 def onto_grid(image: Where) -> np.ndarray:

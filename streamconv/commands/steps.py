@@ -160,7 +160,7 @@ def write_full_resolution(input: str | os.PathLike, output: Where, *,
                                 gzip=gzip, level=compresslevel if gzip else None)
             method = downsampling.default_method(info.type)  # one scale: unused
             return source, Job([scale], info, plan, ChunkFormat(codec, compression(gzip, compresslevel)),
-                               method, False, record, step=FULLRES)
+                               method, False, record, step=FULLRES, keep_record=False)
 
     return run_job(describe, output, workers, overwrite, resume, progress, scheduler=scheduler)
 
@@ -197,7 +197,8 @@ def compute_scales(output: Where, *, downsampling_method: str = "auto",
                             outside_value=outside_value, encoding=repr(codec), gzip=gzip,
                             level=compresslevel if gzip else None)
         return source, Job(scales, info, plan, ChunkFormat(codec, compression(gzip, compresslevel)), method,
-                           False, record, step=SCALES, first=1, outside_value=outside_value)
+                           False, record, step=SCALES, first=1, outside_value=outside_value,
+                           keep_record=False)
 
     if len(scales) == 1:
         raise UsageError(f"{volume.store.url}/info has one scale: nothing to compute")

@@ -78,6 +78,10 @@ class Job:
     outside_value: float | None = None
     annotations: AfterPyramid | None = None  # names and meshes of a segmentation, added at the end
     files: tuple[tuple[str, bytes], ...] = ()  # transform.json, placement.json: before the AfterPyramid
+    # False: once finished, the run leaves no job record or journal behind (the steps named
+    # after neuroglancer-scripts': their output holds what a reader reads, no more); a rerun
+    # then finds chunks it has no record of and is refused unless --overwrite
+    keep_record: bool = True
 
     @property
     def collect_labels(self) -> bool:

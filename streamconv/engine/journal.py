@@ -262,6 +262,15 @@ class Journal:
             self._checkpoint.join()
 
 
+def forget(store: Store, step: str) -> None:
+    """A finished run of a step that keeps no record: its chunks are made durable first (no
+    journal is left to redo them after a crash of the machine), then its job record, journal and
+    slab statistics go."""
+    if store.can.sync and not store.can.durable:
+        store.sync()
+    store.delete(state_key(step))
+
+
 def finished(job: dict | None, store: Store) -> bool:
     """Whether a job record says its run finished with its chunks still there: a run ends
     without a sync, so a restart of the machine since (a crash would lose unsynced chunks)
@@ -316,7 +325,10 @@ def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bo
                           "pass --overwrite to replace it")
     for key in scale_keys:
         if any(True for _ in store.list(key)):
-            raise OutputError(f"{store.url}/{key} already holds files; pass --overwrite to replace them")
+            whose = "" if step in (CONVERT, CHUNKS) else \
+                " (another tool's, or of a finished run of this step, which keeps no record)"
+            raise OutputError(f"{store.url}/{key} already holds files{whose}; pass --overwrite to "
+                              "replace them")
     return START
 
 

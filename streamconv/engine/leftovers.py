@@ -77,8 +77,19 @@ def _remove_unwritten(where: Location) -> None:
                 store.delete(key)  # empty directories
     finally:
         lock.release()
+    _remove_empty(where, os.path.join(where.path, STATE_DIR), where.path)
+
+
+def remove_empty_state(output: Where) -> None:
+    """`OUTPUT/.streamconv/` once a run that keeps no record has released the lock, if empty
+    (object stores have no empty directories)."""
+    where = Location.of(output)
+    _remove_empty(where, os.path.join(where.path, STATE_DIR))
+
+
+def _remove_empty(where: Location, *directories: str) -> None:
     if where.is_local:  # only where they are empty: a run that started since keeps them
-        for directory in (os.path.join(where.path, STATE_DIR), where.path):
+        for directory in directories:
             try:
                 os.rmdir(directory)
             except OSError:

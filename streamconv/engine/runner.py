@@ -36,11 +36,12 @@ from .journal import (
     Journal,
     Lock,
     boot_id,
+    forget,
     prepare_output,
     remove_temporary,
     write_job,
 )
-from .leftovers import nothing_left_on_failure
+from .leftovers import nothing_left_on_failure, remove_empty_state
 from .peak import peak_memory
 from .pipeline import Hooks, Pipeline, ProgressFn, Totals
 
@@ -110,6 +111,8 @@ def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, work
             _engine(describe, store, workers, scheduler) as run:
         totals, found, annotated = _write(run, store, overwrite, resume, progress)
     job = run.job
+    if not job.keep_record:
+        remove_empty_state(output)  # the lock is released: an empty .streamconv/ goes too
     return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
                   time.perf_counter() - started, found == RESUME, totals.skipped_slabs,
                   totals.replayed_slabs, complete=found == COMPLETE, peak_memory=peak.bytes,
@@ -225,7 +228,10 @@ def _write(run: Running, store: Store, overwrite: bool, resume: bool,
             write_stats(store, totals.stats, replace=job.step == CONVERT)
         if job.step == CONVERT:
             store.write("info", info.to_json(), durable=True)
-        write_job(store, {"job": job.record, "complete": True, "boot": boot_id()}, job.step)
+        if job.keep_record:
+            write_job(store, {"job": job.record, "complete": True, "boot": boot_id()}, job.step)
+        else:
+            forget(store, job.step)
         return totals, found, annotated
     except StreamconvError as exc:
         remove_temporary(store, keys, job.step)
