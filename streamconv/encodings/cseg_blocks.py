@@ -36,6 +36,9 @@ def encode_blocks(channel: np.ndarray, block: tuple[int, int, int]) -> np.ndarra
     n, size = nz * ny * nx, bx * by * bz
     grid = channel.reshape(nz, bz, ny, by, nx, bx)
     values = np.ascontiguousarray(grid[:, 0, :, 0, :, 0]).reshape(-1)  # each block's first voxel
+    words = channel.dtype.itemsize // 4
+    if n and values.min() == values.max() and 2 * n < 1 << 24 and (channel == values[0]).all():
+        return _one_label(n, values[:1], words)  # background, or inside a region
     uniform = _uniform(channel, values.reshape(nz, ny, nx), block).reshape(-1)
     count = np.ones(n, np.int64)
     mixed = np.flatnonzero(~uniform)
@@ -54,7 +57,6 @@ def encode_blocks(channel: np.ndarray, block: tuple[int, int, int]) -> np.ndarra
         count[mixed] = labels
     else:
         widest, table = 1, np.zeros((0, 1), channel.dtype)
-    words = channel.dtype.itemsize // 4
     bits = _BITS[count]
     packed = -(-bits * size // 32)  # words of indices per block
     # tables: one per distinct set of labels, written after the first block that has it
@@ -91,6 +93,17 @@ def encode_blocks(channel: np.ndarray, block: tuple[int, int, int]) -> np.ndarra
     little = labels_of[keep].astype(labels_of.dtype.newbyteorder("<")).view("<u4").reshape(-1, words)
     for w in range(words):
         out[at_word[keep] + w] = little[:, w]
+    return out
+
+
+def _one_label(n: int, value: np.ndarray, words: int) -> np.ndarray:
+    """The stream of `n` blocks of one label (`value`, an array of it): the first block writes
+    the table, which every block points to (what the general path gives, with less to do)."""
+    out = np.empty(2 * n + words, np.uint32)
+    out[0:2 * n:2] = 2 * n
+    out[1:2 * n:2] = 2 * n + words
+    out[1] = 2 * n
+    out[2 * n:] = value.astype(value.dtype.newbyteorder("<")).view("<u4")
     return out
 
 
