@@ -14,7 +14,7 @@ ROOT = Path(__file__).parent.parent / "streamconv"
 #: the layers, lowest first: a module may import its own package and those before it, never one
 #: after it. The package itself (`streamconv/__init__.py`, the public API) is above them all.
 LAYERS = ["errors", "units", "starting", "encodings", "format", "kernels", "stores", "layout", "sources",
-          "engine", "meshing", "annotations", "commands", "cli", "__main__"]
+          "engine", "meshing", "annotations", "commands", "steps", "meshes", "cli", "__main__"]
 
 
 def _module_names() -> dict[str, Path]:

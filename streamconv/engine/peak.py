@@ -10,8 +10,13 @@ A sample must cost little next to the run it measures: psutil's `children` reads
 every process on the machine (docs/benchmarks.md: a tenth of a run's CPU), so the tree is
 found through `/proc/PID/task/TID/children` (a few small reads),
 and the PSS is read from `smaps_rollup` alone. Reading PSS walks the page tables of each
-process (the workers map slab buffers: 1 ms or more per process), so the thread also waits at
-least `SPACING` times what its last sample cost: it takes at most ~1/SPACING of a core.
+process (a worker that maps 512 MiB of input: 3.5 ms; 5 ms a sample of a two-worker run,
+docs/benchmarks.md), so the thread also waits at least `SPACING` times what its last sample
+cost: it takes at most ~1/SPACING of a core. Between, it reads PSS only where the tree's
+memory peaks: when the RSS sum (from `statm`, microseconds a process) is at its highest so
+far, and every `EVERY`-th sample in any case (a process that ends leaves its share of the
+shared pages to the others' PSS, not to their RSS). Like any sampling, it may miss a peak
+shorter than the time between samples; the run's last sample reads PSS.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import psutil
 
 INTERVAL = 0.1
 SPACING = 40
+EVERY = 5
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class PeakMemory:
@@ -33,10 +40,20 @@ class PeakMemory:
         self.bytes = 0
         self._stop = threading.Event()
         self._me = psutil.Process()
+        self._rss = 0  # the highest RSS sum seen
+        self._samples = 0
 
-    def sample(self) -> None:
+    def sample(self, pss: bool = True) -> None:
+        """Read the tree's PSS sum (`pss`), or only when its RSS sum says it may have grown."""
+        tree = _tree(self._me)
+        self._samples += 1
+        if not pss and self._samples % EVERY:
+            rss = sum(_rss(process) for process in tree)
+            if rss < self._rss:
+                return
+            self._rss = rss
         total = 0
-        for process in _tree(self._me):
+        for process in tree:
             try:
                 total += _pss(process)
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, ProcessLookupError):
@@ -46,7 +63,7 @@ class PeakMemory:
     def _run(self) -> None:
         while True:
             started = time.thread_time()
-            self.sample()
+            self.sample(pss=False)
             if self._stop.wait(max(INTERVAL, SPACING * (time.thread_time() - started))):
                 return
 
@@ -69,6 +86,15 @@ def _tree(root: psutil.Process) -> list[psutil.Process]:
     except (psutil.NoSuchProcess, ProcessLookupError):
         pass  # a process that just ended: the next sample sees the rest
     return found
+
+
+def _rss(process: psutil.Process) -> int:
+    """Resident bytes from `statm` (0 for a process that just ended)."""
+    try:
+        with open(f"/proc/{process.pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _pss(process: psutil.Process) -> int:

@@ -147,6 +147,11 @@ def _average_other(a: np.ndarray, factor: Vec3, out: np.ndarray) -> None:
 
 
 def _majority(a: np.ndarray, factor: Vec3, out: np.ndarray) -> None:
+    """Each block's first voxel, then a vote on the blocks that hold more than one value. Output
+    planes are taken in groups of about `_GROUP` voxels (small temporaries that stay in cache;
+    on small pieces, few numpy calls), the mixed blocks gathered group by group and voted on in
+    batches of about `_BATCH`: a vote is some hundred numpy calls, which on the few mixed blocks
+    of a plane of labels cost more than the arithmetic (docs/benchmarks.md, curved labels)."""
     fx, fy, fz = factor
     if fx * fy * fz == 1:
         out[...] = a
@@ -155,32 +160,87 @@ def _majority(a: np.ndarray, factor: Vec3, out: np.ndarray) -> None:
         for k in range(out.shape[1]):
             _mode_by_sort(_views(_planes(a, fz, k), fx, fy), out[:, k])
         return
-    for k in range(out.shape[1]):
-        planes = _planes(a, fz, k)
-        _mode_by_counts(_views(planes, fx, fy), _mixed(planes, fx, fy), out[:, k])
+    wide = _PAIRED.get(a.dtype.itemsize) if fx == 2 and _pairs_contiguous(a) else None
+    batch = _Batch()
+    step = max(1, _GROUP // max(1, out[:, 0].size))
+    for k in range(0, out.shape[1], step):
+        group, into = a[:, fz * k:fz * (k + step)], out[:, k:k + step]
+        blocks = _blocks(group, factor)
+        np.copyto(into, blocks[0])  # the vote of a uniform block
+        if wide:
+            views = [group.view(wide)[:, z::fz, y::fy] for z in range(fz) for y in range(fy)]
+            mixed = _mixed(views, group[:, ::fz, ::fy])
+        else:
+            views = blocks
+            mixed = _mixed(views, None)
+        found = np.count_nonzero(mixed)
+        if 2 * found > mixed.size:  # noise-like labels: sorting is then cheaper than gathering
+            _mode_by_sort(blocks, into)
+        elif found:
+            values = [v[mixed] for v in views]
+            if wide:  # each value is a pair of voxels: its halves
+                values = [half for v in values for half in v.view(a.dtype).reshape(-1, 2).T]
+            batch.add(into, mixed, values)
+    batch.vote()
 
+
+def _blocks(a: np.ndarray, factor: Vec3) -> list[np.ndarray]:
+    """The (c, z, y, x) views of `a` holding each position of a block, the first first."""
+    fx, fy, fz = factor
+    return [a[:, z::fz, y::fy, x::fx] for z in range(fz) for y in range(fy) for x in range(fx)]
+
+
+#: output voxels whose blocks are looked at together
+_GROUP = 1 << 15
+
+#: mixed blocks voted on at once: their values take 8 * _BATCH words at most
+_BATCH = 1 << 16
 
 #: the unsigned type of twice the width: a pair of neighbours along x seen as one value
 _PAIRED: dict[int, np.dtype] = {1: np.dtype(np.uint16), 2: np.dtype(np.uint32), 4: np.dtype(np.uint64)}
 
 
-def _mixed(planes: list[np.ndarray], fx: int, fy: int) -> np.ndarray:
-    """Which blocks hold more than one value, as a (c, y, x) mask of the output plane.
+class _Batch:
+    """The mixed blocks of several groups of output planes, voted on together."""
 
-    With pairs along x (and labels of at most 32 bits whose rows lie contiguous), each pair is
-    read as one value of twice the width: a block is uniform when those values are all equal
-    and the first pair's two halves are too. That is fy * fz - 1 comparisons of contiguous
-    values per output voxel, plus the halves, where comparing the block's voxels one by one
-    takes fx * fy * fz - 1 strided ones."""
-    wide = _PAIRED.get(planes[0].dtype.itemsize)
-    if fx == 2 and wide is not None and all(_pairs_contiguous(p) for p in planes):
-        first_row = planes[0][:, ::fy]
-        mixed = np.not_equal(first_row[..., 0::2], first_row[..., 1::2])  # the first pair's halves
-        views = [p.view(wide)[:, j::fy] for p in planes for j in range(fy)]
-    else:
-        views = _views(planes, fx, fy)
-        mixed = np.zeros(views[0].shape, bool)
+    def __init__(self) -> None:
+        self.planes: list[tuple[np.ndarray, np.ndarray, int]] = []  # (part of out, mask, blocks)
+        self.values: list[list[np.ndarray]] = []  # per group, the blocks' values by position
+        self.size = 0
+
+    def add(self, into: np.ndarray, mixed: np.ndarray, values: list[np.ndarray]) -> None:
+        self.planes.append((into, mixed, len(values[0])))
+        self.values.append(values)
+        self.size += len(values[0])
+        if self.size >= _BATCH:
+            self.vote()
+
+    def vote(self) -> None:
+        if not self.planes:
+            return
+        best = _mode_by_counts([np.concatenate(v) for v in zip(*self.values)])
+        at = 0
+        for into, mixed, n in self.planes:
+            into[mixed] = best[at:at + n]
+            at += n
+        self.planes, self.values, self.size = [], [], 0
+
+
+def _mixed(views: list[np.ndarray], first_row: np.ndarray | None) -> np.ndarray:
+    """Which blocks hold more than one value, as a (c, y, x) mask of the output plane, from
+    `views`, the values of each position of the blocks.
+
+    With pairs along x (labels of at most 32 bits whose rows lie contiguous), each pair is
+    read as one value of twice the width (`first_row`: the blocks' first rows, whose pairs'
+    halves are compared too): a block is uniform when those values are all equal and the first
+    pair's two halves are too. That is fy * fz - 1 comparisons of contiguous values per output
+    voxel, plus the halves, where comparing the block's voxels one by one takes
+    fx * fy * fz - 1 strided ones."""
     first = views[0]
+    if first_row is not None:
+        mixed = np.not_equal(first_row[..., 0::2], first_row[..., 1::2])  # the first pair's halves
+    else:
+        mixed = np.zeros(first.shape, bool)
     different = np.empty(first.shape, bool)
     for v in views[1:]:
         np.not_equal(v, first, out=different)
@@ -188,42 +248,30 @@ def _mixed(planes: list[np.ndarray], fx: int, fy: int) -> np.ndarray:
     return mixed
 
 
-def _pairs_contiguous(plane: np.ndarray) -> bool:
+def _pairs_contiguous(a: np.ndarray) -> bool:
     """Whether each row's pairs along x can be read as single values of twice the width."""
-    item = plane.dtype.itemsize
-    return (plane.strides[-1] == item and plane.shape[-1] % 2 == 0
-            and plane.__array_interface__["data"][0] % (2 * item) == 0
-            and all(s % (2 * item) == 0 for s in plane.strides[:-1]))
+    item = a.dtype.itemsize
+    return (a.strides[-1] == item and a.shape[-1] % 2 == 0
+            and a.__array_interface__["data"][0] % (2 * item) == 0
+            and all(s % (2 * item) == 0 for s in a.strides[:-1]))
 
 
-def _mode_by_counts(views: list[np.ndarray], mixed_blocks: np.ndarray, out: np.ndarray) -> None:
-    """Most frequent value of each position across `views`, ties to the smallest: exact for
-    integers. Labels are mostly uniform blocks (`mixed_blocks` False), which take the first
-    value; only mixed blocks are gathered and voted on, by counting equal pairs (no per-block
-    sort, which numpy runs as one call per 8-value row). A plane of mostly mixed blocks
-    (noise-like labels) is voted on by sorting, which is then cheaper than gathering
-    (measured in docs/benchmarks.md)."""
-    first = views[0]
-    np.copyto(out, first)
-    if 2 * np.count_nonzero(mixed_blocks) > mixed_blocks.size:
-        _mode_by_sort(views, out)
-        return
-    mixed = np.nonzero(mixed_blocks)
-    if not mixed[0].size:
-        return
-    values = [v[mixed] for v in views]
+def _mode_by_counts(values: list[np.ndarray]) -> np.ndarray:
+    """Most frequent of the values at each position across `values`, ties to the smallest:
+    exact for integers. By counting equal pairs (no per-block sort, which numpy runs as one
+    call per 8-value row)."""
     counts = [np.zeros(values[0].shape, np.uint8) for _ in values]
     for i, j in itertools.combinations(range(len(values)), 2):
         same = (values[i] == values[j]).view(np.uint8)
         counts[i] += same
         counts[j] += same
-    best, top = values[0], counts[0]
+    best, top = values[0].copy(), counts[0]
     for value, count in zip(values[1:], counts[1:]):
         # every copy of a value has its count, so comparing (count, -value) is the vote
         better = (count > top) | ((count == top) & (value < best))
         np.copyto(best, value, where=better)
         np.copyto(top, count, where=better)
-    out[mixed] = best
+    return best
 
 
 def _mode_by_sort(views: list[np.ndarray], out: np.ndarray) -> None:

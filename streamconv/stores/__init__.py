@@ -6,11 +6,10 @@ the backoff of transient failures (`retry.py`), and the location and options tha
 from __future__ import annotations
 
 from .base import Capabilities, Store, StreamWriter, require
-from .http import HttpStore
 from .local import LocalStore
 from .location import Location, StorageOptions, Where
 
-__all__ = ["Capabilities", "HttpStore", "Location", "LocalStore", "StorageOptions", "Store", "StreamWriter", "Where",
+__all__ = ["Capabilities", "Location", "LocalStore", "StorageOptions", "Store", "StreamWriter", "Where",
            "open_output", "open_store", "require"]
 
 
@@ -20,6 +19,8 @@ def open_store(where: Where) -> Store:
     as Neuroglancer writes sources, is dropped."""
     location = Location.of(where)
     if location.scheme in ("http", "https"):
+        from .http import HttpStore  # urllib, http and ssl: imported only for an http location
+
         return HttpStore(location.url)
     if location.is_local:
         return LocalStore(location.path)
