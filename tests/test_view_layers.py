@@ -210,3 +210,27 @@ def test_annotation_collections_open_without_a_volume(tmp_path):
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout.rsplit("\n", 2)[0])
     assert [layer["type"] for layer in printed["layers"]] == ["annotation", "annotation"]
+
+
+@needs_chromium
+def test_two_channels_render_as_a_composite_each_with_its_range(tmp_path):
+    """Channel 0 in [0, 1] on the left half, channel 1 in [100, 500] on the right: with one range
+    for both, one half would stay black; with its own, each shows in its colour (magenta, green)."""
+    from test_view_world import shown
+
+    data = np.zeros((40, 40, 40, 2), np.float32)
+    data[:20, ..., 0] = np.random.default_rng(5).uniform(0.5, 1, (20, 40, 40))
+    data[20:, ..., 1] = np.random.default_rng(6).uniform(300, 500, (20, 40, 40))
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "two.nii")
+    streamconv.convert(tmp_path / "two.nii", tmp_path / "two", workers=0)
+
+    def colours(panel: np.ndarray) -> tuple[float, float]:
+        r, g, b = (panel[..., c] for c in range(3))
+        return float(((r > 90) & (b > 90) & (g < 60)).mean()), float(((g > 90) & (r < 60) & (b < 60)).mean())
+
+    driver = browser()
+    try:
+        panel = shown(driver, tmp_path / "two", tmp_path / "two.png", lambda p: min(colours(p)) > 0.1)
+    finally:
+        driver.quit()
+    assert min(colours(panel)) > 0.1, (colours(panel), tmp_path / "two.png")
