@@ -96,6 +96,9 @@ def test_an_image_its_labels_and_a_surface_line_up(trio):
     assert state["dimensions"] == {a: [0.001, "m"] for a in "xyz"}
     assert np.allclose(state["position"], (low + high) / 2)
 
+    alone = viewer_state(served_datasets([surface]), BASE)  # no volume: the world's origin, in mm
+    assert alone["layers"] == [surf] and alone["dimensions"] == state["dimensions"] and "position" not in alone
+
     hosted = hosted_state([t1, labels, surface], "https://data.example/brains/")
     shared = hosted["layers"][2]
     assert shared["source"]["url"] == "precomputed://https://data.example/brains/surface/mesh"
