@@ -132,7 +132,7 @@ def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
             log.warning("the dataset's type is %r, not segmentation: Neuroglancer shows meshes "
                         "of segmentations only", info.type)
         if placed is not None:
-            _keep_placement(store, placed)
+            _keep_placement(store, placed, volume=bool(info.geometry))
         step = compression(gzip, compresslevel)
         key = step.key(f"{directory}/{name}")
         store.write(key, step.encode(encode_legacy(vertices * NM_PER_MM, triangles)))
@@ -156,13 +156,23 @@ def onto_grid(image: Where) -> tuple[bytes, np.ndarray]:
         raise DataError(f"{store.url}/{exc}") from None
 
 
-def _keep_placement(store: Store, placed: bytes) -> None:
-    """The mesh is in the image's grid: the dataset keeps a copy of the image's transform.json
-    (`view` places it by it), unless it has its own, which must then say the same."""
+def _keep_placement(store: Store, placed: bytes, volume: bool) -> None:
+    """The mesh is in the image's grid: a dataset of meshes alone keeps a copy of the image's
+    transform.json (`view` places it by it); a dataset's own must say the same. A volume without
+    one is left so (its voxels are not known to lie in the image's grid)."""
     own = store.read(TRANSFORM_JSON)
     if own is None:
-        store.write(TRANSFORM_JSON, placed, durable=True)
-    elif not np.array_equal(read_transform(own), read_transform(placed)):
+        if volume:
+            log.warning("%s has no %s: the mesh lies in the --onto image's grid, which nothing "
+                        "places this volume in", store.url, TRANSFORM_JSON)
+        else:
+            store.write(TRANSFORM_JSON, placed, durable=True)
+        return
+    try:
+        same = np.array_equal(read_transform(own), read_transform(placed))
+    except DataError as exc:
+        raise DataError(f"{store.url}/{exc}") from None
+    if not same:
         raise UsageError(f"{store.url}/{TRANSFORM_JSON} differs from the --onto image's: the mesh would "
                          "not lie where this dataset's transform places it; write it into the image's "
                          "output or into a dataset of meshes alone")
