@@ -13,7 +13,7 @@ conversion of one brain overlay exactly, oblique affines included. An output wit
 `transform.json` (older outputs) keeps Neuroglancer's default placement.
 
 Image layers get the shader's range from `stats.json` (the 0.5 and 99.5 percentiles of the
-finest scale it holds); 3 or 4 channels of uint8 are shown as colour; 2 to `COMPOSITE` other
+finest scale it holds); 3 or 4 channels of uint8 are shown as colour; 2 to 4 (`COLOURS`) other
 channels as a colour composite with one `invlerp` per channel, each with its own range (the
 default shader has one `invlerp`, so one range for all).
 
@@ -173,11 +173,9 @@ def viewer_state(shown: Sequence[Shown | Surfaces], source_url: Callable[[str], 
     view shows: annotation collections) when no volume does."""
     boxes = [b for b in (s.box for s in shown) if b is not None] + list(others)
     placed = any(s.transform is not None for s in shown) or any(b.transform is not None for b in others)
-    state: dict = {"layers": [s.layer(source_url(s.name)) for s in shown], "layout": "4panel"}
-    if placed:
-        state["dimensions"] = {axis: [WORLD_UNIT, "m"] for axis in "xyz"}
+    state: dict = {"dimensions": {axis: [WORLD_UNIT if placed else NM, "m"] for axis in "xyz"},
+                   "layers": [s.layer(source_url(s.name)) for s in shown], "layout": "4panel"}
     if not boxes:  # meshes alone: the world's origin
-        state.setdefault("dimensions", {axis: [NM, "m"] for axis in "xyz"})
         return state
     first = boxes[0]
     if placed:
@@ -188,8 +186,7 @@ def viewer_state(shown: Sequence[Shown | Surfaces], source_url: Callable[[str], 
         state["dimensions"] = {axis: [r * NM, "m"] for axis, r in zip("xyz", first.resolution)}
         position = [float(v) for v in (first.lower + first.upper) / 2]
         extent = float(((first.upper - first.lower) * first.resolution).max() / first.resolution.min())
-    return {"dimensions": state["dimensions"], "position": position, "crossSectionScale": extent / PANEL,
-            "projectionScale": extent * 1.5, "layers": state["layers"], "layout": "4panel"}
+    return {**state, "position": position, "crossSectionScale": extent / PANEL, "projectionScale": extent * 1.5}
 
 
 def source(shown: Shown, url: str) -> str | dict:
