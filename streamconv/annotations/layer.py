@@ -10,7 +10,6 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from ..errors import UsageError
 from .info import ANNOTATIONS_TYPE
 
 #: where `convert --annotations` puts a collection inside its output (`beside.py`)
@@ -36,8 +35,6 @@ def split_collections(datasets: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     """(volumes, annotation collections) of the served datasets, in their order."""
     volumes = [d for d in datasets if collection_info(d.info()) is None]
     collections = [d for d in datasets if collection_info(d.info()) is not None]
-    if collections and not volumes:
-        raise UsageError("an annotation collection is shown over its image: streamconv view IMAGE ANNOTATIONS")
     return volumes, collections
 
 

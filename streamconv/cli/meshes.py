@@ -29,7 +29,8 @@ MeshGzip = Annotated[bool, typer.Option(
          "<name> uncompressed, for a static server.")]
 Onto = Annotated[Optional[str], typer.Option(
     help="An image output (often DEST_URL itself): place the mesh's world mm on its voxel grid "
-         "by its transform.json (after --coord-transform), so it lies on the image.")]
+         "by its transform.json (after --coord-transform), so it lies on the image; DEST_URL keeps "
+         "a copy of that transform.json (view places it by it).")]
 
 
 @app.command("mesh-to-precomputed")

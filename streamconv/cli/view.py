@@ -36,7 +36,8 @@ def view(
 ) -> None:
     """Serve outputs and a Neuroglancer client on them, offline, until Ctrl-C; or print a viewer
     state for a Neuroglancer hosted elsewhere. Outputs with a transform.json are placed in world
-    space (millimetres); images get their contrast from stats.json."""
+    space (millimetres); images get their contrast from stats.json (each channel its own);
+    surfaces (mesh-to-precomputed --onto) and annotation collections open as layers too."""
     from ..commands.view import (  # http.server and its email parsers: not for every command's start-up
         hosted_state,
         serve,

@@ -112,8 +112,9 @@ def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
     gzip-compressed (`<name>.gz`) unless `gzip` is False (`<name>`); the other form of the same
     fragment, left by an earlier run, is removed (a server would send whichever it finds first)."""
     matrix = parse_transform(coord_transform) if coord_transform else None
+    placed = None
     if onto is not None:
-        grid = onto_grid(onto)
+        placed, grid = onto_grid(onto)
         matrix = grid if matrix is None else grid @ matrix
     name = mesh_name or _stem(Path(mesh))
     if "/" in name or name in ("", ".", "..", "info") or "\0" in name:
@@ -132,6 +133,8 @@ def mesh_to_precomputed(mesh: str | os.PathLike, output: str | os.PathLike, *,
         if info.type != "segmentation":
             log.warning("the dataset's type is %r, not segmentation: Neuroglancer shows meshes "
                         "of segmentations only", info.type)
+        if placed is not None:
+            _keep_placement(store, placed, volume=bool(info.geometry))
         step = compression(gzip, compresslevel)
         key = step.key(f"{directory}/{name}")
         store.write(key, step.encode(encode_legacy(vertices * NM_PER_MM, triangles)))
@@ -160,8 +163,8 @@ def _drop_other_form(store: Store, key: str) -> None:
         store.delete(key)
 
 
-def onto_grid(image: Where) -> np.ndarray:
-    """World mm to the voxel grid (mm) of an output, from its transform.json."""
+def onto_grid(image: Where) -> tuple[bytes, np.ndarray]:
+    """An output's transform.json as stored, and world mm to its voxel grid (mm) from it."""
     store = open_store(image)
     data = store.read(TRANSFORM_JSON)
     if data is None:
@@ -169,9 +172,31 @@ def onto_grid(image: Where) -> np.ndarray:
                          "streamconv convert (or volume-to-precomputed --generate-info), or give "
                          "--coord-transform")
     try:
-        return world_mm_to_grid(read_transform(data))
+        return data, world_mm_to_grid(read_transform(data))
     except DataError as exc:
         raise DataError(f"{store.url}/{exc}") from None
+
+
+def _keep_placement(store: Store, placed: bytes, volume: bool) -> None:
+    """The mesh is in the image's grid: a dataset of meshes alone keeps a copy of the image's
+    transform.json (`view` places it by it); a dataset's own must say the same. A volume without
+    one is left so (its voxels are not known to lie in the image's grid)."""
+    own = store.read(TRANSFORM_JSON)
+    if own is None:
+        if volume:
+            log.warning("%s has no %s: the mesh lies in the --onto image's grid, which nothing "
+                        "places this volume in", store.url, TRANSFORM_JSON)
+        else:
+            store.write(TRANSFORM_JSON, placed, durable=True)
+        return
+    try:
+        same = np.array_equal(read_transform(own), read_transform(placed))
+    except DataError as exc:
+        raise DataError(f"{store.url}/{exc}") from None
+    if not same:
+        raise UsageError(f"{store.url}/{TRANSFORM_JSON} differs from the --onto image's: the mesh would "
+                         "not lie where this dataset's transform places it; write it into the image's "
+                         "output or into a dataset of meshes alone")
 
 
 def link_mesh_fragments(table: str | os.PathLike, output: str | os.PathLike, *,

@@ -35,7 +35,7 @@ from typing import BinaryIO, Protocol
 
 from ..annotations.layer import COLLECTION_DIR, annotation_layers, collection_info, split_collections
 from ..errors import UsageError
-from .viewstate import NM, TRANSFORM_FILE, load, parse_transform, placed_source, state_url
+from .viewstate import collection_box, load, placed_source, state_url
 from .viewstate import viewer_state as placed_state
 
 log = logging.getLogger("streamconv")
@@ -145,23 +145,21 @@ def check_client() -> None:
 
 
 def viewer_state(datasets: Sequence[Served], base_url: str, data_url: Callable[[str], str] | None = None) -> dict:
-    """Neuroglancer's state (`viewstate`): one layer per volume, placed and with its contrast, and
-    one annotation layer per annotation collection over them, read from `data_url(name)`
-    (default: this server's `/data/<name>`); meshed segments shown."""
+    """Neuroglancer's state (`viewstate`): one layer per volume or surface, placed and with its
+    contrast, and one annotation layer per annotation collection over them, read from
+    `data_url(name)` (default: this server's `/data/<name>`); meshed segments shown."""
     datasets, collections = split_collections(datasets)
     url = data_url or (lambda name: f"precomputed://{base_url}/data/{name}")
     shown = [load(d) for d in datasets]
-    state = placed_state(shown, url)
+    boxes = [collection_box(d) for d in collections]
+    state = placed_state(shown, url, [b for b in boxes if b is not None])
     for d, s, layer in zip(datasets, shown, state["layers"]):
-        if s.info.type == "segmentation" and isinstance(mesh := s.info.get("mesh"), str):
-            layer["segments"] = mesh_segments(d, mesh)
+        if s.mesh is not None:
+            layer["segments"] = mesh_segments(d, s.mesh)
     layers = annotation_layers(collections, state["layers"], url)
-    for d, layer in zip(collections, layers):  # a collection written in an image's voxels
-        placed = parse_transform(d.read(TRANSFORM_FILE), d.name)  # (`annotations --image`: its copy)
-        if isinstance(layer["source"], str) and placed is not None:
-            dims = (collection_info(d.info()) or {}).get("dimensions", {})
-            res = [float(dims[axis][0]) / NM for axis in "xyz"]
-            layer["source"] = placed_source(layer["source"], placed, res)
+    for box, layer in zip(boxes, layers):  # a collection written in an image's voxels
+        if isinstance(layer["source"], str) and box is not None and box.transform is not None:
+            layer["source"] = placed_source(layer["source"], box.transform, box.resolution)  # its copy
     state["layers"] += layers
     return state
 

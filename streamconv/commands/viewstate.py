@@ -13,7 +13,15 @@ conversion of one brain overlay exactly, oblique affines included. An output wit
 `transform.json` (older outputs) keeps Neuroglancer's default placement.
 
 Image layers get the shader's range from `stats.json` (the 0.5 and 99.5 percentiles of the
-finest scale it holds); 3 or 4 channels of uint8 are shown as colour.
+finest scale it holds); 3 or 4 channels of uint8 are shown as colour; 2 to 4 (`COLOURS`) other
+channels as a colour composite with one `invlerp` per channel, each with its own range (the
+default shader has one `invlerp`, so one range for all).
+
+An output of meshes alone (`mesh-to-precomputed` into a dataset whose info has no scales,
+`Surfaces`) is a segmentation layer whose source is its mesh directory (Neuroglancer reads a
+scaleless info as a broken volume, but opens a `neuroglancer_legacy_mesh` directory as a mesh
+source, vertices in nm): `--onto` put the vertices in nm of the image's grid and kept the
+image's `transform.json`, so the same placement puts the surface on the image.
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ from typing import Protocol
 
 import numpy as np
 
+from ..annotations.layer import collection_info
 from ..errors import DataError
 from ..format.info import VolumeInfo
+from ..format.mesh_info import parse_mesh_info
 from ..layout.statsfile import FILE as STATS_FILE
 from ..layout.statsfile import PERCENTILES, read_stats_json
 
@@ -60,22 +70,86 @@ class Shown:
     def resolution(self) -> np.ndarray:
         return np.asarray(self.info.geometry[0].resolution, float)
 
-    def to_world(self, voxel: Sequence[float]) -> np.ndarray:
-        """World coordinates (in the view's unit) of a point in voxel coordinates of scale 0."""
-        nm = np.asarray(voxel, float) * self.resolution
+    @property
+    def mesh(self) -> str | None:
+        """The mesh directory of a segmentation that names one."""
+        mesh = self.info.get("mesh")
+        return mesh if self.info.type == "segmentation" and isinstance(mesh, str) else None
+
+    @property
+    def box(self) -> Box:
+        geometry = self.info.geometry[0]
+        lower = np.asarray(geometry.voxel_offset, float)
+        return Box(lower, lower + geometry.size, self.resolution, self.transform)
+
+    def layer(self, url: str) -> dict:
+        return LAYERS.get(self.info.type, image_layer)(self, source(self, url))
+
+
+@dataclass(frozen=True)
+class Surfaces:
+    """An output of meshes alone: its mesh directory and the transform.json it keeps."""
+
+    name: str
+    mesh: str
+    transform: np.ndarray | None
+    box = None  # the view is framed by a volume or a collection (reading every fragment: no)
+
+    def layer(self, url: str) -> dict:
+        src = f"{url}/{self.mesh}"
+        if self.transform is None:
+            return {"type": "segmentation", "source": src, "name": self.name}
+        # legacy mesh vertices are in nm: a source of 1 nm "voxels"
+        return {"type": "segmentation", "source": placed_source(src, self.transform, (1.0, 1.0, 1.0)),
+                "name": self.name}
+
+
+@dataclass(frozen=True)
+class Box:
+    """What frames the view: a box in a source's coordinates (`lower`, `upper`), their unit in
+    nm per axis, and the source's transform.json."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    resolution: np.ndarray
+    transform: np.ndarray | None
+
+    def world(self) -> np.ndarray:
+        """The 8 corners in world coordinates (the view's unit)."""
+        corners = np.array([np.where(c, self.upper, self.lower) for c in np.ndindex(2, 2, 2)]) * self.resolution
         if self.transform is not None:
-            nm = self.transform[:3, :3] @ nm + self.transform[:3, 3]
-        return nm * NM / WORLD_UNIT
+            corners = corners @ self.transform[:3, :3].T + self.transform[:3, 3]
+        return corners * NM / WORLD_UNIT
 
 
-def load(dataset: Readable) -> Shown:
+def load(dataset: Readable) -> Shown | Surfaces:
     """An output's info, transform and statistics; a bad info or transform is a one-line error."""
     data = dataset.info()
     if data is None:
         raise DataError(f"{dataset.name}: no info")
-    info = VolumeInfo.parse(data, f"{dataset.name}/info")
-    return Shown(dataset.name, info, parse_transform(dataset.read(TRANSFORM_FILE), dataset.name),
-                 read_stats_json(dataset.read(STATS_FILE)))
+    info = parse_mesh_info(data, f"{dataset.name}/info")
+    placed = parse_transform(dataset.read(TRANSFORM_FILE), dataset.name)
+    if isinstance(info, VolumeInfo):
+        return Shown(dataset.name, info, placed, read_stats_json(dataset.read(STATS_FILE)))
+    mesh = info.get("mesh")
+    if not isinstance(mesh, str):
+        raise DataError(f"{dataset.name}/info describes no volume (no scales) and no mesh")
+    return Surfaces(dataset.name, mesh, placed)
+
+
+def collection_box(dataset: Readable) -> Box | None:
+    """A collection's bounds in its own coordinates, with the transform.json it keeps
+    (`annotations --image`: the image's); None for dimensions other than x, y, z in metres."""
+    info = collection_info(dataset.info()) or {}
+    dims = info.get("dimensions", {})
+    try:
+        if sorted(dims) != ["x", "y", "z"] or any(dims[a][1] != "m" for a in "xyz"):
+            return None
+        return Box(np.asarray(info["lower_bound"], float), np.asarray(info["upper_bound"], float),
+                   np.array([float(dims[a][0]) / NM for a in "xyz"]),
+                   parse_transform(dataset.read(TRANSFORM_FILE), dataset.name))
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
 
 
 def parse_transform(raw: bytes | None, where: str) -> np.ndarray | None:
@@ -92,31 +166,31 @@ def parse_transform(raw: bytes | None, where: str) -> np.ndarray | None:
     return matrix
 
 
-def viewer_state(shown: Sequence[Shown], source_url: Callable[[str], str]) -> dict:
+def viewer_state(shown: Sequence[Shown | Surfaces], source_url: Callable[[str], str],
+                 others: Sequence[Box] = ()) -> dict:
     """The state: one layer per output (`source_url(name)`: where its data is read), the view
-    centred on the first and fitted to it."""
-    first = shown[0]
-    placed = any(s.transform is not None for s in shown)
-    layers = [LAYERS.get(s.info.type, image_layer)(s, source(s, source_url(s.name), placed)) for s in shown]
-    geometry = first.info.geometry[0]
+    centred on the first volume and fitted to it, or on the first of `others` (what else the
+    view shows: annotation collections) when no volume does."""
+    boxes = [b for b in (s.box for s in shown) if b is not None] + list(others)
+    placed = any(s.transform is not None for s in shown) or any(b.transform is not None for b in others)
+    state: dict = {"dimensions": {axis: [WORLD_UNIT if placed else NM, "m"] for axis in "xyz"},
+                   "layers": [s.layer(source_url(s.name)) for s in shown], "layout": "4panel"}
+    if not boxes:  # meshes alone: the world's origin
+        return state
+    first = boxes[0]
     if placed:
-        dimensions = {axis: [WORLD_UNIT, "m"] for axis in "xyz"}
-        corners = np.array([[(o + s * c) for o, s, c in zip(geometry.voxel_offset, geometry.size, corner)]
-                            for corner in np.ndindex(2, 2, 2)])
-        world = np.array([first.to_world(c) for c in corners])
+        world = first.world()
         position = [float(v) for v in world.mean(axis=0)]
         extent = float(np.ptp(world, axis=0).max())  # in the view's unit
     else:  # as before: the first output's voxels
-        dimensions = {axis: [r * NM, "m"] for axis, r in zip("xyz", geometry.resolution)}
-        position = [o + s / 2 for o, s in zip(geometry.voxel_offset, geometry.size)]
-        extent = max(s * r for s, r in zip(geometry.size, geometry.resolution)) / min(geometry.resolution)
-    return {"dimensions": dimensions, "position": position, "crossSectionScale": extent / PANEL,
-            "projectionScale": extent * 1.5, "layers": layers, "layout": "4panel"}
+        state["dimensions"] = {axis: [r * NM, "m"] for axis, r in zip("xyz", first.resolution)}
+        position = [float(v) for v in (first.lower + first.upper) / 2]
+        extent = float(((first.upper - first.lower) * first.resolution).max() / first.resolution.min())
+    return {**state, "position": position, "crossSectionScale": extent / PANEL, "projectionScale": extent * 1.5}
 
 
-def source(shown: Shown, url: str, placed: bool) -> str | dict:
-    """A layer's source: the URL, with the output's placement as a transform when it has one.
-    `placed`: the view is in world space (some output has a transform)."""
+def source(shown: Shown, url: str) -> str | dict:
+    """A layer's source: the URL, with the output's placement as a transform when it has one."""
     if shown.transform is None:
         return url
     return placed_source(url, shown.transform, shown.resolution, shown.info.num_channels)
@@ -155,16 +229,35 @@ GREY_SHADER = "#uicontrol invlerp normalized\nvoid main() {\n  emitGrayscale(nor
 
 
 def image_layer(shown: Shown, src: str | dict) -> dict:
-    """An image: colour for 3 or 4 channels of uint8, else grey with the range of its values."""
+    """An image: colour for 3 or 4 channels of uint8, a composite of other channels (each with its
+    own range), else grey with the range of its values."""
     layer: dict = {"type": "image", "source": src, "name": shown.name}
-    if shown.info.num_channels in (3, 4) and shown.info.data_type == "uint8":
-        layer["shader"] = RGB_SHADER if shown.info.num_channels == 3 else RGBA_SHADER
+    channels = shown.info.num_channels
+    if channels in (3, 4) and shown.info.data_type == "uint8":
+        layer["shader"] = RGB_SHADER if channels == 3 else RGBA_SHADER
         return layer
-    limits = value_range(shown.stats)
-    if limits is not None:
+    limits = [value_range(shown.stats, c) for c in range(channels)]
+    if 1 < channels <= len(COLOURS):
+        layer["shader"] = composite_shader(channels)
+        layer["shaderControls"] = {f"ch{c}": {"range": list(r), "channel": [c]}
+                                   for c, r in enumerate(limits) if r is not None}
+    elif limits[0] is not None:  # many channels (a time series): one at a time, one range for all
+        known = [r for r in limits if r is not None]
         layer["shader"] = GREY_SHADER
-        layer["shaderControls"] = {"normalized": {"range": list(limits)}}
+        layer["shaderControls"] = {"normalized": {"range": [min(r[0] for r in known), max(r[1] for r in known)]}}
     return layer
+
+
+#: the colours of a composite's channels, in order (a channel's own `invlerp` sets its range)
+COLOURS = ("1.0, 0.0, 1.0", "0.0, 1.0, 0.0", "0.0, 0.6, 1.0", "1.0, 0.6, 0.0")
+
+
+def composite_shader(channels: int) -> str:
+    """Channels added, each in its colour (magenta and green for two), each through its own
+    `invlerp` control `ch<c>` bound to that channel."""
+    controls = "".join(f"#uicontrol invlerp ch{c}(channel={c})\n" for c in range(channels))
+    terms = " + ".join(f"ch{c}() * vec3({COLOURS[c]})" for c in range(channels))
+    return f"{controls}void main() {{\n  emitRGB(min({terms}, vec3(1.0)));\n}}\n"
 
 
 def segmentation_layer(shown: Shown, src: str | dict) -> dict:
@@ -176,18 +269,18 @@ def segmentation_layer(shown: Shown, src: str | dict) -> dict:
 LAYERS: dict[str, Callable[[Shown, str | dict], dict]] = {"image": image_layer, "segmentation": segmentation_layer}
 
 
-def value_range(stats: dict | None) -> tuple[float, float] | None:
-    """The robust range of channel 0 on the finest scale `stats.json` holds: the 0.5 and 99.5
+def value_range(stats: dict | None, channel: int = 0) -> tuple[float, float] | None:
+    """The robust range of a channel on the finest scale `stats.json` holds: the 0.5 and 99.5
     percentiles, the minimum and maximum if those are equal, None if nothing is known."""
     if not stats or not stats["scales"]:
         return None
     try:
-        channel = stats["scales"][0]["channels"][0]
-        low, high = (channel["percentiles"][f"{p:g}"] for p in PERCENTILES)
+        values = stats["scales"][0]["channels"][channel]
+        low, high = (values["percentiles"][f"{p:g}"] for p in PERCENTILES)
         if low is None or high is None:
             return None
         if low >= high:
-            low, high = channel["min"], channel["max"]
+            low, high = values["min"], values["max"]
         if low >= high:  # one value: around it
             low, high = low - 1, high + 1
         return float(low), float(high)

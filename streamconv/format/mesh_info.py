@@ -18,10 +18,15 @@ from .info import VOLUME_TYPES, VolumeInfo
 
 @dataclass(frozen=True)
 class ScalelessInfo:
-    """An info without scales: its members in order; `get`, `type`, `with_member` and
-    `to_json` as a `VolumeInfo` has them."""
+    """An info without scales: its members in order; `geometry` (empty), `get`, `type`,
+    `with_member` and `to_json` as a `VolumeInfo` has them."""
 
     members: tuple[tuple[str, Any], ...]
+
+    @property
+    def geometry(self) -> list:
+        """No scales: no voxel grid of its own (what `VolumeInfo.geometry` lists)."""
+        return []
 
     @property
     def type(self) -> str:
