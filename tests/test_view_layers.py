@@ -7,6 +7,7 @@ one real browser check that the surface renders where the view is."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import time
@@ -89,7 +90,7 @@ def test_an_image_its_labels_and_a_surface_line_up(trio):
     assert not np.allclose(image["source"]["transform"]["matrix"], seg["source"]["transform"]["matrix"])
     assert np.allclose(box_world(image, t1), box_world(seg, labels))
     # the surface's fragment vertices (nm of the image's grid), placed by the layer: the GIfTI's mm
-    stored, _ = decode_legacy((surface / "mesh" / "brain").read_bytes())
+    stored, _ = decode_legacy(gzip.decompress((surface / "mesh" / "brain.gz").read_bytes()))  # gzip: as ngs
     assert np.allclose(to_world(surf, stored), vertices, atol=1e-3)
     low, high = box_world(seg, labels)
     assert (vertices >= low - 1e-3).all() and (vertices <= high + 1e-3).all()
