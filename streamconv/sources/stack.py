@@ -14,8 +14,8 @@ import numpy as np
 
 from ..errors import DataError, UsageError
 from ..format import dtypes
-from ..format.geometry import LENGTH_NM, Vec3, array_axis, triple
-from .base import MemoryOrder
+from ..format.geometry import LENGTH_NM, Box, Vec3, array_axis, triple
+from .base import MemoryOrder, read_region_by_planes
 from .files import open_input
 from .orientation import Orientation
 from .placement import Placement, stack_placement
@@ -62,6 +62,7 @@ class SliceStack:
     """A stack of sections; planes along the slice axis are read in parallel by the workers."""
 
     parallel_reads = True
+    reads_regions = False  # PNG, JPEG, WebP decode whole sections (tiled TIFF: issue 25's stacks)
 
     def __init__(self, spec: str, orientation: str = "RAS",
                  resolution: tuple[float, float, float] | None = None,
@@ -165,6 +166,9 @@ class SliceStack:
         lo, hi = (self._count - p1, self._count - p0) if self.orientation.flips[2] else (p0, p1)
         part.slices, part._first = self.slices[lo - self._first:hi - self._first], lo
         return part
+
+    def read_region(self, region: Box, out: np.ndarray) -> None:
+        read_region_by_planes(self, region, out)
 
     def read(self, p0: int, p1: int, out: np.ndarray) -> None:
         columns, rows, slices = self.orientation.axes
