@@ -133,14 +133,15 @@ def _unit(scales: list[Scale], k: int, axis: int) -> int:
 
 def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int, budget: int,
               parallel_reads: bool, stream_axis: int = 2, main_base: int | None = None,
-              writes_in_flight: int = 1, reads_regions: bool = True, tile: int | None = None) -> SlabPlan:
+              writes_in_flight: int = 1, reads_regions: bool = True, tile: int | None = None,
+              tiles: bool = True) -> SlabPlan:
     """The most comfortable plan that fits `budget`, or a UsageError that states the minimum.
     `writes_in_flight`: encoded chunks a band task holds while the store writes them (the
     output's `can.parallel`). Slabs span whole planes when that fits; else each slab is cut into
     tiles across the section, whole chunks in both in-plane axes (docs/design.md, "Tiles").
     `reads_regions`: the source reads a tile for its size (else a read task holds a decoded
     section). `tile`: tiles of about that many voxels a side at scale 0, whatever the budget
-    (tests and benchmarks: `STREAMCONV_TILE`)."""
+    (tests and benchmarks: `STREAMCONV_TILE`); `tiles` False: whole planes or a refusal (Dask)."""
     item = channels * np.dtype(dtype).itemsize
     s_ax, (b_ax, r_ax) = stream_axis, in_plane(stream_axis)
     sunit = [_unit(scales, k, s_ax) for k in range(len(scales))]
@@ -190,6 +191,9 @@ def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int
     candidates = [(1, 0, 0), (1, 1, 0), (1, 2, 0), (1, 2, BAND_TARGET)]
     if tile is None:
         minimum = estimate(1, 0, 0)[0]
+        if minimum > budget and not tiles:
+            raise UsageError(f"--memory {format_size(budget)} is below the {format_size(minimum)} this "
+                             f"conversion needs with {workers} workers")
         if minimum <= budget:
             m, overlap, band_bytes = [c for c in candidates if estimate(*c)[0] <= budget][-1]
             whole = ceil_div(size0[s_ax], sunit[0]) * sunit[0]
@@ -226,9 +230,8 @@ def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int
             break
     m, overlap, band_bytes, n = best or (1, 0, 0, sizes[-1])
     total, planes, nbuf, rows, fill = estimate(m, overlap, band_bytes, n)
-    tiles = tile_extents(scales, s_ax, (bunit[0] * n, runit * n))
     return SlabPlan(stream_axis, tuple(planes), tuple(nbuf), tuple(rows), fill, workers,
-                    budget, total, minimum, tuple(tiles))
+                    budget, total, minimum, tuple(tile_extents(scales, s_ax, (bunit[0] * n, runit * n))))
 
 
 def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budget: int,
@@ -241,7 +244,7 @@ def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budge
     cap, need = budget, 0
     while True:
         try:
-            plan = plan_slabs(scales, channels, dtype, 1, cap, True, stream_axis, main_base=0)
+            plan = plan_slabs(scales, channels, dtype, 1, cap, True, stream_axis, main_base=0, tiles=False)
         except UsageError:
             break  # not even the thinnest slabs: refused below with the need of the last tried
         need = max(task_memory(plan, scales, k, item) for k in range(len(scales)))
@@ -251,8 +254,9 @@ def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budge
             break
         cap = plan.estimate - 1  # the next thinner plan
     if not need:
-        thinnest = plan_slabs(scales, channels, dtype, 1, 1 << 62, True, stream_axis, main_base=0).minimum
-        plan = plan_slabs(scales, channels, dtype, 1, thinnest, True, stream_axis, main_base=0)
+        thinnest = plan_slabs(scales, channels, dtype, 1, 1 << 62, True, stream_axis, main_base=0,
+                              tiles=False).minimum
+        plan = plan_slabs(scales, channels, dtype, 1, thinnest, True, stream_axis, main_base=0, tiles=False)
         need = max(task_memory(plan, scales, k, item) for k in range(len(scales)))
     raise UsageError(f"{who or '--memory ' + format_size(budget)} is below the {format_size(need)} a task "
                      "of this conversion needs on a Dask worker (a slab of one chunk row)")

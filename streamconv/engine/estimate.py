@@ -28,6 +28,7 @@ from ..sources import Source
 from ..stores import Location
 from ..units import format_size
 from .job import Job
+from .slabgrid import SlabGrid, along
 
 SAMPLE_BYTES = 16 << 20  # the band of the sampled slab that is encoded, written and downsampled
 
@@ -53,6 +54,7 @@ class Estimate:
     memory_planned: int      # what the slab plan uses of the budget
     slab_planes: tuple[int, ...]
     buffers: tuple[int, ...]
+    tiles: str               # the tile plan in one line (`SlabPlan.summary`)
     disk_needed: int
     disk_free: int | None    # None: not a local path
     seconds: float           # estimated wall time
@@ -74,7 +76,7 @@ class Estimate:
         lines += [
             f"total: {sum(s.files for s in self.scales)} files, {approx}{format_size(total)}",
             f"slabs: {'/'.join(map(str, self.slab_planes))} planes per scale, "
-            f"{'/'.join(map(str, self.buffers))} buffers",
+            f"{'/'.join(map(str, self.buffers))} buffers; {self.tiles}",
             f"workers: {self.workers}; memory: {format_size(self.memory_planned)} of "
             f"{format_size(self.memory_budget)}",
             f"disk: needs {approx}{format_size(self.disk_needed)}, {free} free at the output",
@@ -172,7 +174,7 @@ def estimate_job(source: Source, job: Job, output: str | os.PathLike) -> Estimat
     seconds = (read_seconds / max(read_bytes, 1) * total_in / readers
                + band_seconds / max(band_bytes, 1) * total_processed / workers)
     return Estimate(str(output), costs, is_exact(job), job.plan.workers, job.plan.budget,
-                    job.plan.estimate, job.plan.slab_planes, job.plan.buffers,
+                    job.plan.estimate, job.plan.slab_planes, job.plan.buffers, job.plan.summary(),
                     sum(c.disk for c in costs), free, seconds, read_bytes + band_bytes,
                     read_seconds + band_seconds)
 
@@ -185,11 +187,14 @@ def _measure(source: Source, job: Job, output: str | os.PathLike) -> tuple[int, 
     planes = min(plan.slab_planes[0], scale.size[axis])
     p0 = (scale.size[axis] // 2 // planes) * planes
     p1 = min(p0 + planes, scale.size[axis])
-    shape = list(scale.size)
-    shape[axis] = p1 - p0
+    # The middle slab, or a tile of it in the middle of the section: what a run holds at once.
+    middle = triple(n // 2 for n in scale.size)
+    grid = SlabGrid(job.scales, plan)
+    block = grid.box(0, grid.index_at(0, along(axis, p0, middle)))
+    shape = list(block.shape)
     slab = np.zeros((job.info.num_channels, shape[2], shape[1], shape[0]), dtype=source.dtype)
     started = time.perf_counter()
-    source.window(p0, p1).read(p0, p1, slab)
+    source.window(p0, p1).read_region(block, slab)
     read_seconds = time.perf_counter() - started
     # A band: whole chunk rows along the band axis, about SAMPLE_BYTES.
     band_axis = 2 if axis == 1 else 1

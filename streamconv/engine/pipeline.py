@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections.abc import Callable, Collection
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, Interrupted, WorkerDied
+from ..format.geometry import Box
 from ..kernels.stats import ChannelStats, merge, sampling
 from ..layout.dataset import Dataset
 from ..layout.sink import Finish, run_finish
@@ -36,7 +38,7 @@ from .executor import TaskExecutor
 from .job import Job
 from .journal import state_key
 from .output import output_sink
-from .slabgrid import SlabGrid
+from .slabgrid import SlabGrid, along
 from .tasks import Band, BandDone, Downsample, fill, fill_from_store, process_band
 from .worklog import replay
 
@@ -79,13 +81,12 @@ class _Slab:
 
     level: int
     index: int
-    p0: int
-    p1: int
+    box: Box  # its voxels: planes [p0, p1) along the stream axis, whole or a tile of them
     buffer: SlabBuffer
     #: what its tasks map: the buffer, or the input file itself (a source's `mapped` planes)
     ref: SlabRef | MappedSlab
-    #: planes some submitted writer task fills (whether it has finished or not)
-    planes_incoming: int = 0
+    #: voxels (per channel) some submitted writer task fills (whether it has finished or not)
+    voxels_incoming: int = 0
     #: writer tasks not finished: fill tasks, and finer band tasks downsampling into this slab
     writers: int = 0
     #: band tasks of this slab not finished; they read the buffer, so it is reused at zero
@@ -98,8 +99,8 @@ class _Slab:
     stats: list[list[ChannelStats]] = field(default_factory=list, repr=False)
 
     @property
-    def planes(self) -> int:
-        return self.p1 - self.p0
+    def voxels(self) -> int:
+        return math.prod(self.box.shape)
 
     @property
     def in_file(self) -> bool:
@@ -109,7 +110,7 @@ class _Slab:
     @property
     def ready_to_seal(self) -> bool:
         """Every plane has arrived: each has a writer, and none is still running."""
-        return not self.sealed and self.planes_incoming == self.planes and self.writers == 0
+        return not self.sealed and self.voxels_incoming == self.voxels and self.writers == 0
 
 
 @dataclass
@@ -159,7 +160,7 @@ class Pipeline:
         """Every slab of every scale, in order along the stream axis; what this run did."""
         try:
             self._finish(self.completion.start(self.done))
-            for index in range(self.grid.count(0)):
+            for index in self.grid.order:
                 self._start(index)
                 self._check_stop()
             while self._in_flight:
@@ -192,7 +193,7 @@ class Pipeline:
             if slab.replay:
                 self._refill(slab)
             elif slab.in_file:
-                slab.planes_incoming = slab.planes
+                slab.voxels_incoming = slab.voxels
                 self._seal_if_ready(slab)
             elif slab.level == 0:
                 self._fill(slab)
@@ -206,10 +207,11 @@ class Pipeline:
                        or (level + 1, self.grid.target(level, index)) in self.done):
             self.totals.skipped_slabs += 1
             return None
-        p0, p1 = self.grid.planes(level, index)
+        box = self.grid.box(level, index)
         buffer = self._buffer(level)  # taken even for mapped planes: the same backpressure
-        mapped = self.source.mapped(p0, p1) if level == 0 and not replay else None
-        slab = _Slab(level, index, p0, p1, buffer, mapped or buffer.ref, replay=replay)
+        mapped = (self.source.mapped(box.start[self.axis], box.stop[self.axis])
+                  if level == 0 and not replay and not self.plan.tiled else None)
+        slab = _Slab(level, index, box, buffer, mapped or buffer.ref, replay=replay)
         self._open[level][index] = slab
         if replay:
             self.totals.replayed_slabs += 1
@@ -229,20 +231,22 @@ class Pipeline:
         return buffer
 
     def _fill(self, slab: _Slab) -> None:
-        """Read a full-resolution slab from the source, a few planes per task."""
-        step = self.plan.fill_planes if self.source.parallel_reads else slab.planes
-        for p in range(slab.p0, slab.p1, step):
-            end = min(p + step, slab.p1)
-            self._submit_writer(self._read_executor, slab, fill, self.source.window(p, end), p, end,
-                                slab.ref, slab.p0)
-        slab.planes_incoming = slab.planes
+        """Read a full-resolution slab (or a tile of one) from the source, a few planes per task."""
+        p0, p1 = slab.box.start[self.axis], slab.box.stop[self.axis]
+        step = self.plan.fill_planes if self.source.parallel_reads else p1 - p0
+        for p in range(p0, p1, step):
+            end = min(p + step, p1)
+            region = Box(along(self.axis, p, slab.box.start), along(self.axis, end, slab.box.stop))
+            self._submit_writer(self._read_executor, slab, fill, self.source.window(p, end), region,
+                                slab.ref, slab.box.start)
+        slab.voxels_incoming = slab.voxels
 
     def _refill(self, slab: _Slab) -> None:
         """Read a slab complete before this run back from its chunks, a band per task."""
-        for region in self.grid.bands(slab.level, slab.p0, slab.p1):
+        for region in self.grid.bands_of(slab.level, slab.box):
             self._submit_writer(self.executor, slab, fill_from_store, self.volume, slab.level,
-                                region, slab.ref, self.grid.origin(slab.p0))
-        slab.planes_incoming = slab.planes
+                                region, slab.ref, slab.box.start)
+        slab.voxels_incoming = slab.voxels
 
     def _submit_writer(self, executor: Executor | TaskExecutor, slab: _Slab, fn: Callable[..., object],
                        *args: object) -> None:
@@ -262,12 +266,12 @@ class Pipeline:
         down = None
         if slab.level + 1 < len(self.scales):
             target = self._open[slab.level + 1][self.grid.target(slab.level, slab.index)]
-            target.planes_incoming += self.grid.downsampled_planes(slab.level, slab.p0, slab.p1)
+            target.voxels_incoming += self.grid.downsampled_voxels(slab.level, slab.box)
             slab.target = target
-            down = Downsample(target.ref, self.grid.origin(target.p0),
+            down = Downsample(target.ref, target.box.start,
                               self.scales[target.level].factor, self.job.method, self.job.outside_value)
-        for region in self.grid.bands(slab.level, slab.p0, slab.p1):
-            band = Band(slab.ref, self.grid.origin(slab.p0), slab.level, self.scales[slab.level],
+        for region in self.grid.bands_of(slab.level, slab.box):
+            band = Band(slab.ref, slab.box.start, slab.level, self.scales[slab.level],
                         region, self.job.fmt.codec, self.sink, self.job.skip_empty, down,
                         write=not slab.replay,
                         labels=self.job.collect_labels and slab.level == 0 and not slab.replay,
