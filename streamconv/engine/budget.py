@@ -205,11 +205,13 @@ def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int
             return SlabPlan(stream_axis, tuple(planes), tuple(nbuf), tuple(rows), fill, workers,
                             budget, total, minimum)
     # Tiles: n units a side, n a power of two (so tiles nest through the scales), as large as
-    # fits up to SLAB_TARGET bytes of scale 0 per tile, or as asked.
+    # fits up to SLAB_TARGET bytes of scale 0 per tile, or as asked. A source that decodes
+    # whole sections decodes each once per tile: there the largest tiles that fit come first,
+    # before two buffers per scale.
     runit = _unit(scales, 0, r_ax)
     largest = 1
     while (bunit[0] * largest < size0[b_ax] or runit * largest < size0[r_ax]) and (
-            sunit[0] * bunit[0] * runit * 4 * largest * largest * item <= SLAB_TARGET):
+            not reads_regions or sunit[0] * bunit[0] * runit * 4 * largest * largest * item <= SLAB_TARGET):
         largest *= 2
     if tile is not None:
         largest = 1
@@ -220,15 +222,11 @@ def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int
         raise UsageError(f"--memory {format_size(budget)} is below the {format_size(minimum)} this "
                          f"conversion needs with {workers} workers (tiles of one chunk)")
     sizes = [largest] if tile is not None else [largest >> j for j in range(largest.bit_length())]
-    best = None
-    for m, overlap, band_bytes in reversed(candidates):
-        for n in sizes:
-            if estimate(m, overlap, band_bytes, n)[0] <= budget:
-                best = (m, overlap, band_bytes, n)
-                break
-        if best is not None:
-            break
-    m, overlap, band_bytes, n = best or (1, 0, 0, sizes[-1])
+    pairs = [(c, n) for c in reversed(candidates) for n in sizes]
+    if not reads_regions:
+        pairs.sort(key=lambda p: -p[1])  # stable: the most comfortable first at each size
+    (m, overlap, band_bytes), n = next((p for p in pairs if estimate(*p[0], p[1])[0] <= budget),
+                                       (candidates[0], sizes[-1]))
     total, planes, nbuf, rows, fill = estimate(m, overlap, band_bytes, n)
     return SlabPlan(stream_axis, tuple(planes), tuple(nbuf), tuple(rows), fill, workers,
                     budget, total, minimum, tuple(tile_extents(scales, s_ax, (bunit[0] * n, runit * n))))
@@ -259,7 +257,8 @@ def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budge
         plan = plan_slabs(scales, channels, dtype, 1, thinnest, True, stream_axis, main_base=0, tiles=False)
         need = max(task_memory(plan, scales, k, item) for k in range(len(scales)))
     raise UsageError(f"{who or '--memory ' + format_size(budget)} is below the {format_size(need)} a task "
-                     "of this conversion needs on a Dask worker (a slab of one chunk row)")
+                     "of this conversion needs on a Dask worker (a slab of one chunk row of whole planes: "
+                     "the Dask path does not cut slabs into tiles; without --scheduler they are)")
 
 
 def task_memory(plan: SlabPlan, scales: list[Scale], level: int, item: int) -> int:

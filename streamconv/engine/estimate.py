@@ -187,10 +187,16 @@ def _measure(source: Source, job: Job, output: str | os.PathLike) -> tuple[int, 
     planes = min(plan.slab_planes[0], scale.size[axis])
     p0 = (scale.size[axis] // 2 // planes) * planes
     p1 = min(p0 + planes, scale.size[axis])
-    # The middle slab, or a tile of it in the middle of the section: what a run holds at once.
+    # The middle slab, or a tile of it in the middle of the section: what a run holds at once;
+    # of a tile, only the planes of about SAMPLE_BYTES of whole sections (a section too large
+    # for memory is decoded once here, not a slab of them).
     middle = triple(n // 2 for n in scale.size)
     grid = SlabGrid(job.scales, plan)
     block = grid.box(0, grid.index_at(0, along(axis, p0, middle)))
+    if plan.tiled:
+        item = job.info.num_channels * job.info.dtype.itemsize
+        p1 = min(p1, p0 + max(1, SAMPLE_BYTES * scale.size[axis] // (math.prod(scale.size) * item)))
+        block = Box(block.start, along(axis, p1, block.stop))
     shape = list(block.shape)
     slab = np.zeros((job.info.num_channels, shape[2], shape[1], shape[0]), dtype=source.dtype)
     started = time.perf_counter()
