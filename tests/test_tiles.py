@@ -15,10 +15,10 @@ import imagecodecs
 import nibabel as nib
 import numpy as np
 import pytest
-
-import streamconv
 from reference import check_pyramid, read_scale
 from test_resume import STREAMCONV, files, kill_and_resume
+
+import streamconv
 
 
 @pytest.fixture(scope="module")
