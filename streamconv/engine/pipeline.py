@@ -72,7 +72,8 @@ class TaskKind(enum.Enum):
 
 @dataclass(eq=False)
 class _Slab:
-    """Planes [p0, p1) along the stream axis of one scale, held in one buffer.
+    """Planes [p0, p1) along the stream axis of one scale, or a tile of them (a block of a
+    tiled plan: `SlabGrid`), held in one buffer.
 
     Its life: opened on a buffer; writer tasks are submitted for its planes (its own fill
     tasks, or the band tasks of the finer scale's slabs that downsample into it); sealed once
