@@ -121,3 +121,31 @@ def test_a_tiled_run_survives_sigkill_at_random_moments(encoding, tmp_path):
                              seed=25, env=env)  # the reference run is untiled: the same bytes
     assert tiled(tmp_path / "out")
     assert report["redone_chunks"] < report["chunks"]
+
+
+@pytest.mark.parametrize("kind", ["nii", "nii.gz", "nii-LIP", "nii.gz-PSL", "png", "png-RIA"])
+def test_a_region_reads_as_the_same_box_of_whole_planes(kind, stack, tmp_path):
+    """The seam tiles read through (`Source.read_region`): any box, whichever the source."""
+    from streamconv.format.geometry import Box
+    from streamconv.sources import open_source
+    from streamconv.sources.reorient import Reoriented
+    from streamconv.sources.stack import SliceStack
+
+    name, _, code = kind.partition("-")
+    if name == "png":
+        source = SliceStack(str(stack[0]), code or "RAS", resolution=(1.0, 1.0, 1.0))
+    else:
+        data = np.random.default_rng(3).integers(0, 255, (37, 29, 21), dtype=np.uint8)
+        nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / f"v.{name}")
+        source = open_source(tmp_path / f"v.{name}")
+        source = Reoriented(source, code) if code else source
+    assert source.reads_regions == (name == "nii")
+    x, y, z = source.shape
+    whole = np.empty((1, z, y, x), source.dtype)
+    source.read(0, source.shape[source.stream_axis], whole)
+    for box in [Box((1, 2, 1), (x - 2, y - 1, z - 1)), Box((0, 1, 1), (x, y - 1, z - 1)),
+                Box((3, 0, 2), (9, y, 5)), Box((0, 0, 0), (x, y, z))]:
+        out = np.empty((1, *reversed(box.shape)), source.dtype)
+        source.read_region(box, out)
+        np.testing.assert_array_equal(out, whole[box.index()])
+    source.close()

@@ -290,9 +290,10 @@ class NibabelSource:
         if (x0, x1) == (0, self.shape[0]):
             self._raw.read(z0, z1, out, (y0, y1))
             return
-        rows = np.empty(out.shape[:3] + (self.shape[0],), out.dtype)
-        self._raw.read(z0, z1, rows, (y0, y1))
-        out[...] = rows[..., x0:x1]
+        rows = np.empty((out.shape[0], 1, y1 - y0, self.shape[0]), out.dtype)  # a plane's rows at a time
+        for z in range(z0, z1):
+            self._raw.read(z, z + 1, rows, (y0, y1))
+            out[:, z - z0] = rows[:, 0, :, x0:x1]
 
     def mapped(self, p0: int, p1: int) -> MappedSlab | None:
         """A plain local file whose voxels are stored as they are output (native byte order, no
