@@ -149,3 +149,18 @@ def test_a_region_reads_as_the_same_box_of_whole_planes(kind, stack, tmp_path):
         source.read_region(box, out)
         np.testing.assert_array_equal(out, whole[box.index()])
     source.close()
+
+
+def test_a_tiled_stack_decodes_each_section_once(stack, tmp_path, monkeypatch):
+    """PNG sections cannot be read by region: each is decoded once per slab (into a scratch
+    file its tiles read), never once per tile; the scratch is gone at the end."""
+    import streamconv.sources.stack as stacks
+
+    decoded: list[str] = []
+    decode = stacks.decode
+    monkeypatch.setattr(stacks, "decode", lambda s, out=None: decoded.append(s.name) or decode(s, out))
+    monkeypatch.setenv("STREAMCONV_TILE", "32")
+    streamconv.convert(stack[0], tmp_path / "out", chunk_size=16, workers=0, resolution="20um")
+    assert sorted(decoded) == sorted(str(p) for p in stack[0].iterdir())
+    assert not (tmp_path / "out" / ".streamconv" / "scratch").exists()
+    check_pyramid(tmp_path / "out", stack[1], "average", json.loads((tmp_path / "out" / "info").read_text()))

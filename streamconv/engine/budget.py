@@ -8,6 +8,7 @@ workers each cost a base; slab buffers are counted once; each worker adds what o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +62,9 @@ class SlabPlan:
     #: per scale, a tile's extent along (band axis, third axis): slabs cut across the section
     #: when whole planes do not fit; () when every slab spans whole planes
     tiles: tuple[tuple[int, int], ...] = ()
+    #: a source that decodes whole sections: tiles on the scales up to this one only, and each
+    #: section decoded once per slab into a scratch file (`engine/scratch.py`); None: not so
+    nest: int | None = None
 
     @property
     def tiled(self) -> bool:
@@ -81,7 +85,9 @@ class SlabPlan:
         if not self.tiles:
             return f"slabs of {self.slab_planes[0]} whole planes"
         b, r = self.tiles[0]
-        return f"slabs of {self.slab_planes[0]} planes cut into tiles of {b} x {r}"
+        once = "" if self.nest is None else (f" up to scale {self.nest}, each section decoded once per "
+                                             "slab into a scratch file")
+        return f"slabs of {self.slab_planes[0]} planes cut into tiles of {b} x {r}{once}"
 
     def describe(self, scales: list[Scale]) -> str:
         axis = "xyz"
@@ -108,10 +114,12 @@ def in_plane(stream_axis: int) -> tuple[int, int]:
     return b_ax, r_ax
 
 
-def tile_extents(scales: list[Scale], stream_axis: int, tile: tuple[int, int]) -> list[tuple[int, int]]:
+def tile_extents(scales: list[Scale], stream_axis: int, tile: tuple[int, int],
+                 nest: int | None = None) -> list[tuple[int, int]]:
     """Per scale, a tile's extent along (band axis, third axis) from scale 0's `tile`: whole chunks
     and downsampling pairs at every scale, and each a whole number of the finer scale's tiles
-    downsampled, so that a tile of scale k feeds exactly one tile of scale k + 1."""
+    downsampled, so that a tile of scale k feeds exactly one tile of scale k + 1. Scales above
+    `nest` span whole planes."""
     axes = in_plane(stream_axis)
     out = [tile]
     for k in range(1, len(scales)):
@@ -120,6 +128,9 @@ def tile_extents(scales: list[Scale], stream_axis: int, tile: tuple[int, int]) -
             below = out[-1][j] // scales[k].factor[ax]
             unit = _unit(scales, k, ax)
             whole = ceil_div(scales[k].size[ax], unit) * unit
+            if nest is not None and k > nest:
+                ext.append(max(whole, below))
+                continue
             ext.append(min(math.lcm(unit, below), max(whole, below)))
         out.append((ext[0], ext[1]))
     return out
@@ -158,18 +169,20 @@ def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int
             out.append(min(planes, ceil_div(s.size[s_ax], sunit[k]) * sunit[k]))
         return out
 
-    def extents(n: int) -> list[tuple[int, int]]:
+    def extents(n: int, nest: int | None = None) -> list[tuple[int, int]]:
         """Per scale, the in-plane extent of a slab buffer: whole planes (n = 0) or tiles of n
-        units a side at scale 0."""
+        units a side at scale 0 (up to scale `nest`)."""
         if n == 0:
             return [(s.size[b_ax], s.size[r_ax]) for s in scales]
-        tiles = tile_extents(scales, s_ax, (bunit[0] * n, _unit(scales, 0, r_ax) * n))
+        tiles = tile_extents(scales, s_ax, (bunit[0] * n, _unit(scales, 0, r_ax) * n), nest)
         return [(min(b, s.size[b_ax]), min(r, s.size[r_ax])) for (b, r), s in zip(tiles, scales)]
 
-    def estimate(m: int, overlap: int, band_bytes: int, n: int = 0) -> tuple[int, list[int], list[int], list[int], int]:
+    def estimate(m: int, overlap: int, band_bytes: int, n: int = 0,
+                 nest: int | None = None) -> tuple[int, list[int], list[int], list[int], int]:
         """Bytes for slab multiple `m`, `overlap` (0: one buffer per scale, 1: two above full
-        resolution, 2: two everywhere), bands of about `band_bytes` and tiles of `n` units."""
-        planes, ext = slabs(m), extents(n)
+        resolution, 2: two everywhere), bands of about `band_bytes` and tiles of `n` units (up
+        to scale `nest`)."""
+        planes, ext = slabs(m), extents(n, nest)
         nbuf = [2 if overlap == 2 or (overlap == 1 and k > 0) else 1 for k in range(len(scales))]
         rows = [_band_rows(e[0], planes[k] * e[1] * item, bunit[k], band_bytes, workers)
                 for k, e in enumerate(ext)]
@@ -217,19 +230,40 @@ def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int
         largest = 1
         while 2 * largest * max(bunit[0], runit) <= tile:
             largest *= 2
+    sizes = [largest] if tile is not None else [largest >> j for j in range(largest.bit_length())]
+    if not reads_regions:
+        return _decode_once(scales, stream_axis, budget, workers, candidates, sizes, estimate,
+                            (bunit[0], runit))
     minimum = estimate(1, 0, 0, 1)[0]
     if minimum > budget:
         raise UsageError(f"--memory {format_size(budget)} is below the {format_size(minimum)} this "
                          f"conversion needs with {workers} workers (tiles of one chunk)")
-    sizes = [largest] if tile is not None else [largest >> j for j in range(largest.bit_length())]
     pairs = [(c, n) for c in reversed(candidates) for n in sizes]
-    if not reads_regions:
-        pairs.sort(key=lambda p: -p[1])  # stable: the most comfortable first at each size
     (m, overlap, band_bytes), n = next((p for p in pairs if estimate(*p[0], p[1])[0] <= budget),
                                        (candidates[0], sizes[-1]))
     total, planes, nbuf, rows, fill = estimate(m, overlap, band_bytes, n)
     return SlabPlan(stream_axis, tuple(planes), tuple(nbuf), tuple(rows), fill, workers,
                     budget, total, minimum, tuple(tile_extents(scales, s_ax, (bunit[0] * n, runit * n))))
+
+
+def _decode_once(scales: list[Scale], stream_axis: int, budget: int, workers: int,
+                 candidates: list[tuple[int, int, int]], sizes: list[int], estimate: Callable[..., tuple],
+                 units: tuple[int, int]) -> SlabPlan:
+    """Tiles for a source that decodes whole sections: each section is decoded once per slab
+    into a scratch file that the slab's tiles read. The tiles of a slab lie within 2^nest slabs
+    of the reading order, so the scratch holds that many slabs: the smallest `nest` that fits
+    comes first (scales above it span whole planes: their whole extent counts), then two
+    buffers per scale, then the largest tiles."""
+    options = [(nest, n, c) for nest in range(len(scales)) for c in reversed(candidates) for n in sizes]
+    minimum = min(estimate(1, 0, 0, sizes[-1], nest)[0] for nest in range(len(scales)))
+    if minimum > budget:
+        raise UsageError(f"--memory {format_size(budget)} is below the {format_size(minimum)} this "
+                         f"conversion needs with {workers} workers (tiles of one chunk)")
+    nest, n, (m, overlap, band_bytes) = next(o for o in options if estimate(*o[2], o[1], o[0])[0] <= budget)
+    total, planes, nbuf, rows, fill = estimate(m, overlap, band_bytes, n, nest)
+    tiles = tile_extents(scales, stream_axis, (units[0] * n, units[1] * n), nest)
+    return SlabPlan(stream_axis, tuple(planes), tuple(nbuf), tuple(rows), fill, workers,
+                    budget, total, minimum, tuple(tiles), nest)
 
 
 def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budget: int,

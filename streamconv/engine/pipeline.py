@@ -38,6 +38,7 @@ from .executor import TaskExecutor
 from .job import Job
 from .journal import state_key
 from .output import output_sink
+from .scratch import Scratch, fill_from_scratch
 from .slabgrid import SlabGrid, along
 from .tasks import Band, BandDone, Downsample, fill, fill_from_store, process_band
 from .worklog import replay
@@ -68,6 +69,7 @@ class TaskKind(enum.Enum):
     FILL = "fill"  # wrote planes into the slab: read from the source, or back from the chunks
     BAND = "band"  # read a band of the slab: wrote its chunks, downsampled it into slab.target
     FINISH = "finish"  # completed output made of several slabs (a shard file); no slab waits
+    DECODE = "decode"  # decoded a section into a slab's scratch file (`scratch.py`)
 
 
 @dataclass(eq=False)
@@ -156,6 +158,9 @@ class Pipeline:
         self._open: list[dict[int, _Slab]] = [{} for _ in self.scales]
         self._visited: set[tuple[int, int]] = set()  # opened or skipped: never opened twice
         self._in_flight: dict[Future[Any], tuple[TaskKind, _Slab | None]] = {}
+        #: sections decoded once per slab for the tiles of a source that decodes whole sections
+        self.scratch = (None if job.plan.nest is None else
+                        Scratch.open(self.grid, source, store.url, state_key(job.step), self.done))
 
     def run(self) -> Totals:
         """Every slab of every scale, in order along the stream axis; what this run did."""
@@ -172,6 +177,8 @@ class Pipeline:
             self.executor.shutdown(wait=False, cancel_futures=True)  # a stopped run queues no more
             raise
         finally:
+            if self.scratch is not None:
+                self.scratch.close()
             if self._read_executor is not self.executor:
                 self._read_executor.shutdown(wait=True, cancel_futures=True)
             for buffers in self._buffers:
@@ -232,7 +239,17 @@ class Pipeline:
         return buffer
 
     def _fill(self, slab: _Slab) -> None:
-        """Read a full-resolution slab (or a tile of one) from the source, a few planes per task."""
+        """Read a full-resolution slab (or a tile of one) from the source, a few planes per task;
+        or from its slab's sections decoded once (`scratch.py`), once they are."""
+        if self.scratch is not None:
+            slab.voxels_incoming = slab.voxels
+            if self.scratch.ready(slab.index):
+                self._fill_from_scratch(slab)
+                return
+            slab.writers += 1  # until its sections are decoded
+            for fn, *args in self.scratch.want(slab, slab.index):
+                self._in_flight[self._read_executor.submit(fn, *args)] = (TaskKind.DECODE, slab)
+            return
         p0, p1 = slab.box.start[self.axis], slab.box.stop[self.axis]
         step = self.plan.fill_planes if self.source.parallel_reads else p1 - p0
         for p in range(p0, p1, step):
@@ -241,6 +258,11 @@ class Pipeline:
             self._submit_writer(self._read_executor, slab, fill, self.source.window(p, end), region,
                                 slab.ref, slab.box.start)
         slab.voxels_incoming = slab.voxels
+
+    def _fill_from_scratch(self, slab: _Slab) -> None:
+        assert self.scratch is not None
+        for args in self.scratch.fills(slab.index, self.plan.fill_planes):
+            self._submit_writer(self._read_executor, slab, fill_from_scratch, *args, slab.ref, slab.box.start)
 
     def _refill(self, slab: _Slab) -> None:
         """Read a slab complete before this run back from its chunks, a band per task."""
@@ -299,6 +321,11 @@ class Pipeline:
                 continue
             elif kind is TaskKind.FILL:
                 self._fill_done(slab, future.result())
+            elif kind is TaskKind.DECODE:
+                replay(future.result())
+                for block in self.scratch.decoded(slab.index) if self.scratch else ():
+                    self._fill_from_scratch(block)
+                    block.writers -= 1
             else:
                 self._band_done(slab, future.result())
         if failure is not None:
@@ -318,6 +345,8 @@ class Pipeline:
     def _fill_done(self, slab: _Slab, logged: list[logging.LogRecord] | None) -> None:
         replay(logged)  # what a worker logged while reading (`worklog`): shown and counted here
         slab.writers -= 1
+        if self.scratch is not None and slab.level == 0 and slab.writers == 0 and not slab.replay:
+            self.scratch.filled(slab.index)
         self._seal_if_ready(slab)
 
     def _band_done(self, slab: _Slab, result: BandDone) -> None:

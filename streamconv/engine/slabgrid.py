@@ -45,10 +45,14 @@ class SlabGrid:
         b_ax, r_ax = in_plane(self.axis)
         return ceil_div(size[b_ax], ext[b_ax]), ceil_div(size[r_ax], ext[r_ax])
 
+    def slabs(self, level: int) -> int:
+        """Slabs of a scale along the stream axis."""
+        return ceil_div(self.scales[level].size[self.axis], self.plan.slab_planes[level])
+
     def count(self, level: int) -> int:
         """Blocks (slabs, times their tiles) of a scale."""
         nb, nr = self._tiles(level)
-        return ceil_div(self.scales[level].size[self.axis], self.plan.slab_planes[level]) * nb * nr
+        return self.slabs(level) * nb * nr
 
     def planes(self, level: int, index: int) -> tuple[int, int]:
         """Planes [p0, p1) of block `index`: the last slab of a scale may be thinner."""
