@@ -104,6 +104,9 @@ class SlabPlan:
             lines.append(f"scale {k} {s.key}: size {s.size}, chunks {s.chunk_size}, slab "
                          f"{self.slab_planes[k]} planes x {self.buffers[k]} buffers{tile}, bands of "
                          f"{self.band_rows[k]} rows")
+        if self.nest is not None:
+            lines.append(f"scratch: the decoded sections of up to {2 ** self.nest + 1} slabs of "
+                         f"{self.slab_planes[0]} planes on the output's disk (or the temporary directory)")
         return "\n".join(lines)
 
 

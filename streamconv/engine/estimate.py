@@ -193,6 +193,8 @@ def _measure(source: Source, job: Job, output: str | os.PathLike) -> tuple[int, 
     middle = triple(n // 2 for n in scale.size)
     grid = SlabGrid(job.scales, plan)
     block = grid.box(0, grid.index_at(0, along(axis, p0, middle)))
+    if plan.nest is not None:  # each section decoded once per slab: the sample decodes whole ones
+        block = Box(along(axis, p0, (0, 0, 0)), along(axis, p1, scale.size))
     if plan.tiled:
         item = job.info.num_channels * job.info.dtype.itemsize
         p1 = min(p1, p0 + max(1, SAMPLE_BYTES * scale.size[axis] // (math.prod(scale.size) * item)))

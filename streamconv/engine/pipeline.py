@@ -262,7 +262,7 @@ class Pipeline:
     def _fill_from_scratch(self, slab: _Slab) -> None:
         assert self.scratch is not None
         for args in self.scratch.fills(slab.index, self.plan.fill_planes):
-            self._submit_writer(self._read_executor, slab, fill_from_scratch, *args, slab.ref, slab.box.start)
+            self._submit_writer(self.executor, slab, fill_from_scratch, *args, slab.ref, slab.box.start)
 
     def _refill(self, slab: _Slab) -> None:
         """Read a slab complete before this run back from its chunks, a band per task."""

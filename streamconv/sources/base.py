@@ -12,9 +12,9 @@ A source says whether it can read a box for the price of the box (`reads_regions
 read by pread or through nibabel's slicing, a tiled or striped TIFF); one that can only decode
 whole sections (PNG, JPEG, WebP) says False and implements `read_region` with
 `read_region_by_planes`, which decodes each section once per call and copies the region out:
-the planner then counts a decoded section per read task, and the engine asks for the tiles of a
-section together where it can (docs/design.md, "Tiles").
-"""
+the planner then counts a decoded section per read task, and under tiles the engine decodes
+each section once per slab with `read` and cuts it into its tiles itself (engine/scratch.py;
+docs/design.md, "Tiles")."""
 
 from __future__ import annotations
 
