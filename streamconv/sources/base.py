@@ -9,7 +9,7 @@ task copies it into a buffer first.
 Regions (issue 25): when whole planes do not fit the memory budget the engine cuts a slab into
 *tiles* across the section, and asks for one (channel, z, y, x) box at a time (`read_region`).
 A source says whether it can read a box for the price of the box (`reads_regions`: a volume
-read by pread or through nibabel's slicing, a tiled or striped TIFF); one that can only decode
+read by pread, a precomputed scale, a tiled or striped TIFF); one that can only decode
 whole sections (PNG, JPEG, WebP) says False and implements `read_region` with
 `read_region_by_planes`, which decodes each section once per call and copies the region out:
 the planner then counts a decoded section per read task, and under tiles the engine decodes
