@@ -109,15 +109,21 @@ def test_bigbrain_geometry_plans_within_1gib(tmp_path):
 
 @pytest.mark.parametrize("encoding", ["raw", "png"])
 def test_a_tiled_run_survives_sigkill_at_random_moments(encoding, tmp_path):
-    directory = tmp_path / "stack"
-    directory.mkdir()
+    """raw: a volume read by region; png: a stack of PNG sections (decoded once per slab)."""
     rng = np.random.default_rng(7)
     base = rng.integers(0, 200, (200, 240), dtype=np.uint8)
-    for k in range(64):
-        imagecodecs.imwrite(directory / f"s{k:03d}.png", np.roll(base, k, axis=1) + (k % 50))
+    planes = [np.roll(base, k, axis=1) + (k % 50) for k in range(64)]
+    if encoding == "raw":
+        source = tmp_path / "volume.nii"
+        nib.save(nib.Nifti1Image(np.stack(planes, axis=2), np.diag([0.02, 0.02, 0.02, 1])), source)
+    else:
+        source = tmp_path / "stack"
+        source.mkdir()
+        for k, plane in enumerate(planes):
+            imagecodecs.imwrite(source / f"s{k:03d}.png", plane)
     env = {**os.environ, "STREAMCONV_TILE": "32"}
-    report = kill_and_resume(directory, tmp_path / "out", ["--chunk-size", "16", "--workers", "2",
-                                                           "--resolution", "20um", "--encoding", encoding],
+    args = ["--chunk-size", "16", "--workers", "2", "--encoding", encoding]
+    report = kill_and_resume(source, tmp_path / "out", args + (["--resolution", "20um"] if encoding == "png" else []),
                              seed=25, env=env)  # the reference run is untiled: the same bytes
     assert tiled(tmp_path / "out")
     assert report["redone_chunks"] < report["chunks"]
