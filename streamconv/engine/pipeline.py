@@ -177,10 +177,10 @@ class Pipeline:
             self.executor.shutdown(wait=False, cancel_futures=True)  # a stopped run queues no more
             raise
         finally:
-            if self.scratch is not None:
-                self.scratch.close()
             if self._read_executor is not self.executor:
                 self._read_executor.shutdown(wait=True, cancel_futures=True)
+            if self.scratch is not None:  # after the reading thread's last decode
+                self.scratch.close()
             for buffers in self._buffers:
                 for buffer in buffers:
                     buffer.close()
