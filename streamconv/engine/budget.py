@@ -80,6 +80,13 @@ class SlabPlan:
             shape[r_ax] = min(shape[r_ax], self.tiles[level][1])
         return triple(shape)
 
+    def scratch_bytes(self, scale: Scale, item: int) -> int:
+        """Disk the decoded sections of a plan with `nest` take at most (`engine/scratch.py`):
+        2^nest slabs of scale 0 (`item`: bytes per voxel), and one being decoded."""
+        if self.nest is None:
+            return 0
+        return (2 ** self.nest + 1) * self.slab_planes[0] * math.prod(scale.size) // scale.size[self.stream_axis] * item
+
     def summary(self) -> str:
         """The tile plan in one line, for --dry-run."""
         if not self.tiles:

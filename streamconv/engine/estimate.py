@@ -175,7 +175,8 @@ def estimate_job(source: Source, job: Job, output: str | os.PathLike) -> Estimat
                + band_seconds / max(band_bytes, 1) * total_processed / workers)
     return Estimate(str(output), costs, is_exact(job), job.plan.workers, job.plan.budget,
                     job.plan.estimate, job.plan.slab_planes, job.plan.buffers, job.plan.summary(),
-                    sum(c.disk for c in costs), free, seconds, read_bytes + band_bytes,
+                    sum(c.disk for c in costs) + job.plan.scratch_bytes(job.scales[0], item), free,
+                    seconds, read_bytes + band_bytes,
                     read_seconds + band_seconds)
 
 
@@ -248,7 +249,8 @@ def check_free_space(job: Job, output: str | os.PathLike) -> None:
     if found is None or not sized(job) or job.skip_empty:
         return
     free, block = found
-    need = sum(c.disk for c in scale_costs(job, block, 1.0))
+    item = job.info.num_channels * job.info.dtype.itemsize
+    need = sum(c.disk for c in scale_costs(job, block, 1.0)) + job.plan.scratch_bytes(job.scales[0], item)
     if need > free:
         raise OutputError(f"{output} needs {format_size(need)} and its filesystem has "
                            f"{format_size(free)} free; free space or write elsewhere")
