@@ -68,3 +68,26 @@ def test_one_voxel_axes_are_not_halved():
 def test_chunk_size_must_be_a_power_of_two(chunk):
     with pytest.raises(UsageError, match="power of two"):
         plan_scales((10, 10, 10), (1, 1, 1), chunk_size=chunk)
+
+
+def test_tiles_make_the_minimum_independent_of_the_section_area():
+    """Whole planes of BigBrain's sections need 3.4 GiB with 2 workers; tiles fit 1 GiB, and the
+    minimum of a tiled plan hardly moves from 4k to 64k sections (the scales' count and one row
+    band of a read task aside)."""
+    budget, uint8 = 1 << 30, np.dtype("uint8")
+    bigbrain = plan_scales((6572, 7404, 5711), (2e4, 2e4, 2e4))
+    with pytest.raises(UsageError, match="3.4 GiB"):
+        plan_slabs(bigbrain, 1, uint8, 2, budget, True, 1, main_base=60 * MiB, tiles=False)
+    minima = []
+    for side in (4096, 16384, 65536):
+        scales = plan_scales((side, side, 512), (1e3, 1e3, 1e3))
+        plan = plan_slabs(scales, 1, uint8, 2, budget, True, main_base=60 * MiB)
+        assert plan.tiled and plan.minimum <= plan.estimate <= budget
+        minima.append(plan.minimum)
+        for k in range(len(scales)):  # whole chunks and pairs; a tile feeds one tile of the next scale
+            for j, ax in enumerate((1, 0)):
+                tile, nxt = plan.tiles[k][j], scales[k + 1].factor[ax] if k + 1 < len(scales) else 1
+                assert tile % scales[k].chunk_size[ax] == 0 and tile % nxt == 0
+                if k + 1 < len(scales):
+                    assert plan.tiles[k + 1][j] % (tile // nxt) == 0
+    assert max(minima) < 1.1 * min(minima)

@@ -18,7 +18,7 @@ from streamconv.engine.executor import InlineExecutor, executor
 from streamconv.engine.job import Job
 from streamconv.engine.pipeline import Hooks, Pipeline, Totals
 from streamconv.errors import DataError, Interrupted, NoSpaceError
-from streamconv.format.geometry import Scale, ceil_div
+from streamconv.format.geometry import Box, Scale, ceil_div
 from streamconv.format.pyramid import plan_pyramid
 from streamconv.sources.base import MemoryOrder
 from streamconv.stores.local import LocalStore
@@ -41,6 +41,7 @@ class ArraySource:
         self.resolution = (1000.0, 1000.0, 1000.0)
         self.stream_axis, self.parallel_reads, self.memory_order = stream_axis, parallel_reads, memory_order
         self.corrupt = corrupt
+        self.reads_regions = True
 
     def read(self, p0: int, p1: int, out: np.ndarray) -> None:
         bad = sorted(self.corrupt & set(range(p0, p1)))
@@ -49,6 +50,12 @@ class ArraySource:
         index: list[slice] = [slice(None)] * 4
         index[3 - self.stream_axis] = slice(p0, p1)
         out[...] = self.data[tuple(index)]
+
+    def read_region(self, region: Box, out: np.ndarray) -> None:
+        bad = sorted(self.corrupt & set(range(region.start[self.stream_axis], region.stop[self.stream_axis])))
+        if bad:
+            raise DataError(f"plane {bad[0]} is corrupt")
+        out[...] = self.data[region.index()]
 
     def mapped(self, p0: int, p1: int) -> None:
         return None  # in memory: read into the slabs

@@ -8,6 +8,7 @@ workers each cost a base; slab buffers are counted once; each worker adds what o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,23 +59,91 @@ class SlabPlan:
     budget: int
     estimate: int
     minimum: int
+    #: per scale, a tile's extent along (band axis, third axis): slabs cut across the section
+    #: when whole planes do not fit; () when every slab spans whole planes
+    tiles: tuple[tuple[int, int], ...] = ()
+    #: a source that decodes whole sections: tiles on the scales up to this one only, and each
+    #: section decoded once per slab into a scratch file (`engine/scratch.py`); None: not so
+    nest: int | None = None
+
+    @property
+    def tiled(self) -> bool:
+        return bool(self.tiles)
 
     def slab_shape(self, scale: Scale, level: int) -> tuple[int, int, int]:
-        """(x, y, z) extent of a slab buffer of a scale."""
+        """(x, y, z) extent of a slab buffer of a scale (of one tile of a slab, when tiled)."""
         shape = list(scale.size)
         shape[self.stream_axis] = self.slab_planes[level]
+        if self.tiles:
+            b_ax, r_ax = in_plane(self.stream_axis)
+            shape[b_ax] = min(shape[b_ax], self.tiles[level][0])
+            shape[r_ax] = min(shape[r_ax], self.tiles[level][1])
         return triple(shape)
+
+    def scratch_bytes(self, scale: Scale, item: int) -> int:
+        """Disk the decoded sections of a plan with `nest` take at most (`engine/scratch.py`):
+        2^nest slabs of scale 0 (`item`: bytes per voxel), and one being decoded."""
+        if self.nest is None:
+            return 0
+        return (2 ** self.nest + 1) * self.slab_planes[0] * math.prod(scale.size) // scale.size[self.stream_axis] * item
+
+    def summary(self) -> str:
+        """The tile plan in one line, for --dry-run."""
+        if not self.tiles:
+            return f"slabs of {self.slab_planes[0]} whole planes"
+        b, r = self.tiles[0]
+        once = "" if self.nest is None else (f" up to scale {self.nest}, each section decoded once per "
+                                             "slab into a scratch file")
+        return f"slabs of {self.slab_planes[0]} planes cut into tiles of {b} x {r}{once}"
 
     def describe(self, scales: list[Scale]) -> str:
         axis = "xyz"
+        b_ax, r_ax = in_plane(self.stream_axis)
         lines = [f"memory: budget {format_size(self.budget)}, planned {format_size(self.estimate)}, "
                  f"minimum {format_size(self.minimum)}; {self.workers} workers; slabs along "
-                 f"{axis[self.stream_axis]}, bands along {axis[band_axis(self.stream_axis)]}"]
+                 f"{axis[self.stream_axis]}, bands along {axis[b_ax]}; {self.summary()}"]
         for k, s in enumerate(scales):
+            tile = ""
+            if self.tiles:
+                shape = self.slab_shape(s, k)
+                count = ceil_div(s.size[b_ax], shape[b_ax]) * ceil_div(s.size[r_ax], shape[r_ax])
+                tile = f", {count} tiles of {shape[b_ax]} x {shape[r_ax]} ({axis[b_ax]} x {axis[r_ax]})"
             lines.append(f"scale {k} {s.key}: size {s.size}, chunks {s.chunk_size}, slab "
-                         f"{self.slab_planes[k]} planes x {self.buffers[k]} buffers, bands of "
+                         f"{self.slab_planes[k]} planes x {self.buffers[k]} buffers{tile}, bands of "
                          f"{self.band_rows[k]} rows")
+        if self.nest is not None:
+            lines.append(f"scratch: the decoded sections of up to {2 ** self.nest + 1} slabs of "
+                         f"{self.slab_planes[0]} planes on the output's disk (or the temporary directory)")
         return "\n".join(lines)
+
+
+def in_plane(stream_axis: int) -> tuple[int, int]:
+    """The band axis and the third axis: the two axes across a section."""
+    b_ax = band_axis(stream_axis)
+    (r_ax,) = {0, 1, 2} - {stream_axis, b_ax}
+    return b_ax, r_ax
+
+
+def tile_extents(scales: list[Scale], stream_axis: int, tile: tuple[int, int],
+                 nest: int | None = None) -> list[tuple[int, int]]:
+    """Per scale, a tile's extent along (band axis, third axis) from scale 0's `tile`: whole chunks
+    and downsampling pairs at every scale, and each a whole number of the finer scale's tiles
+    downsampled, so that a tile of scale k feeds exactly one tile of scale k + 1. Scales above
+    `nest` span whole planes."""
+    axes = in_plane(stream_axis)
+    out = [tile]
+    for k in range(1, len(scales)):
+        ext = []
+        for j, ax in enumerate(axes):
+            below = out[-1][j] // scales[k].factor[ax]
+            unit = _unit(scales, k, ax)
+            whole = ceil_div(scales[k].size[ax], unit) * unit
+            if nest is not None and k > nest:
+                ext.append(max(whole, below))
+                continue
+            ext.append(min(math.lcm(unit, below), max(whole, below)))
+        out.append((ext[0], ext[1]))
+    return out
 
 
 def _unit(scales: list[Scale], k: int, axis: int) -> int:
@@ -85,17 +154,23 @@ def _unit(scales: list[Scale], k: int, axis: int) -> int:
 
 def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int, budget: int,
               parallel_reads: bool, stream_axis: int = 2, main_base: int | None = None,
-              writes_in_flight: int = 1) -> SlabPlan:
+              writes_in_flight: int = 1, reads_regions: bool = True, tile: int | None = None,
+              tiles: bool = True) -> SlabPlan:
     """The most comfortable plan that fits `budget`, or a UsageError that states the minimum.
     `writes_in_flight`: encoded chunks a band task holds while the store writes them (the
-    output's `can.parallel`)."""
+    output's `can.parallel`). Slabs span whole planes when that fits; else each slab is cut into
+    tiles across the section, whole chunks in both in-plane axes (docs/design.md, "Tiles").
+    `reads_regions`: the source reads a tile for its size (else a read task holds a decoded
+    section). `tile`: tiles of about that many voxels a side at scale 0, whatever the budget
+    (tests and benchmarks: `STREAMCONV_TILE`); `tiles` False: whole planes or a refusal (Dask)."""
     item = channels * np.dtype(dtype).itemsize
-    s_ax, b_ax = stream_axis, band_axis(stream_axis)
-    (r_ax,) = {0, 1, 2} - {s_ax, b_ax}  # the third axis
+    s_ax, (b_ax, r_ax) = stream_axis, in_plane(stream_axis)
     sunit = [_unit(scales, k, s_ax) for k in range(len(scales))]
     bunit = [_unit(scales, k, b_ax) for k in range(len(scales))]
     base = (psutil.Process().memory_info().rss if main_base is None else main_base)
     base += (workers + 1) * WORKER_BASE if workers else 0
+    size0 = scales[0].size
+    plane = size0[b_ax] * size0[r_ax] * item
 
     def slabs(m: int) -> list[int]:
         out: list[int] = []
@@ -104,44 +179,101 @@ def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int
             out.append(min(planes, ceil_div(s.size[s_ax], sunit[k]) * sunit[k]))
         return out
 
-    def estimate(m: int, overlap: int, band_bytes: int) -> tuple[int, list[int], list[int], list[int], int]:
+    def extents(n: int, nest: int | None = None) -> list[tuple[int, int]]:
+        """Per scale, the in-plane extent of a slab buffer: whole planes (n = 0) or tiles of n
+        units a side at scale 0 (up to scale `nest`)."""
+        if n == 0:
+            return [(s.size[b_ax], s.size[r_ax]) for s in scales]
+        tiles = tile_extents(scales, s_ax, (bunit[0] * n, _unit(scales, 0, r_ax) * n), nest)
+        return [(min(b, s.size[b_ax]), min(r, s.size[r_ax])) for (b, r), s in zip(tiles, scales)]
+
+    def estimate(m: int, overlap: int, band_bytes: int, n: int = 0,
+                 nest: int | None = None) -> tuple[int, list[int], list[int], list[int], int]:
         """Bytes for slab multiple `m`, `overlap` (0: one buffer per scale, 1: two above full
-        resolution, 2: two everywhere) and bands of about `band_bytes`."""
-        planes = slabs(m)
+        resolution, 2: two everywhere), bands of about `band_bytes` and tiles of `n` units (up
+        to scale `nest`)."""
+        planes, ext = slabs(m), extents(n, nest)
         nbuf = [2 if overlap == 2 or (overlap == 1 and k > 0) else 1 for k in range(len(scales))]
-        rows = [_band_rows(s.size[b_ax], planes[k] * s.size[r_ax] * item, bunit[k], band_bytes, workers)
-                for k, s in enumerate(scales)]
-        total = base + sum(n * p * s.size[b_ax] * s.size[r_ax] * item for n, p, s in zip(nbuf, planes, scales))
+        rows = [_band_rows(e[0], planes[k] * e[1] * item, bunit[k], band_bytes, workers)
+                for k, e in enumerate(ext)]
+        total = base + sum(n * p * e[0] * e[1] * item for n, p, e in zip(nbuf, planes, ext))
         # A band task maps its band of the slab and the part it downsamples into, and works one
         # output plane at a time (temporaries: a few wide copies of two input planes).
-        touch = max(p * r * s.size[r_ax] * item * 3 // 2 + 64 * r * s.size[r_ax] * channels
+        touch = max(p * r * e[1] * item * 3 // 2 + 64 * r * e[1] * channels
                     + (1 + writes_in_flight) * item * math.prod(s.chunk_size)
-                    for p, r, s in zip(planes, rows, scales))
-        # A read task fills a few planes (a decoded section and its reoriented copy besides).
-        plane = scales[0].size[b_ax] * scales[0].size[r_ax] * item
-        fill = max(1, min(ceil_div(planes[0], max(1, 2 * workers)), BAND_TARGET // max(plane, 1)))
-        touch = max(touch, 3 * fill * plane)
+                    for p, r, e, s in zip(planes, rows, ext, scales))
+        # A read task fills a few planes (a decoded section and its reoriented copy besides); of
+        # a tile: besides, a section decoded whole, or the tile's rows at full width (pread).
+        part = ext[0][0] * ext[0][1] * item
+        fill = max(1, min(ceil_div(planes[0], max(1, 2 * workers)), BAND_TARGET // max(part, 1)))
+        whole = 0 if n == 0 else 2 * plane if not reads_regions else ext[0][0] * size0[r_ax] * item
+        touch = max(touch, 3 * fill * part + whole)
         total += max(workers, 1) * touch
         return total, planes, nbuf, rows, fill
 
-    minimum = estimate(1, 0, 0)[0]
+    candidates = [(1, 0, 0), (1, 1, 0), (1, 2, 0), (1, 2, BAND_TARGET)]
+    if tile is None:
+        minimum = estimate(1, 0, 0)[0]
+        if minimum > budget and not tiles:
+            raise UsageError(f"--memory {format_size(budget)} is below the {format_size(minimum)} this "
+                             f"conversion needs with {workers} workers")
+        if minimum <= budget:
+            m, overlap, band_bytes = [c for c in candidates if estimate(*c)[0] <= budget][-1]
+            whole = ceil_div(size0[s_ax], sunit[0]) * sunit[0]
+            # Thicker slabs mean fewer rounds, but keep at least four so that reading overlaps the rest.
+            while (4 * 2 * m * sunit[0] <= whole and 2 * m * sunit[0] * plane <= SLAB_TARGET
+                   and estimate(2 * m, overlap, band_bytes)[0] <= budget):
+                m *= 2
+            total, planes, nbuf, rows, fill = estimate(m, overlap, band_bytes)
+            return SlabPlan(stream_axis, tuple(planes), tuple(nbuf), tuple(rows), fill, workers,
+                            budget, total, minimum)
+    # Tiles: n units a side, n a power of two (so tiles nest through the scales), as large as
+    # fits up to SLAB_TARGET bytes of scale 0 per tile, or as asked. A source that decodes
+    # whole sections decodes each once per tile: there the largest tiles that fit come first,
+    # before two buffers per scale.
+    runit = _unit(scales, 0, r_ax)
+    largest = 1
+    while (bunit[0] * largest < size0[b_ax] or runit * largest < size0[r_ax]) and (
+            not reads_regions or sunit[0] * bunit[0] * runit * 4 * largest * largest * item <= SLAB_TARGET):
+        largest *= 2
+    if tile is not None:
+        largest = 1
+        while 2 * largest * max(bunit[0], runit) <= tile:
+            largest *= 2
+    sizes = [largest] if tile is not None else [largest >> j for j in range(largest.bit_length())]
+    if not reads_regions:
+        return _decode_once(scales, stream_axis, budget, workers, candidates, sizes, estimate,
+                            (bunit[0], runit))
+    minimum = estimate(1, 0, 0, 1)[0]
     if minimum > budget:
         raise UsageError(f"--memory {format_size(budget)} is below the {format_size(minimum)} this "
-                         f"conversion needs with {workers} workers")
-    best = (1, 0, 0)
-    for candidate in [(1, 1, 0), (1, 2, 0), (1, 2, BAND_TARGET)]:
-        if estimate(*candidate)[0] <= budget:
-            best = candidate
-    m, overlap, band_bytes = best
-    plane = scales[0].size[b_ax] * scales[0].size[r_ax] * item
-    whole = ceil_div(scales[0].size[s_ax], sunit[0]) * sunit[0]
-    # Thicker slabs mean fewer rounds, but keep at least four so that reading overlaps the rest.
-    while (4 * 2 * m * sunit[0] <= whole and 2 * m * sunit[0] * plane <= SLAB_TARGET
-           and estimate(2 * m, overlap, band_bytes)[0] <= budget):
-        m *= 2
-    total, planes, nbuf, rows, fill = estimate(m, overlap, band_bytes)
+                         f"conversion needs with {workers} workers (tiles of one chunk)")
+    pairs = [(c, n) for c in reversed(candidates) for n in sizes]
+    (m, overlap, band_bytes), n = next((p for p in pairs if estimate(*p[0], p[1])[0] <= budget),
+                                       (candidates[0], sizes[-1]))
+    total, planes, nbuf, rows, fill = estimate(m, overlap, band_bytes, n)
     return SlabPlan(stream_axis, tuple(planes), tuple(nbuf), tuple(rows), fill, workers,
-                budget, total, minimum)
+                    budget, total, minimum, tuple(tile_extents(scales, s_ax, (bunit[0] * n, runit * n))))
+
+
+def _decode_once(scales: list[Scale], stream_axis: int, budget: int, workers: int,
+                 candidates: list[tuple[int, int, int]], sizes: list[int], estimate: Callable[..., tuple],
+                 units: tuple[int, int]) -> SlabPlan:
+    """Tiles for a source that decodes whole sections: each section is decoded once per slab
+    into a scratch file that the slab's tiles read. The tiles of a slab lie within 2^nest slabs
+    of the reading order, so the scratch holds that many slabs: the smallest `nest` that fits
+    comes first (scales above it span whole planes: their whole extent counts), then two
+    buffers per scale, then the largest tiles."""
+    options = [(nest, n, c) for nest in range(len(scales)) for c in reversed(candidates) for n in sizes]
+    minimum = min(estimate(1, 0, 0, sizes[-1], nest)[0] for nest in range(len(scales)))
+    if minimum > budget:
+        raise UsageError(f"--memory {format_size(budget)} is below the {format_size(minimum)} this "
+                         f"conversion needs with {workers} workers (tiles of one chunk)")
+    nest, n, (m, overlap, band_bytes) = next(o for o in options if estimate(*o[2], o[1], o[0])[0] <= budget)
+    total, planes, nbuf, rows, fill = estimate(m, overlap, band_bytes, n, nest)
+    tiles = tile_extents(scales, stream_axis, (units[0] * n, units[1] * n), nest)
+    return SlabPlan(stream_axis, tuple(planes), tuple(nbuf), tuple(rows), fill, workers,
+                    budget, total, minimum, tuple(tiles), nest)
 
 
 def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budget: int,
@@ -154,7 +286,7 @@ def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budge
     cap, need = budget, 0
     while True:
         try:
-            plan = plan_slabs(scales, channels, dtype, 1, cap, True, stream_axis, main_base=0)
+            plan = plan_slabs(scales, channels, dtype, 1, cap, True, stream_axis, main_base=0, tiles=False)
         except UsageError:
             break  # not even the thinnest slabs: refused below with the need of the last tried
         need = max(task_memory(plan, scales, k, item) for k in range(len(scales)))
@@ -164,11 +296,13 @@ def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budge
             break
         cap = plan.estimate - 1  # the next thinner plan
     if not need:
-        thinnest = plan_slabs(scales, channels, dtype, 1, 1 << 62, True, stream_axis, main_base=0).minimum
-        plan = plan_slabs(scales, channels, dtype, 1, thinnest, True, stream_axis, main_base=0)
+        thinnest = plan_slabs(scales, channels, dtype, 1, 1 << 62, True, stream_axis, main_base=0,
+                              tiles=False).minimum
+        plan = plan_slabs(scales, channels, dtype, 1, thinnest, True, stream_axis, main_base=0, tiles=False)
         need = max(task_memory(plan, scales, k, item) for k in range(len(scales)))
     raise UsageError(f"{who or '--memory ' + format_size(budget)} is below the {format_size(need)} a task "
-                     "of this conversion needs on a Dask worker (a slab of one chunk row)")
+                     "of this conversion needs on a Dask worker (a slab of one chunk row of whole planes: "
+                     "the Dask path does not cut slabs into tiles; without --scheduler they are)")
 
 
 def task_memory(plan: SlabPlan, scales: list[Scale], level: int, item: int) -> int:

@@ -172,7 +172,9 @@ def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, in
     `after`: the finer tasks' results, only there so that Dask runs this task after them."""
     slab = PrivateSlab.zeros(task.shape, task.dtype, task.order)
     if task.source is not None:
-        fill(task.source, task.p0, task.p1, slab, task.p0)
+        _, nz, ny, nx = task.shape
+        region = Box(task.origin, triple(a + n for a, n in zip(task.origin, (nx, ny, nz))))
+        fill(task.source, region, slab, task.origin)
     for key, origin in task.pieces:
         piece = store.read(key)
         if piece is None:
@@ -208,6 +210,9 @@ class DaskRun:
 
     def __init__(self, job: Job, source: Source, store: Store, client: Client,
                  hooks: Hooks = Hooks(), done: frozenset[tuple[int, int]] = frozenset()) -> None:
+        if job.plan.tiled:
+            raise UsageError("the Dask path (--scheduler) does not cut slabs into tiles yet: give its "
+                             "workers room for slabs of whole planes, or run without --scheduler")
         self.job, self.source, self.store, self.client, self.hooks = job, source, store, client, hooks
         self.grid = SlabGrid(job.scales, job.plan)
         self.sink, self.completion, spool = output_sink(job, store)

@@ -28,6 +28,7 @@ from ..sources import Source
 from ..stores import Location
 from ..units import format_size
 from .job import Job
+from .slabgrid import SlabGrid, along
 
 SAMPLE_BYTES = 16 << 20  # the band of the sampled slab that is encoded, written and downsampled
 
@@ -53,6 +54,7 @@ class Estimate:
     memory_planned: int      # what the slab plan uses of the budget
     slab_planes: tuple[int, ...]
     buffers: tuple[int, ...]
+    tiles: str               # the tile plan in one line (`SlabPlan.summary`)
     disk_needed: int
     disk_free: int | None    # None: not a local path
     seconds: float           # estimated wall time
@@ -74,7 +76,7 @@ class Estimate:
         lines += [
             f"total: {sum(s.files for s in self.scales)} files, {approx}{format_size(total)}",
             f"slabs: {'/'.join(map(str, self.slab_planes))} planes per scale, "
-            f"{'/'.join(map(str, self.buffers))} buffers",
+            f"{'/'.join(map(str, self.buffers))} buffers; {self.tiles}",
             f"workers: {self.workers}; memory: {format_size(self.memory_planned)} of "
             f"{format_size(self.memory_budget)}",
             f"disk: needs {approx}{format_size(self.disk_needed)}, {free} free at the output",
@@ -172,8 +174,9 @@ def estimate_job(source: Source, job: Job, output: str | os.PathLike) -> Estimat
     seconds = (read_seconds / max(read_bytes, 1) * total_in / readers
                + band_seconds / max(band_bytes, 1) * total_processed / workers)
     return Estimate(str(output), costs, is_exact(job), job.plan.workers, job.plan.budget,
-                    job.plan.estimate, job.plan.slab_planes, job.plan.buffers,
-                    sum(c.disk for c in costs), free, seconds, read_bytes + band_bytes,
+                    job.plan.estimate, job.plan.slab_planes, job.plan.buffers, job.plan.summary(),
+                    sum(c.disk for c in costs) + job.plan.scratch_bytes(job.scales[0], item), free,
+                    seconds, read_bytes + band_bytes,
                     read_seconds + band_seconds)
 
 
@@ -185,11 +188,22 @@ def _measure(source: Source, job: Job, output: str | os.PathLike) -> tuple[int, 
     planes = min(plan.slab_planes[0], scale.size[axis])
     p0 = (scale.size[axis] // 2 // planes) * planes
     p1 = min(p0 + planes, scale.size[axis])
-    shape = list(scale.size)
-    shape[axis] = p1 - p0
+    # The middle slab, or a tile of it in the middle of the section: what a run holds at once;
+    # of a tile, only the planes of about SAMPLE_BYTES of whole sections (a section too large
+    # for memory is decoded once here, not a slab of them).
+    middle = triple(n // 2 for n in scale.size)
+    grid = SlabGrid(job.scales, plan)
+    block = grid.box(0, grid.index_at(0, along(axis, p0, middle)))
+    if plan.nest is not None:  # each section decoded once per slab: the sample decodes whole ones
+        block = Box(along(axis, p0, (0, 0, 0)), along(axis, p1, scale.size))
+    if plan.tiled:
+        item = job.info.num_channels * job.info.dtype.itemsize
+        p1 = min(p1, p0 + max(1, SAMPLE_BYTES * scale.size[axis] // (math.prod(scale.size) * item)))
+        block = Box(block.start, along(axis, p1, block.stop))
+    shape = list(block.shape)
     slab = np.zeros((job.info.num_channels, shape[2], shape[1], shape[0]), dtype=source.dtype)
     started = time.perf_counter()
-    source.window(p0, p1).read(p0, p1, slab)
+    source.window(p0, p1).read_region(block, slab)
     read_seconds = time.perf_counter() - started
     # A band: whole chunk rows along the band axis, about SAMPLE_BYTES.
     band_axis = 2 if axis == 1 else 1
@@ -235,7 +249,8 @@ def check_free_space(job: Job, output: str | os.PathLike) -> None:
     if found is None or not sized(job) or job.skip_empty:
         return
     free, block = found
-    need = sum(c.disk for c in scale_costs(job, block, 1.0))
+    item = job.info.num_channels * job.info.dtype.itemsize
+    need = sum(c.disk for c in scale_costs(job, block, 1.0)) + job.plan.scratch_bytes(job.scales[0], item)
     if need > free:
         raise OutputError(f"{output} needs {format_size(need)} and its filesystem has "
                            f"{format_size(free)} free; free space or write elsewhere")

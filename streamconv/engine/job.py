@@ -108,9 +108,11 @@ def plan_job(scales: list[Scale], source: Source, workers: int, budget: int, sto
     """The slabs of a job: planned for the local engine's whole process tree, or with a
     `scheduler` for one Dask worker, which runs one slab's task at a time in its own memory
     (within the room the best worker has, `engine/rooms.py`)."""
+    tile = os.environ.get("STREAMCONV_TILE")  # tiles of this size whatever the budget: tests, benchmarks
     if scheduler is None:
         return plan_slabs(scales, source.num_channels, source.dtype, workers, budget, source.parallel_reads,
-                          source.stream_axis, writes_in_flight=store.can.parallel)
+                          source.stream_axis, writes_in_flight=store.can.parallel,
+                          reads_regions=source.reads_regions, tile=int(tile) if tile else None)
     from .rooms import worker_budget  # dask is an optional extra
 
     budget, who = worker_budget(scheduler, budget)
@@ -122,7 +124,8 @@ def job_record(source: Source, plan: SlabPlan, **parameters: object) -> dict:
     slab size (journal entries are slabs)."""
     return json.loads(json.dumps({  # as stored, so that it compares equal when read back
         "input": source.fingerprint(), **parameters,
-        "slab_planes": list(plan.slab_planes), "stream_axis": plan.stream_axis}))
+        "slab_planes": list(plan.slab_planes), "stream_axis": plan.stream_axis,
+        **({"tiles": [list(t) for t in plan.tiles]} if plan.tiled else {})}))
 
 
 def check_outside_value(value: float | None, dtype: np.dtype) -> None:

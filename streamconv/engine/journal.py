@@ -282,7 +282,7 @@ def finished(job: dict | None, store: Store) -> bool:
 
 START, RESUME, COMPLETE = "start", "resume", "complete"  # what prepare_output found
 #: how a job's slabs are cut: it changes the journal's entries, not the bytes written
-SLAB_KEYS = ("slab_planes", "stream_axis")
+SLAB_KEYS = ("slab_planes", "stream_axis", "tiles")
 
 
 def prepare_output(store: Store, scale_keys: list[str], job: dict, overwrite: bool,

@@ -7,6 +7,7 @@ from ..layout.inplace import placed_voxel_bytes
 from ..layout.sink import ChunkSink, Completion, FileSink, NoCompletion
 from ..layout.spool import ShardCompletion, ShardedLevel, ShardSpool
 from ..stores.base import Store
+from .budget import in_plane
 from .job import Job
 from .journal import state_key
 
@@ -29,7 +30,9 @@ def output_sink(job: Job, store: Store) -> tuple[ChunkSink, Completion, str | No
         assert spec is not None
         placed[level] = placed_voxel_bytes(store, job.scales[level], spec, job.info.scales[level].codec,
                                            job.info.dtype, job.info.num_channels, job.skip_empty)
+        shape = job.plan.slab_shape(job.scales[level], level)
+        b_ax, r_ax = in_plane(job.plan.stream_axis)
         levels.append(ShardedLevel(level, job.scales[level], spec, job.plan.slab_planes[level], item,
-                                   placed[level]))
+                                   placed[level], (shape[b_ax], shape[r_ax]) if job.plan.tiled else None))
     spool = ShardSpool(store, root, specs, files, job.fmt.compression, tuple(placed))
     return spool, ShardCompletion(store, root, levels, job.plan.stream_axis), root

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections.abc import Callable, Collection
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, Interrupted, WorkerDied
+from ..format.geometry import Box
 from ..kernels.stats import ChannelStats, merge, sampling
 from ..layout.dataset import Dataset
 from ..layout.sink import Finish, run_finish
@@ -36,7 +38,8 @@ from .executor import TaskExecutor
 from .job import Job
 from .journal import state_key
 from .output import output_sink
-from .slabgrid import SlabGrid
+from .scratch import Scratch, fill_from_scratch
+from .slabgrid import SlabGrid, along
 from .tasks import Band, BandDone, Downsample, fill, fill_from_store, process_band
 from .worklog import replay
 
@@ -66,11 +69,13 @@ class TaskKind(enum.Enum):
     FILL = "fill"  # wrote planes into the slab: read from the source, or back from the chunks
     BAND = "band"  # read a band of the slab: wrote its chunks, downsampled it into slab.target
     FINISH = "finish"  # completed output made of several slabs (a shard file); no slab waits
+    DECODE = "decode"  # decoded a section into a slab's scratch file (`scratch.py`)
 
 
 @dataclass(eq=False)
 class _Slab:
-    """Planes [p0, p1) along the stream axis of one scale, held in one buffer.
+    """Planes [p0, p1) along the stream axis of one scale, or a tile of them (a block of a
+    tiled plan: `SlabGrid`), held in one buffer.
 
     Its life: opened on a buffer; writer tasks are submitted for its planes (its own fill
     tasks, or the band tasks of the finer scale's slabs that downsample into it); sealed once
@@ -79,13 +84,12 @@ class _Slab:
 
     level: int
     index: int
-    p0: int
-    p1: int
+    box: Box  # its voxels: planes [p0, p1) along the stream axis, whole or a tile of them
     buffer: SlabBuffer
     #: what its tasks map: the buffer, or the input file itself (a source's `mapped` planes)
     ref: SlabRef | MappedSlab
-    #: planes some submitted writer task fills (whether it has finished or not)
-    planes_incoming: int = 0
+    #: voxels (per channel) some submitted writer task fills (whether it has finished or not)
+    voxels_incoming: int = 0
     #: writer tasks not finished: fill tasks, and finer band tasks downsampling into this slab
     writers: int = 0
     #: band tasks of this slab not finished; they read the buffer, so it is reused at zero
@@ -98,8 +102,8 @@ class _Slab:
     stats: list[list[ChannelStats]] = field(default_factory=list, repr=False)
 
     @property
-    def planes(self) -> int:
-        return self.p1 - self.p0
+    def voxels(self) -> int:
+        return math.prod(self.box.shape)
 
     @property
     def in_file(self) -> bool:
@@ -109,7 +113,7 @@ class _Slab:
     @property
     def ready_to_seal(self) -> bool:
         """Every plane has arrived: each has a writer, and none is still running."""
-        return not self.sealed and self.planes_incoming == self.planes and self.writers == 0
+        return not self.sealed and self.voxels_incoming == self.voxels and self.writers == 0
 
 
 @dataclass
@@ -154,12 +158,15 @@ class Pipeline:
         self._open: list[dict[int, _Slab]] = [{} for _ in self.scales]
         self._visited: set[tuple[int, int]] = set()  # opened or skipped: never opened twice
         self._in_flight: dict[Future[Any], tuple[TaskKind, _Slab | None]] = {}
+        #: sections decoded once per slab for the tiles of a source that decodes whole sections
+        self.scratch = (None if job.plan.nest is None else
+                        Scratch.open(self.grid, source, store.url, state_key(job.step), self.done))
 
     def run(self) -> Totals:
         """Every slab of every scale, in order along the stream axis; what this run did."""
         try:
             self._finish(self.completion.start(self.done))
-            for index in range(self.grid.count(0)):
+            for index in self.grid.order:
                 self._start(index)
                 self._check_stop()
             while self._in_flight:
@@ -172,6 +179,8 @@ class Pipeline:
         finally:
             if self._read_executor is not self.executor:
                 self._read_executor.shutdown(wait=True, cancel_futures=True)
+            if self.scratch is not None:  # after the reading thread's last decode
+                self.scratch.close()
             for buffers in self._buffers:
                 for buffer in buffers:
                     buffer.close()
@@ -192,7 +201,7 @@ class Pipeline:
             if slab.replay:
                 self._refill(slab)
             elif slab.in_file:
-                slab.planes_incoming = slab.planes
+                slab.voxels_incoming = slab.voxels
                 self._seal_if_ready(slab)
             elif slab.level == 0:
                 self._fill(slab)
@@ -206,10 +215,11 @@ class Pipeline:
                        or (level + 1, self.grid.target(level, index)) in self.done):
             self.totals.skipped_slabs += 1
             return None
-        p0, p1 = self.grid.planes(level, index)
+        box = self.grid.box(level, index)
         buffer = self._buffer(level)  # taken even for mapped planes: the same backpressure
-        mapped = self.source.mapped(p0, p1) if level == 0 and not replay else None
-        slab = _Slab(level, index, p0, p1, buffer, mapped or buffer.ref, replay=replay)
+        mapped = (self.source.mapped(box.start[self.axis], box.stop[self.axis])
+                  if level == 0 and not replay and not self.plan.tiled else None)
+        slab = _Slab(level, index, box, buffer, mapped or buffer.ref, replay=replay)
         self._open[level][index] = slab
         if replay:
             self.totals.replayed_slabs += 1
@@ -229,20 +239,37 @@ class Pipeline:
         return buffer
 
     def _fill(self, slab: _Slab) -> None:
-        """Read a full-resolution slab from the source, a few planes per task."""
-        step = self.plan.fill_planes if self.source.parallel_reads else slab.planes
-        for p in range(slab.p0, slab.p1, step):
-            end = min(p + step, slab.p1)
-            self._submit_writer(self._read_executor, slab, fill, self.source.window(p, end), p, end,
-                                slab.ref, slab.p0)
-        slab.planes_incoming = slab.planes
+        """Read a full-resolution slab (or a tile of one) from the source, a few planes per task;
+        or from its slab's sections decoded once (`scratch.py`), once they are."""
+        if self.scratch is not None:
+            slab.voxels_incoming = slab.voxels
+            if self.scratch.ready(slab.index):
+                self._fill_from_scratch(slab)
+                return
+            slab.writers += 1  # until its sections are decoded
+            for fn, *args in self.scratch.want(slab, slab.index):
+                self._in_flight[self._read_executor.submit(fn, *args)] = (TaskKind.DECODE, slab)
+            return
+        p0, p1 = slab.box.start[self.axis], slab.box.stop[self.axis]
+        step = self.plan.fill_planes if self.source.parallel_reads else p1 - p0
+        for p in range(p0, p1, step):
+            end = min(p + step, p1)
+            region = Box(along(self.axis, p, slab.box.start), along(self.axis, end, slab.box.stop))
+            self._submit_writer(self._read_executor, slab, fill, self.source.window(p, end), region,
+                                slab.ref, slab.box.start)
+        slab.voxels_incoming = slab.voxels
+
+    def _fill_from_scratch(self, slab: _Slab) -> None:
+        assert self.scratch is not None
+        for args in self.scratch.fills(slab.index, self.plan.fill_planes):
+            self._submit_writer(self.executor, slab, fill_from_scratch, *args, slab.ref, slab.box.start)
 
     def _refill(self, slab: _Slab) -> None:
         """Read a slab complete before this run back from its chunks, a band per task."""
-        for region in self.grid.bands(slab.level, slab.p0, slab.p1):
+        for region in self.grid.bands_of(slab.level, slab.box):
             self._submit_writer(self.executor, slab, fill_from_store, self.volume, slab.level,
-                                region, slab.ref, self.grid.origin(slab.p0))
-        slab.planes_incoming = slab.planes
+                                region, slab.ref, slab.box.start)
+        slab.voxels_incoming = slab.voxels
 
     def _submit_writer(self, executor: Executor | TaskExecutor, slab: _Slab, fn: Callable[..., object],
                        *args: object) -> None:
@@ -262,12 +289,12 @@ class Pipeline:
         down = None
         if slab.level + 1 < len(self.scales):
             target = self._open[slab.level + 1][self.grid.target(slab.level, slab.index)]
-            target.planes_incoming += self.grid.downsampled_planes(slab.level, slab.p0, slab.p1)
+            target.voxels_incoming += self.grid.downsampled_voxels(slab.level, slab.box)
             slab.target = target
-            down = Downsample(target.ref, self.grid.origin(target.p0),
+            down = Downsample(target.ref, target.box.start,
                               self.scales[target.level].factor, self.job.method, self.job.outside_value)
-        for region in self.grid.bands(slab.level, slab.p0, slab.p1):
-            band = Band(slab.ref, self.grid.origin(slab.p0), slab.level, self.scales[slab.level],
+        for region in self.grid.bands_of(slab.level, slab.box):
+            band = Band(slab.ref, slab.box.start, slab.level, self.scales[slab.level],
                         region, self.job.fmt.codec, self.sink, self.job.skip_empty, down,
                         write=not slab.replay,
                         labels=self.job.collect_labels and slab.level == 0 and not slab.replay,
@@ -294,6 +321,11 @@ class Pipeline:
                 continue
             elif kind is TaskKind.FILL:
                 self._fill_done(slab, future.result())
+            elif kind is TaskKind.DECODE:
+                replay(future.result())
+                for block in self.scratch.decoded(slab.index) if self.scratch else ():
+                    self._fill_from_scratch(block)
+                    block.writers -= 1
             else:
                 self._band_done(slab, future.result())
         if failure is not None:
@@ -313,6 +345,8 @@ class Pipeline:
     def _fill_done(self, slab: _Slab, logged: list[logging.LogRecord] | None) -> None:
         replay(logged)  # what a worker logged while reading (`worklog`): shown and counted here
         slab.writers -= 1
+        if self.scratch is not None and slab.level == 0 and slab.writers == 0 and not slab.replay:
+            self.scratch.filled(slab.index)
         self._seal_if_ready(slab)
 
     def _band_done(self, slab: _Slab, result: BandDone) -> None:

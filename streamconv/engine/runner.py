@@ -97,6 +97,7 @@ def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, work
     if dry_run:
         planned = open_store(output)
         source, job = describe(planned)
+        log.info("%s", job.plan.describe(job.scales))  # -v: the slab and tile plan in detail
         try:
             cost = estimate_job(source, job, planned.url)
         finally:

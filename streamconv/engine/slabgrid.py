@@ -1,12 +1,14 @@
-"""Where the slabs of each scale lie along the stream axis: the geometry the local pipeline,
-the Dask path and resuming share."""
+"""Where the slabs of each scale lie, and their tiles across the section: the geometry the local
+pipeline, the Dask path and resuming share."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 
-from ..format.geometry import Box, Scale, Vec3, ceil_div
-from .budget import SlabPlan, band_axis
+from ..format.geometry import Box, Scale, Vec3, ceil_div, triple
+from .budget import SlabPlan, band_axis, in_plane
 
 
 @dataclass(frozen=True)
@@ -16,7 +18,16 @@ class SlabGrid:
 
     The planner makes a slab a whole number of chunk rows and of downsampling pairs, and the
     next scale's slab at least as thick as what one slab produces, so a slab downsamples into
-    exactly one slab of the next scale (`target`)."""
+    exactly one slab of the next scale (`target`).
+
+    A tiled plan cuts each slab into tiles across the section (`SlabPlan.tiles`); a *block* is
+    one tile of one slab, and everything here that says slab means block: block `index` of a
+    scale is `(slab * tiles_b + tile_b) * tiles_r + tile_r` (b: the band axis, r: the third),
+    which is the slab's index when slabs span whole planes, so journals of untiled runs are
+    unchanged. Tiles nest through the scales (`budget.tile_extents`), so a block feeds exactly
+    one block of the next scale, and `order` visits the full-resolution blocks so that those
+    feeding one block of any scale come one after the other: each scale has one block filling
+    at a time, whatever the section's size."""
 
     scales: list[Scale]
     plan: SlabPlan
@@ -25,27 +36,75 @@ class SlabGrid:
     def axis(self) -> int:
         return self.plan.stream_axis
 
-    def count(self, level: int) -> int:
-        """Slabs of a scale."""
+    def _extent(self, level: int) -> Vec3:
+        return self.plan.slab_shape(self.scales[level], level)
+
+    def _tiles(self, level: int) -> tuple[int, int]:
+        """Tiles of a slab along the band axis and the third axis."""
+        size, ext = self.scales[level].size, self._extent(level)
+        b_ax, r_ax = in_plane(self.axis)
+        return ceil_div(size[b_ax], ext[b_ax]), ceil_div(size[r_ax], ext[r_ax])
+
+    def slabs(self, level: int) -> int:
+        """Slabs of a scale along the stream axis."""
         return ceil_div(self.scales[level].size[self.axis], self.plan.slab_planes[level])
 
+    def count(self, level: int) -> int:
+        """Blocks (slabs, times their tiles) of a scale."""
+        nb, nr = self._tiles(level)
+        return self.slabs(level) * nb * nr
+
     def planes(self, level: int, index: int) -> tuple[int, int]:
-        """Planes [p0, p1) of slab `index`: the last slab of a scale may be thinner."""
-        p0 = index * self.plan.slab_planes[level]
-        return p0, min(p0 + self.plan.slab_planes[level], self.scales[level].size[self.axis])
+        """Planes [p0, p1) of block `index`: the last slab of a scale may be thinner."""
+        box = self.box(level, index)
+        return box.start[self.axis], box.stop[self.axis]
+
+    def box(self, level: int, index: int) -> Box:
+        """The voxels of block `index` of a scale."""
+        nb, nr = self._tiles(level)
+        slab, rest = divmod(index, nb * nr)
+        tb, tr = divmod(rest, nr)
+        b_ax, r_ax = in_plane(self.axis)
+        ext, size = self._extent(level), self.scales[level].size
+        start = [0, 0, 0]
+        start[self.axis], start[b_ax], start[r_ax] = slab * self.plan.slab_planes[level], tb * ext[b_ax], tr * ext[r_ax]
+        return Box(triple(start), triple(min(a + e, n) for a, e, n in zip(start, ext, size)))
+
+    def index_at(self, level: int, voxel: Vec3) -> int:
+        """The block of a scale that holds `voxel`."""
+        nb, nr = self._tiles(level)
+        b_ax, r_ax = in_plane(self.axis)
+        ext = self._extent(level)
+        slab = voxel[self.axis] // self.plan.slab_planes[level]
+        return (slab * nb + voxel[b_ax] // ext[b_ax]) * nr + voxel[r_ax] // ext[r_ax]
 
     def target(self, level: int, index: int) -> int:
-        """Index of the slab of scale `level + 1` that slab `index` of `level` downsamples into."""
-        f = self.scales[level + 1].factor[self.axis]
-        return (index * self.plan.slab_planes[level] // f) // self.plan.slab_planes[level + 1]
+        """Index of the block of scale `level + 1` that block `index` of `level` downsamples into."""
+        f = self.scales[level + 1].factor
+        return self.index_at(level + 1, triple(a // k for a, k in zip(self.box(level, index).start, f)))
 
     def chain(self, index: int) -> list[int]:
-        """The slab index on every scale that full-resolution slab `index` feeds, directly or
+        """The block index on every scale that full-resolution block `index` feeds, directly or
         through the scales between."""
         indices = [index]
         for level in range(len(self.scales) - 1):
             indices.append(self.target(level, indices[-1]))
         return indices
+
+    @cached_property
+    def order(self) -> list[int]:
+        """The full-resolution blocks in the order they are read: by the block they feed on the
+        coarsest scale, then on the next finer one, down to their own index. Untiled, that is
+        slab after slab."""
+        return sorted(range(self.count(0)), key=lambda i: self.chain(i)[::-1])
+
+    def voxels(self, level: int, index: int) -> int:
+        return math.prod(self.box(level, index).shape)
+
+    def downsampled_voxels(self, level: int, box: Box) -> int:
+        """Voxels of scale `level + 1` that a block's `box` of `level` produces."""
+        f = self.scales[level + 1].factor
+        return math.prod(ceil_div(b, k) - a // k for a, b, k in zip(box.start, box.stop, f))
 
     def downsampled_planes(self, level: int, p0: int, p1: int) -> int:
         """Planes of scale `level + 1` that planes [p0, p1) of `level` produce."""
@@ -53,15 +112,20 @@ class SlabGrid:
         return ceil_div(p1, f) - p0 // f
 
     def origin(self, p0: int) -> Vec3:
-        """Voxel at the first element of a slab that starts at plane p0."""
+        """Voxel at the first element of a slab that starts at plane p0 (untiled)."""
         return along(self.axis, p0, (0, 0, 0))
 
     def bands(self, level: int, p0: int, p1: int) -> list[Box]:
         """Planes [p0, p1) cut along the band axis into regions of whole chunks, one per task."""
-        size, b_ax, rows = self.scales[level].size, band_axis(self.axis), self.plan.band_rows[level]
-        start, stop = along(self.axis, p0, (0, 0, 0)), along(self.axis, p1, size)
-        return [Box(along(b_ax, r0, start), along(b_ax, min(r0 + rows, size[b_ax]), stop))
-                for r0 in range(0, size[b_ax], rows)]
+        size = self.scales[level].size
+        return self.bands_of(level, Box(along(self.axis, p0, (0, 0, 0)), along(self.axis, p1, size)))
+
+    def bands_of(self, level: int, box: Box) -> list[Box]:
+        """A block cut along the band axis into regions of whole chunks, one per task."""
+        b_ax, rows = band_axis(self.axis), self.plan.band_rows[level]
+        lo, hi = box.start[b_ax], box.stop[b_ax]
+        return [Box(along(b_ax, r0, box.start), along(b_ax, min(r0 + rows, hi), box.stop))
+                for r0 in range(lo, hi, rows)]
 
 
 def along(axis: int, value: int, v: Vec3) -> Vec3:

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..encodings import Codec
-from ..format.geometry import Box, Scale, Vec3, array_axis, ceil_div
+from ..format.geometry import Box, Scale, Vec3, ceil_div
 from ..kernels.downsampling import downsample
 from ..kernels.stats import ChannelStats, Meter, Sampling
 from ..layout.dataset import Dataset
 from ..layout.sink import ChunkSink
 from ..sources import Source
-from ..sources.base import MappedSlab
+from ..sources.base import MappedSlab, spans_planes
 from .buffers import PrivateSlab, SlabRef, populate
 from .worklog import take
 
@@ -22,16 +22,18 @@ from .worklog import take
 Slab = SlabRef | PrivateSlab | MappedSlab
 
 
-def fill(source: Source, p0: int, p1: int, ref: Slab, first_plane: int) -> list[logging.LogRecord]:
-    """Read planes [p0, p1) along the source's stream axis into a slab that starts at `first_plane`;
-    what a worker logged meanwhile (a section filled instead of decoded) goes back with the
-    result, for the main process to log and count (`worklog`)."""
-    slab = ref.array()
-    index = [slice(None)] * 4
-    index[array_axis(source.stream_axis)] = slice(p0 - first_plane, p1 - first_plane)
-    target = slab[tuple(index)]
+def fill(source: Source, region: Box, ref: Slab, origin: Vec3) -> list[logging.LogRecord]:
+    """Read a region of the source (planes along its stream axis, whole or a tile of them) into
+    a slab whose first voxel is `origin`; what a worker logged meanwhile (a section filled
+    instead of decoded) goes back with the result, for the main process to log and count
+    (`worklog`)."""
+    target = ref.array()[region.index(origin)]
     populate(target, write=True)
-    source.read(p0, p1, target)
+    axis = source.stream_axis
+    if spans_planes(region, source.shape, axis):
+        source.read(region.start[axis], region.stop[axis], target)
+    else:
+        source.read_region(region, target)
     return take()
 
 

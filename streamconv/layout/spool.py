@@ -144,6 +144,19 @@ class ShardedLevel:
     slab_planes: int
     voxel_bytes: int  # channels x item size
     placed: int | None = None  # bytes per voxel of a scale written in place (`inplace.py`)
+    #: a tiled plan's tile extent along (band axis, third axis): slab indexes are then blocks
+    #: (`engine/slabgrid.py`: `(slab * tiles_b + tile_b) * tiles_r + tile_r`)
+    tile: tuple[int, int] | None = None
+
+    def blocks(self, cells: np.ndarray, axis: int) -> np.ndarray:
+        """The slab (block, when tiled) of each chunk of a grid (`cells`: one row per axis)."""
+        chunk, size = self.scale.chunk_size, self.scale.size
+        index = cells[axis].astype(np.int64) * chunk[axis] // self.slab_planes
+        if self.tile is not None:
+            b_ax = 2 if axis == 1 else 1
+            for ax, ext in zip((b_ax, 3 - axis - b_ax), self.tile):
+                index = index * -(-size[ax] // ext) + cells[ax].astype(np.int64) * chunk[ax] // ext
+        return index
 
 
 class ShardCompletion:
@@ -160,7 +173,7 @@ class ShardCompletion:
         for lv in levels:
             codes, cells = chunk_ids(lv.scale.grid)
             shards = lv.spec.shard_numbers(codes)
-            slab = cells[axis].astype(np.int64) * lv.scale.chunk_size[axis] // lv.slab_planes
+            slab = lv.blocks(cells, axis)
             numbers, inverse = np.unique(shards, return_inverse=True)
             lo = np.full(len(numbers), np.iinfo(np.int64).max)
             hi = np.full(len(numbers), -1)

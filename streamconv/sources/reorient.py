@@ -16,7 +16,7 @@ import copy
 
 import numpy as np
 
-from ..format.geometry import Vec3, array_axis, triple
+from ..format.geometry import Box, Vec3, array_axis, triple
 from .base import MappedSlab, MemoryOrder, Source
 from .orientation import Orientation
 from .placement import Placement
@@ -37,7 +37,7 @@ class Reoriented:
             resolution[axis] = size
         self.resolution = triple(resolution)
         self.num_channels, self.dtype = inner.num_channels, inner.dtype
-        self.parallel_reads = inner.parallel_reads
+        self.parallel_reads, self.reads_regions = inner.parallel_reads, inner.reads_regions
         self.stream_axis = orientation.axes[2]
         columns, rows, slices = (array_axis(a) for a in orientation.axes)
         fc, fr, _ = orientation.flips
@@ -66,6 +66,14 @@ class Reoriented:
             return
         for k in range(f0, f1):  # one plane at a time: each is contiguous in the slab
             self.inner.read(k, k + 1, view[:, k - f0:k - f0 + 1])
+
+    def read_region(self, region: Box, out: np.ndarray) -> None:
+        """The region of the file's voxels that holds `region`, read into `out` seen as the file."""
+        start, stop = [0, 0, 0], [0, 0, 0]
+        for a, (axis, flip) in enumerate(zip(self.orientation.axes, self.orientation.flips)):
+            lo, hi, n = region.start[axis], region.stop[axis], self.inner.shape[a]
+            start[a], stop[a] = (n - hi, n - lo) if flip else (lo, hi)
+        self.inner.read_region(Box(triple(start), triple(stop)), self._as_file(out))
 
     def mapped(self, p0: int, p1: int) -> MappedSlab | None:
         """The inner source's mapped planes, its axes permuted and flipped (negative strides)."""

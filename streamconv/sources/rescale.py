@@ -9,6 +9,7 @@ import logging
 import numpy as np
 
 from ..errors import UsageError
+from ..format.geometry import Box
 from .base import MemoryOrder, Source
 
 log = logging.getLogger("streamconv")
@@ -23,7 +24,7 @@ class Rescaled:
         self.inner, self.dtype, self.input_range = inner, np.dtype(dtype), input_range
         self.shape, self.num_channels = inner.shape, inner.num_channels
         self.resolution, self.stream_axis = inner.resolution, inner.stream_axis
-        self.parallel_reads = inner.parallel_reads
+        self.parallel_reads, self.reads_regions = inner.parallel_reads, inner.reads_regions
         self.placement = inner.placement
         self.memory_order = MemoryOrder()  # the inner source reads into a C-order temporary
         if input_range is not None and input_range[0] == input_range[1]:
@@ -34,6 +35,14 @@ class Rescaled:
     def read(self, p0: int, p1: int, out: np.ndarray) -> None:
         values = np.empty(out.shape, self.inner.dtype)
         self.inner.read(p0, p1, values)
+        self._convert(values, out)
+
+    def read_region(self, region: Box, out: np.ndarray) -> None:
+        values = np.empty(out.shape, self.inner.dtype)
+        self.inner.read_region(region, values)
+        self._convert(values, out)
+
+    def _convert(self, values: np.ndarray, out: np.ndarray) -> None:
         if self.input_range is None and np.can_cast(values.dtype, out.dtype, "safe"):
             out[...] = values
             return

@@ -17,10 +17,10 @@ import numpy as np
 
 from ..errors import DataError, one_line
 from ..format import dtypes
-from ..format.geometry import Vec3
+from ..format.geometry import Box, Vec3
 from ..format.info import MAX_CHANNELS, MAX_EXTENT, MAX_VOXELS
 from ..stores import Where
-from .base import MappedSlab, MemoryOrder, Source
+from .base import MappedSlab, MemoryOrder, Source, read_region_by_planes
 from .files import InputFile, open_data_file, open_input
 from .placement import Placement, image_placement
 from .stored import check_unscaled_reads, stored_values
@@ -84,19 +84,26 @@ class _RawLayout:
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_handles": {}}
 
-    def read(self, z0: int, z1: int, out: np.ndarray) -> None:
+    def read(self, z0: int, z1: int, out: np.ndarray, rows: tuple[int, int] | None = None) -> None:
+        """Planes [z0, z1) into `out`; with `rows`, only rows [y0, y1) of each plane (full width),
+        one plane at a time: a region read by pread (tiles, docs/design.md)."""
         x, y, z = self.shape
+        y0, y1 = rows or (0, y)
+        if (y0, y1) != (0, y) and z1 - z0 > 1:
+            for k in range(z0, z1):
+                self.read(k, k + 1, out[:, k - z0:k - z0 + 1], rows)
+            return
         plane = x * y * self.disk_dtype.itemsize
         direct = (not self.rgb and self.slope == 1.0 and self.inter == 0.0
                   and self.disk_dtype == out.dtype)
         for c in range(1 if self.rgb else self.channels):
-            start = self.offset + plane * (z0 + z * c)
+            start = self.offset + plane * (z0 + z * c) + y0 * x * self.disk_dtype.itemsize
             # Straight into the slab only where it is one run of memory: reshape would otherwise
             # read into a copy and leave the slab untouched.
             if direct and out[c].flags.c_contiguous:
                 self._read_into(c, start, out[c].reshape(-1).view(np.uint8).data)
                 continue
-            raw = np.empty((z1 - z0, y, x), self.disk_dtype)
+            raw = np.empty((z1 - z0, y1 - y0, x), self.disk_dtype)
             self._read_into(c, start, raw.reshape(-1).view(np.uint8).data)
             if self.rgb:
                 for k, name in enumerate(self.disk_dtype.names or ()):
@@ -222,6 +229,7 @@ class NibabelSource:
             self._raw = _RawLayout(data_file, int(proxy.offset), disk_dtype, self.shape,
                                    self.num_channels, rgb, slope, inter, self.dtype, compressed)
         self.parallel_reads = self._raw is not None and not self._raw.compressed
+        self.reads_regions = self.parallel_reads  # by pread; otherwise whole planes, cropped
         if self._raw is not None and self.parallel_reads:  # a short plain file is found now
             need = self._raw.offset + math.prod(self.shape) * self.num_channels * (
                 disk_dtype.itemsize // (self.num_channels if rgb else 1))
@@ -271,6 +279,21 @@ class NibabelSource:
             raise DataError(f"{self.path}: cannot read planes {z0}-{z1} ({one_line(exc)})") from exc
         block = block.reshape(block.shape[:3] + (-1,))  # (x, y, z, c)
         dtypes.cast_into(block.transpose(3, 2, 1, 0), out, self._slope, self._inter)
+
+    def read_region(self, region: Box, out: np.ndarray) -> None:
+        """Rows [y0, y1) of each plane by pread, the columns cut from them; other volumes read
+        whole planes (nibabel's array, a gzip stream) and crop them."""
+        if not self.reads_regions or self._raw is None:
+            read_region_by_planes(self, region, out)
+            return
+        (x0, y0, z0), (x1, y1, z1) = region.start, region.stop
+        if (x0, x1) == (0, self.shape[0]):
+            self._raw.read(z0, z1, out, (y0, y1))
+            return
+        rows = np.empty((out.shape[0], 1, y1 - y0, self.shape[0]), out.dtype)  # a plane's rows at a time
+        for z in range(z0, z1):
+            self._raw.read(z, z + 1, rows, (y0, y1))
+            out[:, z - z0] = rows[:, 0, :, x0:x1]
 
     def mapped(self, p0: int, p1: int) -> MappedSlab | None:
         """A plain local file whose voxels are stored as they are output (native byte order, no

@@ -1,0 +1,170 @@
+"""Sections decoded once per slab for tiles (docs/design.md, "Tiles"): a source that can only
+decode whole sections (PNG, JPEG, WebP) under a tiled plan would decode each section once per
+tile. Instead, the first tile of a slab that needs filling has every section of the slab
+decoded once (one task per section) into a scratch file on local disk, cut by tile: tile `t`'s
+part of every plane lies in one run of the file. The slab's tiles are then filled from that
+file (`fill_from_scratch`), and the file is deleted once the last of them is.
+
+The planner (`budget._decode_once`) nests tiles only up to a scale `nest`, so the tiles of one
+slab lie within 2^nest slabs of the reading order, and the scratch holds at most that many
+slabs (plus those in flight) of decoded sections: disk, and the page cache, not the budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..format.geometry import Box, Vec3
+from ..sources import Source
+from ..stores import Location
+from .buffers import populate
+from .slabgrid import SlabGrid, along
+from .tasks import Slab
+from .worklog import take
+
+
+@dataclass(frozen=True)
+class ScratchSlab:
+    """Where a slab's decoded sections lie: `tiles` (their boxes, planes [p0, p1)) one after the
+    other, each plane after plane, each plane of a tile in C order (c, z, y, x)."""
+
+    path: str
+    axis: int
+    tiles: tuple[Box, ...]
+    item: int  # bytes per voxel, channels included
+
+    def _plane(self, t: int) -> int:
+        return math.prod(self.tiles[t].shape) // (self.tiles[t].stop[self.axis] - self.tiles[t].start[self.axis])
+
+    def offset(self, t: int, p: int) -> int:
+        """Byte of plane `p` of tile `t`."""
+        before = sum(math.prod(b.shape) for b in self.tiles[:t])
+        return (before + (p - self.tiles[t].start[self.axis]) * self._plane(t)) * self.item
+
+    @property
+    def size(self) -> int:
+        return sum(math.prod(b.shape) for b in self.tiles) * self.item
+
+    def plane(self, t: int, p: int) -> Box:
+        box = self.tiles[t]
+        return Box(along(self.axis, p, box.start), along(self.axis, p + 1, box.stop))
+
+
+def decode_into(source: Source, scratch: ScratchSlab, p: int) -> list[logging.LogRecord]:
+    """Decode plane `p` of a source whole, once, and write each tile's part of it."""
+    shape = [source.num_channels, *reversed(source.shape)]
+    shape[3 - scratch.axis] = 1
+    whole = np.empty(shape, source.dtype)
+    source.read(p, p + 1, whole)
+    origin = along(scratch.axis, p, (0, 0, 0))
+    fd = os.open(scratch.path, os.O_WRONLY)
+    try:
+        for t in range(len(scratch.tiles)):
+            part = np.ascontiguousarray(whole[scratch.plane(t, p).index(origin)])
+            os.pwrite(fd, part.reshape(-1).view(np.uint8).data, scratch.offset(t, p))
+    finally:
+        os.close(fd)
+    return take()
+
+
+def fill_from_scratch(scratch: ScratchSlab, t: int, p0: int, p1: int, ref: Slab,
+                      origin: Vec3) -> list[logging.LogRecord]:
+    """Planes [p0, p1) of tile `t` from the scratch file into its block."""
+    slab = ref.array()
+    with open(scratch.path, "rb") as f:
+        for p in range(p0, p1):
+            box = scratch.plane(t, p)
+            target = slab[box.index(origin)]
+            populate(target, write=True)
+            data = os.pread(f.fileno(), math.prod(target.shape) * scratch.item, scratch.offset(t, p))
+            target[...] = np.frombuffer(data, target.dtype).reshape(target.shape)
+    return take()
+
+
+@dataclass
+class Scratch:
+    """The main process's side: which slabs are decoded, which blocks wait for them, and how
+    many of each slab's tiles are still to fill."""
+
+    grid: SlabGrid
+    source: Source
+    root: Path
+    done: frozenset[tuple[int, int]]
+    _decoding: dict[int, int] = field(default_factory=dict)   # slab -> decode tasks not finished
+    _waiting: dict[int, list] = field(default_factory=dict)   # slab -> blocks to fill once decoded
+    _left: dict[int, int] = field(default_factory=dict)       # slab -> tiles still to fill
+
+    @classmethod
+    def open(cls, grid: SlabGrid, source: Source, url: str, state: str,
+             done: frozenset[tuple[int, int]]) -> Scratch:
+        """Beside the output's journal on a local output (what a killed run left is removed),
+        else in the system's temporary directory."""
+        location = Location.of(url)
+        if location.is_local:
+            root = Path(location.path) / state / "scratch"
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+        else:
+            root = Path(tempfile.mkdtemp(prefix="streamconv-scratch-"))
+        return cls(grid, source, root, done)
+
+    def tiles_per_slab(self) -> int:
+        return self.grid.count(0) // self.grid.slabs(0)
+
+    def slab_of(self, index: int) -> int:
+        return index // self.tiles_per_slab()
+
+    def describe(self, index: int) -> ScratchSlab:
+        s, n = self.slab_of(index), self.tiles_per_slab()
+        boxes = tuple(self.grid.box(0, i) for i in range(s * n, (s + 1) * n))
+        item = self.source.num_channels * self.source.dtype.itemsize
+        return ScratchSlab(str(self.root / f"{s}.raw"), self.grid.axis, boxes, item)
+
+    def want(self, block: object, index: int) -> list[tuple]:
+        """A block of slab `index // tiles` needs filling: the decode tasks to submit (the
+        slab's first such block), else none; True from `ready` once it may be filled."""
+        s = self.slab_of(index)
+        self._waiting.setdefault(s, []).append(block)
+        if s in self._decoding:
+            return []
+        scratch = self.describe(index)
+        with open(scratch.path, "wb") as f:
+            f.truncate(scratch.size)
+        n = self.tiles_per_slab()
+        self._left[s] = sum((0, i) not in self.done for i in range(s * n, (s + 1) * n))
+        p0, p1 = self.grid.planes(0, index)
+        self._decoding[s] = p1 - p0
+        return [(decode_into, self.source.window(p, p + 1), scratch, p) for p in range(p0, p1)]
+
+    def fills(self, index: int, step: int) -> list[tuple[ScratchSlab, int, int, int]]:
+        """What the fill tasks of block `index` read: its tile's planes, `step` at a time."""
+        scratch, tile = self.describe(index), index % self.tiles_per_slab()
+        p0, p1 = self.grid.planes(0, index)
+        return [(scratch, tile, p, min(p + step, p1)) for p in range(p0, p1, step)]
+
+    def ready(self, index: int) -> bool:
+        return self._decoding.get(self.slab_of(index)) == 0
+
+    def decoded(self, index: int) -> list:
+        """A decode task of this slab finished: the blocks that may now be filled."""
+        s = self.slab_of(index)
+        self._decoding[s] -= 1
+        return self._waiting.pop(s, []) if self._decoding[s] == 0 else []
+
+    def filled(self, index: int) -> None:
+        """A tile of the slab is filled: the scratch goes with the last."""
+        s = self.slab_of(index)
+        self._left[s] -= 1
+        if self._left[s] == 0:
+            os.unlink(self.root / f"{s}.raw")
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
