@@ -247,15 +247,17 @@ def merge(items: Sequence[list[ChannelStats]], dtype: np.dtype) -> list[ChannelS
     """Several bands' statistics as one (a Dask slab task returns its bands' merged)."""
     out = []
     for parts in zip(*items):
-        dense = np.zeros(bins_of(dtype), np.int64)
-        for part in parts:
-            dense[part.bins] += part.counts
-        nonzero = np.flatnonzero(dense != 0)  # on booleans: 10 times faster than on int64
+        held = [p.bins.astype(np.intp) for p in parts if p.bins.size]
+        low = min((int(b.min()) for b in held), default=0)  # the bins of their range only
+        dense = np.zeros(max((int(b.max()) for b in held), default=0) - low + 1, np.int64)
+        for bins, part in zip(held, (p for p in parts if p.bins.size)):
+            dense[bins - low] += part.counts
+        nonzero = np.flatnonzero(dense != 0) + low  # on booleans: 10 times faster than on int64
         lows = [p.minimum for p in parts if p.minimum is not None]
         highs = [p.maximum for p in parts if p.maximum is not None]
         out.append(ChannelStats(sum(p.voxels for p in parts), sum(p.nan for p in parts),
                                 sum(p.inf for p in parts), min(lows) if lows else None,
-                                max(highs) if highs else None, nonzero.astype(np.uint16), dense[nonzero],
+                                max(highs) if highs else None, nonzero.astype(np.uint16), dense[nonzero - low],
                                 sum(p.sampled for p in parts)))
     return out
 
