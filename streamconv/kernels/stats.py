@@ -8,19 +8,24 @@ which robust limits (the 0.5 and 99.5 percentiles) are read. No extra pass over 
 
 Each band task measures the chunks it encodes, on the contiguous copy of the chunk that the
 encoder takes anyway (`engine/tasks.py`): the chunk is in the cache, and no strided pass over the
-band (larger than the cache) is added. Per chunk and channel:
-* the minimum and maximum: `min()`/`max()`, one vectorised reduction each (SIMD, ~0.02-0.1 ns a
-  voxel in the cache). NaN and infinities are counted only when the minimum or maximum is not
-  finite (a float chunk with some); integers need no NaN work at all.
-* the histogram, of a sample (`Sampling`): every voxel on scales of at most `EXACT_VOXELS`
-  (2^21) voxels; on larger ones every 8th row of every 1st, 2nd, 4th or (from 2^24 voxels) 8th
-  plane of each chunk: at least 262144 values on any sampled scale, enough for display limits,
-  at 1/8 to 1/64 of the cost (docs/benchmarks.md). The sample's bin patterns are copied and counted
-  once `BLOCK` of them wait: 8-bit types one bin per value (Pillow's C histogram); 16-bit types
-  one bin per value (`np.bincount`); wider types (float32 and the rest, cast to float32 first)
-  the top 16 bits of the float32 (sign, exponent, 7 mantissa bits), put in value order
-  afterwards, on the 65536 bins only: a bin spans a relative width of at most 2**-7 (0.8%).
-  8-bit values counted whole give their minimum and maximum from the histogram.
+band (larger than the cache) is added. Per chunk and channel, the minimum and maximum:
+`min()`/`max()`, one vectorised reduction each (SIMD, ~0.02-0.2 ns a voxel in the cache; numpy
+has no fused min/max). NaN and infinities are counted only when the minimum or maximum is not
+finite (a float chunk with some); integers need no NaN work at all, and none at all once the
+band's channel holds its type's lowest and highest values (an 8-bit image with black and white
+voxels: any further value lies between them).
+Per band and channel, once its chunks are done, the histogram of a sample (`Sampling`, one
+strided copy of the sampled rows of the band, not one per chunk: that was a tenth of the cost in
+Python calls): every voxel on scales of at most `EXACT_VOXELS` (2^21) voxels; on larger ones the
+voxels whose y is a multiple of 8 and z a multiple of 1, 2, 4 or (from 2^24 voxels) 8: at least
+262144 values on any sampled scale, enough for display limits, at 1/8 to 1/64 of the cost
+(docs/benchmarks.md), the same voxels whatever the bands and chunks. The sample's bin patterns
+are counted once `BLOCK` of them wait, into bins over their own range only: 8-bit types one bin
+per value (Pillow's C histogram); 16-bit types one bin per value (`np.bincount`); wider types
+(float32 and the rest, cast to float32 first) the top 16 bits of the float32 (sign, exponent, 7
+mantissa bits), put in value order afterwards: a bin spans a relative width of at most 2**-7
+(0.8%). 8-bit values counted whole (on their chunks) give their minimum and maximum from the
+histogram.
 Minimum, maximum, NaN and infinity counts are exact on every voxel of every scale. `stats.json`
 says what the histogram counted (`rows_step`, `planes_step`, `histogram.sampled`).
 
