@@ -277,25 +277,33 @@ class Meter:
         self.channels: list[_Channel] = []
         # 8-bit values counted whole: the minimum and maximum are read from the histogram
         self.from_histogram = dtype.itemsize == 1 and sample.exact
+        self.settled = False  # every channel holds its type's limits: chunks have nothing more to say
 
     def add(self, piece: np.ndarray) -> None:
-        """A contiguous chunk `(c, z, y, x)` of the scale's chunk grid."""
+        """A contiguous chunk `(c, z, y, x)` of the scale's chunk grid (its voxels are counted
+        by `sample`, once per band): returns at once when settled, a Python call in a loop
+        that evicted it from the caches costs ~10-30 us, 0.05-0.1 ns a voxel of a 64^3 chunk."""
+        if self.settled:
+            return
         if not self.channels:
             self.channels = [_Channel(self.dtype) for _ in range(piece.shape[0])]
         for data, channel in zip(piece, self.channels):
-            channel.voxels += data.size
             if self.from_histogram:
                 channel.count8(data)
             else:
                 channel.limits(data)
+        self.settled = not self.from_histogram and all(c.settled for c in self.channels)
 
     def sample(self, band: np.ndarray, start: tuple[int, int, int]) -> None:
         """The histogram's sample of a band `(c, z, y, x)` whose first voxel is `start` (x, y, z)
-        of the scale, once its chunks were added: one strided copy of its sampled rows."""
-        if self.from_histogram or not band.size:
-            return
+        of the scale, once its chunks were added: one strided copy of its sampled rows. Counts
+        the band's voxels."""
         if not self.channels:
             self.channels = [_Channel(self.dtype) for _ in range(band.shape[0])]
+        for channel in self.channels:
+            channel.voxels += band[0].size
+        if self.from_histogram or not band.size:
+            return
         rows, planes = self.sample_of.rows, self.sample_of.planes
         part = band[:, -start[2] % planes::planes, -start[1] % rows::rows]
         for data, channel in zip(part, self.channels):
