@@ -14,9 +14,10 @@ has no fused min/max). NaN and infinities are counted only when the minimum or m
 finite (a float chunk with some); integers need no NaN work at all, and none at all once the
 band's channel holds its type's lowest and highest values (an 8-bit image with black and white
 voxels: any further value lies between them).
-Per band and channel, once its chunks are done, the histogram of a sample (`Sampling`, one
-strided copy of the sampled rows of the band, not one per chunk: that was a tenth of the cost in
-Python calls): every voxel on scales of at most `EXACT_VOXELS` (2^21) voxels; on larger ones the
+The histogram counts a sample (`Sampling`): every voxel on scales of at most `EXACT_VOXELS`
+(2^21) voxels, counted chunk by chunk with the minimum and maximum; on larger ones, per band
+once its chunks are done (one strided copy of the band's sampled rows, not a Python call per
+chunk, which in a band task costs ~10-30 us, as much as the reductions), the
 voxels whose y is a multiple of 8 and z a multiple of 1, 2, 4 or (from 2^24 voxels) 8: at least
 262144 values on any sampled scale, enough for display limits, at 1/8 to 1/64 of the cost
 (docs/benchmarks.md), the same voxels whatever the bands and chunks. The sample's bin patterns
@@ -270,7 +271,8 @@ def merge(items: Sequence[list[ChannelStats]], dtype: np.dtype) -> list[ChannelS
 class Meter:
     """A band's statistics: its minimum and maximum measured chunk by chunk on the contiguous copy
     the encoder takes (`process_band`: while the chunk is in the cache, with no strided pass over
-    the band), its histogram's sample taken once on the band (a strided read of a few rows)."""
+    the band), and so is the histogram of a scale counted whole; a sampled histogram is taken once
+    on the band (a strided read of a few rows)."""
 
     def __init__(self, dtype: np.dtype, sample: Sampling) -> None:
         self.dtype, self.sample_of = dtype, sample
@@ -287,12 +289,15 @@ class Meter:
             return
         if not self.channels:
             self.channels = [_Channel(self.dtype) for _ in range(piece.shape[0])]
+        whole = self.sample_of.exact  # a small scale's histogram counts every voxel: while in the cache
         for data, channel in zip(piece, self.channels):
             if self.from_histogram:
                 channel.count8(data)
             else:
                 channel.limits(data)
-        self.settled = not self.from_histogram and all(c.settled for c in self.channels)
+                if whole:
+                    channel.count(_patterns(data))
+        self.settled = not (self.from_histogram or whole) and all(c.settled for c in self.channels)
 
     def sample(self, band: np.ndarray, start: tuple[int, int, int]) -> None:
         """The histogram's sample of a band `(c, z, y, x)` whose first voxel is `start` (x, y, z)
@@ -302,7 +307,7 @@ class Meter:
             self.channels = [_Channel(self.dtype) for _ in range(band.shape[0])]
         for channel in self.channels:
             channel.voxels += band[0].size
-        if self.from_histogram or not band.size:
+        if self.sample_of.exact or not band.size:  # counted chunk by chunk
             return
         rows, planes = self.sample_of.rows, self.sample_of.planes
         part = band[:, -start[2] % planes::planes, -start[1] % rows::rows]
