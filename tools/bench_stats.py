@@ -2,6 +2,7 @@
 measured on a loaded machine:
 
     python tools/bench_stats.py --size 256
+    python tools/bench_stats.py --input /tmp/streamconv-bench/vol-1024x1024x1024-uint8.nii --repeat 1
 
 1. the band kernel alone (a `stats.Meter` fed the 16 chunks of 64^3 of a band, and its sample),
    CPU nanoseconds per voxel;
@@ -15,6 +16,7 @@ measured on a loaded machine:
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import tempfile
@@ -121,7 +123,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--raw-only", action="store_true", help="skip the gzip conversions (slow)")
     parser.add_argument("--clipped", action="store_true", help="values in [5, 250]: never an integer type's limits")
+    parser.add_argument("--input", help="only the statistics' own code, on this volume (e.g. tools/bench.py's 1 GiB)")
     args = parser.parse_args()
+    if args.input:
+        with tempfile.TemporaryDirectory() as tmp:
+            total, own = own_cost(Path(args.input), Path(tmp) / "out", args.repeat)
+        print(f"{args.input}: convert raw {total:.2f} CPU-s, of which the statistics' own code {own:.3f} "
+              f"({own / total:.1%}); {time.strftime('%H:%M')}, load {os.getloadavg()[0]:.1f}")
+        return
     n = args.size
     print(f"CPU time (getrusage), best of {args.repeat}; {time.strftime('%H:%M')}")
     with tempfile.TemporaryDirectory() as tmp:
