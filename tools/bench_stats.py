@@ -100,6 +100,7 @@ def own_cost(source: Path, out: Path, repeat: int) -> tuple[float, float]:
 
     patched = [(Meter, "add"), (Meter, "sample"), (Meter, "result"), (pipeline, "merge"),
                (VolumeStats, "slab_done"), (runner, "write_stats")]
+    patched = [(owner, name) for owner, name in patched if hasattr(owner, name)]  # an older tree: no sample
     originals = [getattr(owner, name) for owner, name in patched]
     for owner, name in patched:
         setattr(owner, name, timed(getattr(owner, name)))
