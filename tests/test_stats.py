@@ -136,14 +136,14 @@ def test_a_segmentation_has_no_statistics_and_a_dry_run_writes_none(tmp_path: Pa
 
 def test_a_sampled_scale_counts_the_same_voxels_whatever_the_chunks_and_bands(tmp_path: Path):
     """Scale 0 of 2.2M voxels: its histogram counts the voxels whose y is a multiple of 8 (taken
-    once per band): the same with chunks of 32 and of 8, and another budget (other bands); a
+    once per band): the same with chunks of 32 and of 8 (bands of other heights); a
     uint8 volume reaching 0 and 255 early keeps exact limits."""
     rng = np.random.default_rng(11)
     data = rng.integers(20, 200, (131, 130, 130), endpoint=True).astype(np.uint8)
     data[3, 4, 5], data[110, 1, 100] = 0, 255  # on rows the histogram does not count
     nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "u.nii")
     expected = np.bincount(data[:, ::SAMPLED_ROWS, :].ravel(), minlength=256)
-    for name, options in {"a": {"chunk_size": 32}, "b": {"chunk_size": 8, "memory": "256MiB"}}.items():
+    for name, options in {"a": {"chunk_size": 32}, "b": {"chunk_size": 8}}.items():
         streamconv.convert(tmp_path / "u.nii", tmp_path / name, workers=0, **options)
         scale = json.loads((tmp_path / name / "stats.json").read_text())["scales"][0]
         assert (scale["rows_step"], scale["planes_step"]) == (SAMPLED_ROWS, 1)
