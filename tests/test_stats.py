@@ -16,7 +16,7 @@ from hypothesis.extra.numpy import arrays
 from reference import read_scale
 
 import streamconv
-from streamconv.kernels.stats import EXACT, SAMPLED_PLANES, SAMPLED_ROWS, Sampling, measure
+from streamconv.kernels.stats import EXACT, SAMPLED_PLANES, SAMPLED_ROWS, Meter, Sampling, measure
 from streamconv.layout.statsfile import PERCENTILES, VERSION, channel_json
 
 
@@ -132,3 +132,42 @@ def test_a_segmentation_has_no_statistics_and_a_dry_run_writes_none(tmp_path: Pa
     nib.save(nib.Nifti1Image(labels, np.eye(4)), tmp_path / "l.nii")
     streamconv.convert(tmp_path / "l.nii", tmp_path / "seg", volume_type="segmentation", workers=0)
     assert not (tmp_path / "seg" / "stats.json").exists()
+
+
+def test_a_sampled_scale_counts_the_same_voxels_whatever_the_chunks_and_bands(tmp_path: Path):
+    """Scale 0 of 2.2M voxels: its histogram counts the voxels whose y is a multiple of 8 (taken
+    once per band): the same with chunks of 32 and of 8 (bands of other heights); a
+    uint8 volume reaching 0 and 255 early keeps exact limits."""
+    rng = np.random.default_rng(11)
+    data = rng.integers(20, 200, (131, 130, 130), endpoint=True).astype(np.uint8)
+    data[3, 4, 5], data[110, 1, 100] = 0, 255  # on rows the histogram does not count
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "u.nii")
+    expected = np.bincount(data[:, ::SAMPLED_ROWS, :].ravel(), minlength=256)
+    for name, options in {"a": {"chunk_size": 32}, "b": {"chunk_size": 8}}.items():
+        streamconv.convert(tmp_path / "u.nii", tmp_path / name, workers=0, **options)
+        scale = json.loads((tmp_path / name / "stats.json").read_text())["scales"][0]
+        assert (scale["rows_step"], scale["planes_step"]) == (SAMPLED_ROWS, 1)
+        channel = scale["channels"][0]
+        assert (channel["min"], channel["max"], channel["voxels"]) == (0, 255, data.size)
+        hist = channel["histogram"]
+        assert hist["sampled"] == sum(hist["count"]) == data[:, ::SAMPLED_ROWS, :].size
+        assert dict(zip(hist["lower"], hist["count"])) == {v: int(n) for v, n in enumerate(expected) if n}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint16"])
+def test_a_sample_is_the_same_whatever_the_bands(dtype):
+    """Bands starting anywhere (not on a multiple of the steps) sample the voxels of the scale
+    whose y and z are multiples of the steps: their merge equals the whole's."""
+    rng = np.random.default_rng(13)
+    values = (rng.standard_normal((1, 21, 30, 9)) * 50 + 300).astype(dtype)
+    sample = Sampling(SAMPLED_ROWS, 2)
+    whole = measure(values, sample)[0]
+    meter = Meter(values.dtype, sample)
+    for z0, z1, y0, y1 in [(0, 5, 0, 30), (5, 21, 0, 13), (5, 21, 13, 30)]:
+        band = values[:, z0:z1, y0:y1]
+        meter.add(np.ascontiguousarray(band))
+        meter.sample(band, (0, y0, z0))
+    (parts,) = meter.result() or []
+    assert whole.sampled == parts.sampled == values[:, ::2, ::SAMPLED_ROWS].size
+    assert (whole.bins.tolist(), whole.counts.tolist()) == (parts.bins.tolist(), parts.counts.tolist())
+    assert (whole.minimum, whole.maximum) == (parts.minimum, parts.maximum) == (values.min(), values.max())

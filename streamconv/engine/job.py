@@ -29,6 +29,8 @@ from .budget import SlabPlan, default_budget, plan_slabs, plan_worker_slabs
 from .executor import TaskExecutor
 from .journal import CONVERT
 
+NO_STATS = "STREAMCONV_NO_STATS"  # benchmarks only: see Job.collect_stats
+
 
 class AfterReport(Protocol):
     """What the work after the pyramid did, for the summary line."""
@@ -90,8 +92,10 @@ class Job:
 
     @property
     def collect_stats(self) -> bool:
-        """Band tasks return value statistics (`stats.json`): for images, whose viewers need a range."""
-        return self.info.type == "image"
+        """Band tasks return value statistics (`stats.json`): for images, whose viewers need a range.
+        STREAMCONV_NO_STATS=1 in the environment leaves them out: for benchmarks only (the
+        statistics' cost measured on a whole conversion, docs/benchmarks.md), no `stats.json`."""
+        return self.info.type == "image" and os.environ.get(NO_STATS, "") in ("", "0")
 
 
 def resources(workers: int | None, memory: str | int | None) -> tuple[int, int]:

@@ -110,6 +110,8 @@ def process_band(band: Band) -> BandDone:
             written += 1
     if chunks is not None:
         chunks.close()
+    if meter is not None:
+        meter.sample(view, band.region.start)
     if band.down is not None:
         d = band.down
         out = d.target.array()[_downsampled(band.region, d.factor).index(d.origin)]
