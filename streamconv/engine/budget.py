@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import psutil
@@ -279,13 +279,18 @@ def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budge
     task at a time within it, in its own memory and from a source every worker reads. The same
     planner with one worker and no main process gives the slabs, thinner (then cut into tiles)
     until each task fits. `who` names the budget in a refusal (default: --memory); `reads_regions`
-    and `tile` as for `plan_slabs` (a source that decodes whole sections: each task of scale 0
-    decodes its planes whole, `task_memory`)."""
+    and `tile` as for `plan_slabs`. A source that decodes whole sections keeps the tiles the local
+    planner gives it (`_decode_once`), but without its scratch file (`nest` None), which the
+    workers may not share: each task of scale 0 decodes its planes whole and crops its tile
+    (`task_memory`)."""
     item = channels * np.dtype(dtype).itemsize
 
     def plan(cap: int, smallest: int | None = tile) -> SlabPlan:
-        return plan_slabs(scales, channels, dtype, 1, cap, True, stream_axis, main_base=0,
-                          reads_regions=reads_regions, tile=smallest)
+        return replace(plan_slabs(scales, channels, dtype, 1, cap, True, stream_axis, main_base=0,
+                                  reads_regions=reads_regions, tile=smallest), nest=None)
+
+    def need_of(found: SlabPlan) -> int:
+        return max(task_memory(found, scales, k, item, not reads_regions) for k in range(len(scales)))
 
     cap, need = budget, 0
     while True:
@@ -293,7 +298,7 @@ def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budge
             found = plan(cap)
         except UsageError:
             break  # not even the smallest tiles: refused below with the need of the last tried
-        need = max(task_memory(found, scales, k, item) for k in range(len(scales)))
+        need = need_of(found)
         if need <= budget:
             return found
         if found.estimate <= found.minimum:
@@ -302,20 +307,21 @@ def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budge
     if not need:
         smallest = plan(1 << 62, 1).minimum  # tiles of one chunk
         found = plan(smallest, 1)
-        need = max(task_memory(found, scales, k, item) for k in range(len(scales)))
+        need = need_of(found)
     raise UsageError(f"{who or '--memory ' + format_size(budget)} is below the {format_size(need)} a task "
                      "of this conversion needs on a Dask worker (a slab of one chunk row, in tiles of one chunk)")
 
 
-def task_memory(plan: SlabPlan, scales: list[Scale], level: int, item: int) -> int:
+def task_memory(plan: SlabPlan, scales: list[Scale], level: int, item: int, sections: bool = False) -> int:
     """What a block's task on a Dask worker holds at its peak (`item`: bytes per voxel): the
     block, its piece of the next scale twice (the array and its serialized copy), the block again
     (a decoded block being copied in, or the pieces read back) and a chunk being encoded; at full
-    resolution, for a source that decodes whole sections (`nest`), a section and its reoriented copy."""
+    resolution, for a tile of a source that decodes whole sections (`sections`), a section and its
+    reoriented copy."""
     slab = item * math.prod(plan.slab_shape(scales[level], level))
     piece = item * math.prod(plan.slab_shape(scales[level + 1], level + 1)) if level + 1 < len(scales) else 0
     size = scales[level].size
-    section = 2 * item * math.prod(size) // size[plan.stream_axis] if level == 0 and plan.nest is not None else 0
+    section = 2 * item * math.prod(size) // size[plan.stream_axis] if level == 0 and sections and plan.tiled else 0
     return 2 * slab + 2 * piece + 2 * item * math.prod(scales[level].chunk_size) + section
 
 
