@@ -1,4 +1,6 @@
-"""Running a job on a Dask cluster: one task per slab of each scale, and nothing shared.
+"""Running a job on a Dask cluster: one task per block of each scale (a slab, or one tile of a
+slab when the plan cuts slabs across the section: `SlabGrid`), and nothing shared. Below,
+"slab" means block: a tile's task is a slab's task on a smaller box.
 
 Workers may be on other hosts, so no task touches the client's memory or another task's: a
 task fills a slab in its own memory (full resolution: from the source, whose path every worker
@@ -186,7 +188,7 @@ class DaskRun:
             self._finishing.add(self.client.submit(run_finish, task, pure=False))
 
     def _submit_all(self, futures: dict[Future, tuple[int, int]]) -> None:
-        """Every slab that has work, finest scale first; a coarser slab after the finer slabs
+        """Every block that has work, finest scale first; a coarser block after the finer blocks
         whose pieces it reads."""
         run = self._to_run()
         by_slab: dict[tuple[int, int], Future] = {}
