@@ -415,18 +415,22 @@ def test_sharded_output_on_a_local_cluster_is_the_local_engines_bytes(tmp_path):
         assert not (remote / ".streamconv" / "spool").exists()
 
 
-@pytest.mark.parametrize("sharding", [(), ("--sharding", "auto", "--shard-size", "64KiB", "--gzip")],
-                         ids=["raw", "sharded"])
-def test_a_tiled_run_on_a_cluster_writes_the_local_untiled_bytes(region_volume, tmp_path, sharding):
+@pytest.mark.parametrize("input, sharding", [
+    ("region", ()), ("region", ("--sharding", "auto", "--shard-size", "64KiB", "--gzip")), ("stack", ())],
+    ids=["raw", "sharded", "sections-decoded-whole"])
+def test_a_tiled_run_on_a_cluster_writes_the_local_untiled_bytes(region_volume, inputs, tmp_path, input, sharding):
     """Tiles forced by STREAMCONV_TILE on a LocalCluster: one task per block of every scale, each
-    coarser block filled from its finer blocks' pieces; the bytes of whole planes run locally."""
+    coarser block filled from its finer blocks' pieces; the bytes of whole planes run locally.
+    A stack of PNG sections (decoded whole) is decoded once per tile by the workers."""
+    args = [region_volume, "--chunk-size", "16"] if input == "region" else inputs["stack"]
     local, remote = tmp_path / "local", tmp_path / "dask"
-    finish(convert([region_volume, str(local), "--chunk-size", "16", *sharding], "--workers", "2"))
-    run = subprocess.run([str(BIN / "streamconv"), "convert", region_volume, str(remote), "--chunk-size", "16",
+    finish(convert([args[0], str(local), *args[1:], *sharding], "--workers", "2"))
+    run = subprocess.run([str(BIN / "streamconv"), "convert", args[0], str(remote), *args[1:],
                           *sharding, "--workers", "2", "--scheduler", "local", "--memory", "512MiB", "-v"],
                          capture_output=True, timeout=300, env={**os.environ, "STREAMCONV_TILE": "32"})
     assert run.returncode == 0, run.stderr.decode()
-    assert b"12 tiles of 32 x 32" in run.stderr  # -v: the plan, 3 x 4 tiles of scale 0
+    assert b" tiles of 32 x 32" in run.stderr  # -v: the plan
+    assert (b"decode each section once per tile" in run.stderr) == (input == "stack")
     files = chunk_files(local)
     assert not sharding or sum(name.endswith(".shard") for name in files) > 4
     assert chunk_files(remote) == files
