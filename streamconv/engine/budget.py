@@ -315,14 +315,18 @@ def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budge
 def task_memory(plan: SlabPlan, scales: list[Scale], level: int, item: int, sections: bool = False) -> int:
     """What a block's task on a Dask worker holds at its peak (`item`: bytes per voxel): the
     block, its piece of the next scale twice (the array and its serialized copy), the block again
-    (a decoded block being copied in, or the pieces read back) and a chunk being encoded; at full
-    resolution, for a tile of a source that decodes whole sections (`sections`), a section and its
-    reoriented copy."""
+    (a decoded block being copied in, or the pieces read back) and a chunk being encoded; for a
+    tile of full resolution, what a read holds besides, as `plan_slabs` counts it: a section and
+    its reoriented copy for a source that decodes whole sections (`sections`), else the tile's
+    rows of one plane at full width (pread)."""
     slab = item * math.prod(plan.slab_shape(scales[level], level))
     piece = item * math.prod(plan.slab_shape(scales[level + 1], level + 1)) if level + 1 < len(scales) else 0
-    size = scales[level].size
-    section = 2 * item * math.prod(size) // size[plan.stream_axis] if level == 0 and sections and plan.tiled else 0
-    return 2 * slab + 2 * piece + 2 * item * math.prod(scales[level].chunk_size) + section
+    read = 0
+    if level == 0 and plan.tiled:
+        size, (b_ax, r_ax) = scales[0].size, in_plane(plan.stream_axis)
+        rows = plan.slab_shape(scales[0], 0)[b_ax]
+        read = item * (2 * size[b_ax] * size[r_ax] if sections else rows * size[r_ax])
+    return 2 * slab + 2 * piece + 2 * item * math.prod(scales[level].chunk_size) + read
 
 
 def _band_rows(extent: int, row_bytes: int, unit: int, band_bytes: int, workers: int) -> int:
