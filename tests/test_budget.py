@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -102,10 +104,13 @@ def test_a_dask_worker_without_room_for_whole_planes_gets_tiles(reads_regions):
     bigbrain = plan_scales((6572, 7404, 5711), (2e4, 2e4, 2e4))
     plan = plan_worker_slabs(bigbrain, 1, uint8, budget, 1, reads_regions=reads_regions)
     assert plan.tiled and plan.nest is None
-    needs = [task_memory(plan, bigbrain, k, 1, not reads_regions) for k in range(len(bigbrain))]
+    needs = [task_memory(plan, bigbrain, k, 1) for k in range(len(bigbrain))]
     assert max(needs) <= budget
     section = 6572 * 5711
+    assert plan.decode_per_tile == (not reads_regions)
+    assert ("each section decoded once per tile" in plan.summary()) == (not reads_regions)
     # a section decoded whole and its copy, instead of the tile's rows of one section (pread)
-    assert task_memory(plan, bigbrain, 0, 1, True) - task_memory(plan, bigbrain, 0, 1) > section
+    whole, rows = replace(plan, decode_per_tile=True), replace(plan, decode_per_tile=False)
+    assert task_memory(whole, bigbrain, 0, 1) - task_memory(rows, bigbrain, 0, 1) > section
     with pytest.raises(UsageError, match="a task of this conversion needs on a Dask worker"):
         plan_worker_slabs(bigbrain, 1, uint8, 16 * MiB, 1, reads_regions=reads_regions)

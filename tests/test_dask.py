@@ -430,7 +430,7 @@ def test_a_tiled_run_on_a_cluster_writes_the_local_untiled_bytes(region_volume, 
                          capture_output=True, timeout=300, env={**os.environ, "STREAMCONV_TILE": "32"})
     assert run.returncode == 0, run.stderr.decode()
     assert b" tiles of 32 x 32" in run.stderr  # -v: the plan
-    assert (b"decode each section once per tile" in run.stderr) == (input == "stack")
+    assert (b"each section decoded once per tile" in run.stderr) == (input == "stack")
     files = chunk_files(local)
     assert not sharding or sum(name.endswith(".shard") for name in files) > 4
     assert chunk_files(remote) == files

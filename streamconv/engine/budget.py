@@ -65,6 +65,9 @@ class SlabPlan:
     #: a source that decodes whole sections: tiles on the scales up to this one only, and each
     #: section decoded once per slab into a scratch file (`engine/scratch.py`); None: not so
     nest: int | None = None
+    #: a source that decodes whole sections, tiled without a scratch file (the Dask path, whose
+    #: workers may share no disk): each tile's task decodes its sections whole
+    decode_per_tile: bool = False
 
     @property
     def tiled(self) -> bool:
@@ -94,6 +97,7 @@ class SlabPlan:
         b, r = self.tiles[0]
         once = "" if self.nest is None else (f" up to scale {self.nest}, each section decoded once per "
                                              "slab into a scratch file")
+        once += ", each section decoded once per tile" if self.decode_per_tile else ""
         return f"slabs of {self.slab_planes[0]} planes cut into tiles of {b} x {r}{once}"
 
     def describe(self, scales: list[Scale]) -> str:
@@ -282,15 +286,16 @@ def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budge
     and `tile` as for `plan_slabs`. A source that decodes whole sections keeps the tiles the local
     planner gives it (`_decode_once`), but without its scratch file (`nest` None), which the
     workers may not share: each task of scale 0 decodes its planes whole and crops its tile
-    (`task_memory`)."""
+    (`decode_per_tile`, counted by `task_memory`)."""
     item = channels * np.dtype(dtype).itemsize
 
     def plan(cap: int, smallest: int | None = tile) -> SlabPlan:
-        return replace(plan_slabs(scales, channels, dtype, 1, cap, True, stream_axis, main_base=0,
-                                  reads_regions=reads_regions, tile=smallest), nest=None)
+        found = plan_slabs(scales, channels, dtype, 1, cap, True, stream_axis, main_base=0,
+                           reads_regions=reads_regions, tile=smallest)
+        return replace(found, nest=None, decode_per_tile=found.tiled and not reads_regions)
 
     def need_of(found: SlabPlan) -> int:
-        return max(task_memory(found, scales, k, item, not reads_regions) for k in range(len(scales)))
+        return max(task_memory(found, scales, k, item) for k in range(len(scales)))
 
     cap, need = budget, 0
     while True:
@@ -312,20 +317,20 @@ def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budge
                      "of this conversion needs on a Dask worker (a slab of one chunk row, in tiles of one chunk)")
 
 
-def task_memory(plan: SlabPlan, scales: list[Scale], level: int, item: int, sections: bool = False) -> int:
+def task_memory(plan: SlabPlan, scales: list[Scale], level: int, item: int) -> int:
     """What a block's task on a Dask worker holds at its peak (`item`: bytes per voxel): the
     block, its piece of the next scale twice (the array and its serialized copy), the block again
     (a decoded block being copied in, or the pieces read back) and a chunk being encoded; for a
     tile of full resolution, what a read holds besides, as `plan_slabs` counts it: a section and
-    its reoriented copy for a source that decodes whole sections (`sections`), else the tile's
-    rows of one plane at full width (pread)."""
+    its reoriented copy for a source that decodes whole sections (`decode_per_tile`), else the
+    tile's rows of one plane at full width (pread)."""
     slab = item * math.prod(plan.slab_shape(scales[level], level))
     piece = item * math.prod(plan.slab_shape(scales[level + 1], level + 1)) if level + 1 < len(scales) else 0
     read = 0
     if level == 0 and plan.tiled:
         size, (b_ax, r_ax) = scales[0].size, in_plane(plan.stream_axis)
         rows = plan.slab_shape(scales[0], 0)[b_ax]
-        read = item * (2 * size[b_ax] * size[r_ax] if sections else rows * size[r_ax])
+        read = item * (2 * size[b_ax] * size[r_ax] if plan.decode_per_tile else rows * size[r_ax])
     return 2 * slab + 2 * piece + 2 * item * math.prod(scales[level].chunk_size) + read
 
 

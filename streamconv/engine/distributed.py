@@ -140,9 +140,6 @@ class DaskRun:
         for level in range(1, len(job.scales)):
             for i in range(self.grid.count(level - 1)):
                 self.feeders[level].setdefault(self.grid.target(level - 1, i), []).append(i)
-        if job.plan.tiled and not source.reads_regions:  # on hosts that may share no disk
-            log.info("the workers decode each section once per tile (%s): they share no scratch file",
-                     job.plan.summary())
         self.sink, self.completion, spool = output_sink(job, store)
         self.volume = Dataset(store, job.info, job.scales, spool=spool)
         self._finishing: set[Future] = set()  # shards being assembled
@@ -152,8 +149,7 @@ class DaskRun:
         self.totals = Totals(stats=VolumeStats(job.scales, source.dtype) if job.collect_stats else None)
         if self.totals.stats is not None:
             self.totals.stats.resume(store, state_key(job.step), self.done)
-        self.memory = [task_memory(job.plan, job.scales, k, source.num_channels * source.dtype.itemsize,
-                                   not source.reads_regions)
+        self.memory = [task_memory(job.plan, job.scales, k, source.num_channels * source.dtype.itemsize)
                        for k in range(len(job.scales))]
 
     def run(self) -> Totals:
