@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from streamconv.engine.budget import plan_slabs
+from streamconv.engine.budget import plan_slabs, plan_worker_slabs, task_memory
 from streamconv.errors import UsageError
 from streamconv.format.pyramid import plan_scales
-from streamconv.units import parse_size
+from streamconv.units import format_size, parse_size
 
 MiB = 1 << 20
 
@@ -76,8 +78,8 @@ def test_tiles_make_the_minimum_independent_of_the_section_area():
     band of a read task aside)."""
     budget, uint8 = 1 << 30, np.dtype("uint8")
     bigbrain = plan_scales((6572, 7404, 5711), (2e4, 2e4, 2e4))
-    with pytest.raises(UsageError, match="3.4 GiB"):
-        plan_slabs(bigbrain, 1, uint8, 2, budget, True, 1, main_base=60 * MiB, tiles=False)
+    whole = plan_slabs(bigbrain, 1, uint8, 2, 1 << 40, True, 1, main_base=60 * MiB)
+    assert not whole.tiled and format_size(whole.minimum) == "3.4 GiB"
     minima = []
     for side in (4096, 16384, 65536):
         scales = plan_scales((side, side, 512), (1e3, 1e3, 1e3))
@@ -91,3 +93,24 @@ def test_tiles_make_the_minimum_independent_of_the_section_area():
                 if k + 1 < len(scales):
                     assert plan.tiles[k + 1][j] % (tile // nxt) == 0
     assert max(minima) < 1.1 * min(minima)
+
+
+@pytest.mark.parametrize("reads_regions", [True, False], ids=["by-region", "whole-sections"])
+def test_a_dask_worker_without_room_for_whole_planes_gets_tiles(reads_regions):
+    """One worker's room of 1 GiB and BigBrain's sections: a task per block, each within the room;
+    a source that decodes whole sections has no scratch file on the workers (`nest` None), and
+    its tasks of scale 0 count a decoded section."""
+    budget, uint8 = 1 << 30, np.dtype("uint8")
+    bigbrain = plan_scales((6572, 7404, 5711), (2e4, 2e4, 2e4))
+    plan = plan_worker_slabs(bigbrain, 1, uint8, budget, 1, reads_regions=reads_regions)
+    assert plan.tiled and plan.nest is None
+    needs = [task_memory(plan, bigbrain, k, 1) for k in range(len(bigbrain))]
+    assert max(needs) <= budget
+    section = 6572 * 5711
+    assert plan.decode_per_tile == (not reads_regions)
+    assert ("each section decoded once per tile" in plan.summary()) == (not reads_regions)
+    # a section decoded whole and its copy, instead of the tile's rows of one section (pread)
+    whole, rows = replace(plan, decode_per_tile=True), replace(plan, decode_per_tile=False)
+    assert task_memory(whole, bigbrain, 0, 1) - task_memory(rows, bigbrain, 0, 1) > section
+    with pytest.raises(UsageError, match="a task of this conversion needs on a Dask worker"):
+        plan_worker_slabs(bigbrain, 1, uint8, 16 * MiB, 1, reads_regions=reads_regions)

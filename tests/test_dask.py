@@ -322,15 +322,33 @@ def test_a_worker_killed_mid_run_changes_nothing(cluster, tmp_path):
     assert chunk_files(remote) == chunk_files(local)
 
 
-def test_a_client_killed_mid_run_resumes_to_the_same_bytes(cluster, tmp_path):
+@pytest.fixture(scope="module")
+def region_volume(tmp_path_factory) -> str:
+    """An uncompressed NIfTI: read by region, so that a tiled run reads each tile for its size."""
+    path = tmp_path_factory.mktemp("region") / "volume.nii"
+    subprocess.run([sys.executable, str(TOOLS / "make_volume.py"), str(path), "--shape", "100,90,80",
+                    "--dtype", "uint16"], check=True, capture_output=True)
+    return str(path)
+
+
+@pytest.mark.parametrize("tiled", [False, True], ids=["planes", "tiles"])
+def test_a_client_killed_mid_run_resumes_to_the_same_bytes(cluster, region_volume, tmp_path, monkeypatch, tiled):
+    """Tiled (STREAMCONV_TILE, planned on the client and sent to the workers in each task): a
+    block per task, journalled by its index; the rerun writes the local untiled run's bytes."""
     local, remote = tmp_path / "local", tmp_path / "dask"
-    args = [MNI_SMALL_CHUNKS[0], str(remote), *MNI_SMALL_CHUNKS[1:]]
-    finish(convert([MNI_SMALL_CHUNKS[0], str(local), *MNI_SMALL_CHUNKS[1:]], "--workers", "2"))
+    source = region_volume if tiled else MNI_SMALL_CHUNKS[0]
+    args = [source, str(remote), *MNI_SMALL_CHUNKS[1:]]
+    finish(convert([source, str(local), *MNI_SMALL_CHUNKS[1:]], "--workers", "2"))
+    if tiled:
+        monkeypatch.setenv("STREAMCONV_TILE", "32")
     run = convert(args, "--scheduler", cluster.address)
     _wait_for_journal(remote, 1, run)
     run.kill()
     run.communicate(timeout=60)
     assert not (remote / "info").exists(), "the client was killed before the run's end"
+    if tiled:
+        record = json.loads((remote / ".streamconv" / "job.json").read_text())["job"]
+        assert record["tiles"][0] == [32, 32], record
     rerun = convert(args, "--scheduler", cluster.address)
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err.decode()
@@ -395,3 +413,25 @@ def test_sharded_output_on_a_local_cluster_is_the_local_engines_bytes(tmp_path):
         assert sum(name.endswith(".shard") for name in files) > 4, name
         assert chunk_files(remote) == files, name
         assert not (remote / ".streamconv" / "spool").exists()
+
+
+@pytest.mark.parametrize("input, sharding", [
+    ("region", ()), ("region", ("--sharding", "auto", "--shard-size", "64KiB", "--gzip")), ("stack", ())],
+    ids=["raw", "sharded", "sections-decoded-whole"])
+def test_a_tiled_run_on_a_cluster_writes_the_local_untiled_bytes(region_volume, inputs, tmp_path, input, sharding):
+    """Tiles forced by STREAMCONV_TILE on a LocalCluster: one task per block of every scale, each
+    coarser block filled from its finer blocks' pieces; the bytes of whole planes run locally.
+    A stack of PNG sections (decoded whole) is decoded once per tile by the workers."""
+    args = [region_volume, "--chunk-size", "16"] if input == "region" else inputs["stack"]
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    finish(convert([args[0], str(local), *args[1:], *sharding], "--workers", "2"))
+    run = subprocess.run([str(BIN / "streamconv"), "convert", args[0], str(remote), *args[1:],
+                          *sharding, "--workers", "2", "--scheduler", "local", "--memory", "512MiB", "-v"],
+                         capture_output=True, timeout=300, env={**os.environ, "STREAMCONV_TILE": "32"})
+    assert run.returncode == 0, run.stderr.decode()
+    assert b" tiles of 32 x 32" in run.stderr  # -v: the plan
+    assert (b"each section decoded once per tile" in run.stderr) == (input == "stack")
+    files = chunk_files(local)
+    assert not sharding or sum(name.endswith(".shard") for name in files) > 4
+    assert chunk_files(remote) == files
+    assert not (remote / ".streamconv" / "pieces").exists()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import psutil
@@ -65,6 +65,9 @@ class SlabPlan:
     #: a source that decodes whole sections: tiles on the scales up to this one only, and each
     #: section decoded once per slab into a scratch file (`engine/scratch.py`); None: not so
     nest: int | None = None
+    #: a source that decodes whole sections, tiled without a scratch file (the Dask path, whose
+    #: workers may share no disk): each tile's task decodes its sections whole
+    decode_per_tile: bool = False
 
     @property
     def tiled(self) -> bool:
@@ -94,6 +97,7 @@ class SlabPlan:
         b, r = self.tiles[0]
         once = "" if self.nest is None else (f" up to scale {self.nest}, each section decoded once per "
                                              "slab into a scratch file")
+        once += ", each section decoded once per tile" if self.decode_per_tile else ""
         return f"slabs of {self.slab_planes[0]} planes cut into tiles of {b} x {r}{once}"
 
     def describe(self, scales: list[Scale]) -> str:
@@ -154,15 +158,14 @@ def _unit(scales: list[Scale], k: int, axis: int) -> int:
 
 def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int, budget: int,
               parallel_reads: bool, stream_axis: int = 2, main_base: int | None = None,
-              writes_in_flight: int = 1, reads_regions: bool = True, tile: int | None = None,
-              tiles: bool = True) -> SlabPlan:
+              writes_in_flight: int = 1, reads_regions: bool = True, tile: int | None = None) -> SlabPlan:
     """The most comfortable plan that fits `budget`, or a UsageError that states the minimum.
     `writes_in_flight`: encoded chunks a band task holds while the store writes them (the
     output's `can.parallel`). Slabs span whole planes when that fits; else each slab is cut into
     tiles across the section, whole chunks in both in-plane axes (docs/design.md, "Tiles").
     `reads_regions`: the source reads a tile for its size (else a read task holds a decoded
     section). `tile`: tiles of about that many voxels a side at scale 0, whatever the budget
-    (tests and benchmarks: `STREAMCONV_TILE`); `tiles` False: whole planes or a refusal (Dask)."""
+    (tests and benchmarks: `STREAMCONV_TILE`)."""
     item = channels * np.dtype(dtype).itemsize
     s_ax, (b_ax, r_ax) = stream_axis, in_plane(stream_axis)
     sunit = [_unit(scales, k, s_ax) for k in range(len(scales))]
@@ -214,9 +217,6 @@ def plan_slabs(scales: list[Scale], channels: int, dtype: np.dtype, workers: int
     candidates = [(1, 0, 0), (1, 1, 0), (1, 2, 0), (1, 2, BAND_TARGET)]
     if tile is None:
         minimum = estimate(1, 0, 0)[0]
-        if minimum > budget and not tiles:
-            raise UsageError(f"--memory {format_size(budget)} is below the {format_size(minimum)} this "
-                             f"conversion needs with {workers} workers")
         if minimum <= budget:
             m, overlap, band_bytes = [c for c in candidates if estimate(*c)[0] <= budget][-1]
             whole = ceil_div(size0[s_ax], sunit[0]) * sunit[0]
@@ -277,41 +277,61 @@ def _decode_once(scales: list[Scale], stream_axis: int, budget: int, workers: in
 
 
 def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budget: int,
-                      stream_axis: int = 2, who: str = "") -> SlabPlan:
-    """A Dask cluster (engine/distributed.py): `budget` is one worker's, which runs one slab's
+                      stream_axis: int = 2, who: str = "", reads_regions: bool = True,
+                      tile: int | None = None) -> SlabPlan:
+    """A Dask cluster (engine/distributed.py): `budget` is one worker's, which runs one block's
     task at a time within it, in its own memory and from a source every worker reads. The same
-    planner with one worker and no main process gives the slabs, thinner until each task fits.
-    `who` names the budget in a refusal (default: --memory)."""
+    planner with one worker and no main process gives the slabs, thinner (then cut into tiles)
+    until each task fits. `who` names the budget in a refusal (default: --memory); `reads_regions`
+    and `tile` as for `plan_slabs`. A source that decodes whole sections keeps the tiles the local
+    planner gives it (`_decode_once`), but without its scratch file (`nest` None), which the
+    workers may not share: each task of scale 0 decodes its planes whole and crops its tile
+    (`decode_per_tile`, counted by `task_memory`)."""
     item = channels * np.dtype(dtype).itemsize
+
+    def plan(cap: int, smallest: int | None = tile) -> SlabPlan:
+        found = plan_slabs(scales, channels, dtype, 1, cap, True, stream_axis, main_base=0,
+                           reads_regions=reads_regions, tile=smallest)
+        return replace(found, nest=None, decode_per_tile=found.tiled and not reads_regions)
+
+    def need_of(found: SlabPlan) -> int:
+        return max(task_memory(found, scales, k, item) for k in range(len(scales)))
+
     cap, need = budget, 0
     while True:
         try:
-            plan = plan_slabs(scales, channels, dtype, 1, cap, True, stream_axis, main_base=0, tiles=False)
+            found = plan(cap)
         except UsageError:
-            break  # not even the thinnest slabs: refused below with the need of the last tried
-        need = max(task_memory(plan, scales, k, item) for k in range(len(scales)))
+            break  # not even the smallest tiles: refused below with the need of the last tried
+        need = need_of(found)
         if need <= budget:
-            return plan
-        if plan.estimate <= plan.minimum:
+            return found
+        if found.estimate <= found.minimum:
             break
-        cap = plan.estimate - 1  # the next thinner plan
+        cap = found.estimate - 1  # the next smaller plan
     if not need:
-        thinnest = plan_slabs(scales, channels, dtype, 1, 1 << 62, True, stream_axis, main_base=0,
-                              tiles=False).minimum
-        plan = plan_slabs(scales, channels, dtype, 1, thinnest, True, stream_axis, main_base=0, tiles=False)
-        need = max(task_memory(plan, scales, k, item) for k in range(len(scales)))
+        smallest = plan(1 << 62, 1).minimum  # tiles of one chunk
+        found = plan(smallest, 1)
+        need = need_of(found)
     raise UsageError(f"{who or '--memory ' + format_size(budget)} is below the {format_size(need)} a task "
-                     "of this conversion needs on a Dask worker (a slab of one chunk row of whole planes: "
-                     "the Dask path does not cut slabs into tiles; without --scheduler they are)")
+                     "of this conversion needs on a Dask worker (a slab of one chunk row, in tiles of one chunk)")
 
 
 def task_memory(plan: SlabPlan, scales: list[Scale], level: int, item: int) -> int:
-    """What a slab's task on a Dask worker holds at its peak (`item`: bytes per voxel): the slab,
-    its piece of the next scale twice (the array and its serialized copy), the slab again (a
-    decoded block being copied in, or the pieces read back) and a chunk being encoded."""
+    """What a block's task on a Dask worker holds at its peak (`item`: bytes per voxel): the
+    block, its piece of the next scale twice (the array and its serialized copy), the block again
+    (a decoded block being copied in, or the pieces read back) and a chunk being encoded; for a
+    tile of full resolution, what a read holds besides, as `plan_slabs` counts it: a section and
+    its reoriented copy for a source that decodes whole sections (`decode_per_tile`), else the
+    tile's rows of one plane at full width (pread)."""
     slab = item * math.prod(plan.slab_shape(scales[level], level))
     piece = item * math.prod(plan.slab_shape(scales[level + 1], level + 1)) if level + 1 < len(scales) else 0
-    return 2 * slab + 2 * piece + 2 * item * math.prod(scales[level].chunk_size)
+    read = 0
+    if level == 0 and plan.tiled:
+        size, (b_ax, r_ax) = scales[0].size, in_plane(plan.stream_axis)
+        rows = plan.slab_shape(scales[0], 0)[b_ax]
+        read = item * (2 * size[b_ax] * size[r_ax] if plan.decode_per_tile else rows * size[r_ax])
+    return 2 * slab + 2 * piece + 2 * item * math.prod(scales[level].chunk_size) + read
 
 
 def _band_rows(extent: int, row_bytes: int, unit: int, band_bytes: int, workers: int) -> int:

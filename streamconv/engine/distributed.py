@@ -1,4 +1,6 @@
-"""Running a job on a Dask cluster: one task per slab of each scale, and nothing shared.
+"""Running a job on a Dask cluster: one task per block of each scale (a slab, or one tile of a
+slab when the plan cuts slabs across the section: `SlabGrid`), and nothing shared. Below,
+"slab" means block: a tile's task is a slab's task on a smaller box.
 
 Workers may be on other hosts, so no task touches the client's memory or another task's: a
 task fills a slab in its own memory (full resolution: from the source, whose path every worker
@@ -18,40 +20,35 @@ the tasks go to the workers with room for them under Dask's own memory limit (`r
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future as LocalFuture
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from distributed import Client, Future, LocalCluster, wait
 from distributed.scheduler import KilledWorker
 
-from ..encodings import ChunkFormat
 from ..errors import Interrupted, UsageError, WorkerDied
-from ..format.geometry import Box, Scale, Vec3, triple
-from ..kernels.stats import ChannelStats, Sampling, merge, sampling
+from ..kernels.stats import sampling
 from ..layout.dataset import Dataset
-from ..layout.sink import ChunkSink, Finish, run_finish
+from ..layout.sink import Finish, run_finish
 from ..layout.statsfile import VolumeStats
 from ..sources import Source
 from ..sources.base import MemoryOrder
 from ..stores.base import Store
 from ..units import format_size
 from .budget import task_memory
-from .buffers import PrivateSlab
 from .job import Job
 from .journal import state_key
 from .output import output_sink
 from .pipeline import Hooks, Totals
 from .rooms import RESOURCE, Rooms, open_client
-from .slabgrid import SlabGrid, along
-from .tasks import Band, Downsample, fill, fill_from_store, process_band
+from .slabgrid import SlabGrid
+from .slabtask import Piece, SlabTask, run_slab
+from .tasks import downsampled
 
 log = logging.getLogger("streamconv")
 
@@ -130,91 +127,19 @@ class ClusterExecutor:
             self.client.cancel(running)
 
 
-@dataclass(frozen=True)
-class Piece:
-    """What a slab downsamples into: a piece of the next scale, kept in the store under `key`."""
-
-    key: str
-    origin: Vec3                      # voxel of the next scale at the piece's first element
-    shape: tuple[int, int, int, int]  # (c, z, y, x)
-    factor: Vec3
-
-
-@dataclass(frozen=True)
-class SlabTask:
-    """One slab of one scale, and everything its task needs besides the store."""
-
-    level: int
-    p0: int
-    p1: int
-    shape: tuple[int, int, int, int]  # (c, z, y, x) of the slab in the task's memory
-    dtype: str
-    order: MemoryOrder
-    origin: Vec3
-    bands: tuple[Box, ...]
-    scale: Scale
-    fmt: ChunkFormat
-    sink: ChunkSink  # chunk files, or shards (written in place or spooled) as locally
-    skip_empty: bool
-    #: how the slab is filled: from the source, from pieces of the finer scale, or read back
-    #: from its own chunks (`replay`: complete already, only its piece is lost)
-    source: Source | None
-    pieces: tuple[tuple[str, Vec3], ...]  # key and origin of each piece of the finer scale
-    replay: Dataset | None
-    down: Piece | None  # None on the coarsest scale
-    method: str
-    outside: float | None
-    stats: Sampling | None = None  # the bands' value statistics: `Band.stats`
-
-
-def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, int, list[ChannelStats] | None]:
-    """Fill, write and downsample one slab; (chunks visited, written, bytes, value statistics).
-    `after`: the finer tasks' results, only there so that Dask runs this task after them."""
-    slab = PrivateSlab.zeros(task.shape, task.dtype, task.order)
-    if task.source is not None:
-        _, nz, ny, nx = task.shape
-        region = Box(task.origin, triple(a + n for a, n in zip(task.origin, (nx, ny, nz))))
-        fill(task.source, region, slab, task.origin)
-    for key, origin in task.pieces:
-        piece = store.read(key)
-        if piece is None:
-            raise FileNotFoundError(f"{store.url}: {key} is missing (its slab is journalled complete)")
-        held = np.load(io.BytesIO(piece))
-        box = Box(origin, triple(o + n for o, n in zip(origin, held.shape[:0:-1])))
-        slab.data[box.index(task.origin)] = held
-    if task.replay is not None:
-        for region in task.bands:
-            fill_from_store(task.replay, task.level, region, slab, task.origin)
-    out = PrivateSlab.zeros(task.down.shape, task.dtype) if task.down else None
-    down = Downsample(out, task.down.origin, task.down.factor, task.method, task.outside) if task.down and out else None
-    totals = np.zeros(3, np.int64)
-    stats = []
-    for region in task.bands:
-        done = process_band(Band(slab, task.origin, task.level, task.scale, region, task.fmt.codec,
-                                    task.sink, task.skip_empty, down,
-                                    write=task.replay is None, stats=task.stats))
-        totals += (done.visited, done.written, done.nbytes)
-        stats += [done.stats] if done.stats is not None else []
-    if task.down and out:
-        buffer = io.BytesIO()
-        np.save(buffer, out.data)
-        store.write(task.down.key, buffer.getbuffer())
-    if store.can.sync:  # this host's writes on disk before the client journals the slab
-        store.sync()
-    return int(totals[0]), int(totals[1]), int(totals[2]), merge(stats, np.dtype(task.dtype)) if stats else None
-
-
 class DaskRun:
     """The client's side: submit every slab's task with its finer tasks as dependencies, then
     journal each slab as its future completes. Same inputs and hooks as `Pipeline`."""
 
     def __init__(self, job: Job, source: Source, store: Store, client: Client,
                  hooks: Hooks = Hooks(), done: frozenset[tuple[int, int]] = frozenset()) -> None:
-        if job.plan.tiled:
-            raise UsageError("the Dask path (--scheduler) does not cut slabs into tiles yet: give its "
-                             "workers room for slabs of whole planes, or run without --scheduler")
         self.job, self.source, self.store, self.client, self.hooks = job, source, store, client, hooks
         self.grid = SlabGrid(job.scales, job.plan)
+        #: per scale, block -> the blocks of the finer scale that downsample into it
+        self.feeders: list[dict[int, list[int]]] = [{} for _ in job.scales]
+        for level in range(1, len(job.scales)):
+            for i in range(self.grid.count(level - 1)):
+                self.feeders[level].setdefault(self.grid.target(level - 1, i), []).append(i)
         self.sink, self.completion, spool = output_sink(job, store)
         self.volume = Dataset(store, job.info, job.scales, spool=spool)
         self._finishing: set[Future] = set()  # shards being assembled
@@ -259,7 +184,7 @@ class DaskRun:
             self._finishing.add(self.client.submit(run_finish, task, pure=False))
 
     def _submit_all(self, futures: dict[Future, tuple[int, int]]) -> None:
-        """Every slab that has work, finest scale first; a coarser slab after the finer slabs
+        """Every block that has work, finest scale first; a coarser block after the finer blocks
         whose pieces it reads."""
         run = self._to_run()
         by_slab: dict[tuple[int, int], Future] = {}
@@ -292,30 +217,30 @@ class DaskRun:
         return run
 
     def _feeders(self, level: int, index: int) -> list[tuple[int, int]]:
-        if level == 0:
-            return []
-        return [(level - 1, i) for i in range(self.grid.count(level - 1)) if self.grid.target(level - 1, i) == index]
+        return [(level - 1, i) for i in self.feeders[level].get(index, [])]
 
     def _piece(self, level: int, index: int) -> str:
         return f"{self.prefix}/{level}-{index}.npy"
 
     def _task(self, level: int, index: int, feeders: list[tuple[int, int]]) -> SlabTask:
+        """Block `index` of a scale: a slab, or a tile of one (`SlabGrid`); the same task either way."""
         job, grid, scale = self.job, self.grid, self.job.scales[level]
-        p0, p1 = grid.planes(level, index)
+        box = grid.box(level, index)
+        p0, p1 = box.start[grid.axis], box.stop[grid.axis]
         replay = (level, index) in self.done
-        x, y, z = along(grid.axis, p1 - p0, scale.size)
+        x, y, z = box.shape
         down = None
         if level + 1 < len(job.scales):
             factor = job.scales[level + 1].factor
-            q0, q1 = p0 // factor[grid.axis], p0 // factor[grid.axis] + grid.downsampled_planes(level, p0, p1)
-            nx, ny, nz = along(grid.axis, q1 - q0, job.scales[level + 1].size)
-            down = Piece(self._piece(level, index), grid.origin(q0), (self.source.num_channels, nz, ny, nx), factor)
+            part = downsampled(box, factor)
+            nx, ny, nz = part.shape
+            down = Piece(self._piece(level, index), part.start, (self.source.num_channels, nz, ny, nx), factor)
         return SlabTask(
             level, p0, p1, (self.source.num_channels, z, y, x), self.source.dtype.str,
-            self.source.memory_order if level == 0 else MemoryOrder(), grid.origin(p0),
-            tuple(grid.bands(level, p0, p1)), scale, job.fmt, self.sink, job.skip_empty,
+            self.source.memory_order if level == 0 else MemoryOrder(), box.start,
+            tuple(grid.bands_of(level, box)), scale, job.fmt, self.sink, job.skip_empty,
             source=self.source.window(p0, p1) if level == 0 and not replay else None,
-            pieces=() if replay else tuple((self._piece(*f), grid.origin(grid.planes(*f)[0] // scale.factor[grid.axis]))
+            pieces=() if replay else tuple((self._piece(*f), downsampled(grid.box(*f), scale.factor).start)
                                            for f in feeders),
             replay=self.volume if replay else None, down=down, method=job.method, outside=job.outside_value,
             stats=sampling(scale) if job.collect_stats and not replay else None)
@@ -366,4 +291,5 @@ class DaskRun:
     def _check_stop(self) -> None:
         if self.hooks.should_stop():
             raise Interrupted(f"{self.store.url}: interrupted")
+
 

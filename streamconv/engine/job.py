@@ -120,7 +120,8 @@ def plan_job(scales: list[Scale], source: Source, workers: int, budget: int, sto
     from .rooms import worker_budget  # dask is an optional extra
 
     budget, who = worker_budget(scheduler, budget)
-    return plan_worker_slabs(scales, source.num_channels, source.dtype, budget, source.stream_axis, who)
+    return plan_worker_slabs(scales, source.num_channels, source.dtype, budget, source.stream_axis, who,
+                             reads_regions=source.reads_regions, tile=int(tile) if tile else None)
 
 
 def job_record(source: Source, plan: SlabPlan, **parameters: object) -> dict:

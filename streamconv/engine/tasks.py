@@ -114,14 +114,14 @@ def process_band(band: Band) -> BandDone:
         meter.sample(view, band.region.start)
     if band.down is not None:
         d = band.down
-        out = d.target.array()[_downsampled(band.region, d.factor).index(d.origin)]
+        out = d.target.array()[downsampled(band.region, d.factor).index(d.origin)]
         populate(out, write=True)
         downsample(view, d.factor, d.method, out=out, outside=d.outside)
     return BandDone(visited, written, nbytes, np.unique(view) if band.labels else None,
                     meter.result() if meter is not None else None)
 
 
-def _downsampled(region: Box, factor: Vec3) -> Box:
+def downsampled(region: Box, factor: Vec3) -> Box:
     """The voxels of the next scale that a region produces (a partial pair at an odd edge
     makes one voxel)."""
     (x0, y0, z0), (x1, y1, z1), (fx, fy, fz) = region.start, region.stop, factor
