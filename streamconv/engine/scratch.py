@@ -24,8 +24,9 @@ import numpy as np
 
 from ..format.geometry import Box, Vec3
 from ..sources import Source
+from ..sources.base import MemoryOrder
 from ..stores import Location
-from .buffers import populate
+from .buffers import arranged, populate, stored_shape
 from .slabgrid import SlabGrid, along
 from .tasks import Slab
 from .worklog import take
@@ -34,12 +35,15 @@ from .worklog import take
 @dataclass(frozen=True)
 class ScratchSlab:
     """Where a slab's decoded sections lie: `tiles` (their boxes, planes [p0, p1)) one after the
-    other, each plane after plane, each plane of a tile in C order (c, z, y, x)."""
+    other, each plane after plane, each plane of a tile laid out in `order` (the source's
+    `memory_order`: the section is decoded straight into it, as the slab's tile holds it, so a
+    plane is read straight into its tile)."""
 
     path: str
     axis: int
     tiles: tuple[Box, ...]
     item: int  # bytes per voxel, channels included
+    order: MemoryOrder = MemoryOrder()
 
     def _plane(self, t: int) -> int:
         return math.prod(self.tiles[t].shape) // (self.tiles[t].stop[self.axis] - self.tiles[t].start[self.axis])
@@ -62,13 +66,14 @@ def decode_into(source: Source, scratch: ScratchSlab, p: int) -> list[logging.Lo
     """Decode plane `p` of a source whole, once, and write each tile's part of it."""
     shape = [source.num_channels, *reversed(source.shape)]
     shape[3 - scratch.axis] = 1
-    whole = np.empty(shape, source.dtype)
+    c, z, y, x = shape
+    whole = arranged(np.empty(stored_shape((c, z, y, x), scratch.order), source.dtype), scratch.order)
     source.read(p, p + 1, whole)
     origin = along(scratch.axis, p, (0, 0, 0))
     fd = os.open(scratch.path, os.O_WRONLY)
     try:
         for t in range(len(scratch.tiles)):
-            part = np.ascontiguousarray(whole[scratch.plane(t, p).index(origin)])
+            part = np.ascontiguousarray(_stored(whole[scratch.plane(t, p).index(origin)], scratch.order))
             os.pwrite(fd, part.reshape(-1).view(np.uint8).data, scratch.offset(t, p))
     finally:
         os.close(fd)
@@ -84,9 +89,25 @@ def fill_from_scratch(scratch: ScratchSlab, t: int, p0: int, p1: int, ref: Slab,
             box = scratch.plane(t, p)
             target = slab[box.index(origin)]
             populate(target, write=True)
-            data = os.pread(f.fileno(), math.prod(target.shape) * scratch.item, scratch.offset(t, p))
-            target[...] = np.frombuffer(data, target.dtype).reshape(target.shape)
+            stored = _stored(target, scratch.order)
+            at, size = scratch.offset(t, p), stored.nbytes
+            if stored.flags.c_contiguous:  # straight into the slab
+                into = memoryview(stored.reshape(-1).view(np.uint8))
+                done = 0
+                while done < size:
+                    n = os.preadv(f.fileno(), [into[done:]], at + done)
+                    if n <= 0:
+                        raise EOFError(f"{scratch.path}: ends before byte {at + size}")
+                    done += n
+            else:
+                stored[...] = np.frombuffer(os.pread(f.fileno(), size, at), target.dtype).reshape(stored.shape)
     return take()
+
+
+def _stored(view: np.ndarray, order: MemoryOrder) -> np.ndarray:
+    """A (c, z, y, x) view of memory laid out in `order` as that memory lies (`arranged` undone)."""
+    flips = tuple(slice(None, None, -1) if a in order.reversed else slice(None) for a in range(4))
+    return view[flips].transpose(order.axes)
 
 
 @dataclass
@@ -126,7 +147,7 @@ class Scratch:
         s, n = self.slab_of(index), self.tiles_per_slab()
         boxes = tuple(self.grid.box(0, i) for i in range(s * n, (s + 1) * n))
         item = self.source.num_channels * self.source.dtype.itemsize
-        return ScratchSlab(str(self.root / f"{s}.raw"), self.grid.axis, boxes, item)
+        return ScratchSlab(str(self.root / f"{s}.raw"), self.grid.axis, boxes, item, self.source.memory_order)
 
     def want(self, block: object, index: int) -> list[tuple]:
         """A block of slab `index // tiles` needs filling: the decode tasks to submit (the
