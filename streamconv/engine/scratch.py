@@ -92,7 +92,7 @@ def fill_from_scratch(scratch: ScratchSlab, t: int, p0: int, p1: int, ref: Slab,
             stored = _stored(target, scratch.order)
             at, size = scratch.offset(t, p), stored.nbytes
             if stored.flags.c_contiguous:  # straight into the slab
-                into = memoryview(stored.reshape(-1).view(np.uint8))
+                into = stored.reshape(-1).view(np.uint8).data
                 done = 0
                 while done < size:
                     n = os.preadv(f.fileno(), [into[done:]], at + done)
