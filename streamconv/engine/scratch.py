@@ -12,6 +12,7 @@ slabs (plus those in flight) of decoded sections: disk, and the page cache, not 
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
@@ -104,6 +105,31 @@ def fill_from_scratch(scratch: ScratchSlab, t: int, p0: int, p1: int, ref: Slab,
     return take()
 
 
+def _punch(path: str, start: int, size: int) -> None:
+    """Free bytes [start, start + size) of a file (a hole reads as zeros); only a saving: where
+    the system or file system cannot, nothing happens."""
+    if _libc is None:
+        return
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        _libc.fallocate(fd, _PUNCH_HOLE | _KEEP_SIZE, ctypes.c_int64(start), ctypes.c_int64(size))
+    finally:
+        os.close(fd)
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_KEEP_SIZE, _PUNCH_HOLE = 0x01, 0x02  # linux/falloc.h
+_libc = _load_libc()
+
+
 def _stored(view: np.ndarray, order: MemoryOrder) -> np.ndarray:
     """A (c, z, y, x) view of memory laid out in `order` as that memory lies (`arranged` undone)."""
     flips = tuple(slice(None, None, -1) if a in order.reversed else slice(None) for a in range(4))
@@ -181,11 +207,17 @@ class Scratch:
         return self._waiting.pop(s, []) if self._decoding[s] == 0 else []
 
     def filled(self, index: int) -> None:
-        """A tile of the slab is filled: the scratch goes with the last."""
+        """A tile of the slab is filled: its part of the scratch is dropped at once (dirty pages
+        the kernel would otherwise write to disk while the slab's other tiles wait), the file
+        with the last."""
         s = self.slab_of(index)
         self._left[s] -= 1
         if self._left[s] == 0:
             os.unlink(self.root / f"{s}.raw")
+            return
+        scratch, t = self.describe(index), index % self.tiles_per_slab()
+        start = scratch.offset(t, scratch.tiles[t].start[scratch.axis])
+        _punch(scratch.path, start, math.prod(scratch.tiles[t].shape) * scratch.item)
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
