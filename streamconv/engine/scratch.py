@@ -73,9 +73,13 @@ def decode_into(source: Source, scratch: ScratchSlab, p: int) -> list[logging.Lo
     origin = along(scratch.axis, p, (0, 0, 0))
     fd = os.open(scratch.path, os.O_WRONLY)
     try:
-        for t in range(len(scratch.tiles)):
-            part = np.ascontiguousarray(_stored(whole[scratch.plane(t, p).index(origin)], scratch.order))
-            os.pwrite(fd, part.reshape(-1).view(np.uint8).data, scratch.offset(t, p))
+        # one buffer for every tile's part: a fresh array per tile would map and fault its pages
+        parts = [_stored(whole[scratch.plane(t, p).index(origin)], scratch.order) for t in range(len(scratch.tiles))]
+        buffer = np.empty(max(part.size for part in parts), source.dtype)
+        for t, part in enumerate(parts):
+            flat = buffer[:part.size]
+            np.copyto(flat.reshape(part.shape), part)
+            os.pwrite(fd, flat.view(np.uint8).data, scratch.offset(t, p))
     finally:
         os.close(fd)
     return take()
