@@ -13,12 +13,14 @@ slabs (plus those in flight) of decoded sections: disk, and the page cache, not 
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import math
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +53,12 @@ class ScratchSlab:
 
     def offset(self, t: int, p: int) -> int:
         """Byte of plane `p` of tile `t`."""
-        before = sum(math.prod(b.shape) for b in self.tiles[:t])
-        return (before + (p - self.tiles[t].start[self.axis]) * self._plane(t)) * self.item
+        return (self._starts[t] + (p - self.tiles[t].start[self.axis]) * self._plane(t)) * self.item
+
+    @cached_property
+    def _starts(self) -> tuple[int, ...]:
+        """Each tile's first voxel in the file (asked per plane of every tile)."""
+        return tuple(itertools.accumulate((math.prod(b.shape) for b in self.tiles), initial=0))
 
     @property
     def size(self) -> int:
