@@ -73,30 +73,51 @@ class PrivateSlab:
 
 def populate(view: np.ndarray, write: bool) -> None:
     """Map the pages under `view` (part of a slab) before a task touches them, one system call
-    per contiguous run: a task maps its slab afresh and would otherwise take a page fault per
-    4 KiB page on first touch, which here costs as much as the read into it
-    (docs/benchmarks.md). Only advice: on a
-    kernel older than 5.14, or memory that is not a mapping, nothing happens."""
-    for start, stop in _runs(view):
-        start -= start % _PAGE
-        if _libc is None or _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(stop - start),
-                                          _MADV_POPULATE_WRITE if write else _MADV_POPULATE_READ):
+    per contiguous run of pages: a task maps its slab afresh and would otherwise take a page
+    fault per 4 KiB page on first touch, which here costs as much as the read into it
+    (docs/benchmarks.md). Only advice: on a kernel older than 5.14, or memory that is not a
+    mapping, nothing happens."""
+    if _libc is None:
+        return
+    for start, stop in _pages(_runs(view)):
+        if _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(stop - start),
+                         _MADV_POPULATE_WRITE if write else _MADV_POPULATE_READ):
             return
 
 
-def _runs(a: np.ndarray) -> list[tuple[int, int]]:
-    """Address ranges that hold `a` with little in between: `a` whole if it is dense enough,
-    else each slice along its widest-strided axis, and so on."""
+def _runs(a: np.ndarray) -> np.ndarray:
+    """Address ranges (n x 2: start, stop) that hold `a` with little in between: `a` whole if
+    it is dense enough, else each slice along its widest-strided axis, and so on. The slices
+    lie alike, so the runs of one are shifted to the others (no call per slice: a tile's
+    downsampled rows are thousands of short runs per band)."""
     if a.size == 0:
-        return []
+        return np.empty((0, 2), np.int64)
     lo = hi = a.__array_interface__["data"][0]
     for n, stride in zip(a.shape, a.strides):
         lo, hi = lo + min(0, (n - 1) * stride), hi + max(0, (n - 1) * stride)
     hi += a.itemsize
     if hi - lo <= 2 * max(a.nbytes, _PAGE):
-        return [(lo, hi)]
+        return np.array([[lo, hi]], np.int64)
     axis = max(range(a.ndim), key=lambda k: abs(a.strides[k]) if a.shape[k] > 1 else 0)
-    return [run for part in np.moveaxis(a, axis, 0) for run in _runs(part)]
+    first = _runs(np.moveaxis(a, axis, 0)[0])
+    shifts = np.arange(a.shape[axis], dtype=np.int64) * a.strides[axis]
+    return (shifts[:, None, None] + first[None]).reshape(-1, 2)
+
+
+def _pages(runs: np.ndarray) -> list[tuple[int, int]]:
+    """The runs widened to whole pages, those that touch or overlap merged: short rows a few
+    hundred bytes apart are one range of pages, one system call."""
+    if len(runs) == 0:
+        return []
+    runs = runs[np.argsort(runs[:, 0], kind="stable")]
+    start = runs[:, 0] - runs[:, 0] % _PAGE
+    stop = -(-runs[:, 1] // _PAGE) * _PAGE
+    reach = np.maximum.accumulate(stop)
+    new = np.ones(len(runs), bool)
+    new[1:] = start[1:] > reach[:-1]
+    first = np.flatnonzero(new)
+    last = np.append(first[1:], len(runs)) - 1
+    return list(zip(start[first].tolist(), reach[last].tolist()))
 
 
 def _load_libc() -> ctypes.CDLL | None:

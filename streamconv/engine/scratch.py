@@ -12,20 +12,24 @@ slabs (plus those in flight) of decoded sections: disk, and the page cache, not 
 
 from __future__ import annotations
 
+import ctypes
+import itertools
 import logging
 import math
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from ..format.geometry import Box, Vec3
 from ..sources import Source
+from ..sources.base import MemoryOrder
 from ..stores import Location
-from .buffers import populate
+from .buffers import arranged, populate, stored_shape
 from .slabgrid import SlabGrid, along
 from .tasks import Slab
 from .worklog import take
@@ -34,20 +38,27 @@ from .worklog import take
 @dataclass(frozen=True)
 class ScratchSlab:
     """Where a slab's decoded sections lie: `tiles` (their boxes, planes [p0, p1)) one after the
-    other, each plane after plane, each plane of a tile in C order (c, z, y, x)."""
+    other, each plane after plane, each plane of a tile laid out in `order` (the source's
+    `memory_order`: the section is decoded straight into it, as the slab's tile holds it, so a
+    plane is read straight into its tile)."""
 
     path: str
     axis: int
     tiles: tuple[Box, ...]
     item: int  # bytes per voxel, channels included
+    order: MemoryOrder = MemoryOrder()
 
     def _plane(self, t: int) -> int:
         return math.prod(self.tiles[t].shape) // (self.tiles[t].stop[self.axis] - self.tiles[t].start[self.axis])
 
     def offset(self, t: int, p: int) -> int:
         """Byte of plane `p` of tile `t`."""
-        before = sum(math.prod(b.shape) for b in self.tiles[:t])
-        return (before + (p - self.tiles[t].start[self.axis]) * self._plane(t)) * self.item
+        return (self._starts[t] + (p - self.tiles[t].start[self.axis]) * self._plane(t)) * self.item
+
+    @cached_property
+    def _starts(self) -> tuple[int, ...]:
+        """Each tile's first voxel in the file (asked per plane of every tile)."""
+        return tuple(itertools.accumulate((math.prod(b.shape) for b in self.tiles), initial=0))
 
     @property
     def size(self) -> int:
@@ -62,14 +73,19 @@ def decode_into(source: Source, scratch: ScratchSlab, p: int) -> list[logging.Lo
     """Decode plane `p` of a source whole, once, and write each tile's part of it."""
     shape = [source.num_channels, *reversed(source.shape)]
     shape[3 - scratch.axis] = 1
-    whole = np.empty(shape, source.dtype)
+    c, z, y, x = shape
+    whole = arranged(np.empty(stored_shape((c, z, y, x), scratch.order), source.dtype), scratch.order)
     source.read(p, p + 1, whole)
     origin = along(scratch.axis, p, (0, 0, 0))
     fd = os.open(scratch.path, os.O_WRONLY)
     try:
-        for t in range(len(scratch.tiles)):
-            part = np.ascontiguousarray(whole[scratch.plane(t, p).index(origin)])
-            os.pwrite(fd, part.reshape(-1).view(np.uint8).data, scratch.offset(t, p))
+        # one buffer for every tile's part: a fresh array per tile would map and fault its pages
+        parts = [_stored(whole[scratch.plane(t, p).index(origin)], scratch.order) for t in range(len(scratch.tiles))]
+        buffer = np.empty(max(part.size for part in parts), source.dtype)
+        for t, part in enumerate(parts):
+            flat = buffer[:part.size]
+            np.copyto(flat.reshape(part.shape), part)
+            os.pwrite(fd, flat.view(np.uint8).data, scratch.offset(t, p))
     finally:
         os.close(fd)
     return take()
@@ -84,9 +100,50 @@ def fill_from_scratch(scratch: ScratchSlab, t: int, p0: int, p1: int, ref: Slab,
             box = scratch.plane(t, p)
             target = slab[box.index(origin)]
             populate(target, write=True)
-            data = os.pread(f.fileno(), math.prod(target.shape) * scratch.item, scratch.offset(t, p))
-            target[...] = np.frombuffer(data, target.dtype).reshape(target.shape)
+            stored = _stored(target, scratch.order)
+            at, size = scratch.offset(t, p), stored.nbytes
+            if stored.flags.c_contiguous:  # straight into the slab
+                into = stored.reshape(-1).view(np.uint8).data
+                done = 0
+                while done < size:
+                    n = os.preadv(f.fileno(), [into[done:]], at + done)
+                    if n <= 0:
+                        raise EOFError(f"{scratch.path}: ends before byte {at + size}")
+                    done += n
+            else:
+                stored[...] = np.frombuffer(os.pread(f.fileno(), size, at), target.dtype).reshape(stored.shape)
     return take()
+
+
+def _punch(path: str, start: int, size: int) -> None:
+    """Free bytes [start, start + size) of a file (a hole reads as zeros); only a saving: where
+    the system or file system cannot, nothing happens."""
+    if _libc is None:
+        return
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        _libc.fallocate(fd, _PUNCH_HOLE | _KEEP_SIZE, ctypes.c_int64(start), ctypes.c_int64(size))
+    finally:
+        os.close(fd)
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_KEEP_SIZE, _PUNCH_HOLE = 0x01, 0x02  # linux/falloc.h
+_libc = _load_libc()
+
+
+def _stored(view: np.ndarray, order: MemoryOrder) -> np.ndarray:
+    """A (c, z, y, x) view of memory laid out in `order` as that memory lies (`arranged` undone)."""
+    flips = tuple(slice(None, None, -1) if a in order.reversed else slice(None) for a in range(4))
+    return view[flips].transpose(order.axes)
 
 
 @dataclass
@@ -126,7 +183,7 @@ class Scratch:
         s, n = self.slab_of(index), self.tiles_per_slab()
         boxes = tuple(self.grid.box(0, i) for i in range(s * n, (s + 1) * n))
         item = self.source.num_channels * self.source.dtype.itemsize
-        return ScratchSlab(str(self.root / f"{s}.raw"), self.grid.axis, boxes, item)
+        return ScratchSlab(str(self.root / f"{s}.raw"), self.grid.axis, boxes, item, self.source.memory_order)
 
     def want(self, block: object, index: int) -> list[tuple]:
         """A block of slab `index // tiles` needs filling: the decode tasks to submit (the
@@ -160,11 +217,17 @@ class Scratch:
         return self._waiting.pop(s, []) if self._decoding[s] == 0 else []
 
     def filled(self, index: int) -> None:
-        """A tile of the slab is filled: the scratch goes with the last."""
+        """A tile of the slab is filled: its part of the scratch is dropped at once (dirty pages
+        the kernel would otherwise write to disk while the slab's other tiles wait), the file
+        with the last."""
         s = self.slab_of(index)
         self._left[s] -= 1
         if self._left[s] == 0:
             os.unlink(self.root / f"{s}.raw")
+            return
+        scratch, t = self.describe(index), index % self.tiles_per_slab()
+        start = scratch.offset(t, scratch.tiles[t].start[scratch.axis])
+        _punch(scratch.path, start, math.prod(scratch.tiles[t].shape) * scratch.item)
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
