@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+from types import FrameType
 from typing import Any, NoReturn
 
 import typer
@@ -45,11 +46,32 @@ def _click_exceptions() -> Any:
         return importlib.import_module("click.exceptions")
 
 
+_MULTIPROCESSING = f"{os.sep}multiprocessing{os.sep}"
+
+
+def _ctrl_c(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C as KeyboardInterrupt, but never inside multiprocessing's own code: a semaphore's
+    finalizer (run by the garbage collector anywhere) interrupted between unlinking the
+    semaphore and telling the resource tracker leaves a traceback ("Exception ignored in:
+    <Finalize object, dead>"), loses the Ctrl-C, and has the tracker warn about the semaphore
+    at exit. There, the signal is sent again 10 ms later, when the finalizer is done."""
+    for _ in range(4):  # the finalizer's frames are the innermost
+        if frame is None:
+            break
+        if _MULTIPROCESSING in frame.f_code.co_filename:
+            again = threading.Timer(0.01, os.kill, (os.getpid(), signum))
+            again.daemon = True
+            again.start()
+            return
+        frame = frame.f_back
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """The `streamconv` console script: a usage error is one line and exit code 2, as
     docs/cli.md promises (typer would draw a box of several lines), Ctrl-C a line and 130."""
     errors = _click_exceptions()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _ctrl_c)
     args = sys.argv[1:]
     try:
         try:
