@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from make_sections import tissue
 
 NOISE = 512  # side of the fixed noise pattern, shifted per section
 
@@ -33,17 +34,10 @@ def make_tile(index: int, count: int, top: int, left: int, tile: int, width: int
               noise: np.ndarray) -> np.ndarray:
     """The (tile, tile) pixels of section `index` whose corner is (top, left): the same values
     whatever the tile size, since they follow from absolute coordinates only."""
-    t = index / max(count, 1)
     q = -(-tile // 4)
     y = (-1 + 2 * (top // 4 + np.arange(q, dtype=np.float32)) / max(height / 4 - 1, 1))[:, None]
     x = (-1 + 2 * (left // 4 + np.arange(q, dtype=np.float32)) / max(width / 4 - 1, 1))[None, :]
-    rx, ry = 0.80 + 0.1 * np.sin(3 * t), 0.75 + 0.1 * np.cos(2 * t)
-    r = np.sqrt((x / rx) ** 2 + (y / ry) ** 2)
-    angle = np.arctan2(y, x)
-    outline = 1 + 0.06 * np.sin(7 * angle + 5 * t) + 0.03 * np.sin(17 * angle - 3 * t)
-    folds = np.sin(40 * r + 6 * np.sin(5 * angle + 2 * t))
-    tissue = 150 - 40 * r + 25 * folds + 15 * np.cos(3 * x + 2 * t) * np.sin(4 * y)
-    small = np.where(r < outline, np.clip(tissue, 0, 250), 255).astype(np.uint8)
+    small = tissue(x, y, index / max(count, 1))
     smooth = small.repeat(4, 0).repeat(4, 1)[:tile, :tile]
     rows = (top + np.arange(tile) - index * 37) % NOISE
     columns = (left + np.arange(tile) - index * 91) % NOISE

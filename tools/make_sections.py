@@ -18,23 +18,29 @@ import imagecodecs
 import numpy as np
 
 
+def tissue(x: np.ndarray, y: np.ndarray, t: float) -> np.ndarray:
+    """The smooth picture, uint8, at points (x, y) of [-1, 1]^2 (a row and a column that
+    broadcast) of the section at `t` in [0, 1): a slab of tissue with folds, background 255.
+    tools/make_bigtiff_stack.py draws its tiles with it too."""
+    rx, ry = 0.80 + 0.1 * np.sin(3 * t), 0.75 + 0.1 * np.cos(2 * t)
+    r = np.sqrt((x / rx) ** 2 + (y / ry) ** 2)
+    angle = np.arctan2(y, x)
+    outline = 1 + 0.06 * np.sin(7 * angle + 5 * t) + 0.03 * np.sin(17 * angle - 3 * t)
+    folds = np.sin(40 * r + 6 * np.sin(5 * angle + 2 * t))
+    grey = 150 - 40 * r + 25 * folds + 15 * np.cos(3 * x + 2 * t) * np.sin(4 * y)
+    return np.where(r < outline, np.clip(grey, 0, 250), 255).astype(np.uint8)
+
+
 def make_section(index: int, width: int, height: int, count: int, seed: int = 0) -> np.ndarray:
     """One section, (height, width) uint8; neighbouring indices give similar sections.
 
     The smooth part is computed at a quarter of the resolution and enlarged; the noise is a
     fixed tile shifted per section: fast enough to write hundreds of full-size sections.
     """
-    t = index / max(count, 1)
     h4, w4 = -(-height // 4), -(-width // 4)
     y = np.linspace(-1, 1, h4, dtype=np.float32)[:, None]
     x = np.linspace(-1, 1, w4, dtype=np.float32)[None, :]
-    rx, ry = 0.80 + 0.1 * np.sin(3 * t), 0.75 + 0.1 * np.cos(2 * t)
-    r = np.sqrt((x / rx) ** 2 + (y / ry) ** 2)
-    angle = np.arctan2(y, x)
-    outline = 1 + 0.06 * np.sin(7 * angle + 5 * t) + 0.03 * np.sin(17 * angle - 3 * t)
-    folds = np.sin(40 * r + 6 * np.sin(5 * angle + 2 * t))
-    tissue = 150 - 40 * r + 25 * folds + 15 * np.cos(3 * x + 2 * t) * np.sin(4 * y)
-    small = np.where(r < outline, np.clip(tissue, 0, 250), 255).astype(np.uint8)
+    small = tissue(x, y, index / max(count, 1))
     section = small.repeat(4, 0).repeat(4, 1)[:height, :width]
     noise = np.random.default_rng(seed).integers(-4, 5, (512, 512), dtype=np.int16)
     tile = np.roll(noise, (index * 37, index * 91), axis=(0, 1))
