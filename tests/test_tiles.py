@@ -23,11 +23,15 @@ import streamconv
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> tuple[Path, np.ndarray]:
-    """40 PNG sections of 150 x 110: with 16^3 chunks, 10 x 7 chunks a section."""
+    """40 PNG sections of 150 x 110: with 16^3 chunks, 10 x 7 chunks a section; a background of
+    255 on the left and at the bottom, so that some tiles' parts of a section hold one value."""
     directory = tmp_path_factory.mktemp("tiles-stack")
     rng = np.random.default_rng(25)
     base = rng.integers(0, 200, (110, 150), dtype=np.uint8)
     sections = [np.roll(base, 3 * k, axis=1) + (k % 50) for k in range(40)]
+    for section in sections:
+        section[:, :70] = 255
+        section[90:] = 255
     for k, section in enumerate(sections):
         imagecodecs.imwrite(directory / f"s{k:02d}.png", section)
     # RAS: columns along x, rows along y, sections along z
@@ -113,6 +117,8 @@ def test_a_tiled_run_survives_sigkill_at_random_moments(encoding, tmp_path):
     rng = np.random.default_rng(7)
     base = rng.integers(0, 200, (200, 240), dtype=np.uint8)
     planes = [np.roll(base, k, axis=1) + (k % 50) for k in range(64)]
+    for plane in planes:  # background: tiles whose part of a section is one value
+        plane[:, :100] = 255
     if encoding == "raw":
         source = tmp_path / "volume.nii"
         nib.save(nib.Nifti1Image(np.stack(planes, axis=2), np.diag([0.02, 0.02, 0.02, 1])), source)
@@ -170,3 +176,21 @@ def test_a_tiled_stack_decodes_each_section_once(stack, tmp_path, monkeypatch):
     assert sorted(decoded) == sorted(str(p) for p in stack[0].iterdir())
     assert not (tmp_path / "out" / ".streamconv" / "scratch").exists()
     check_pyramid(tmp_path / "out", stack[1], "average", json.loads((tmp_path / "out" / "info").read_text()))
+
+
+def test_a_tiled_rgb_stack_with_a_coloured_background_writes_the_bytes_of_an_untiled_one(tmp_path, monkeypatch):
+    """A tile's part of a section that holds one colour is kept as that colour, not as bytes of
+    the scratch file: every channel of it must come back."""
+    rng = np.random.default_rng(31)
+    source = tmp_path / "rgb"
+    source.mkdir()
+    for k in range(20):
+        section = rng.integers(0, 200, (70, 90, 3), dtype=np.uint8)
+        section[:, :40] = (250, 240, 230)
+        imagecodecs.imwrite(source / f"s{k:02d}.png", section)
+    streamconv.convert(source, tmp_path / "whole", chunk_size=16, workers=2, resolution="20um")
+    monkeypatch.setenv("STREAMCONV_TILE", "32")
+    streamconv.convert(source, tmp_path / "tiled", chunk_size=16, workers=2, resolution="20um")
+    assert tiled(tmp_path / "tiled") and files(tmp_path / "tiled") == files(tmp_path / "whole")
+    scale0 = read_scale(tmp_path / "tiled", 0)
+    assert (scale0[:40, :, :, :] == np.array([250, 240, 230], np.uint8)).all()

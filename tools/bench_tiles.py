@@ -4,6 +4,11 @@ both wrote the same bytes.
 
     python tools/bench_tiles.py --count 128 --memory 1GiB --large 8GiB
     python tools/bench_tiles.py --count 128 --memory 1GiB --skip-large   (the tiled run only)
+    python tools/bench_tiles.py --count 256 --memory 1GiB --large 4GiB --repeat 3
+
+With `--repeat N` the two budgets run in N interleaved rounds, the order swapped every round
+(tiled first, then large first, ...), every run reported. Before each run the previous output is
+removed, the file system synced and the input read once, as tools/bench.py does.
 
 The sections are tools/make_sections.py's (6572 x 5711 uint8 PNG, RIA, as tools/bench.py's
 stack row; made once in --workdir). Peak memory is sampled every 50 ms as the sum over the
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -27,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from make_sections import make_sections
-from measuring import _tree
+from measuring import _cpu, _tree
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
@@ -61,18 +67,23 @@ def _shm(pids: list[int]) -> int:
     return total
 
 
-def run(cmd: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, peak bytes of the tree (shared memory once), and the run's last line."""
+def run(cmd: list[str]) -> tuple[float, float, int, str]:
+    """Wall seconds, CPU-seconds of the tree (as tools/measuring.py counts them), peak bytes of the tree (shared memory once), and the run's last line."""
     peak = 0
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stop = threading.Event()
+
+    seen: dict[int, float] = {}  # CPU-seconds of every process of the tree, as last sampled
 
     def sample() -> None:
         nonlocal peak
         while not stop.is_set():
             tree = _tree(proc.pid)
             peak = max(peak, sum(_private(p) for p in tree) + _shm(tree))
+            for p in tree:
+                seen[p] = max(seen.get(p, 0.0), _cpu(p))
             stop.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -82,7 +93,11 @@ def run(cmd: list[str]) -> tuple[float, int, str]:
     sampler.join()
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
-    return time.perf_counter() - started, peak, ((out + err).strip().splitlines() or [""])[-1]
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # rusage misses processes not reaped by a parent of the tree (the fork server's workers)
+    cpu_seconds = max(after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime, sum(seen.values()))
+    return seconds, cpu_seconds, peak, ((out + err).strip().splitlines() or [""])[-1]
 
 
 def digest(root: Path) -> str:
@@ -104,6 +119,7 @@ def main() -> None:
     parser.add_argument("--large", default="8GiB", help="a budget for whole planes")
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more streamconv options")
     args = parser.parse_args()
     work = Path(args.workdir)
@@ -113,21 +129,38 @@ def main() -> None:
         stack.mkdir(parents=True)
         for p in paths:
             os.link(p, stack / Path(p).name)
-    digests = {}
-    for budget in [args.memory] + ([] if args.skip_large else [args.large]):
-        out = work / f"out-tiles-{budget}"
-        shutil.rmtree(out, ignore_errors=True)
-        cmd = [*STREAMCONV, "convert", str(stack), str(out), "--resolution", "21166.67,20000,21166.67",
-               "--input-orientation", "RIA", "--memory", budget, "--workers", str(args.workers), *args.extra]
-        plan = subprocess.run(cmd + ["--dry-run"], capture_output=True, text=True, check=True).stdout
-        tiles = next((line for line in plan.splitlines() if line.startswith("slabs:")), "")
-        seconds, peak, summary = run(cmd)
-        digests[budget] = digest(out)
-        print(f"--memory {budget}: {seconds:.1f} s, peak {peak / 2**20:.0f} MiB of the tree "
-              f"({'within' if peak <= _bytes(budget) else 'OVER'} the budget); {tiles}\n  {summary}")
+    digests: dict[str, str] = {}
+    times: dict[str, list[float]] = {}
+    budgets = [args.memory] + ([] if args.skip_large else [args.large])
+    for round_ in range(args.repeat):
+        for budget in budgets if round_ % 2 == 0 else budgets[::-1]:
+            out = work / f"out-tiles-{budget}"
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = [*STREAMCONV, "convert", str(stack), str(out), "--resolution", "21166.67,20000,21166.67",
+                   "--input-orientation", "RIA", "--memory", budget, "--workers", str(args.workers), *args.extra]
+            plan = subprocess.run(cmd + ["--dry-run"], capture_output=True, text=True, check=True).stdout
+            tiles = next((line for line in plan.splitlines() if line.startswith("slabs:")), "")
+            settle(stack)
+            seconds, cpu, peak, summary = run(cmd)
+            times.setdefault(budget, []).append(seconds)
+            if budget not in digests:
+                digests[budget] = digest(out)
+            print(f"round {round_ + 1} --memory {budget}: {seconds:.1f} s, {cpu:.1f} CPU-s, peak "
+                  f"{peak / 2**20:.0f} MiB of the tree ({'within' if peak <= _bytes(budget) else 'OVER'} "
+                  f"the budget); {tiles}\n  {summary}", flush=True)
     if len(digests) == 2:
         print("same bytes" if len(set(digests.values())) == 1 else "DIFFERENT BYTES")
+        ratios = [a / b for a, b in zip(times[args.memory], times[args.large])]
+        print(f"--memory {args.memory} / {args.large} per round: " + ", ".join(f"{r:.2f}x" for r in ratios))
 
+
+def settle(stack: Path) -> None:
+    """The same start for every run: nothing dirty in the page cache, the input read once."""
+    os.sync()
+    for path in sorted(stack.iterdir()):
+        with open(path, "rb") as f:
+            while f.read(64 * 2**20):
+                pass
 
 def _bytes(size: str) -> int:
     from streamconv.units import parse_size

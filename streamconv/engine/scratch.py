@@ -3,7 +3,9 @@ decode whole sections (PNG, JPEG, WebP) under a tiled plan would decode each sec
 tile. Instead, the first tile of a slab that needs filling has every section of the slab
 decoded once (one task per section) into a scratch file on local disk, cut by tile: tile `t`'s
 part of every plane lies in one run of the file. The slab's tiles are then filled from that
-file (`fill_from_scratch`), and the file is deleted once the last of them is.
+file (`fill_from_scratch`), and the file is deleted once the last of them is. A tile's part of a
+plane that holds one value (background, often a quarter of a histology section) is not written:
+its value goes to a small side file (`ScratchSlab.marks`), and the fill sets it.
 
 The planner (`budget._decode_once`) nests tiles only up to a scale `nest`, so the tiles of one
 slab lie within 2^nest slabs of the reading order, and the scratch holds at most that many
@@ -64,6 +66,24 @@ class ScratchSlab:
     def size(self) -> int:
         return sum(math.prod(b.shape) for b in self.tiles) * self.item
 
+    @property
+    def marks(self) -> str:
+        """The side file: per tile, per plane, a flag byte and one voxel's bytes; the flag is set
+        where that part of the plane holds one value, which is then not in the scratch file."""
+        return self.path + ".one"
+
+    @property
+    def _planes(self) -> int:
+        return self.tiles[0].stop[self.axis] - self.tiles[0].start[self.axis]
+
+    @property
+    def marks_size(self) -> int:
+        return len(self.tiles) * self._planes * (1 + self.item)
+
+    def mark(self, t: int, p: int) -> int:
+        """Byte of the mark of plane `p` of tile `t` (a tile's marks are one run, read at once)."""
+        return (t * self._planes + p - self.tiles[t].start[self.axis]) * (1 + self.item)
+
     def plane(self, t: int, p: int) -> Box:
         box = self.tiles[t]
         return Box(along(self.axis, p, box.start), along(self.axis, p + 1, box.stop))
@@ -77,7 +97,7 @@ def decode_into(source: Source, scratch: ScratchSlab, p: int) -> list[logging.Lo
     whole = arranged(np.empty(stored_shape((c, z, y, x), scratch.order), source.dtype), scratch.order)
     source.read(p, p + 1, whole)
     origin = along(scratch.axis, p, (0, 0, 0))
-    fd = os.open(scratch.path, os.O_WRONLY)
+    fd, marks = os.open(scratch.path, os.O_WRONLY), os.open(scratch.marks, os.O_WRONLY)
     try:
         # one buffer for every tile's part: a fresh array per tile would map and fault its pages
         parts = [_stored(whole[scratch.plane(t, p).index(origin)], scratch.order) for t in range(len(scratch.tiles))]
@@ -85,22 +105,44 @@ def decode_into(source: Source, scratch: ScratchSlab, p: int) -> list[logging.Lo
         for t, part in enumerate(parts):
             flat = buffer[:part.size]
             np.copyto(flat.reshape(part.shape), part)
-            os.pwrite(fd, flat.view(np.uint8).data, scratch.offset(t, p))
+            raw = flat.view(np.uint8)
+            if _one_value(raw, scratch.item):
+                os.pwrite(marks, b"\x01" + raw[:scratch.item].tobytes(), scratch.mark(t, p))
+            else:
+                os.pwrite(fd, raw.data, scratch.offset(t, p))
     finally:
         os.close(fd)
+        os.close(marks)
     return take()
+
+
+def _one_value(raw: np.ndarray, item: int) -> bool:
+    """Whether every voxel of these bytes (`item` bytes each) equals the first. A sparse sample
+    answers for most parts that do not, so tissue costs next to nothing."""
+    if raw.size <= item:
+        return True
+    if not (raw[::4093 * item] == raw[0]).all():
+        return False
+    return bool(np.array_equal(raw[item:], raw[:-item]))
 
 
 def fill_from_scratch(scratch: ScratchSlab, t: int, p0: int, p1: int, ref: Slab,
                       origin: Vec3) -> list[logging.LogRecord]:
     """Planes [p0, p1) of tile `t` from the scratch file into its block."""
     slab = ref.array()
+    record = 1 + scratch.item
+    with open(scratch.marks, "rb") as m:
+        marks = os.pread(m.fileno(), (p1 - p0) * record, scratch.mark(t, p0))
     with open(scratch.path, "rb") as f:
         for p in range(p0, p1):
             box = scratch.plane(t, p)
             target = slab[box.index(origin)]
             populate(target, write=True)
             stored = _stored(target, scratch.order)
+            mark = marks[(p - p0) * record:(p - p0 + 1) * record]
+            if mark[:1] == b"\x01":  # one value throughout: it is not in the scratch file
+                target[...] = np.frombuffer(mark[1:], target.dtype).reshape(-1, 1, 1, 1)
+                continue
             at, size = scratch.offset(t, p), stored.nbytes
             if stored.flags.c_contiguous:  # straight into the slab
                 into = stored.reshape(-1).view(np.uint8).data
@@ -193,8 +235,9 @@ class Scratch:
         if s in self._decoding:
             return []
         scratch = self.describe(index)
-        with open(scratch.path, "wb") as f:
-            f.truncate(scratch.size)
+        for path, size in ((scratch.path, scratch.size), (scratch.marks, scratch.marks_size)):
+            with open(path, "wb") as f:
+                f.truncate(size)
         n = self.tiles_per_slab()
         self._left[s] = sum((0, i) not in self.done for i in range(s * n, (s + 1) * n))
         p0, p1 = self.grid.planes(0, index)
@@ -223,7 +266,9 @@ class Scratch:
         s = self.slab_of(index)
         self._left[s] -= 1
         if self._left[s] == 0:
-            os.unlink(self.root / f"{s}.raw")
+            scratch = self.describe(index)
+            os.unlink(scratch.path)
+            os.unlink(scratch.marks)
             return
         scratch, t = self.describe(index), index % self.tiles_per_slab()
         start = scratch.offset(t, scratch.tiles[t].start[scratch.axis])
