@@ -68,7 +68,8 @@ def _shm(pids: list[int]) -> int:
 
 
 def run(cmd: list[str]) -> tuple[float, float, int, str]:
-    """Wall seconds, CPU-seconds of the tree (as tools/measuring.py counts them), peak bytes of the tree (shared memory once), and the run's last line."""
+    """Wall seconds, CPU-seconds of the tree (as tools/measuring.py counts them), peak bytes of
+    the tree (shared memory once), and the run's last line."""
     peak = 0
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
