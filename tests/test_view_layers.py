@@ -124,6 +124,36 @@ def test_onto_another_image_than_the_datasets_own_placement_is_refused(trio, tmp
     assert "Traceback" not in result.stderr and not (labels / "mesh").exists()
 
 
+def test_verify_checks_the_transform_a_surface_keeps(trio, tmp_path):
+    """`verify` of a dataset of meshes alone: its copy of the image's transform.json must be an
+    invertible affine and still equal the image's (recorded by --onto); a bad one is one line, exit 1."""
+    t1, _, surface, _ = trio
+
+    def verify() -> subprocess.CompletedProcess:
+        return subprocess.run([STREAMCONV, "verify", str(tmp_path / "brain.gii"), str(surface)],
+                              capture_output=True, text=True, timeout=60)
+
+    result = verify()
+    assert result.returncode == 0 and "meshes alone" in result.stderr and str(t1) in result.stderr, result.stderr
+    good = (surface / "transform.json").read_text()
+    moved = json.loads(good)
+    moved[0][3] += 5e6  # 5 mm along x: the surface would no longer lie on the image
+    (surface / "transform.json").write_text(json.dumps(moved))
+    result = verify()
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and f"differs from that of {t1}" in result.stderr, result.stderr
+    for bad, says in (("[[1, 0, 0], [0, 1, 0]]", "not an invertible 4x4"), ("not json", "not a 4x4 matrix"),
+                      (json.dumps([[0] * 4] * 3 + [[0, 0, 0, 1]]), "not an invertible 4x4")):
+        (surface / "transform.json").write_text(bad)
+        result = verify()
+        assert result.returncode == 1 and says in result.stderr and "Traceback" not in result.stderr, result.stderr
+    # the image gone (the surface copied elsewhere): only well-formedness can be checked
+    (surface / "transform.json").write_text(good)
+    (t1 / "transform.json").rename(t1 / "moved.json")
+    result = verify()
+    assert result.returncode == 0 and "transform.json well-formed" in result.stderr, result.stderr
+
+
 @needs_chromium
 def test_the_surface_renders_on_the_image(trio, tmp_path):
     """In the 3-D panel of the view framed by the image, the surface fills a good part of it, near
