@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import subprocess
 import time
 import urllib.parse
@@ -122,6 +123,42 @@ def test_onto_another_image_than_the_datasets_own_placement_is_refused(trio, tmp
                              str(labels)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "differs from the --onto image's" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not (labels / "mesh").exists()
+
+
+def test_multiresolution_meshes_alone_open_placed_on_their_image(tmp_path):
+    """A dataset of meshes alone in the multi-resolution format (a label volume's `mesh/`, Draco,
+    published without its voxels, with the volume's transform.json): `view` opens its mesh
+    directory as a segmentation layer (Neuroglancer's precomputed source reads a
+    `neuroglancer_multilod_draco` directory as a mesh source, in nm), placed by the transform,
+    its meshed segments shown; the vertices land on the mask's boundary in the world."""
+    from mesh_reader import read_multilod
+
+    mask = brain()
+    affine = np.array([[-2.0, 0, 0, 30], [0, 2, 0, -28], [0, 0, 2, -20], [0, 0, 0, 1]])  # LAS
+    nib.save(nib.Nifti1Image(mask, affine), tmp_path / "labels.nii")
+    streamconv.convert(tmp_path / "labels.nii", tmp_path / "labels", volume_type="segmentation", workers=0,
+                       chunk_size=16, meshes=True)
+    labels, surface = tmp_path / "labels", tmp_path / "surface"
+    surface.mkdir()
+    shutil.copytree(labels / "mesh", surface / "mesh")
+    shutil.copy(labels / "transform.json", surface / "transform.json")
+    (surface / "info").write_text(json.dumps({"type": "segmentation", "scales": [], "mesh": "mesh"}))
+    assert json.loads((surface / "mesh" / "info").read_text())["@type"] == "neuroglancer_multilod_draco"
+
+    result = subprocess.run([STREAMCONV, "view", "--base-url", "https://data.example/", str(labels), str(surface)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    seg, surf = json.loads(result.stdout.rsplit("\n", 2)[0])["layers"]
+    assert surf["type"] == "segmentation" and surf["segments"] == ["1"] and seg["segments"] == ["1"]
+    assert surf["source"]["url"] == "precomputed://https://data.example/surface/mesh"
+    assert surf["source"]["transform"]["inputDimensions"] == {a: [1e-9, "m"] for a in "xyz"}
+    vertices, _ = read_multilod(surface / "mesh", 1)[0]  # nm of the grid, as Neuroglancer reads them
+    world = to_world(surf, vertices)
+    inside = np.argwhere(mask)  # the mask's voxels: its surface runs along their outer faces
+    corners = np.array([inside.min(axis=0) - 0.5, inside.max(axis=0) + 0.5])
+    expected = corners @ affine[:3, :3].T + affine[:3, 3]
+    assert np.allclose(world.min(axis=0), expected.min(axis=0), atol=0.5), (world.min(axis=0), expected)
+    assert np.allclose(world.max(axis=0), expected.max(axis=0), atol=0.5), (world.max(axis=0), expected)
 
 
 def test_verify_checks_the_transform_a_surface_keeps(trio, tmp_path):

@@ -35,6 +35,8 @@ from typing import BinaryIO, Protocol
 
 from ..annotations.layer import COLLECTION_DIR, annotation_layers, collection_info, split_collections
 from ..errors import UsageError
+from ..meshing.legacy import LEGACY_INFO, LEGACY_MANIFEST
+from ..meshing.multilod import MULTILOD_INFO, MULTILOD_MANIFEST
 from .viewstate import collection_box, load, placed_source, state_url
 from .viewstate import viewer_state as placed_state
 
@@ -171,13 +173,29 @@ def hosted_state(outputs: Sequence[str | os.PathLike], base_url: str) -> dict:
     return viewer_state(served_datasets(outputs), base, lambda name: f"precomputed://{base}/{name}")
 
 
+#: the name of a label's manifest, after its id, in each mesh format whose labels have files of
+#: their own (`@type` of the mesh directory's info)
+MANIFESTS = {LEGACY_INFO["@type"]: LEGACY_MANIFEST, MULTILOD_INFO: MULTILOD_MANIFEST}
+
+
 def mesh_segments(dataset: Served, mesh_key: str, limit: int = 1000) -> list[str]:
-    """The segments that have a mesh (their `<id>:0` manifests), shown when the view opens."""
+    """The segments that have a mesh (their manifests: legacy `<id>:0`, multi-resolution
+    `<id>.index`), shown when the view opens. Sharded meshes have no file per segment: none
+    shown (the user picks them in the view)."""
+    try:
+        mesh_info = json.loads(dataset.read(f"{mesh_key}/info") or b"{}")
+    except ValueError:
+        return []
+    if not isinstance(mesh_info, dict) or mesh_info.get("sharding") is not None:
+        return []
+    suffix = MANIFESTS.get(mesh_info.get("@type", LEGACY_INFO["@type"]))
+    if suffix is None:
+        return []
     found: list[str] = []
     for key in dataset.list(mesh_key):
         name = key.rsplit("/", 1)[-1]
-        if name.endswith(":0") and name[:-2].isdigit():
-            found.append(name[:-2])
+        if name.endswith(suffix) and name[:-len(suffix)].isdigit():
+            found.append(name[:-len(suffix)])
     return sorted(found, key=int)[:limit]
 
 
