@@ -125,6 +125,21 @@ def test_onto_another_image_than_the_datasets_own_placement_is_refused(trio, tmp
     assert "Traceback" not in result.stderr and not (labels / "mesh").exists()
 
 
+def multilod_surface(tmp_path: Path, affine: np.ndarray) -> tuple[Path, Path]:
+    """`brain()` as labels at `affine`, converted with multi-resolution meshes, and a dataset of
+    those meshes alone (the mesh directory, the volume's transform.json, a scaleless info)."""
+    nib.save(nib.Nifti1Image(brain(), affine), tmp_path / "labels.nii")
+    streamconv.convert(tmp_path / "labels.nii", tmp_path / "labels", volume_type="segmentation", workers=0,
+                       chunk_size=16, meshes=True)
+    labels, surface = tmp_path / "labels", tmp_path / "surface"
+    surface.mkdir()
+    shutil.copytree(labels / "mesh", surface / "mesh")
+    shutil.copy(labels / "transform.json", surface / "transform.json")
+    (surface / "info").write_text(json.dumps({"type": "segmentation", "scales": [], "mesh": "mesh"}))
+    assert json.loads((surface / "mesh" / "info").read_text())["@type"] == "neuroglancer_multilod_draco"
+    return labels, surface
+
+
 def test_multiresolution_meshes_alone_open_placed_on_their_image(tmp_path):
     """A dataset of meshes alone in the multi-resolution format (a label volume's `mesh/`, Draco,
     published without its voxels, with the volume's transform.json): `view` opens its mesh
@@ -135,15 +150,7 @@ def test_multiresolution_meshes_alone_open_placed_on_their_image(tmp_path):
 
     mask = brain()
     affine = np.array([[-2.0, 0, 0, 30], [0, 2, 0, -28], [0, 0, 2, -20], [0, 0, 0, 1]])  # LAS
-    nib.save(nib.Nifti1Image(mask, affine), tmp_path / "labels.nii")
-    streamconv.convert(tmp_path / "labels.nii", tmp_path / "labels", volume_type="segmentation", workers=0,
-                       chunk_size=16, meshes=True)
-    labels, surface = tmp_path / "labels", tmp_path / "surface"
-    surface.mkdir()
-    shutil.copytree(labels / "mesh", surface / "mesh")
-    shutil.copy(labels / "transform.json", surface / "transform.json")
-    (surface / "info").write_text(json.dumps({"type": "segmentation", "scales": [], "mesh": "mesh"}))
-    assert json.loads((surface / "mesh" / "info").read_text())["@type"] == "neuroglancer_multilod_draco"
+    labels, surface = multilod_surface(tmp_path, affine)
 
     result = subprocess.run([STREAMCONV, "view", "--base-url", "https://data.example/", str(labels), str(surface)],
                             capture_output=True, text=True, timeout=60)
@@ -196,12 +203,27 @@ def test_the_surface_renders_on_the_image(trio, tmp_path):
     """In the 3-D panel of the view framed by the image, the surface fills a good part of it, near
     the middle (a surface placed in nm as if mm would be a dot or fill the panel; one without its
     translation would lie ~40 mm, some 240 pixels, away from the image's centre)."""
+    t1, _, surface, _ = trio
+    renders_in_the_middle(t1, surface, tmp_path)
+
+
+@needs_chromium
+def test_multiresolution_meshes_alone_render_on_their_volume(tmp_path):
+    """The same for a label volume's Draco meshes published alone: Neuroglancer reads the mesh
+    directory, draws the meshed segment, and it lies where the volume frames the view."""
+    affine = np.array([[2.0, 0, 0, -30], [0, 2, 0, -28], [0, 0, 2, -20], [0, 0, 0, 1]])
+    labels, surface = multilod_surface(tmp_path, affine)
+    renders_in_the_middle(labels, surface, tmp_path)
+
+
+def renders_in_the_middle(volume: Path, surface: Path, tmp_path: Path) -> None:
+    """The view framed by `volume` (hidden), in 3-D: `surface` drawn over 5 to 90 % of the panel,
+    centred within 120 pixels of its middle."""
     from PIL import Image
 
-    t1, _, surface, _ = trio
-    viewer = serve([t1, surface])
+    viewer = serve([volume, surface])
     try:
-        state = viewer_state(served_datasets([t1, surface]), viewer.base_url)
+        state = viewer_state(served_datasets([volume, surface]), viewer.base_url)
         state["layers"][0]["visible"] = False
         state.update(layout="3d", showAxisLines=False, showScaleBar=False, showDefaultAnnotations=False)
         driver = browser()
