@@ -125,12 +125,12 @@ def test_onto_another_image_than_the_datasets_own_placement_is_refused(trio, tmp
     assert "Traceback" not in result.stderr and not (labels / "mesh").exists()
 
 
-def multilod_surface(tmp_path: Path, affine: np.ndarray) -> tuple[Path, Path]:
+def multilod_surface(tmp_path: Path, affine: np.ndarray, sharding: str = "off") -> tuple[Path, Path]:
     """`brain()` as labels at `affine`, converted with multi-resolution meshes, and a dataset of
     those meshes alone (the mesh directory, the volume's transform.json, a scaleless info)."""
     nib.save(nib.Nifti1Image(brain(), affine), tmp_path / "labels.nii")
     streamconv.convert(tmp_path / "labels.nii", tmp_path / "labels", volume_type="segmentation", workers=0,
-                       chunk_size=16, meshes=True)
+                       chunk_size=16, meshes=True, sharding=sharding)
     labels, surface = tmp_path / "labels", tmp_path / "surface"
     surface.mkdir()
     shutil.copytree(labels / "mesh", surface / "mesh")
@@ -140,17 +140,20 @@ def multilod_surface(tmp_path: Path, affine: np.ndarray) -> tuple[Path, Path]:
     return labels, surface
 
 
-def test_multiresolution_meshes_alone_open_placed_on_their_image(tmp_path):
+@pytest.mark.parametrize("sharding", ["off", "auto"])
+def test_multiresolution_meshes_alone_open_placed_on_their_image(tmp_path, sharding):
     """A dataset of meshes alone in the multi-resolution format (a label volume's `mesh/`, Draco,
     published without its voxels, with the volume's transform.json): `view` opens its mesh
     directory as a segmentation layer (Neuroglancer's precomputed source reads a
     `neuroglancer_multilod_draco` directory as a mesh source, in nm), placed by the transform,
-    its meshed segments shown; the vertices land on the mask's boundary in the world."""
+    its meshed segments shown (sharded: the ids its minishard indexes hold); the vertices land
+    on the mask's boundary in the world."""
     from mesh_reader import read_multilod
 
     mask = brain()
     affine = np.array([[-2.0, 0, 0, 30], [0, 2, 0, -28], [0, 0, 2, -20], [0, 0, 0, 1]])  # LAS
-    labels, surface = multilod_surface(tmp_path, affine)
+    labels, surface = multilod_surface(tmp_path, affine, sharding)
+    assert ("sharding" in json.loads((surface / "mesh" / "info").read_text())) == (sharding == "auto")
 
     result = subprocess.run([STREAMCONV, "view", "--base-url", "https://data.example/", str(labels), str(surface)],
                             capture_output=True, text=True, timeout=60)

@@ -35,8 +35,7 @@ from typing import BinaryIO, Protocol
 
 from ..annotations.layer import COLLECTION_DIR, annotation_layers, collection_info, split_collections
 from ..errors import UsageError
-from ..meshing.legacy import LEGACY_INFO, LEGACY_MANIFEST
-from ..meshing.multilod import MULTILOD_INFO, MULTILOD_MANIFEST
+from .viewmeshes import mesh_segments
 from .viewstate import collection_box, load, placed_source, state_url
 from .viewstate import viewer_state as placed_state
 
@@ -53,6 +52,7 @@ class Served(Protocol):
     """A dataset the server reads from: a local directory now, a Store later."""
 
     name: str
+    url: str  # where it lies, as messages name it
 
     def info(self) -> bytes | None: ...
 
@@ -64,6 +64,10 @@ class Served(Protocol):
         """A small file as it is stored (`transform.json`, `stats.json`), or None."""
         ...
 
+    def read_range(self, key: str, start: int, stop: int) -> bytes | None:
+        """Bytes [start, stop) of a file as it is stored (a shard's indexes), or None."""
+        ...
+
     def list(self, prefix: str) -> Iterator[str]: ...
 
 
@@ -73,6 +77,7 @@ class LocalDataset:
     def __init__(self, name: str, root: str | os.PathLike) -> None:
         self.name = name
         self.root = Path(root).resolve()
+        self.url = str(root)
 
     def _path(self, key: str) -> Path | None:
         """Where `key` resolves (symlinks followed), if that is inside the output."""
@@ -98,6 +103,14 @@ class LocalDataset:
     def read(self, key: str) -> bytes | None:
         path = self._path(key)
         return path.read_bytes() if path is not None and path.is_file() else None
+
+    def read_range(self, key: str, start: int, stop: int) -> bytes | None:
+        path = self._path(key)
+        if path is None or not path.is_file():
+            return None
+        with path.open("rb") as f:
+            f.seek(start)
+            return f.read(max(0, stop - start))
 
     def list(self, prefix: str) -> Iterator[str]:
         directory = self._path(prefix)
@@ -171,32 +184,6 @@ def hosted_state(outputs: Sequence[str | os.PathLike], base_url: str) -> dict:
     bucket, a web server), each in a directory of its own name."""
     base = base_url.rstrip("/")
     return viewer_state(served_datasets(outputs), base, lambda name: f"precomputed://{base}/{name}")
-
-
-#: the name of a label's manifest, after its id, in each mesh format whose labels have files of
-#: their own (`@type` of the mesh directory's info)
-MANIFESTS = {LEGACY_INFO["@type"]: LEGACY_MANIFEST, MULTILOD_INFO: MULTILOD_MANIFEST}
-
-
-def mesh_segments(dataset: Served, mesh_key: str, limit: int = 1000) -> list[str]:
-    """The segments that have a mesh (their manifests: legacy `<id>:0`, multi-resolution
-    `<id>.index`), shown when the view opens. Sharded meshes have no file per segment: none
-    shown (the user picks them in the view)."""
-    try:
-        mesh_info = json.loads(dataset.read(f"{mesh_key}/info") or b"{}")
-    except ValueError:
-        return []
-    if not isinstance(mesh_info, dict) or mesh_info.get("sharding") is not None:
-        return []
-    suffix = MANIFESTS.get(mesh_info.get("@type", LEGACY_INFO["@type"]))
-    if suffix is None:
-        return []
-    found: list[str] = []
-    for key in dataset.list(mesh_key):
-        name = key.rsplit("/", 1)[-1]
-        if name.endswith(suffix) and name[:-len(suffix)].isdigit():
-            found.append(name[:-len(suffix)])
-    return sorted(found, key=int)[:limit]
 
 
 def viewer_url(base_url: str, state: dict) -> str:
