@@ -26,7 +26,7 @@ from ..format.info import VolumeInfo, check_key
 from ..format.mesh_info import ScalelessInfo, parse_mesh_info
 from ..meshing.legacy import LEGACY_INFO, encode_legacy
 from ..sources.placement import TRANSFORM_JSON, read_transform, world_mm_to_grid
-from ..stores import Where, open_output, open_store
+from ..stores import Location, Where, open_output, open_store
 from ..stores.base import Store
 from .viewstate import parse_transform as parse_placement
 
@@ -184,8 +184,10 @@ def onto_grid(image: Where) -> tuple[Onto, np.ndarray]:
         raise UsageError(f"{store.url}/{TRANSFORM_JSON} does not exist: convert the image with "
                          "streamconv convert (or volume-to-precomputed --generate-info), or give "
                          "--coord-transform")
+    location = Location.of(image)
+    where = os.path.abspath(location.path) if location.is_local else store.url  # found from any directory
     try:
-        return Onto(store.url, data), world_mm_to_grid(read_transform(data))
+        return Onto(where, data), world_mm_to_grid(read_transform(data))
     except DataError as exc:
         raise DataError(f"{store.url}/{exc}") from None
 
