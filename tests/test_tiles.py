@@ -194,3 +194,35 @@ def test_a_tiled_rgb_stack_with_a_coloured_background_writes_the_bytes_of_an_unt
     assert tiled(tmp_path / "tiled") and files(tmp_path / "tiled") == files(tmp_path / "whole")
     scale0 = read_scale(tmp_path / "tiled", 0)
     assert (scale0[:40, :, :, :] == np.array([250, 240, 230], np.uint8)).all()
+
+
+def test_a_resumed_tiled_run_counts_slab_tiles_not_slabs(tmp_path):
+    """Ctrl-C stops a tiled run; the run that resumes it says how many slab tiles (blocks: one tile
+    of one slab) were complete, scale by scale out of how many, not "slabs" (its journal counts
+    blocks)."""
+    import signal
+    import time
+
+    volume = tmp_path / "big.nii"
+    data = np.random.default_rng(31).integers(0, 255, (160, 160, 160), dtype=np.uint8)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), volume)
+    out = tmp_path / "out"
+    args = [STREAMCONV, "convert", str(volume), str(out), "--chunk-size", "32", "--memory", "200MiB"]
+    env = {**os.environ, "STREAMCONV_TILE": "32"}  # 5 x 5 tiles a slab of scale 0
+    proc = subprocess.Popen(args, start_new_session=True, stderr=subprocess.PIPE, text=True, env=env)
+    journal = out / ".streamconv" / "journal"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (journal.exists() and "slab" in journal.read_text()):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert proc.returncode == 130 and "resume" in err and "Traceback" not in err, err
+    done = sum(line.startswith("slab ") for line in journal.read_text().splitlines())
+    resumed = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    tiles = f"{done} slab tile{'s' if done > 1 else ''}"
+    assert f"resuming: {tiles} (scale 0: " in resumed.stderr and " of 125" in resumed.stderr, resumed.stderr
+    assert f"(resumed: {tiles} {'were' if done > 1 else 'was'} done" in resumed.stderr, resumed.stderr
+    assert "slabs were" not in resumed.stderr

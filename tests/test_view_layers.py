@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import subprocess
 import time
 import urllib.parse
@@ -124,17 +125,108 @@ def test_onto_another_image_than_the_datasets_own_placement_is_refused(trio, tmp
     assert "Traceback" not in result.stderr and not (labels / "mesh").exists()
 
 
+def multilod_surface(tmp_path: Path, affine: np.ndarray, sharding: str = "off") -> tuple[Path, Path]:
+    """`brain()` as labels at `affine`, converted with multi-resolution meshes, and a dataset of
+    those meshes alone (the mesh directory, the volume's transform.json, a scaleless info)."""
+    nib.save(nib.Nifti1Image(brain(), affine), tmp_path / "labels.nii")
+    streamconv.convert(tmp_path / "labels.nii", tmp_path / "labels", volume_type="segmentation", workers=0,
+                       chunk_size=16, meshes=True, sharding=sharding)
+    labels, surface = tmp_path / "labels", tmp_path / "surface"
+    surface.mkdir()
+    shutil.copytree(labels / "mesh", surface / "mesh")
+    shutil.copy(labels / "transform.json", surface / "transform.json")
+    (surface / "info").write_text(json.dumps({"type": "segmentation", "scales": [], "mesh": "mesh"}))
+    assert json.loads((surface / "mesh" / "info").read_text())["@type"] == "neuroglancer_multilod_draco"
+    return labels, surface
+
+
+@pytest.mark.parametrize("sharding", ["off", "auto"])
+def test_multiresolution_meshes_alone_open_placed_on_their_image(tmp_path, sharding):
+    """A dataset of meshes alone in the multi-resolution format (a label volume's `mesh/`, Draco,
+    published without its voxels, with the volume's transform.json): `view` opens its mesh
+    directory as a segmentation layer (Neuroglancer's precomputed source reads a
+    `neuroglancer_multilod_draco` directory as a mesh source, in nm), placed by the transform,
+    its meshed segments shown (sharded: the ids its minishard indexes hold); the vertices land
+    on the mask's boundary in the world."""
+    from mesh_reader import read_multilod
+
+    mask = brain()
+    affine = np.array([[-2.0, 0, 0, 30], [0, 2, 0, -28], [0, 0, 2, -20], [0, 0, 0, 1]])  # LAS
+    labels, surface = multilod_surface(tmp_path, affine, sharding)
+    assert ("sharding" in json.loads((surface / "mesh" / "info").read_text())) == (sharding == "auto")
+
+    result = subprocess.run([STREAMCONV, "view", "--base-url", "https://data.example/", str(labels), str(surface)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    seg, surf = json.loads(result.stdout.rsplit("\n", 2)[0])["layers"]
+    assert surf["type"] == "segmentation" and surf["segments"] == ["1"] and seg["segments"] == ["1"]
+    assert surf["source"]["url"] == "precomputed://https://data.example/surface/mesh"
+    assert surf["source"]["transform"]["inputDimensions"] == {a: [1e-9, "m"] for a in "xyz"}
+    vertices, _ = read_multilod(surface / "mesh", 1)[0]  # nm of the grid, as Neuroglancer reads them
+    world = to_world(surf, vertices)
+    inside = np.argwhere(mask)  # the mask's voxels: its surface runs along their outer faces
+    corners = np.array([inside.min(axis=0) - 0.5, inside.max(axis=0) + 0.5])
+    expected = corners @ affine[:3, :3].T + affine[:3, 3]
+    assert np.allclose(world.min(axis=0), expected.min(axis=0), atol=0.5), (world.min(axis=0), expected)
+    assert np.allclose(world.max(axis=0), expected.max(axis=0), atol=0.5), (world.max(axis=0), expected)
+
+
+def test_verify_checks_the_transform_a_surface_keeps(trio, tmp_path):
+    """`verify` of a dataset of meshes alone: its copy of the image's transform.json must be an
+    invertible affine and still equal the image's (recorded by --onto); a bad one is one line, exit 1."""
+    t1, _, surface, _ = trio
+
+    def verify() -> subprocess.CompletedProcess:
+        return subprocess.run([STREAMCONV, "verify", str(tmp_path / "brain.gii"), str(surface)],
+                              capture_output=True, text=True, timeout=60)
+
+    result = verify()
+    assert result.returncode == 0 and "meshes alone" in result.stderr and str(t1) in result.stderr, result.stderr
+    good = (surface / "transform.json").read_text()
+    moved = json.loads(good)
+    moved[0][3] += 5e6  # 5 mm along x: the surface would no longer lie on the image
+    (surface / "transform.json").write_text(json.dumps(moved))
+    result = verify()
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and f"differs from that of {t1}" in result.stderr, result.stderr
+    for bad, says in (("[[1, 0, 0], [0, 1, 0]]", "not an invertible 4x4"), ("not json", "not a 4x4 matrix"),
+                      (json.dumps([[0] * 4] * 3 + [[0, 0, 0, 1]]), "not an invertible 4x4")):
+        (surface / "transform.json").write_text(bad)
+        result = verify()
+        assert result.returncode == 1 and says in result.stderr and "Traceback" not in result.stderr, result.stderr
+    # the image gone (the surface copied elsewhere): only well-formedness can be checked
+    (surface / "transform.json").write_text(good)
+    (t1 / "transform.json").rename(t1 / "moved.json")
+    result = verify()
+    assert result.returncode == 0 and "transform.json well-formed" in result.stderr, result.stderr
+
+
 @needs_chromium
 def test_the_surface_renders_on_the_image(trio, tmp_path):
     """In the 3-D panel of the view framed by the image, the surface fills a good part of it, near
     the middle (a surface placed in nm as if mm would be a dot or fill the panel; one without its
     translation would lie ~40 mm, some 240 pixels, away from the image's centre)."""
+    t1, _, surface, _ = trio
+    renders_in_the_middle(t1, surface, tmp_path)
+
+
+@needs_chromium
+def test_multiresolution_meshes_alone_render_on_their_volume(tmp_path):
+    """The same for a label volume's Draco meshes published alone: Neuroglancer reads the mesh
+    directory, draws the meshed segment, and it lies where the volume frames the view."""
+    affine = np.array([[2.0, 0, 0, -30], [0, 2, 0, -28], [0, 0, 2, -20], [0, 0, 0, 1]])
+    labels, surface = multilod_surface(tmp_path, affine)
+    renders_in_the_middle(labels, surface, tmp_path)
+
+
+def renders_in_the_middle(volume: Path, surface: Path, tmp_path: Path) -> None:
+    """The view framed by `volume` (hidden), in 3-D: `surface` drawn over 5 to 90 % of the panel,
+    centred within 120 pixels of its middle."""
     from PIL import Image
 
-    t1, _, surface, _ = trio
-    viewer = serve([t1, surface])
+    viewer = serve([volume, surface])
     try:
-        state = viewer_state(served_datasets([t1, surface]), viewer.base_url)
+        state = viewer_state(served_datasets([volume, surface]), viewer.base_url)
         state["layers"][0]["visible"] = False
         state.update(layout="3d", showAxisLines=False, showScaleBar=False, showDefaultAnnotations=False)
         driver = browser()

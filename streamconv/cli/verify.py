@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
 from ..commands.verify import verify as verify_output
+from ..errors import DataError
+from ..sources.placement import TRANSFORM_JSON
 from .app import app
 from .options import Downscaling, OutsideValue, RunOptions, bundled
 from .running import reported_errors
@@ -35,6 +37,8 @@ def verify(
 
     if verify_collection(input, output, run):  # an annotation collection and its table
         return
+    if verify_surfaces(output, run):  # a dataset of meshes alone (mesh-to-precomputed --onto)
+        return
     with reported_errors(run.debug):
         report = verify_output(input, run.at(output), ignore_scaling=ignore_scaling, resolution=resolution,
                                input_orientation=input_orientation, fill_missing=fill_missing,
@@ -48,7 +52,35 @@ def verify(
     if report.ok:
         typer.echo(f"{summary_line}: ok", err=True)
         return
-    typer.echo(f"streamconv: error: {report.problems[0]}"
-               + (f" (and {len(report.problems) - 1} more problems)" if len(report.problems) > 1 else ""),
-               err=True)
+    fail(report.problems)
+
+
+def fail(problems: list[str]) -> NoReturn:
+    """The first problem on one line (and how many more), exit code 1."""
+    typer.echo(f"streamconv: error: {problems[0]}"
+               + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""), err=True)
     raise typer.Exit(1)
+
+
+def verify_surfaces(output: str, run: RunOptions) -> bool:
+    """`verify INPUT OUTPUT` when OUTPUT holds meshes alone (an info without scales): its
+    transform.json checked (`surface_problems`). False when OUTPUT is a volume (its checks follow)."""
+    from ..commands.meshes import surface_problems
+    from ..format.mesh_info import ScalelessInfo, parse_mesh_info
+    from ..stores import open_store
+
+    with reported_errors(run.debug):
+        store = open_store(run.at(output))
+        data = store.read("info")
+        try:
+            if data is None or not isinstance(parse_mesh_info(data, f"{store.url}/info"), ScalelessInfo):
+                return False
+        except DataError:
+            return False  # the volume's checks say what is wrong with it
+        image, problems = surface_problems(store)
+    if problems:
+        fail(problems)
+    placed = (f"transform.json as {image}'s" if image else
+              "transform.json well-formed" if store.read(TRANSFORM_JSON) is not None else "no transform.json")
+    typer.echo(f"{output}: meshes alone, {placed}: ok", err=True)
+    return True

@@ -13,6 +13,7 @@ import csv
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,14 @@ from ..format.info import VolumeInfo, check_key
 from ..format.mesh_info import ScalelessInfo, parse_mesh_info
 from ..meshing.legacy import LEGACY_INFO, encode_legacy
 from ..sources.placement import TRANSFORM_JSON, read_transform, world_mm_to_grid
-from ..stores import Where, open_output, open_store
+from ..stores import Location, Where, open_output, open_store
 from ..stores.base import Store
+from .viewstate import parse_transform as parse_placement
 
 log = logging.getLogger("streamconv")
+
+#: where a dataset of meshes alone records the image whose transform.json `--onto` copied
+ONTO_JSON = ".streamconv/onto.json"
 
 NM_PER_MM = 1e6
 
@@ -163,7 +168,15 @@ def _drop_other_form(store: Store, key: str) -> None:
         store.delete(key)
 
 
-def onto_grid(image: Where) -> tuple[bytes, np.ndarray]:
+@dataclass(frozen=True)
+class Onto:
+    """The image output a mesh is placed onto: where it is, and its transform.json as stored."""
+
+    url: str
+    transform: bytes
+
+
+def onto_grid(image: Where) -> tuple[Onto, np.ndarray]:
     """An output's transform.json as stored, and world mm to its voxel grid (mm) from it."""
     store = open_store(image)
     data = store.read(TRANSFORM_JSON)
@@ -171,32 +184,74 @@ def onto_grid(image: Where) -> tuple[bytes, np.ndarray]:
         raise UsageError(f"{store.url}/{TRANSFORM_JSON} does not exist: convert the image with "
                          "streamconv convert (or volume-to-precomputed --generate-info), or give "
                          "--coord-transform")
+    location = Location.of(image)
+    where = os.path.abspath(location.path) if location.is_local else store.url  # found from any directory
     try:
-        return data, world_mm_to_grid(read_transform(data))
+        return Onto(where, data), world_mm_to_grid(read_transform(data))
     except DataError as exc:
         raise DataError(f"{store.url}/{exc}") from None
 
 
-def _keep_placement(store: Store, placed: bytes, volume: bool) -> None:
+def _keep_placement(store: Store, placed: Onto, volume: bool) -> None:
     """The mesh is in the image's grid: a dataset of meshes alone keeps a copy of the image's
-    transform.json (`view` places it by it); a dataset's own must say the same. A volume without
-    one is left so (its voxels are not known to lie in the image's grid)."""
+    transform.json (`view` places it by it) and records where it came from (`ONTO_JSON`, which
+    `verify` reads); a dataset's own must say the same. A volume without one is left so (its
+    voxels are not known to lie in the image's grid)."""
     own = store.read(TRANSFORM_JSON)
     if own is None:
         if volume:
             log.warning("%s has no %s: the mesh lies in the --onto image's grid, which nothing "
                         "places this volume in", store.url, TRANSFORM_JSON)
         else:
-            store.write(TRANSFORM_JSON, placed, durable=True)
+            store.write(TRANSFORM_JSON, placed.transform, durable=True)
+            store.write(ONTO_JSON, json.dumps({"image": placed.url}).encode())
         return
     try:
-        same = np.array_equal(read_transform(own), read_transform(placed))
+        same = np.array_equal(read_transform(own), read_transform(placed.transform))
     except DataError as exc:
         raise DataError(f"{store.url}/{exc}") from None
     if not same:
         raise UsageError(f"{store.url}/{TRANSFORM_JSON} differs from the --onto image's: the mesh would "
                          "not lie where this dataset's transform places it; write it into the image's "
                          "output or into a dataset of meshes alone")
+    if not volume and store.read(ONTO_JSON) is None:
+        store.write(ONTO_JSON, json.dumps({"image": placed.url}).encode())
+
+
+def surface_problems(store: Store) -> tuple[str | None, list[str]]:
+    """`verify` of a dataset of meshes alone: its transform.json (if any) is an invertible
+    affine, as `view` needs, and equal to that of the image `--onto` copied it from, when that
+    image is recorded (`ONTO_JSON`) and can still be read. Returns (the image compared with,
+    or None; the problems found)."""
+    try:
+        mine = parse_placement(store.read(TRANSFORM_JSON), store.url)
+    except DataError as exc:
+        return None, [str(exc)]
+    if mine is None:
+        return None, []
+    try:
+        record = json.loads(store.read(ONTO_JSON) or b"null")
+    except ValueError:
+        record = None
+    image = record.get("image") if isinstance(record, dict) else None
+    if not isinstance(image, str):
+        return None, []
+    try:
+        theirs = open_store(image).read(TRANSFORM_JSON)
+    except (StreamconvError, OSError):
+        theirs = None
+    if theirs is None:
+        log.warning("%s/%s, which %s/%s was copied from, cannot be read: not compared", image,
+                    TRANSFORM_JSON, store.url, TRANSFORM_JSON)
+        return None, []
+    try:
+        same = np.allclose(mine, read_transform(theirs), rtol=1e-12, atol=0)
+    except DataError:
+        same = False
+    if not same:
+        return image, [f"{store.url}/{TRANSFORM_JSON} differs from that of {image}, the image the "
+                       f"meshes were placed onto (mesh-to-precomputed --onto): stored {mine.tolist()}"]
+    return image, []
 
 
 def link_mesh_fragments(table: str | os.PathLike, output: str | os.PathLike, *,

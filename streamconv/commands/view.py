@@ -35,6 +35,7 @@ from typing import BinaryIO, Protocol
 
 from ..annotations.layer import COLLECTION_DIR, annotation_layers, collection_info, split_collections
 from ..errors import UsageError
+from .viewmeshes import mesh_segments
 from .viewstate import collection_box, load, placed_source, state_url
 from .viewstate import viewer_state as placed_state
 
@@ -51,6 +52,7 @@ class Served(Protocol):
     """A dataset the server reads from: a local directory now, a Store later."""
 
     name: str
+    url: str  # where it lies, as messages name it
 
     def info(self) -> bytes | None: ...
 
@@ -62,6 +64,10 @@ class Served(Protocol):
         """A small file as it is stored (`transform.json`, `stats.json`), or None."""
         ...
 
+    def read_range(self, key: str, start: int, stop: int) -> bytes | None:
+        """Bytes [start, stop) of a file as it is stored (a shard's indexes), or None."""
+        ...
+
     def list(self, prefix: str) -> Iterator[str]: ...
 
 
@@ -71,6 +77,7 @@ class LocalDataset:
     def __init__(self, name: str, root: str | os.PathLike) -> None:
         self.name = name
         self.root = Path(root).resolve()
+        self.url = str(root)
 
     def _path(self, key: str) -> Path | None:
         """Where `key` resolves (symlinks followed), if that is inside the output."""
@@ -96,6 +103,14 @@ class LocalDataset:
     def read(self, key: str) -> bytes | None:
         path = self._path(key)
         return path.read_bytes() if path is not None and path.is_file() else None
+
+    def read_range(self, key: str, start: int, stop: int) -> bytes | None:
+        path = self._path(key)
+        if path is None or not path.is_file():
+            return None
+        with path.open("rb") as f:
+            f.seek(start)
+            return f.read(max(0, stop - start))
 
     def list(self, prefix: str) -> Iterator[str]:
         directory = self._path(prefix)
@@ -169,16 +184,6 @@ def hosted_state(outputs: Sequence[str | os.PathLike], base_url: str) -> dict:
     bucket, a web server), each in a directory of its own name."""
     base = base_url.rstrip("/")
     return viewer_state(served_datasets(outputs), base, lambda name: f"precomputed://{base}/{name}")
-
-
-def mesh_segments(dataset: Served, mesh_key: str, limit: int = 1000) -> list[str]:
-    """The segments that have a mesh (their `<id>:0` manifests), shown when the view opens."""
-    found: list[str] = []
-    for key in dataset.list(mesh_key):
-        name = key.rsplit("/", 1)[-1]
-        if name.endswith(":0") and name[:-2].isdigit():
-            found.append(name[:-2])
-    return sorted(found, key=int)[:limit]
 
 
 def viewer_url(base_url: str, state: dict) -> str:

@@ -19,9 +19,12 @@ default shader has one `invlerp`, so one range for all).
 
 An output of meshes alone (`mesh-to-precomputed` into a dataset whose info has no scales,
 `Surfaces`) is a segmentation layer whose source is its mesh directory (Neuroglancer reads a
-scaleless info as a broken volume, but opens a `neuroglancer_legacy_mesh` directory as a mesh
-source, vertices in nm): `--onto` put the vertices in nm of the image's grid and kept the
-image's `transform.json`, so the same placement puts the surface on the image.
+scaleless info as a broken volume, but opens a `neuroglancer_legacy_mesh` or
+`neuroglancer_multilod_draco` directory as a mesh source, in nm: legacy vertices are nm, and the
+multi-resolution info's `transform` takes its stored positions to nm): `--onto` put the vertices
+in nm of the image's grid and kept the image's `transform.json`, so the same placement puts the
+surface on the image; a label volume's meshes (nm of its grid) published alone with its
+`transform.json` lie where its voxels do.
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ class Surfaces:
         src = f"{url}/{self.mesh}"
         if self.transform is None:
             return {"type": "segmentation", "source": src, "name": self.name}
-        # legacy mesh vertices are in nm: a source of 1 nm "voxels"
+        # a mesh source is in nm (legacy vertices; multilod through its info's transform): 1 nm "voxels"
         return {"type": "segmentation", "source": placed_source(src, self.transform, (1.0, 1.0, 1.0)),
                 "name": self.name}
 

@@ -255,7 +255,7 @@ class DaskRun:
             raise error
 
     def _finished(self, future: Future, level: int, index: int) -> None:
-        self._raise(future, f"the task of slab {index} of scale {level}")
+        self._raise(future, f"the task of {self.grid.describe(level, index)} of scale {level}")
         visited, written, nbytes, stats = future.result()
         if stats is not None and self.totals.stats is not None and (level, index) not in self.done:
             self.totals.stats.slab_done(self.store, state_key(self.job.step), level, index, stats)

@@ -44,6 +44,7 @@ from .journal import (
 from .leftovers import nothing_left_on_failure, remove_empty_state
 from .peak import peak_memory
 from .pipeline import Hooks, Pipeline, ProgressFn, Totals
+from .slabgrid import SlabGrid
 
 log = logging.getLogger("streamconv")
 
@@ -202,7 +203,7 @@ def _write(run: Running, store: Store, overwrite: bool, resume: bool,
         journal = Journal(store, job.step)
         done = set(journal.completed()) if resumed else set()
         if resumed:
-            log.warning("resuming: %d slabs were complete", len(done))
+            log.warning("resuming: %s were complete", SlabGrid(job.scales, job.plan).count_done(done))
         else:
             write_job(store, {"job": job.record, "complete": False}, job.step)
         remove_stale_buffers()

@@ -4,6 +4,8 @@ pipeline, the Dask path and resuming share."""
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -77,6 +79,34 @@ class SlabGrid:
         ext = self._extent(level)
         slab = voxel[self.axis] // self.plan.slab_planes[level]
         return (slab * nb + voxel[b_ax] // ext[b_ax]) * nr + voxel[r_ax] // ext[r_ax]
+
+    def tiles(self, level: int) -> int:
+        """Blocks per slab of a scale: 1 where slabs span whole planes."""
+        nb, nr = self._tiles(level)
+        return nb * nr
+
+    def describe(self, level: int, index: int) -> str:
+        """Block `index` of a scale as a message names it: `slab 3` where slabs span whole planes
+        (the journal's index is then the slab's), else the slab, which of its tiles, and the
+        block's voxels, e.g. `slab 3, tile 2 of 42 (planes 96 to 127, y 32 to 63, x 0 to 31)`."""
+        tiles = self.tiles(level)
+        slab, tile = divmod(index, tiles)
+        if tiles == 1:
+            return f"slab {slab}"
+        box = self.box(level, index)
+        spans = [f"{'planes' if a == self.axis else 'xyz'[a]} {box.start[a]} to {box.stop[a] - 1}"
+                 for a in (self.axis, *in_plane(self.axis))]
+        return f"slab {slab}, tile {tile + 1} of {tiles} ({', '.join(spans)})"
+
+    def count_done(self, blocks: Iterable[tuple[int, int]]) -> str:
+        """How many of the (scale, block index) pairs there are, as a message says it: `5 slabs`,
+        or for a tiled plan `5 slab tiles (scale 0: 4 of 150, scale 1: 1 of 24)`."""
+        blocks = list(blocks)
+        if not self.plan.tiled:
+            return f"{len(blocks)} slab{'' if len(blocks) == 1 else 's'}"
+        per_scale = Counter(level for level, _ in blocks)
+        scales = ", ".join(f"scale {k}: {n} of {self.count(k)}" for k, n in sorted(per_scale.items()))
+        return f"{len(blocks)} slab tile{'' if len(blocks) == 1 else 's'} ({scales})"
 
     def target(self, level: int, index: int) -> int:
         """Index of the block of scale `level + 1` that block `index` of `level` downsamples into."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -127,11 +128,19 @@ def write_minishards(store: Store, key: str, spec: ShardingSpec, minishards: lis
     return table.nbytes + at
 
 
+class RangeReadable(Protocol):
+    """What reading shards needs: byte ranges of files (a `Store`, or what `view` serves)."""
+
+    url: str
+
+    def read_range(self, key: str, start: int, stop: int) -> bytes | None: ...
+
+
 @dataclass
 class ShardReader:
     """Reads chunks of one sharded scale by id; keeps the shard and minishard indexes it read."""
 
-    store: Store
+    store: RangeReadable
     key: str
     spec: ShardingSpec
     _minishards: dict[tuple[int, int], dict[int, tuple[int, int]]] = field(default_factory=dict)

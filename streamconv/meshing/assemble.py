@@ -23,8 +23,8 @@ import numpy as np
 from ..layout.dataset import Dataset
 from ..stores.base import Store
 from .blocks import PARTS, BlockGrid, Part, read_parts
-from .legacy import LEGACY_INFO, encode_legacy
-from .multilod import MULTILOD_INFO, QUANTIZATION_BITS, Lod, Manifest, encode_fragment, zorder
+from .legacy import LEGACY_INFO, LEGACY_MANIFEST, encode_legacy
+from .multilod import MULTILOD_INFO, MULTILOD_MANIFEST, QUANTIZATION_BITS, Lod, Manifest, encode_fragment, zorder
 
 
 class LabelWriter(Protocol):
@@ -68,12 +68,12 @@ class MultilodFiles:
     levels: int
 
     def done(self, store: Store, label: int) -> bool:
-        return store.size(f"{self.directory}/{label}.index") is not None
+        return store.size(f"{self.directory}/{label}{MULTILOD_MANIFEST}") is not None
 
     def write(self, volume: Dataset, grid: BlockGrid, label: int, parts: list[Part]) -> int:
         data, index = multilod(grid, self.levels, parts)
         volume.store.write(f"{self.directory}/{label}", data)
-        volume.store.write(f"{self.directory}/{label}.index", index)
+        volume.store.write(f"{self.directory}/{label}{MULTILOD_MANIFEST}", index)
         return len(data) + len(index)
 
     def info(self, volume: Dataset) -> dict:
@@ -135,7 +135,7 @@ class LegacyFiles:
     levels: int = 1
 
     def done(self, store: Store, label: int) -> bool:
-        return store.size(f"{self.directory}/{label}:0") is not None
+        return store.size(f"{self.directory}/{label}{LEGACY_MANIFEST}") is not None
 
     def write(self, volume: Dataset, grid: BlockGrid, label: int, parts: list[Part]) -> int:
         vertices, faces = _joined(parts, 0, grid.edge, np.zeros(3))
@@ -144,7 +144,7 @@ class LegacyFiles:
         data = encode_legacy(nm, faces)
         volume.store.write(f"{self.directory}/{name}", data)
         manifest = json.dumps({"fragments": [name]}, separators=(",", ":")).encode()
-        volume.store.write(f"{self.directory}/{label}:0", manifest)
+        volume.store.write(f"{self.directory}/{label}{LEGACY_MANIFEST}", manifest)
         return len(data) + len(manifest)
 
     def info(self, volume: Dataset) -> dict:

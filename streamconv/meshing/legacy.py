@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 LEGACY_INFO = {"@type": "neuroglancer_legacy_mesh"}
+LEGACY_MANIFEST = ":0"  # `<label>:0`, a label's manifest (the list of its fragments)
 
 
 def encode_legacy(vertices_nm: np.ndarray, triangles: np.ndarray) -> bytes:

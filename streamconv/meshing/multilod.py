@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MULTILOD_INFO = "neuroglancer_multilod_draco"
+MULTILOD_MANIFEST = ".index"  # `<label>.index`, a label's manifest (unsharded)
 QUANTIZATION_BITS = 16
 
 
