@@ -77,6 +77,18 @@ SlabDone = tuple[int, int, int, list[ChannelStats] | None]
 def run_slab(task: SlabTask, store: Store, *after: object) -> SlabDone:
     """Fill, write and downsample one slab.
     `after`: the finer tasks' results, only there so that Dask runs this task after them."""
+    done = _write_slab(task, store)
+    _sync(store)
+    return done
+
+
+def _sync(store: Store) -> None:
+    """This host's writes on disk before the client journals the task's slabs."""
+    if store.can.sync:
+        store.sync()
+
+
+def _write_slab(task: SlabTask, store: Store) -> SlabDone:
     slab = PrivateSlab.zeros(task.shape, task.dtype, task.order)
     if task.scratch is not None:
         fill_from_scratch(*task.scratch, task.p0, task.p1, slab, task.origin)
@@ -108,8 +120,6 @@ def run_slab(task: SlabTask, store: Store, *after: object) -> SlabDone:
         buffer = io.BytesIO()
         np.save(buffer, out.data)
         store.write(task.down.key, buffer.getbuffer())
-    if store.can.sync:  # this host's writes on disk before the client journals the slab
-        store.sync()
     return int(totals[0]), int(totals[1]), int(totals[2]), merge(stats, np.dtype(task.dtype)) if stats else None
 
 
@@ -146,9 +156,12 @@ def run_decoded(slab: DecodedSlab, store: Store, *after: object) -> list[SlabDon
             decode_into(slab.source, scratch, p)
         done = []
         for t, task in enumerate(slab.tiles):
-            done.append(run_slab(replace(task, scratch=(scratch, t)), store))
+            done.append(_write_slab(replace(task, scratch=(scratch, t)), store))
             scratch.drop(t)
-        return done
+    # once, and with the scratch gone: a sync of a file system it shares with the output would
+    # write its dirty pages to disk
+    _sync(store)
+    return done
 
 
 def _local_directory() -> str:
