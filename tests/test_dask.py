@@ -443,11 +443,12 @@ def test_a_tiled_run_on_a_cluster_writes_the_local_untiled_bytes(region_volume, 
 def test_a_tiled_stack_on_a_cluster_decodes_each_section_once(inputs, tmp_path, monkeypatch):
     """PNG sections cannot be read by region: on a cluster too each is decoded once, by the task
     of its slab (into a scratch file on its worker's local directory, which the slab's tiles read),
-    never once per tile; the scratch is gone at the end and the bytes are the local untiled run's.
-    The workers are threads of this process, so that the decodes can be counted here."""
+    never once per tile; the scratch is gone at the end, of a task that failed too, and the bytes
+    are the local untiled run's. The workers are threads of this process, so that the decodes can be counted here."""
     from distributed import LocalCluster
 
     import streamconv
+    from streamconv.errors import OutputError
     from streamconv.sources.sections import SectionFormat
 
     sections = Path(inputs["stack"][0])
@@ -462,9 +463,26 @@ def test_a_tiled_stack_on_a_cluster_decodes_each_section_once(inputs, tmp_path, 
                       scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, resources={"MEMORY": MEMORY}) as cluster:
         streamconv.convert(sections, tmp_path / "dask", scheduler=cluster.scheduler_address, memory=MEMORY,
                            **options)
-        leftovers = [p for w in cluster.workers.values() for p in Path(w.local_directory).iterdir()
-                     if p.name.startswith("streamconv-scratch-")]
+
+        def scratch() -> list[Path]:
+            return [p for w in cluster.workers.values() for p in Path(w.local_directory).iterdir()
+                    if p.name.startswith("streamconv-scratch-")]
+
+        leftovers = scratch()
+        assert sorted(decoded) == sorted(str(p) for p in sections.iterdir())
+        # a task that fails after decoding (its piece cannot be written) leaves no scratch either
+        (tmp_path / "failing" / ".streamconv").mkdir(parents=True)
+        (tmp_path / "failing" / ".streamconv" / "pieces").write_bytes(b"")
+        with pytest.raises(OutputError, match="cannot write"):
+            streamconv.convert(sections, tmp_path / "failing", scheduler=cluster.scheduler_address, memory=MEMORY,
+                               **options)
+        assert len(decoded) > len(list(sections.iterdir())), "the failing run decoded nothing"
+        # the run's other tasks were cancelled, but one running goes on to its end (Dask does
+        # not interrupt a running task): its scratch goes then
+        deadline = time.monotonic() + 60
+        while scratch() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        leftovers += scratch()
     assert len(json.loads((tmp_path / "dask" / ".streamconv" / "job.json").read_text())["job"]["tiles"]) > 0
-    assert sorted(decoded) == sorted(str(p) for p in sections.iterdir())
     assert leftovers == []
     assert chunk_files(tmp_path / "dask") == chunk_files(tmp_path / "local")

@@ -288,8 +288,9 @@ class DaskRun:
             raise error
 
     def _finished(self, future: Future, submitted: _Submitted) -> None:
-        level, index = submitted.blocks[0]
-        self._raise(future, f"the task of slab {index} of scale {level}")
+        (level, index), (_, last) = submitted.blocks[0], submitted.blocks[-1]
+        self._raise(future, f"the task of slab {index} of scale {level}" if index == last
+                    else f"the task of the tiles {index} to {last} of scale {level}")
         results = future.result()
         for (level, index), done in zip(submitted.blocks, results if submitted.many else [results]):
             self._block_done(level, index, done)
