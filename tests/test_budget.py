@@ -98,8 +98,8 @@ def test_tiles_make_the_minimum_independent_of_the_section_area():
 @pytest.mark.parametrize("reads_regions", [True, False], ids=["by-region", "whole-sections"])
 def test_a_dask_worker_without_room_for_whole_planes_gets_tiles(reads_regions):
     """One worker's room of 1 GiB and BigBrain's sections: a task per block, each within the room;
-    a source that decodes whole sections has no scratch file on the workers (`nest` None), and
-    its tasks of scale 0 count a decoded section."""
+    a source that decodes whole sections has no nesting (`nest` None) but a slab's decoded
+    sections on the worker's local disk, and its tasks of scale 0 count a decoded section."""
     budget, uint8 = 1 << 30, np.dtype("uint8")
     bigbrain = plan_scales((6572, 7404, 5711), (2e4, 2e4, 2e4))
     plan = plan_worker_slabs(bigbrain, 1, uint8, budget, 1, reads_regions=reads_regions)
@@ -107,10 +107,12 @@ def test_a_dask_worker_without_room_for_whole_planes_gets_tiles(reads_regions):
     needs = [task_memory(plan, bigbrain, k, 1) for k in range(len(bigbrain))]
     assert max(needs) <= budget
     section = 6572 * 5711
-    assert plan.decode_per_tile == (not reads_regions)
-    assert ("each section decoded once per tile" in plan.summary()) == (not reads_regions)
+    assert plan.decode_per_slab == (not reads_regions)
+    assert ("each section decoded once per slab by one task" in plan.summary()) == (not reads_regions)
+    # one slab of decoded sections on the worker's local disk, not in its memory
+    assert plan.task_scratch_bytes(bigbrain[0], 1) == (0 if reads_regions else plan.slab_planes[0] * section)
     # a section decoded whole and its copy, instead of the tile's rows of one section (pread)
-    whole, rows = replace(plan, decode_per_tile=True), replace(plan, decode_per_tile=False)
+    whole, rows = replace(plan, decode_per_slab=True), replace(plan, decode_per_slab=False)
     assert task_memory(whole, bigbrain, 0, 1) - task_memory(rows, bigbrain, 0, 1) > section
     with pytest.raises(UsageError, match="a task of this conversion needs on a Dask worker"):
         plan_worker_slabs(bigbrain, 1, uint8, 16 * MiB, 1, reads_regions=reads_regions)

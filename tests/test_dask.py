@@ -331,14 +331,17 @@ def region_volume(tmp_path_factory) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("tiled", [False, True], ids=["planes", "tiles"])
-def test_a_client_killed_mid_run_resumes_to_the_same_bytes(cluster, region_volume, tmp_path, monkeypatch, tiled):
+@pytest.mark.parametrize("tiled", [False, True, "png"], ids=["planes", "tiles", "tiles-png"])
+def test_a_client_killed_mid_run_resumes_to_the_same_bytes(cluster, region_volume, inputs, tmp_path, monkeypatch,
+                                                           tiled):
     """Tiled (STREAMCONV_TILE, planned on the client and sent to the workers in each task): a
-    block per task, journalled by its index; the rerun writes the local untiled run's bytes."""
+    block per task, journalled by its index; the rerun writes the local untiled run's bytes.
+    PNG sections: a task per slab of scale 0 runs its tiles, each journalled by its index."""
     local, remote = tmp_path / "local", tmp_path / "dask"
-    source = region_volume if tiled else MNI_SMALL_CHUNKS[0]
-    args = [source, str(remote), *MNI_SMALL_CHUNKS[1:]]
-    finish(convert([source, str(local), *MNI_SMALL_CHUNKS[1:]], "--workers", "2"))
+    source, *options = (inputs["stack"] if tiled == "png" else
+                        [region_volume if tiled else MNI_SMALL_CHUNKS[0], *MNI_SMALL_CHUNKS[1:]])
+    args = [source, str(remote), *options]
+    finish(convert([source, str(local), *options], "--workers", "2"))
     if tiled:
         monkeypatch.setenv("STREAMCONV_TILE", "32")
     run = convert(args, "--scheduler", cluster.address)
@@ -421,7 +424,7 @@ def test_sharded_output_on_a_local_cluster_is_the_local_engines_bytes(tmp_path):
 def test_a_tiled_run_on_a_cluster_writes_the_local_untiled_bytes(region_volume, inputs, tmp_path, input, sharding):
     """Tiles forced by STREAMCONV_TILE on a LocalCluster: one task per block of every scale, each
     coarser block filled from its finer blocks' pieces; the bytes of whole planes run locally.
-    A stack of PNG sections (decoded whole) is decoded once per tile by the workers."""
+    A stack of PNG sections (decoded whole): one task per slab of scale 0 runs its tiles."""
     args = [region_volume, "--chunk-size", "16"] if input == "region" else inputs["stack"]
     local, remote = tmp_path / "local", tmp_path / "dask"
     finish(convert([args[0], str(local), *args[1:], *sharding], "--workers", "2"))
@@ -430,8 +433,56 @@ def test_a_tiled_run_on_a_cluster_writes_the_local_untiled_bytes(region_volume, 
                          capture_output=True, timeout=300, env={**os.environ, "STREAMCONV_TILE": "32"})
     assert run.returncode == 0, run.stderr.decode()
     assert b" tiles of 32 x 32" in run.stderr  # -v: the plan
-    assert (b"each section decoded once per tile" in run.stderr) == (input == "stack")
+    assert (b"each section decoded once per slab by one task" in run.stderr) == (input == "stack")
     files = chunk_files(local)
     assert not sharding or sum(name.endswith(".shard") for name in files) > 4
     assert chunk_files(remote) == files
     assert not (remote / ".streamconv" / "pieces").exists()
+
+
+def test_a_tiled_stack_on_a_cluster_decodes_each_section_once(inputs, tmp_path, monkeypatch):
+    """PNG sections cannot be read by region: on a cluster too each is decoded once, by the task
+    of its slab (into a scratch file on its worker's local directory, which the slab's tiles read),
+    never once per tile; the scratch is gone at the end, of a task that failed too, and the bytes
+    are the local untiled run's. The workers are threads of this process, so that the decodes can be counted here."""
+    from distributed import LocalCluster
+
+    import streamconv
+    from streamconv.errors import OutputError
+    from streamconv.sources.sections import SectionFormat
+
+    sections = Path(inputs["stack"][0])
+    options = {"input_orientation": "RIA", "resolution": "20um", "chunk_size": 16}
+    streamconv.convert(sections, tmp_path / "local", workers=0, **options)
+    decoded: list[str] = []  # every decode of a PNG section, whole or for a region
+    decode = SectionFormat.decode
+    monkeypatch.setattr(SectionFormat, "decode", lambda self, s, file, out: decoded.append(s.name)
+                        or decode(self, s, file, out))
+    monkeypatch.setenv("STREAMCONV_TILE", "32")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, resources={"MEMORY": MEMORY}) as cluster:
+        streamconv.convert(sections, tmp_path / "dask", scheduler=cluster.scheduler_address, memory=MEMORY,
+                           **options)
+
+        def scratch() -> list[Path]:
+            return [p for w in cluster.workers.values() for p in Path(w.local_directory).iterdir()
+                    if p.name.startswith("streamconv-scratch-")]
+
+        leftovers = scratch()
+        assert sorted(decoded) == sorted(str(p) for p in sections.iterdir())
+        # a task that fails after decoding (its piece cannot be written) leaves no scratch either
+        (tmp_path / "failing" / ".streamconv").mkdir(parents=True)
+        (tmp_path / "failing" / ".streamconv" / "pieces").write_bytes(b"")
+        with pytest.raises(OutputError, match="cannot write"):
+            streamconv.convert(sections, tmp_path / "failing", scheduler=cluster.scheduler_address, memory=MEMORY,
+                               **options)
+        assert len(decoded) > len(list(sections.iterdir())), "the failing run decoded nothing"
+        # the run's other tasks were cancelled, but one running goes on to its end (Dask does
+        # not interrupt a running task): its scratch goes then
+        deadline = time.monotonic() + 60
+        while scratch() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        leftovers += scratch()
+    assert len(json.loads((tmp_path / "dask" / ".streamconv" / "job.json").read_text())["job"]["tiles"]) > 0
+    assert leftovers == []
+    assert chunk_files(tmp_path / "dask") == chunk_files(tmp_path / "local")

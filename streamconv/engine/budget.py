@@ -65,9 +65,10 @@ class SlabPlan:
     #: a source that decodes whole sections: tiles on the scales up to this one only, and each
     #: section decoded once per slab into a scratch file (`engine/scratch.py`); None: not so
     nest: int | None = None
-    #: a source that decodes whole sections, tiled without a scratch file (the Dask path, whose
-    #: workers may share no disk): each tile's task decodes its sections whole
-    decode_per_tile: bool = False
+    #: a source that decodes whole sections, tiled on the Dask path (whose workers may share no
+    #: disk): one task per slab of scale 0 decodes each section once into a scratch file on its
+    #: worker's local disk and then runs the slab's tiles (`slabtask.run_decoded`)
+    decode_per_slab: bool = False
 
     @property
     def tiled(self) -> bool:
@@ -90,6 +91,13 @@ class SlabPlan:
             return 0
         return (2 ** self.nest + 1) * self.slab_planes[0] * math.prod(scale.size) // scale.size[self.stream_axis] * item
 
+    def task_scratch_bytes(self, scale: Scale, item: int) -> int:
+        """Local disk of a Dask worker that a task of a plan with `decode_per_slab` takes: one
+        slab of scale 0's decoded sections (`item`: bytes per voxel)."""
+        if not self.decode_per_slab:
+            return 0
+        return self.slab_planes[0] * math.prod(scale.size) // scale.size[self.stream_axis] * item
+
     def summary(self) -> str:
         """The tile plan in one line, for --dry-run."""
         if not self.tiles:
@@ -97,7 +105,8 @@ class SlabPlan:
         b, r = self.tiles[0]
         once = "" if self.nest is None else (f" up to scale {self.nest}, each section decoded once per "
                                              "slab into a scratch file")
-        once += ", each section decoded once per tile" if self.decode_per_tile else ""
+        once += (", each section decoded once per slab by one task into a scratch file on its worker's "
+                 "local disk" if self.decode_per_slab else "")
         return f"slabs of {self.slab_planes[0]} planes cut into tiles of {b} x {r}{once}"
 
     def describe(self, scales: list[Scale]) -> str:
@@ -118,6 +127,9 @@ class SlabPlan:
         if self.nest is not None:
             lines.append(f"scratch: the decoded sections of up to {2 ** self.nest + 1} slabs of "
                          f"{self.slab_planes[0]} planes on the output's disk (or the temporary directory)")
+        if self.decode_per_slab:
+            lines.append(f"scratch: the decoded sections of one slab of {self.slab_planes[0]} planes per running "
+                         "task of scale 0, on its worker's local directory")
         return "\n".join(lines)
 
 
@@ -284,15 +296,16 @@ def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budge
     planner with one worker and no main process gives the slabs, thinner (then cut into tiles)
     until each task fits. `who` names the budget in a refusal (default: --memory); `reads_regions`
     and `tile` as for `plan_slabs`. A source that decodes whole sections keeps the tiles the local
-    planner gives it (`_decode_once`), but without its scratch file (`nest` None), which the
-    workers may not share: each task of scale 0 decodes its planes whole and crops its tile
-    (`decode_per_tile`, counted by `task_memory`)."""
+    planner gives it (`_decode_once`), but without its nesting (`nest` None: a slab's tiles are
+    not read far apart in time, they run in one task): one task per slab of scale 0 decodes its
+    sections once into a scratch file on its worker's local disk, then runs the tiles one after
+    the other (`decode_per_slab`; a decoded section counted by `task_memory`)."""
     item = channels * np.dtype(dtype).itemsize
 
     def plan(cap: int, smallest: int | None = tile) -> SlabPlan:
         found = plan_slabs(scales, channels, dtype, 1, cap, True, stream_axis, main_base=0,
                            reads_regions=reads_regions, tile=smallest)
-        return replace(found, nest=None, decode_per_tile=found.tiled and not reads_regions)
+        return replace(found, nest=None, decode_per_slab=found.tiled and not reads_regions)
 
     def need_of(found: SlabPlan) -> int:
         return max(task_memory(found, scales, k, item) for k in range(len(scales)))
@@ -322,15 +335,16 @@ def task_memory(plan: SlabPlan, scales: list[Scale], level: int, item: int) -> i
     block, its piece of the next scale twice (the array and its serialized copy), the block again
     (a decoded block being copied in, or the pieces read back) and a chunk being encoded; for a
     tile of full resolution, what a read holds besides, as `plan_slabs` counts it: a section and
-    its reoriented copy for a source that decodes whole sections (`decode_per_tile`), else the
-    tile's rows of one plane at full width (pread)."""
+    its reoriented copy for a source that decodes whole sections (`decode_per_slab`: the slab's
+    task decodes them one after the other, then runs its tiles one after the other; the sum is
+    more than either phase holds), else the tile's rows of one plane at full width (pread)."""
     slab = item * math.prod(plan.slab_shape(scales[level], level))
     piece = item * math.prod(plan.slab_shape(scales[level + 1], level + 1)) if level + 1 < len(scales) else 0
     read = 0
     if level == 0 and plan.tiled:
         size, (b_ax, r_ax) = scales[0].size, in_plane(plan.stream_axis)
         rows = plan.slab_shape(scales[0], 0)[b_ax]
-        read = item * (2 * size[b_ax] * size[r_ax] if plan.decode_per_tile else rows * size[r_ax])
+        read = item * (2 * size[b_ax] * size[r_ax] if plan.decode_per_slab else rows * size[r_ax])
     return 2 * slab + 2 * piece + 2 * item * math.prod(scales[level].chunk_size) + read
 
 

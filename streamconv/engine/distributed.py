@@ -16,6 +16,9 @@ name), so Dask's retries after a lost worker and a rerun after a killed client a
 Each task declares the memory it needs as the worker resource `MEMORY`, so a worker started
 with `--resources MEMORY=<bytes>` never runs more slabs at once than fit; on a stock cluster
 the tasks go to the workers with room for them under Dask's own memory limit (`rooms.py`).
+
+A tiled plan of a source that decodes whole sections (PNG, JPEG, WebP) makes one task of the
+tiles of each slab of scale 0 (`slabtask.run_decoded`), so that each section is decoded once.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future as LocalFuture
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 from distributed import Client, Future, LocalCluster, wait
 from distributed.scheduler import KilledWorker
@@ -47,7 +51,7 @@ from .output import output_sink
 from .pipeline import Hooks, Totals
 from .rooms import RESOURCE, Rooms, open_client
 from .slabgrid import SlabGrid
-from .slabtask import Piece, SlabTask, run_slab
+from .slabtask import DecodedSlab, Piece, SlabDone, SlabTask, run_decoded, run_slab
 from .tasks import downsampled
 
 log = logging.getLogger("streamconv")
@@ -127,6 +131,14 @@ class ClusterExecutor:
             self.client.cancel(running)
 
 
+class _Submitted(NamedTuple):
+    """The blocks (level, index) a task writes; `many`: it returns a list of their results
+    (`run_decoded`), else the one block's (`run_slab`)."""
+
+    blocks: list[tuple[int, int]]
+    many: bool
+
+
 class DaskRun:
     """The client's side: submit every slab's task with its finer tasks as dependencies, then
     journal each slab as its future completes. Same inputs and hooks as `Pipeline`."""
@@ -154,7 +166,7 @@ class DaskRun:
 
     def run(self) -> Totals:
         self._check_workers()
-        futures: dict[Future, tuple[int, int]] = {}
+        futures: dict[Future, _Submitted] = {}
         try:
             self._finish(self.completion.start(self.done))
             self._submit_all(futures)
@@ -171,7 +183,7 @@ class DaskRun:
                         self._raise(future)
                         continue
                     pending.discard(future)
-                    self._finished(future, *futures[future])
+                    self._finished(future, futures[future])
             self._remove_pieces()
             self.completion.end()
             return self.totals
@@ -183,24 +195,45 @@ class DaskRun:
         for task in tasks:
             self._finishing.add(self.client.submit(run_finish, task, pure=False))
 
-    def _submit_all(self, futures: dict[Future, tuple[int, int]]) -> None:
+    def _submit_all(self, futures: dict[Future, _Submitted]) -> None:
         """Every block that has work, finest scale first; a coarser block after the finer blocks
         whose pieces it reads."""
         run = self._to_run()
         by_slab: dict[tuple[int, int], Future] = {}
         for level in range(len(self.job.scales)):
             for index in range(self.grid.count(level)):
-                if (level, index) not in run:
-                    self.totals.skipped_slabs += (level, index) in self.done
-                    continue
-                feeders = self._feeders(level, index)
-                after = [by_slab[f] for f in feeders if f in by_slab]
-                future = self.client.submit(run_slab, self._task(level, index, feeders), self.store, *after,
+                self.totals.skipped_slabs += (level, index) not in run and (level, index) in self.done
+                self.totals.replayed_slabs += (level, index) in run and (level, index) in self.done
+            for blocks, many in self._tasks_of(level, run):
+                feeders = [f for i in blocks for f in self._feeders(level, i)]
+                after = list(dict.fromkeys(by_slab[f] for f in feeders if f in by_slab))
+                future = self.client.submit(*self._work(level, blocks, many), self.store, *after,
                                             **self.rooms.placement(self.memory[level]), pure=False,
-                                            key=f"streamconv-slab-{level}-{index}-{id(self)}")
-                by_slab[level, index] = future
-                futures[future] = (level, index)
-                self.totals.replayed_slabs += (level, index) in self.done
+                                            key=f"streamconv-slab-{level}-{blocks[0]}-{id(self)}")
+                by_slab.update(((level, i), future) for i in blocks)
+                futures[future] = _Submitted([(level, i) for i in blocks], many)
+
+    def _work(self, level: int, blocks: list[int], many: bool) -> tuple[Callable[..., Any], object]:
+        """A task's function and what it is sent: one block's `SlabTask`, or the tiles of a slab
+        whose sections it decodes once (`DecodedSlab`)."""
+        tasks = [self._task(level, i, self._feeders(level, i)) for i in blocks]
+        if not many:
+            return run_slab, tasks[0]
+        window = self.source.window(*self.grid.planes(level, blocks[0]))
+        return run_decoded, DecodedSlab(window, self.grid.axis, tuple(replace(t, source=None) for t in tasks))
+
+    def _tasks_of(self, level: int, run: set[tuple[int, int]]) -> list[tuple[list[int], bool]]:
+        """The blocks of a scale to run, as tasks: one per block, but under `decode_per_slab` the
+        tiles of a slab of scale 0 to write (not replay) in one task, which decodes its sections
+        once (`run_decoded`)."""
+        todo = [i for i in range(self.grid.count(level)) if (level, i) in run]
+        if level > 0 or not self.job.plan.decode_per_slab:
+            return [([i], False) for i in todo]
+        slabs: dict[int, list[int]] = {}
+        for i in todo:
+            if (level, i) not in self.done:
+                slabs.setdefault(i // self.grid.tiles_per_slab(level), []).append(i)
+        return [([i], False) for i in todo if (level, i) in self.done] + [(b, True) for b in slabs.values()]
 
     def _to_run(self) -> set[tuple[int, int]]:
         """Slabs not complete, and complete slabs whose piece a slab to run needs but lost
@@ -254,9 +287,18 @@ class DaskRun:
                                  "(out of memory?); lower --memory if it happens again") from None
             raise error
 
-    def _finished(self, future: Future, level: int, index: int) -> None:
-        self._raise(future, f"the task of {self.grid.describe(level, index)} of scale {level}")
-        visited, written, nbytes, stats = future.result()
+    def _finished(self, future: Future, submitted: _Submitted) -> None:
+        (level, index), (_, last) = submitted.blocks[0], submitted.blocks[-1]
+        tiles = self.grid.tiles(level)
+        self._raise(future, f"the task of {self.grid.describe(level, index)} of scale {level}" if index == last
+                    else f"the task of slab {index // tiles}, tiles {index % tiles + 1} to {last % tiles + 1} "
+                         f"of {tiles}, of scale {level}")
+        results = future.result()
+        for (level, index), done in zip(submitted.blocks, results if submitted.many else [results]):
+            self._block_done(level, index, done)
+
+    def _block_done(self, level: int, index: int, done: SlabDone) -> None:
+        visited, written, nbytes, stats = done
         if stats is not None and self.totals.stats is not None and (level, index) not in self.done:
             self.totals.stats.slab_done(self.store, state_key(self.job.step), level, index, stats)
         self.totals.chunks += visited

@@ -173,8 +173,10 @@ def estimate_job(source: Source, job: Job, output: str | os.PathLike) -> Estimat
     readers = workers if source.parallel_reads else 1
     seconds = (read_seconds / max(read_bytes, 1) * total_in / readers
                + band_seconds / max(band_bytes, 1) * total_processed / workers)
+    tiles, local = job.plan.summary(), job.plan.task_scratch_bytes(job.scales[0], item)
+    tiles += f" ({format_size(local)} a task)" if local else ""
     return Estimate(str(output), costs, is_exact(job), job.plan.workers, job.plan.budget,
-                    job.plan.estimate, job.plan.slab_planes, job.plan.buffers, job.plan.summary(),
+                    job.plan.estimate, job.plan.slab_planes, job.plan.buffers, tiles,
                     sum(c.disk for c in costs) + job.plan.scratch_bytes(job.scales[0], item), free,
                     seconds, read_bytes + band_bytes,
                     read_seconds + band_seconds)
@@ -194,7 +196,7 @@ def _measure(source: Source, job: Job, output: str | os.PathLike) -> tuple[int, 
     middle = triple(n // 2 for n in scale.size)
     grid = SlabGrid(job.scales, plan)
     block = grid.box(0, grid.index_at(0, along(axis, p0, middle)))
-    if plan.nest is not None:  # each section decoded once per slab: the sample decodes whole ones
+    if plan.nest is not None or plan.decode_per_slab:  # each section decoded once per slab: whole ones
         block = Box(along(axis, p0, (0, 0, 0)), along(axis, p1, scale.size))
     if plan.tiled:
         item = job.info.num_channels * job.info.dtype.itemsize

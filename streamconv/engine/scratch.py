@@ -88,6 +88,17 @@ class ScratchSlab:
         box = self.tiles[t]
         return Box(along(self.axis, p, box.start), along(self.axis, p + 1, box.stop))
 
+    def create(self) -> None:
+        """The file and its side file at their sizes, sparse: decoding fills them."""
+        for path, size in ((self.path, self.size), (self.marks, self.marks_size)):
+            with open(path, "wb") as f:
+                f.truncate(size)
+
+    def drop(self, t: int) -> None:
+        """Tile `t` is filled: its part of the file is freed at once (dirty pages the kernel
+        would otherwise write to disk while the other tiles wait)."""
+        _punch(self.path, self.offset(t, self.tiles[t].start[self.axis]), math.prod(self.tiles[t].shape) * self.item)
+
 
 def decode_into(source: Source, scratch: ScratchSlab, p: int) -> list[logging.LogRecord]:
     """Decode plane `p` of a source whole, once, and write each tile's part of it."""
@@ -216,7 +227,7 @@ class Scratch:
         return cls(grid, source, root, done)
 
     def tiles_per_slab(self) -> int:
-        return self.grid.count(0) // self.grid.slabs(0)
+        return self.grid.tiles_per_slab(0)
 
     def slab_of(self, index: int) -> int:
         return index // self.tiles_per_slab()
@@ -235,9 +246,7 @@ class Scratch:
         if s in self._decoding:
             return []
         scratch = self.describe(index)
-        for path, size in ((scratch.path, scratch.size), (scratch.marks, scratch.marks_size)):
-            with open(path, "wb") as f:
-                f.truncate(size)
+        scratch.create()
         n = self.tiles_per_slab()
         self._left[s] = sum((0, i) not in self.done for i in range(s * n, (s + 1) * n))
         p0, p1 = self.grid.planes(0, index)
@@ -260,8 +269,7 @@ class Scratch:
         return self._waiting.pop(s, []) if self._decoding[s] == 0 else []
 
     def filled(self, index: int) -> None:
-        """A tile of the slab is filled: its part of the scratch is dropped at once (dirty pages
-        the kernel would otherwise write to disk while the slab's other tiles wait), the file
+        """A tile of the slab is filled: its part of the scratch is dropped at once, the file
         with the last."""
         s = self.slab_of(index)
         self._left[s] -= 1
@@ -270,9 +278,7 @@ class Scratch:
             os.unlink(scratch.path)
             os.unlink(scratch.marks)
             return
-        scratch, t = self.describe(index), index % self.tiles_per_slab()
-        start = scratch.offset(t, scratch.tiles[t].start[scratch.axis])
-        _punch(scratch.path, start, math.prod(scratch.tiles[t].shape) * scratch.item)
+        self.describe(index).drop(index % self.tiles_per_slab())
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

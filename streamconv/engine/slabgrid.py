@@ -51,6 +51,11 @@ class SlabGrid:
         """Slabs of a scale along the stream axis."""
         return ceil_div(self.scales[level].size[self.axis], self.plan.slab_planes[level])
 
+    def tiles_per_slab(self, level: int) -> int:
+        """Blocks per slab of a scale: the slab's block `index` is `slab * tiles_per_slab + tile`."""
+        nb, nr = self._tiles(level)
+        return nb * nr
+
     def count(self, level: int) -> int:
         """Blocks (slabs, times their tiles) of a scale."""
         nb, nr = self._tiles(level)

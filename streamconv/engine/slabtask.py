@@ -1,15 +1,23 @@
 """A block's task on a Dask worker (`engine/distributed.py`): fill one block (a slab of one
 scale, or a tile of one: `SlabGrid`) in the worker's own memory, write its chunks, and leave its
-piece of the next scale in the store. Nothing here touches the client's memory."""
+piece of the next scale in the store. Nothing here touches the client's memory.
+
+A tiled slab of a source that decodes whole sections is one task (`run_decoded`): its sections
+decoded once into a scratch file on the worker's local disk, then its tiles' tasks one after
+the other, each filled from that file."""
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..encodings import ChunkFormat
+from ..errors import NoSpaceError
 from ..format.geometry import Box, Scale, Vec3, triple
 from ..kernels.stats import ChannelStats, Sampling, merge
 from ..layout.dataset import Dataset
@@ -17,7 +25,9 @@ from ..layout.sink import ChunkSink
 from ..sources import Source
 from ..sources.base import MemoryOrder
 from ..stores.base import Store
+from ..units import format_size
 from .buffers import PrivateSlab
+from .scratch import ScratchSlab, decode_into, fill_from_scratch
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
 
 
@@ -56,13 +66,33 @@ class SlabTask:
     method: str
     outside: float | None
     stats: Sampling | None = None  # the bands' value statistics: `Band.stats`
+    #: a tile of scale 0 filled from its slab's decoded sections (tile `t` of them): `run_decoded`
+    scratch: tuple[ScratchSlab, int] | None = None
 
 
-def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, int, list[ChannelStats] | None]:
-    """Fill, write and downsample one slab; (chunks visited, written, bytes, value statistics).
+#: what a block's task did: chunks visited, written, bytes, value statistics
+SlabDone = tuple[int, int, int, list[ChannelStats] | None]
+
+
+def run_slab(task: SlabTask, store: Store, *after: object) -> SlabDone:
+    """Fill, write and downsample one slab.
     `after`: the finer tasks' results, only there so that Dask runs this task after them."""
+    done = _write_slab(task, store)
+    _sync(store)
+    return done
+
+
+def _sync(store: Store) -> None:
+    """This host's writes on disk before the client journals the task's slabs."""
+    if store.can.sync:
+        store.sync()
+
+
+def _write_slab(task: SlabTask, store: Store) -> SlabDone:
     slab = PrivateSlab.zeros(task.shape, task.dtype, task.order)
-    if task.source is not None:
+    if task.scratch is not None:
+        fill_from_scratch(*task.scratch, task.p0, task.p1, slab, task.origin)
+    elif task.source is not None:
         _, nz, ny, nx = task.shape
         region = Box(task.origin, triple(a + n for a, n in zip(task.origin, (nx, ny, nz))))
         fill(task.source, region, slab, task.origin)
@@ -90,6 +120,57 @@ def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, in
         buffer = io.BytesIO()
         np.save(buffer, out.data)
         store.write(task.down.key, buffer.getbuffer())
-    if store.can.sync:  # this host's writes on disk before the client journals the slab
-        store.sync()
     return int(totals[0]), int(totals[1]), int(totals[2]), merge(stats, np.dtype(task.dtype)) if stats else None
+
+
+@dataclass(frozen=True)
+class DecodedSlab:
+    """The tiles still to write of one slab of scale 0, of a source that decodes whole sections
+    (`SlabPlan.decode_per_slab`): one task, so that each section is decoded once, not once per
+    tile, and on one worker, whose local disk holds them meanwhile."""
+
+    source: Source               # the slab's planes
+    axis: int                    # the stream axis
+    tiles: tuple[SlabTask, ...]  # the same planes, `source` None: filled from the scratch file
+
+
+def run_decoded(slab: DecodedSlab, store: Store, *after: object) -> list[SlabDone]:
+    """Decode each section of the slab once into a scratch file cut by tile (`scratch.decode_into`,
+    as the local engine does), then run each tile's task filled from it (`fill_from_scratch`),
+    freeing each tile's part once filled. The file lies in the worker's local directory and goes
+    with the task, done or failed (a killed worker's directory is purged by Dask's next worker
+    there). Its bytes count against that disk; the memory is a decoded section, then one tile's
+    task, one after the other (`budget.task_memory`)."""
+    first = slab.tiles[0]
+    boxes = tuple(Box(t.origin, triple(a + n for a, n in zip(t.origin, t.shape[:0:-1]))) for t in slab.tiles)
+    item = first.shape[0] * np.dtype(first.dtype).itemsize
+    with tempfile.TemporaryDirectory(prefix="streamconv-scratch-", dir=_local_directory()) as directory:
+        scratch = ScratchSlab(os.path.join(directory, "slab.raw"), slab.axis, boxes, item, first.order)
+        free = shutil.disk_usage(directory).free
+        if free < scratch.size:
+            raise NoSpaceError(f"{directory}: a slab's decoded sections need {format_size(scratch.size)} of the "
+                               f"worker's local disk, which has {format_size(free)} free; start the workers "
+                               "with a --local-directory on a larger disk")
+        scratch.create()
+        for p in range(first.p0, first.p1):
+            decode_into(slab.source, scratch, p)
+        done = []
+        for t, task in enumerate(slab.tiles):
+            done.append(_write_slab(replace(task, scratch=(scratch, t)), store))
+            scratch.drop(t)
+    # once, and with the scratch gone: a sync of a file system it shares with the output would
+    # write its dirty pages to disk
+    _sync(store)
+    return done
+
+
+def _local_directory() -> str:
+    """The Dask worker's local directory (`dask worker --local-directory`, Dask's
+    `temporary-directory`: local disk, meant for such files); outside a worker, the system's
+    temporary directory."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().local_directory)
+    except (ImportError, ValueError):
+        return tempfile.gettempdir()
