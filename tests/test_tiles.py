@@ -226,3 +226,18 @@ def test_a_resumed_tiled_run_counts_slab_tiles_not_slabs(tmp_path):
     assert f"resuming: {tiles} (scale 0: " in resumed.stderr and " of 125" in resumed.stderr, resumed.stderr
     assert f"(resumed: {tiles} {'were' if done > 1 else 'was'} done" in resumed.stderr, resumed.stderr
     assert "slabs were" not in resumed.stderr
+
+
+def test_the_scratch_goes_where_streamconv_scratch_says_and_is_removed(stack, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    streamconv.convert(stack[0], tmp_path / "whole", chunk_size=16, workers=2, resolution="20um")
+    monkeypatch.setenv("STREAMCONV_TILE", "32")
+    monkeypatch.setenv("STREAMCONV_SCRATCH", str(elsewhere))
+    seen: list[str] = []
+    original = os.unlink
+    monkeypatch.setattr(os, "unlink", lambda path, *a, **k: seen.append(str(path)) or original(path, *a, **k))
+    streamconv.convert(stack[0], tmp_path / "tiled", chunk_size=16, workers=2, resolution="20um")
+    assert files(tmp_path / "tiled") == files(tmp_path / "whole")
+    assert any(path.startswith(str(elsewhere)) for path in seen)  # the slabs' scratch files lay there
+    assert list(elsewhere.iterdir()) == [] and not (tmp_path / "tiled" / ".streamconv" / "scratch").exists()

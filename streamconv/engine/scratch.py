@@ -216,9 +216,13 @@ class Scratch:
     def open(cls, grid: SlabGrid, source: Source, url: str, state: str,
              done: frozenset[tuple[int, int]]) -> Scratch:
         """Beside the output's journal on a local output (what a killed run left is removed),
-        else in the system's temporary directory."""
+        else in the system's temporary directory; in `STREAMCONV_SCRATCH` if set (a directory on
+        another disk, or a tmpfs where the memory is there: benchmarks use it to tell the cost of
+        the scratch's trip through the disk's page cache)."""
         location = Location.of(url)
-        if location.is_local:
+        if os.environ.get("STREAMCONV_SCRATCH"):
+            root = Path(tempfile.mkdtemp(prefix="streamconv-scratch-", dir=os.environ["STREAMCONV_SCRATCH"]))
+        elif location.is_local:
             root = Path(location.path) / state / "scratch"
             shutil.rmtree(root, ignore_errors=True)
             root.mkdir(parents=True)
