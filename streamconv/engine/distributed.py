@@ -41,6 +41,7 @@ from ..sources.base import MemoryOrder
 from ..stores.base import Store
 from ..units import format_size
 from .budget import task_memory
+from .hostsync import HostSyncs
 from .job import Job
 from .journal import state_key
 from .output import output_sink
@@ -151,6 +152,8 @@ class DaskRun:
             self.totals.stats.resume(store, state_key(job.step), self.done)
         self.memory = [task_memory(job.plan, job.scales, k, source.num_channels * source.dtype.itemsize)
                        for k in range(len(job.scales))]
+        #: slabs written, journalled once their host synced them (a store that needs no sync: at once)
+        self.syncs = HostSyncs(client, store) if store.can.sync else None
 
     def run(self) -> Totals:
         self._check_workers()
@@ -159,8 +162,12 @@ class DaskRun:
             self._finish(self.completion.start(self.done))
             self._submit_all(futures)
             pending = set(futures)
-            while pending or self._finishing:
+            while pending or self._finishing or (self.syncs and self.syncs.busy):
                 self._check_stop()
+                for slab in self.syncs.synced(last=not pending) if self.syncs else ():
+                    self._journal(*slab)
+                if not (pending or self._finishing):
+                    continue
                 try:
                     finished = wait(pending | self._finishing, timeout=0.25, return_when="FIRST_COMPLETED").done
                 except TimeoutError:  # nothing finished yet: look at the stop flag again
@@ -177,6 +184,8 @@ class DaskRun:
             return self.totals
         finally:
             self.client.cancel(list(futures) + list(self._finishing))
+            if self.syncs:
+                self.syncs.close()
 
     def _finish(self, tasks: list[Finish]) -> None:
         """Shards whose slabs are all journalled: assembled by a task of their own."""
@@ -256,7 +265,7 @@ class DaskRun:
 
     def _finished(self, future: Future, level: int, index: int) -> None:
         self._raise(future, f"the task of slab {index} of scale {level}")
-        visited, written, nbytes, stats = future.result()
+        visited, written, nbytes, stats, worker = future.result()
         if stats is not None and self.totals.stats is not None and (level, index) not in self.done:
             self.totals.stats.slab_done(self.store, state_key(self.job.step), level, index, stats)
         self.totals.chunks += visited
@@ -264,10 +273,18 @@ class DaskRun:
         self.totals.nbytes += nbytes
         if self.hooks.progress:
             self.hooks.progress(level, visited, nbytes)
-        if (level, index) not in self.done:
-            if self.hooks.slab_done:
-                self.hooks.slab_done(level, index)
-            self._finish(self.completion.slab_done(level, index))
+        if (level, index) in self.done:
+            return
+        if self.syncs:
+            self.syncs.add(level, index, worker)
+        else:
+            self._journal(level, index)
+
+    def _journal(self, level: int, index: int) -> None:
+        """A slab on disk: into the journal, and its shards assembled once complete."""
+        if self.hooks.slab_done:
+            self.hooks.slab_done(level, index)
+        self._finish(self.completion.slab_done(level, index))
 
     def _remove_pieces(self) -> None:
         """Every slab is done: the pieces were only the way to the next scale."""

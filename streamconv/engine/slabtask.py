@@ -18,6 +18,7 @@ from ..sources import Source
 from ..sources.base import MemoryOrder
 from ..stores.base import Store
 from .buffers import PrivateSlab
+from .hostsync import where
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
 
 
@@ -58,9 +59,12 @@ class SlabTask:
     stats: Sampling | None = None  # the bands' value statistics: `Band.stats`
 
 
-def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, int, list[ChannelStats] | None]:
-    """Fill, write and downsample one slab; (chunks visited, written, bytes, value statistics).
-    `after`: the finer tasks' results, only there so that Dask runs this task after them."""
+def run_slab(task: SlabTask, store: Store, *after: object
+             ) -> tuple[int, int, int, list[ChannelStats] | None, str]:
+    """Fill, write and downsample one slab; (chunks visited, written, bytes, value statistics,
+    the worker that wrote them: the client has that worker's host sync them before it journals
+    the slab, `hostsync.py`). `after`: the finer tasks' results, only there so that Dask runs
+    this task after them."""
     slab = PrivateSlab.zeros(task.shape, task.dtype, task.order)
     if task.source is not None:
         _, nz, ny, nx = task.shape
@@ -90,6 +94,5 @@ def run_slab(task: SlabTask, store: Store, *after: object) -> tuple[int, int, in
         buffer = io.BytesIO()
         np.save(buffer, out.data)
         store.write(task.down.key, buffer.getbuffer())
-    if store.can.sync:  # this host's writes on disk before the client journals the slab
-        store.sync()
-    return int(totals[0]), int(totals[1]), int(totals[2]), merge(stats, np.dtype(task.dtype)) if stats else None
+    return (int(totals[0]), int(totals[1]), int(totals[2]), merge(stats, np.dtype(task.dtype)) if stats else None,
+            where())
