@@ -6,7 +6,7 @@ Workers may be on other hosts, so no task touches the client's memory or another
 task fills a slab in its own memory (full resolution: from the source, whose path every worker
 sees; a coarser scale: from the *pieces* its finer slabs left in the output store), writes the
 slab's chunks through the `Store` and the job's chunk format, downsamples it, and leaves its
-piece of the next scale in the store (`.streamconv/.../pieces/`, raw `.npy`: lossless, so a
+piece of the next scale in the store (`.streamconv/.../pieces/`, raw bytes: lossless, so a
 coarser scale is the same bytes as the local engine's, jpeg included) and hands back three
 numbers. The coarser slab's task is given the finer tasks' futures, so Dask itself runs it once
 they are done: the client schedules nothing, it only journals each slab as its future completes.
@@ -229,7 +229,7 @@ class DaskRun:
         return [(level - 1, i) for i in self.feeders[level].get(index, [])]
 
     def _piece(self, level: int, index: int) -> str:
-        return f"{self.prefix}/{level}-{index}.npy"
+        return f"{self.prefix}/{level}-{index}.raw"
 
     def _task(self, level: int, index: int, feeders: list[tuple[int, int]]) -> SlabTask:
         """Block `index` of a scale: a slab, or a tile of one (`SlabGrid`); the same task either way."""
@@ -249,7 +249,7 @@ class DaskRun:
             self.source.memory_order if level == 0 else MemoryOrder(), box.start,
             tuple(grid.bands_of(level, box)), scale, job.fmt, self.sink, job.skip_empty,
             source=self.source.window(p0, p1) if level == 0 and not replay else None,
-            pieces=() if replay else tuple((self._piece(*f), downsampled(grid.box(*f), scale.factor).start)
+            pieces=() if replay else tuple((self._piece(*f), downsampled(grid.box(*f), scale.factor))
                                            for f in feeders),
             replay=self.volume if replay else None, down=down, method=job.method, outside=job.outside_value,
             stats=sampling(scale) if job.collect_stats and not replay else None)

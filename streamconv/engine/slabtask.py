@@ -4,7 +4,6 @@ piece of the next scale in the store. Nothing here touches the client's memory."
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +50,7 @@ class SlabTask:
     #: how the slab is filled: from the source, from pieces of the finer scale, or read back
     #: from its own chunks (`replay`: complete already, only its piece is lost)
     source: Source | None
-    pieces: tuple[tuple[str, Vec3], ...]  # key and origin of each piece of the finer scale
+    pieces: tuple[tuple[str, Box], ...]  # key of each piece of the finer scale, and the voxels it holds
     replay: Dataset | None
     down: Piece | None  # None on the coarsest scale
     method: str
@@ -70,13 +69,12 @@ def run_slab(task: SlabTask, store: Store, *after: object
         _, nz, ny, nx = task.shape
         region = Box(task.origin, triple(a + n for a, n in zip(task.origin, (nx, ny, nz))))
         fill(task.source, region, slab, task.origin)
-    for key, origin in task.pieces:
+    for key, box in task.pieces:
         piece = store.read(key)
         if piece is None:
             raise FileNotFoundError(f"{store.url}: {key} is missing (its slab is journalled complete)")
-        held = np.load(io.BytesIO(piece))
-        box = Box(origin, triple(o + n for o, n in zip(origin, held.shape[:0:-1])))
-        slab.data[box.index(task.origin)] = held
+        target = slab.data[box.index(task.origin)]
+        target[...] = np.frombuffer(piece, task.dtype).reshape(target.shape)  # raw, (c, z, y, x) in C order
     if task.replay is not None:
         for region in task.bands:
             fill_from_store(task.replay, task.level, region, slab, task.origin)
@@ -90,9 +88,7 @@ def run_slab(task: SlabTask, store: Store, *after: object
                                     write=task.replay is None, stats=task.stats))
         totals += (done.visited, done.written, done.nbytes)
         stats += [done.stats] if done.stats is not None else []
-    if task.down and out:
-        buffer = io.BytesIO()
-        np.save(buffer, out.data)
-        store.write(task.down.key, buffer.getbuffer())
+    if task.down and out:  # raw bytes, C order: the coarser task knows the shape (no .npy header to copy behind)
+        store.write(task.down.key, np.ascontiguousarray(out.data).data.cast("B"))
     return (int(totals[0]), int(totals[1]), int(totals[2]), merge(stats, np.dtype(task.dtype)) if stats else None,
             where())
