@@ -9,7 +9,8 @@ slab's chunks through the `Store` and the job's chunk format, downsamples it, an
 piece of the next scale in the store (`.streamconv/.../pieces/`, raw bytes: lossless, so a
 coarser scale is the same bytes as the local engine's, jpeg included) and hands back three
 numbers. The coarser slab's task is given the finer tasks' futures, so Dask itself runs it once
-they are done: the client schedules nothing, it only journals each slab as its future completes.
+they are done: the client schedules nothing, it only journals each slab once its future completes
+and the host that wrote it has synced it (`hostsync.py`).
 
 A task writes the same bytes however often it runs (chunks and pieces appear whole under their
 name), so Dask's retries after a lost worker and a rerun after a killed client are harmless.
@@ -130,7 +131,8 @@ class ClusterExecutor:
 
 class DaskRun:
     """The client's side: submit every slab's task with its finer tasks as dependencies, then
-    journal each slab as its future completes. Same inputs and hooks as `Pipeline`."""
+    journal each slab once its future completes and its host synced it. Same inputs and hooks
+    as `Pipeline`."""
 
     def __init__(self, job: Job, source: Source, store: Store, client: Client,
                  hooks: Hooks = Hooks(), done: frozenset[tuple[int, int]] = frozenset()) -> None:
