@@ -80,8 +80,10 @@ def cluster_report(results: list[Measurement], budget: int) -> None:
         print(f"\n{n} Dask worker{'s' * (n > 1)} against --workers {n} ({n} worker{'s' * (n > 1)}, the scheduler "
               f"and the client share {cores} cores: at most {min(1.0, cores / n):.2g} of a core per worker; "
               f"locally {n} worker{'s' * (n > 1)} and the main process share them)")
-        print("  seconds, local:  " + ", ".join(f"{m.seconds:.2f}" for m in local))
-        print("  seconds, dask:   " + ", ".join(f"{m.seconds:.2f}" for m in remote))
+        print("  seconds, local:  " + ", ".join(f"{m.seconds:.2f}" for m in local)
+              + "; CPU-seconds " + ", ".join(f"{m.cpu_seconds:.2f}" for m in local))
+        print("  seconds, dask:   " + ", ".join(f"{m.seconds:.2f}" for m in remote)
+              + "; CPU-seconds " + ", ".join(f"{m.cpu_seconds:.2f}" for m in remote))
         print("  per-worker throughput, dask / local (local s / dask s) per round: "
               + ", ".join(f"{r:.2f}" for r in wall) + f" (median {statistics.median(wall):.2f}; target 0.80)")
         if cpu:
