@@ -12,8 +12,10 @@
     python tools/bench.py igneous --shape 512,512,512 --labels 200 --memory 1GiB   (tools/bench_igneous.py)
 
 `--dask-workers N...` adds, for each N, streamconv on a Dask cluster of N `dask worker` processes
-(one thread each, `--resources MEMORY=<--memory>`, started and stopped here on 127.0.0.1): the
-client's wall time, and each worker's peak RSS (the workers are not the client's children).
+(one thread each, `--resources MEMORY=<--memory>`, started and stopped here on 127.0.0.1) next to
+the local engine with `--workers N`, round by round: the ratio of per-worker throughput, CPU-seconds
+(client, workers, scheduler) and each worker's peak RSS against its budget (tools/bench_dask.py);
+`--cluster-only` runs only those rows.
 
 Each contestant runs as a child process; its wall time and the peak memory of its whole process
 tree (sum of RSS every 20 ms, and sum of PSS, which counts shared pages once, every 100 ms) are
@@ -55,7 +57,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dask_cluster import DaskCluster
+from bench_dask import dask_bench
 from make_sections import make_sections
 from make_volume import LABEL_SHAPES, make_volume
 from measuring import BIN, Measurement, measure
@@ -113,35 +115,13 @@ def run_floor(work: Path, inputs: list[Path], reference: Path, durable: bool) ->
     return m
 
 
-def dask_bench(work: Path, inputs: list[Path], streamconv_cmd, args: argparse.Namespace) -> list[Measurement]:
-    """streamconv --scheduler on clusters of each size in --dask-workers: the client's process tree
-    is measured as any contestant's, and each worker's peak RSS besides."""
-    from streamconv.units import parse_size
-
-    results = []
-    out = work / "out-dask"
-    for n in args.dask_workers:
-        cluster = DaskCluster(work, n, parse_size(args.memory))
-        try:
-            for _ in range(args.repeat):
-                settle(inputs, out)
-                cluster.reset()
-                before = cluster.cpu()
-                m = measure(f"streamconv dask x{n}", [streamconv_cmd(out) + ["--scheduler", cluster.address]],
-                            args.durable)
-                m.cpu_seconds += cluster.cpu() - before  # the client's tree, and the workers
-                m.worker_rss = list(cluster.peaks)
-                m.output_bytes = sum(size for _, size in tree_files(out))
-                results.append(m)
-        finally:
-            cluster.close()
-    return results
-
-
 def bench(name: str, work: Path, inputs: list[Path], streamconv_cmd, ngscripts_cmds,
           args: argparse.Namespace, tensorstore_cmd=None) -> list[Measurement]:
     """Rounds of floor, streamconv (sharded too with --sharding) and the tensorstore script
-    (`tensorstore_cmd(out, layout)`), then neuroglancer-scripts once."""
+    (`tensorstore_cmd(out, layout)`), then neuroglancer-scripts once; with --cluster-only, only
+    the cluster rows (`bench_dask.py`). `streamconv_cmd(out, workers)`."""
+    if args.cluster_only:
+        return dask_bench(work, inputs, streamconv_cmd, args, settle, output_size)
     ours = work / "out-streamconv"
     settle(inputs, ours)
     subprocess.run(streamconv_cmd(ours), check=True, capture_output=True)  # warm-up, and the sizes
@@ -178,9 +158,9 @@ def bench(name: str, work: Path, inputs: list[Path], streamconv_cmd, ngscripts_c
         m = measure("neuroglancer-scripts", ngscripts_cmds(theirs), args.durable)
         m.output_bytes = sum(size for _, size in tree_files(theirs))
         results.append(m)
-    if args.dask_workers:
-        results += dask_bench(work, inputs, streamconv_cmd, args)
     report(name + (", each run timed until its output is on disk" if args.durable else ""), results)
+    if args.dask_workers:
+        results += dask_bench(work, inputs, streamconv_cmd, args, settle, output_size)
     return results
 
 
@@ -266,9 +246,9 @@ def volume_bench(args) -> list[Measurement]:
     vol = make_volume(work / f"vol-{tag}.nii", shape, args.dtype, args.labels, label_shape=args.label_shape)
     segmentation = ["--type", "segmentation"] if args.labels else []
 
-    def ours(out: Path) -> list[str]:
+    def ours(out: Path, workers: int = args.workers) -> list[str]:
         return [*STREAMCONV, "convert", str(vol), str(out), "--memory", args.memory,
-                "--workers", str(args.workers), "--chunk-size", "64", "--encoding", args.encoding, "-q",
+                "--workers", str(workers), "--chunk-size", "64", "--encoding", args.encoding, "-q",
                 *segmentation, *args.extra]
 
     def theirs(out: Path) -> list[list[str]]:
@@ -299,9 +279,9 @@ def stack_bench(args) -> list[Measurement]:
             os.link(p, stack / p.name)
     resolution = "21166.67,20000,21166.67"
 
-    def ours(out: Path) -> list[str]:
+    def ours(out: Path, workers: int = args.workers) -> list[str]:
         return [*STREAMCONV, "convert", str(stack), str(out), "--resolution", resolution,
-                "--input-orientation", "RIA", "--memory", args.memory, "--workers", str(args.workers),
+                "--input-orientation", "RIA", "--memory", args.memory, "--workers", str(workers),
                 "-q", *args.extra]
 
     def theirs(out: Path) -> list[list[str]]:
@@ -413,7 +393,10 @@ def main() -> None:
                        help="also run streamconv with --sharding MODE (auto, or P,M,S bits) each round")
         p.add_argument("--shard-size", default="2GiB")
         p.add_argument("--dask-workers", type=int, nargs="*", default=[],
-                       help="also run on Dask clusters of these many workers")
+                       help="also run on Dask clusters of these many workers, each against --workers N "
+                            "(tools/bench_dask.py)")
+        p.add_argument("--cluster-only", action="store_true",
+                       help="only the --dask-workers rows and their local rows")
         p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more streamconv options")
         if name in ("volume", "s3"):
             p.add_argument("--shape", default="1024,1024,1024")

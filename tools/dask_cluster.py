@@ -48,9 +48,9 @@ class DaskCluster:
             self._stop.wait(0.02)
 
     def cpu(self) -> float:
-        """CPU-seconds (user + system) the workers have used so far."""
+        """CPU-seconds (user + system) the scheduler and the workers have used so far."""
         total = 0.0
-        for w in self.workers:
+        for w in self.processes:
             try:
                 t = w.cpu_times()
                 total += t.user + t.system

@@ -6,10 +6,11 @@ Workers may be on other hosts, so no task touches the client's memory or another
 task fills a slab in its own memory (full resolution: from the source, whose path every worker
 sees; a coarser scale: from the *pieces* its finer slabs left in the output store), writes the
 slab's chunks through the `Store` and the job's chunk format, downsamples it, and leaves its
-piece of the next scale in the store (`.streamconv/.../pieces/`, raw `.npy`: lossless, so a
+piece of the next scale in the store (`.streamconv/.../pieces/`, raw bytes: lossless, so a
 coarser scale is the same bytes as the local engine's, jpeg included) and hands back three
 numbers. The coarser slab's task is given the finer tasks' futures, so Dask itself runs it once
-they are done: the client schedules nothing, it only journals each slab as its future completes.
+they are done: the client schedules nothing, it only journals each slab once its future completes
+and the host that wrote it has synced it (`hostsync.py`).
 
 A task writes the same bytes however often it runs (chunks and pieces appear whole under their
 name), so Dask's retries after a lost worker and a rerun after a killed client are harmless.
@@ -45,6 +46,7 @@ from ..sources.base import MemoryOrder
 from ..stores.base import Store
 from ..units import format_size
 from .budget import task_memory
+from .hostsync import HostSyncs
 from .job import Job
 from .journal import state_key
 from .output import output_sink
@@ -141,7 +143,8 @@ class _Submitted(NamedTuple):
 
 class DaskRun:
     """The client's side: submit every slab's task with its finer tasks as dependencies, then
-    journal each slab as its future completes. Same inputs and hooks as `Pipeline`."""
+    journal each slab once its future completes and its host synced it. Same inputs and hooks
+    as `Pipeline`."""
 
     def __init__(self, job: Job, source: Source, store: Store, client: Client,
                  hooks: Hooks = Hooks(), done: frozenset[tuple[int, int]] = frozenset()) -> None:
@@ -163,6 +166,8 @@ class DaskRun:
             self.totals.stats.resume(store, state_key(job.step), self.done)
         self.memory = [task_memory(job.plan, job.scales, k, source.num_channels * source.dtype.itemsize)
                        for k in range(len(job.scales))]
+        #: slabs written, journalled once their host synced them (a store that needs no sync: at once)
+        self.syncs = HostSyncs(client, store) if store.can.sync else None
 
     def run(self) -> Totals:
         self._check_workers()
@@ -171,8 +176,12 @@ class DaskRun:
             self._finish(self.completion.start(self.done))
             self._submit_all(futures)
             pending = set(futures)
-            while pending or self._finishing:
+            while pending or self._finishing or (self.syncs and self.syncs.busy):
                 self._check_stop()
+                for slab in self.syncs.synced(last=not pending) if self.syncs else ():
+                    self._journal(*slab)
+                if not (pending or self._finishing):
+                    continue
                 try:
                     finished = wait(pending | self._finishing, timeout=0.25, return_when="FIRST_COMPLETED").done
                 except TimeoutError:  # nothing finished yet: look at the stop flag again
@@ -189,6 +198,8 @@ class DaskRun:
             return self.totals
         finally:
             self.client.cancel(list(futures) + list(self._finishing))
+            if self.syncs:
+                self.syncs.close()
 
     def _finish(self, tasks: list[Finish]) -> None:
         """Shards whose slabs are all journalled: assembled by a task of their own."""
@@ -253,7 +264,7 @@ class DaskRun:
         return [(level - 1, i) for i in self.feeders[level].get(index, [])]
 
     def _piece(self, level: int, index: int) -> str:
-        return f"{self.prefix}/{level}-{index}.npy"
+        return f"{self.prefix}/{level}-{index}.raw"
 
     def _task(self, level: int, index: int, feeders: list[tuple[int, int]]) -> SlabTask:
         """Block `index` of a scale: a slab, or a tile of one (`SlabGrid`); the same task either way."""
@@ -273,7 +284,7 @@ class DaskRun:
             self.source.memory_order if level == 0 else MemoryOrder(), box.start,
             tuple(grid.bands_of(level, box)), scale, job.fmt, self.sink, job.skip_empty,
             source=self.source.window(p0, p1) if level == 0 and not replay else None,
-            pieces=() if replay else tuple((self._piece(*f), downsampled(grid.box(*f), scale.factor).start)
+            pieces=() if replay else tuple((self._piece(*f), downsampled(grid.box(*f), scale.factor))
                                            for f in feeders),
             replay=self.volume if replay else None, down=down, method=job.method, outside=job.outside_value,
             stats=sampling(scale) if job.collect_stats and not replay else None)
@@ -298,7 +309,7 @@ class DaskRun:
             self._block_done(level, index, done)
 
     def _block_done(self, level: int, index: int, done: SlabDone) -> None:
-        visited, written, nbytes, stats = done
+        visited, written, nbytes, stats, worker = done
         if stats is not None and self.totals.stats is not None and (level, index) not in self.done:
             self.totals.stats.slab_done(self.store, state_key(self.job.step), level, index, stats)
         self.totals.chunks += visited
@@ -306,10 +317,18 @@ class DaskRun:
         self.totals.nbytes += nbytes
         if self.hooks.progress:
             self.hooks.progress(level, visited, nbytes)
-        if (level, index) not in self.done:
-            if self.hooks.slab_done:
-                self.hooks.slab_done(level, index)
-            self._finish(self.completion.slab_done(level, index))
+        if (level, index) in self.done:
+            return
+        if self.syncs:
+            self.syncs.add(level, index, worker)
+        else:
+            self._journal(level, index)
+
+    def _journal(self, level: int, index: int) -> None:
+        """A slab on disk: into the journal, and its shards assembled once complete."""
+        if self.hooks.slab_done:
+            self.hooks.slab_done(level, index)
+        self._finish(self.completion.slab_done(level, index))
 
     def _remove_pieces(self) -> None:
         """Every slab is done: the pieces were only the way to the next scale."""

@@ -8,7 +8,6 @@ the other, each filled from that file."""
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import tempfile
@@ -27,6 +26,7 @@ from ..sources.base import MemoryOrder
 from ..stores.base import Store
 from ..units import format_size
 from .buffers import PrivateSlab
+from .hostsync import where
 from .scratch import ScratchSlab, decode_into, fill_from_scratch
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
 
@@ -60,7 +60,7 @@ class SlabTask:
     #: how the slab is filled: from the source, from pieces of the finer scale, or read back
     #: from its own chunks (`replay`: complete already, only its piece is lost)
     source: Source | None
-    pieces: tuple[tuple[str, Vec3], ...]  # key and origin of each piece of the finer scale
+    pieces: tuple[tuple[str, Box], ...]  # key of each piece of the finer scale, and the voxels it holds
     replay: Dataset | None
     down: Piece | None  # None on the coarsest scale
     method: str
@@ -70,22 +70,16 @@ class SlabTask:
     scratch: tuple[ScratchSlab, int] | None = None
 
 
-#: what a block's task did: chunks visited, written, bytes, value statistics
-SlabDone = tuple[int, int, int, list[ChannelStats] | None]
+#: what a block's task did: chunks visited, written, bytes, value statistics, and the worker
+#: that wrote them (the client has that worker's host sync them before it journals the block,
+#: `hostsync.py`)
+SlabDone = tuple[int, int, int, list[ChannelStats] | None, str]
 
 
 def run_slab(task: SlabTask, store: Store, *after: object) -> SlabDone:
-    """Fill, write and downsample one slab.
-    `after`: the finer tasks' results, only there so that Dask runs this task after them."""
-    done = _write_slab(task, store)
-    _sync(store)
-    return done
-
-
-def _sync(store: Store) -> None:
-    """This host's writes on disk before the client journals the task's slabs."""
-    if store.can.sync:
-        store.sync()
+    """Fill, write and downsample one slab. `after`: the finer tasks' results, only there so that
+    Dask runs this task after them."""
+    return _write_slab(task, store)
 
 
 def _write_slab(task: SlabTask, store: Store) -> SlabDone:
@@ -96,13 +90,12 @@ def _write_slab(task: SlabTask, store: Store) -> SlabDone:
         _, nz, ny, nx = task.shape
         region = Box(task.origin, triple(a + n for a, n in zip(task.origin, (nx, ny, nz))))
         fill(task.source, region, slab, task.origin)
-    for key, origin in task.pieces:
+    for key, box in task.pieces:
         piece = store.read(key)
         if piece is None:
             raise FileNotFoundError(f"{store.url}: {key} is missing (its slab is journalled complete)")
-        held = np.load(io.BytesIO(piece))
-        box = Box(origin, triple(o + n for o, n in zip(origin, held.shape[:0:-1])))
-        slab.data[box.index(task.origin)] = held
+        target = slab.data[box.index(task.origin)]
+        target[...] = np.frombuffer(piece, task.dtype).reshape(target.shape)  # raw, (c, z, y, x) in C order
     if task.replay is not None:
         for region in task.bands:
             fill_from_store(task.replay, task.level, region, slab, task.origin)
@@ -116,11 +109,10 @@ def _write_slab(task: SlabTask, store: Store) -> SlabDone:
                                     write=task.replay is None, stats=task.stats))
         totals += (done.visited, done.written, done.nbytes)
         stats += [done.stats] if done.stats is not None else []
-    if task.down and out:
-        buffer = io.BytesIO()
-        np.save(buffer, out.data)
-        store.write(task.down.key, buffer.getbuffer())
-    return int(totals[0]), int(totals[1]), int(totals[2]), merge(stats, np.dtype(task.dtype)) if stats else None
+    if task.down and out:  # raw bytes, C order: the coarser task knows the shape (no .npy header to copy behind)
+        store.write(task.down.key, np.ascontiguousarray(out.data).data.cast("B"))
+    return (int(totals[0]), int(totals[1]), int(totals[2]), merge(stats, np.dtype(task.dtype)) if stats else None,
+            where())
 
 
 @dataclass(frozen=True)
@@ -158,9 +150,6 @@ def run_decoded(slab: DecodedSlab, store: Store, *after: object) -> list[SlabDon
         for t, task in enumerate(slab.tiles):
             done.append(_write_slab(replace(task, scratch=(scratch, t)), store))
             scratch.drop(t)
-    # once, and with the scratch gone: a sync of a file system it shares with the output would
-    # write its dirty pages to disk
-    _sync(store)
     return done
 
 
