@@ -116,3 +116,14 @@ def test_a_dask_worker_without_room_for_whole_planes_gets_tiles(reads_regions):
     assert task_memory(whole, bigbrain, 0, 1) - task_memory(rows, bigbrain, 0, 1) > section
     with pytest.raises(UsageError, match="a task of this conversion needs on a Dask worker"):
         plan_worker_slabs(bigbrain, 1, uint8, 16 * MiB, 1, reads_regions=reads_regions)
+
+
+@pytest.mark.parametrize("reads_regions", [True, False], ids=["by-region", "whole-sections"])
+def test_a_dask_worker_whose_room_holds_whole_planes_but_not_a_tasks_copies_gets_tiles(reads_regions):
+    """4 GiB and the 256-section BigBrain-like stack: whole planes plan within 4 GiB, but a task
+    holds its slab twice (5.6 GiB): the planner goes on to tiles instead of refusing."""
+    budget, uint8 = 4 << 30, np.dtype("uint8")
+    stack = plan_scales((6572, 256, 5711), (21166.67, 2e4, 21166.67))
+    plan = plan_worker_slabs(stack, 1, uint8, budget, 1, reads_regions=reads_regions)
+    assert plan.tiled
+    assert max(task_memory(plan, stack, k, 1) for k in range(len(stack))) <= budget

@@ -320,7 +320,10 @@ def plan_worker_slabs(scales: list[Scale], channels: int, dtype: np.dtype, budge
         if need <= budget:
             return found
         if found.estimate <= found.minimum:
-            break
+            if found.tiled:
+                break
+            cap = found.minimum - 1  # whole planes at their thinnest: a task's copies need tiles
+            continue
         cap = found.estimate - 1  # the next smaller plan
     if not need:
         smallest = plan(1 << 62, 1).minimum  # tiles of one chunk
