@@ -219,7 +219,7 @@ def assert_resume_finishes(job: Job, source: ArraySource, out: Path, reported: l
     assert files(out) == files(fresh)
     assert totals.chunks == sum(s.num_chunks for s in job.scales) - sum(
         len(slab_chunks(job, *slab)) for slab in reported)
-    assert totals.skipped_slabs + totals.replayed_slabs == len(reported)
+    assert totals.skipped_blocks + totals.replayed_blocks == len(reported)
 
 
 # Whole pyramids
@@ -366,7 +366,7 @@ def test_lost_coarser_scales_are_rebuilt_from_the_finer_chunks(tmp_path):
     full_resolution = frozenset(slab for slab in all_slabs(job) if slab[0] == 0)
     totals = run(job, UnreadableSource(data), out, done=full_resolution)
     assert files(out) == files(tmp_path / "fresh")
-    assert totals.replayed_slabs == len(full_resolution) and totals.skipped_slabs == 0
+    assert totals.replayed_blocks == len(full_resolution) and totals.skipped_blocks == 0
     assert totals.written == sum(s.num_chunks for s in job.scales[1:])
 
 
@@ -378,14 +378,14 @@ def test_complete_slabs_whose_targets_are_complete_are_skipped(tmp_path):
     before = files(tmp_path)
     every = all_slabs(job)
     assert run(job, UnreadableSource(data), tmp_path, done=frozenset(every)) == \
-        Totals(skipped_slabs=len(every))
+        Totals(skipped_blocks=len(every))
     # all but the last slab of the coarsest scale: only the slabs feeding it are replayed
     last = every[-1]
     reported: list[Slab] = []
     totals = run(job, UnreadableSource(data), tmp_path, done=frozenset(every[:-1]),
                  slab_done=lambda *slab: reported.append(slab))
-    assert reported == [last] and totals.replayed_slabs >= 1
-    assert totals.skipped_slabs + totals.replayed_slabs == len(every) - 1
+    assert reported == [last] and totals.replayed_blocks >= 1
+    assert totals.skipped_blocks + totals.replayed_blocks == len(every) - 1
     assert files(tmp_path) == before
 
 
@@ -399,6 +399,6 @@ def test_scales_above_first_are_computed_from_the_chunks_on_disk(tmp_path):
     job = make_job(source, first=1)
     totals = run(job, UnreadableSource(data), tmp_path)
     assert_pyramid(tmp_path, job, data)
-    assert totals.replayed_slabs == len([slab for slab in all_slabs(job) if slab[0] == 0])
+    assert totals.replayed_blocks == len([slab for slab in all_slabs(job) if slab[0] == 0])
     assert totals.written == sum(s.num_chunks for s in job.scales[1:])
     assert {k: v for k, v in files(tmp_path).items() if k in scale0} == scale0

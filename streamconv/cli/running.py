@@ -96,9 +96,9 @@ def summary(report: Report, run: RunOptions) -> None:
         typer.echo(f"{report.output}: already complete ({len(report.scales)} scales); nothing to do",
                    err=True)
         return
-    done = report.skipped_slabs + report.replayed_slabs  # blocks (slab tiles) in a tiled plan
+    done = report.skipped_blocks + report.replayed_blocks  # blocks (slab tiles) in a tiled plan
     unit = ("slab tile" if report.plan.tiled else "slab") + (" was" if done == 1 else "s were")
-    resumed = f" (resumed: {done} {unit} done, {report.replayed_slabs} read back)" if report.resumed else ""
+    resumed = f" (resumed: {done} {unit} done, {report.replayed_blocks} read back)" if report.resumed else ""
     rate = report.bytes_written / max(report.seconds, 1e-9) / (1 << 20)
     labels = "" if report.annotated is None else report.annotated.describe()
     files = (f"{report.chunks_written} chunks in {report.shard_files} shard files" if report.shard_files

@@ -213,8 +213,8 @@ class DaskRun:
         by_slab: dict[tuple[int, int], Future] = {}
         for level in range(len(self.job.scales)):
             for index in range(self.grid.count(level)):
-                self.totals.skipped_slabs += (level, index) not in run and (level, index) in self.done
-                self.totals.replayed_slabs += (level, index) in run and (level, index) in self.done
+                self.totals.skipped_blocks += (level, index) not in run and (level, index) in self.done
+                self.totals.replayed_blocks += (level, index) in run and (level, index) in self.done
             for blocks, many in self._tasks_of(level, run):
                 feeders = [f for i in blocks for f in self._feeders(level, i)]
                 after = list(dict.fromkeys(by_slab[f] for f in feeders if f in by_slab))

@@ -123,8 +123,8 @@ class Totals:
     chunks: int = 0          # chunks of the slabs written by this run (some may be skipped as empty)
     written: int = 0         # chunk files written
     nbytes: int = 0          # bytes of those files
-    skipped_slabs: int = 0   # complete before this run, not touched
-    replayed_slabs: int = 0  # complete before this run, read back to rebuild the next scale
+    skipped_blocks: int = 0   # blocks (slabs, or slab tiles) complete before this run, not touched
+    replayed_blocks: int = 0  # complete before this run, read back to rebuild the next scale
     #: the distinct values of the scale-0 slabs this run wrote, when the job asks for them
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64), compare=False)
     #: the value statistics band tasks returned, when the job asks for them
@@ -213,7 +213,7 @@ class Pipeline:
         replay = (level, index) in self.done
         if replay and (level + 1 == len(self.scales)
                        or (level + 1, self.grid.target(level, index)) in self.done):
-            self.totals.skipped_slabs += 1
+            self.totals.skipped_blocks += 1
             return None
         box = self.grid.box(level, index)
         buffer = self._buffer(level)  # taken even for mapped planes: the same backpressure
@@ -222,7 +222,7 @@ class Pipeline:
         slab = _Slab(level, index, box, buffer, mapped or buffer.ref, replay=replay)
         self._open[level][index] = slab
         if replay:
-            self.totals.replayed_slabs += 1
+            self.totals.replayed_blocks += 1
         return slab
 
     def _buffer(self, level: int) -> SlabBuffer:

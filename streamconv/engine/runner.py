@@ -64,8 +64,8 @@ class Report:
     bytes_written: int
     seconds: float
     resumed: bool = False
-    skipped_slabs: int = 0   # complete before this run
-    replayed_slabs: int = 0  # complete before, read back to rebuild a coarser scale
+    skipped_blocks: int = 0   # blocks (slabs, or slab tiles when tiled) complete before this run
+    replayed_blocks: int = 0  # complete before, read back to rebuild a coarser scale
     complete: bool = False   # the output already held this finished job: nothing was done
     peak_memory: int = 0     # bytes: the largest PSS sum of the process tree during the run
     estimate: Estimate | None = None  # a dry run: what the run would cost; nothing was written
@@ -116,8 +116,8 @@ def run_job(describe: Callable[[Store], tuple[Source, Job]], output: Where, work
     if not job.keep_record:
         remove_empty_state(output)  # the lock is released: an empty .streamconv/ goes too
     return Report(str(output), job.scales, job.plan, totals.chunks, totals.written, totals.nbytes,
-                  time.perf_counter() - started, found == RESUME, totals.skipped_slabs,
-                  totals.replayed_slabs, complete=found == COMPLETE, peak_memory=peak.bytes,
+                  time.perf_counter() - started, found == RESUME, totals.skipped_blocks,
+                  totals.replayed_blocks, complete=found == COMPLETE, peak_memory=peak.bytes,
                   annotated=annotated, shard_files=_shard_files(job), stats=totals.stats)
 
 
