@@ -60,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_dask import dask_bench
 from make_sections import make_sections
 from make_volume import LABEL_SHAPES, make_volume
-from measuring import BIN, Measurement, measure
+from measuring import BIN, Measurement, measure, settle
 
 ROOT = Path(__file__).resolve().parent.parent
 # children (streamconv, its workers, dask workers) import this checkout's package
@@ -74,16 +74,6 @@ def tree_files(root: Path) -> list[tuple[str, int]]:
     """Chunk files of an output (relative path, size), without info and streamconv's state."""
     return [(str(p.relative_to(root)), p.stat().st_size) for p in sorted(root.rglob("*"))
             if p.is_file() and p.name != "info" and ".streamconv" not in p.parts]
-
-
-def settle(inputs: list[Path], *outputs: Path) -> None:
-    for out in outputs:
-        shutil.rmtree(out, ignore_errors=True)
-    os.sync()
-    for path in inputs:  # the same warm page cache for everyone
-        with open(path, "rb") as f:
-            while f.read(64 * MiB):
-                pass
 
 
 def floor(inputs_file: str, sizes_file: str, out: str) -> None:
@@ -121,7 +111,7 @@ def bench(name: str, work: Path, inputs: list[Path], streamconv_cmd, ngscripts_c
     (`tensorstore_cmd(out, layout)`), then neuroglancer-scripts once; with --cluster-only, only
     the cluster rows (`bench_dask.py`). `streamconv_cmd(out, workers)`."""
     if args.cluster_only:
-        return dask_bench(work, inputs, streamconv_cmd, args, settle, output_size)
+        return dask_bench(work, inputs, streamconv_cmd, args, output_size)
     ours = work / "out-streamconv"
     settle(inputs, ours)
     subprocess.run(streamconv_cmd(ours), check=True, capture_output=True)  # warm-up, and the sizes
@@ -160,7 +150,7 @@ def bench(name: str, work: Path, inputs: list[Path], streamconv_cmd, ngscripts_c
         results.append(m)
     report(name + (", each run timed until its output is on disk" if args.durable else ""), results)
     if args.dask_workers:
-        results += dask_bench(work, inputs, streamconv_cmd, args, settle, output_size)
+        results += dask_bench(work, inputs, streamconv_cmd, args, output_size)
     return results
 
 

@@ -30,14 +30,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dask_cluster import DaskCluster
-from measuring import Measurement, measure
+from measuring import Measurement, measure, settle
 
 MiB = 1 << 20
 
 
 def dask_bench(work: Path, inputs: list[Path], streamconv_cmd: Callable[[Path, int], list[str]],
-               args: argparse.Namespace, settle: Callable[..., None],
-               files: Callable[[Path], tuple[int, int]]) -> list[Measurement]:
+               args: argparse.Namespace, files: Callable[[Path], tuple[int, int]]) -> list[Measurement]:
     """For each N of --dask-workers, --repeat rounds of the local engine with `--workers N` and
     the same command with `--scheduler` on a cluster of N workers."""
     from streamconv.units import parse_size

@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench import BIN, Measurement, measure, report, settle, tree_files
+from bench import report, tree_files
 from make_volume import make_volume
+from measuring import BIN, Measurement, measure, settle
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from make_sections import make_sections
-from measuring import _cpu, _tree
+from measuring import _cpu, _tree, settle
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
@@ -141,7 +141,7 @@ def main() -> None:
                    "--input-orientation", "RIA", "--memory", budget, "--workers", str(args.workers), *args.extra]
             plan = subprocess.run(cmd + ["--dry-run"], capture_output=True, text=True, check=True).stdout
             tiles = next((line for line in plan.splitlines() if line.startswith("slabs:")), "")
-            settle(stack)
+            settle(sorted(stack.iterdir()))
             seconds, cpu, peak, summary = run(cmd)
             times.setdefault(budget, []).append(seconds)
             if budget not in digests:
@@ -154,14 +154,6 @@ def main() -> None:
         ratios = [a / b for a, b in zip(times[args.memory], times[args.large])]
         print(f"--memory {args.memory} / {args.large} per round: " + ", ".join(f"{r:.2f}x" for r in ratios))
 
-
-def settle(stack: Path) -> None:
-    """The same start for every run: nothing dirty in the page cache, the input read once."""
-    os.sync()
-    for path in sorted(stack.iterdir()):
-        with open(path, "rb") as f:
-            while f.read(64 * 2**20):
-                pass
 
 def _bytes(size: str) -> int:
     from streamconv.units import parse_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import threading
@@ -115,3 +116,15 @@ def measure(name: str, commands: list[list[str]], durable: bool = False) -> Meas
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = max(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, sum(seen.values()))
     return Measurement(name, time.perf_counter() - started, peak_rss, peak_pss, cpu_seconds=cpu)
+
+
+def settle(inputs: list[Path], *outputs: Path) -> None:
+    """The same start for every run: its outputs removed, nothing dirty in the page cache, the
+    input read once (a warm page cache for everyone)."""
+    for out in outputs:
+        shutil.rmtree(out, ignore_errors=True)
+    os.sync()
+    for path in inputs:  # the same warm page cache for everyone
+        with open(path, "rb") as f:
+            while f.read(64 << 20):
+                pass
