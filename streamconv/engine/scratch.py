@@ -94,6 +94,11 @@ class ScratchSlab:
             with open(path, "wb") as f:
                 f.truncate(size)
 
+    def remove(self) -> None:
+        """The file and its side file gone (the slab's last tile is filled)."""
+        os.unlink(self.path)
+        os.unlink(self.marks)
+
     def drop(self, t: int) -> None:
         """Tile `t` is filled: its part of the file is freed at once (dirty pages the kernel
         would otherwise write to disk while the other tiles wait)."""
@@ -278,9 +283,7 @@ class Scratch:
         s = self.slab_of(index)
         self._left[s] -= 1
         if self._left[s] == 0:
-            scratch = self.describe(index)
-            os.unlink(scratch.path)
-            os.unlink(scratch.marks)
+            self.describe(index).remove()
             return
         self.describe(index).drop(index % self.tiles_per_slab())
 
