@@ -87,15 +87,15 @@ class SlabPlan:
     def scratch_bytes(self, scale: Scale, item: int) -> int:
         """Disk the decoded sections of a plan with `nest` take at most (`engine/scratch.py`):
         2^nest slabs of scale 0 (`item`: bytes per voxel), and one being decoded."""
-        if self.nest is None:
-            return 0
-        return (2 ** self.nest + 1) * self.slab_planes[0] * math.prod(scale.size) // scale.size[self.stream_axis] * item
+        return 0 if self.nest is None else (2 ** self.nest + 1) * self._decoded_slab(scale, item)
 
     def task_scratch_bytes(self, scale: Scale, item: int) -> int:
         """Local disk of a Dask worker that a task of a plan with `decode_per_slab` takes: one
         slab of scale 0's decoded sections (`item`: bytes per voxel)."""
-        if not self.decode_per_slab:
-            return 0
+        return self._decoded_slab(scale, item) if self.decode_per_slab else 0
+
+    def _decoded_slab(self, scale: Scale, item: int) -> int:
+        """Bytes of one slab of scale 0's sections, decoded whole."""
         return self.slab_planes[0] * math.prod(scale.size) // scale.size[self.stream_axis] * item
 
     def summary(self) -> str:
