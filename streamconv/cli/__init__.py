@@ -54,7 +54,11 @@ def _ctrl_c(signum: int, frame: FrameType | None) -> None:
     finalizer (run by the garbage collector anywhere) interrupted between unlinking the
     semaphore and telling the resource tracker leaves a traceback ("Exception ignored in:
     <Finalize object, dead>"), loses the Ctrl-C, and has the tracker warn about the semaphore
-    at exit. There, the signal is sent again 10 ms later, when the finalizer is done."""
+    at exit. There, the signal is sent again 10 ms later, when the finalizer is done.
+
+    From Ctrl-C on, an object that a finalizer cannot tear down is not reported: Ctrl-C
+    during an import leaves objects half built (nibabel's OrderedSet without its `map`), and
+    their `__del__` would print a traceback after our one line."""
     for _ in range(4):  # the finalizer's frames are the innermost
         if frame is None:
             break
@@ -64,7 +68,12 @@ def _ctrl_c(signum: int, frame: FrameType | None) -> None:
             again.start()
             return
         frame = frame.f_back
+    sys.unraisablehook = _unreported
     raise KeyboardInterrupt
+
+
+def _unreported(unraisable: Any) -> None:
+    """sys.unraisablehook once the user has interrupted the command (see `_ctrl_c`)."""
 
 
 def main() -> None:
