@@ -12,6 +12,8 @@ import math
 import mmap
 import os
 import tempfile
+import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +67,109 @@ class PrivateSlab:
     @classmethod
     def zeros(cls, shape: tuple[int, int, int, int], dtype: np.dtype | str,
               order: MemoryOrder = MemoryOrder()) -> PrivateSlab:
-        return cls(arranged(np.zeros(stored_shape(shape, order), dtype), order))
+        return cls(arranged(private_zeros(stored_shape(shape, order), dtype), order))
 
     def array(self) -> np.ndarray:
         return self.data
+
+
+def private_zeros(shape: tuple[int, ...], dtype: np.dtype | str) -> np.ndarray:
+    """Zeros in a buffer of this process's own (`SPARE`)."""
+    return SPARE.zeros(shape, dtype)
+
+
+@dataclass(frozen=True)
+class SpareRoom:
+    """What a worker may keep between its tasks (`SpareBuffers`): the room the run was planned
+    within per task (a thread's share of the worker), less what its largest task needs."""
+
+    budget: int = 0
+    need: int = 0
+
+    def bytes(self, threads: int) -> int:
+        """For a worker of `threads` threads, each of which may run a task of `need` at once
+        (its room is at least `budget`: a stock worker's is a thread's share of it each)."""
+        return max(0, self.budget - threads * self.need)
+
+
+class SpareBuffers:
+    """A process's private slab buffers, kept from one task to the next for a few seconds: a
+    Dask worker's tasks each need a slab (and its downsampled target) of the same few sizes.
+
+    Why not `np.zeros` per task: numpy asks the kernel for huge pages for every array of 4 MiB
+    or more, and in a slab, whose planes lie a power of two apart, the rows of one chunk then
+    share a few cache sets: cutting chunks out of a 1 GiB volume took 0.62 s in huge pages
+    against 0.29 s in small ones. A fresh mapping in small pages costs a page fault per 4 KiB
+    instead (more than that saving); one kept from the last task costs neither, as the local
+    engine's shared slabs, which its pool reuses (docs/benchmarks.md, issue 26).
+
+    A buffer comes back when the last view of its array dies. What is kept stays within
+    `limit` (set by each task from its `SpareRoom`; others of another size make way), and all
+    is dropped after `keep` seconds without a request, so that an idle worker holds no slab."""
+
+    def __init__(self, keep: float = 2.0) -> None:
+        self._keep = keep
+        self._limit = 0
+        self._free: dict[int, list[mmap.mmap]] = {}  # by size, the oldest first
+        self._lock = threading.RLock()  # an array's finalizer may run inside `zeros`, on this thread
+        self._timer: threading.Timer | None = None
+
+    def limit(self, nbytes: int) -> None:
+        """Keep at most this many bytes from now on."""
+        with self._lock:
+            self._limit = nbytes
+            self._fit(0, -1)
+
+    def zeros(self, shape: tuple[int, ...], dtype: np.dtype | str) -> np.ndarray:
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        if nbytes == 0:
+            return np.zeros(shape, dtype)
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            kept = self._free.get(nbytes)
+            mm = kept.pop() if kept else None
+        if mm is None:
+            a = np.ndarray(shape, dtype, buffer=mmap.mmap(-1, nbytes))
+            populate(a, write=True)
+        else:
+            a = np.ndarray(shape, dtype, buffer=mm)
+            a.fill(0)
+        weakref.finalize(a, self._give_back, a.base)
+        return a
+
+    def _give_back(self, mm: mmap.mmap) -> None:
+        with self._lock:
+            if not self._fit(len(mm), len(mm)):
+                return  # no room: unmapped as its last reference goes
+            self._free.setdefault(len(mm), []).append(mm)
+            if self._timer is None:
+                self._timer = threading.Timer(self._keep, self.drop)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _fit(self, more: int, size: int) -> bool:
+        """Drop kept buffers of sizes other than `size` until `more` bytes fit; whether they do."""
+        for other in [n for n in self._free if n != size]:
+            if self.kept() + more <= self._limit:
+                break
+            del self._free[other]
+        return self.kept() + more <= self._limit
+
+    def drop(self) -> None:
+        """Unmap every kept buffer (each is unmapped as its last reference goes)."""
+        with self._lock:
+            self._free.clear()
+            self._timer = None
+
+    def kept(self) -> int:
+        """Bytes kept for the next task."""
+        with self._lock:
+            return sum(len(mm) for kept in self._free.values() for mm in kept)
+
+
+SPARE = SpareBuffers()
 
 
 def populate(view: np.ndarray, write: bool) -> None:

@@ -46,6 +46,7 @@ from ..sources.base import MemoryOrder
 from ..stores.base import Store
 from ..units import format_size
 from .budget import task_memory
+from .buffers import SpareRoom
 from .hostsync import HostSyncs
 from .job import Job
 from .journal import state_key
@@ -287,7 +288,8 @@ class DaskRun:
             pieces=() if replay else tuple((self._piece(*f), downsampled(grid.box(*f), scale.factor))
                                            for f in feeders),
             replay=self.volume if replay else None, down=down, method=job.method, outside=job.outside_value,
-            stats=sampling(scale) if job.collect_stats and not replay else None)
+            stats=sampling(scale) if job.collect_stats and not replay else None,
+            spare=SpareRoom(job.plan.budget, max(self.memory)))
 
     def _raise(self, future: Future, what: str = "a shard's assembly") -> None:
         error = future.exception()

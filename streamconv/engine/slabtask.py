@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from ..sources import Source
 from ..sources.base import MemoryOrder
 from ..stores.base import Store
 from ..units import format_size
-from .buffers import PrivateSlab
+from .buffers import SPARE, PrivateSlab, SpareRoom
 from .hostsync import where
 from .scratch import ScratchSlab, decode_into, fill_from_scratch
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
@@ -68,6 +69,8 @@ class SlabTask:
     stats: Sampling | None = None  # the bands' value statistics: `Band.stats`
     #: a tile of scale 0 filled from its slab's decoded sections (tile `t` of them): `run_decoded`
     scratch: tuple[ScratchSlab, int] | None = None
+    #: what its worker may keep of its buffers for the next task (`buffers.SpareBuffers`)
+    spare: SpareRoom = SpareRoom()
 
 
 #: what a block's task did: chunks visited, written, bytes, value statistics, and the worker
@@ -83,6 +86,8 @@ def run_slab(task: SlabTask, store: Store, *after: object) -> SlabDone:
 
 
 def _write_slab(task: SlabTask, store: Store) -> SlabDone:
+    worker = _worker()
+    SPARE.limit(task.spare.bytes(worker.state.nthreads if worker is not None else 1))
     slab = PrivateSlab.zeros(task.shape, task.dtype, task.order)
     if task.scratch is not None:
         fill_from_scratch(*task.scratch, task.p0, task.p1, slab, task.origin)
@@ -157,9 +162,15 @@ def _local_directory() -> str:
     """The Dask worker's local directory (`dask worker --local-directory`, Dask's
     `temporary-directory`: local disk, meant for such files); outside a worker, the system's
     temporary directory."""
+    worker = _worker()
+    return str(worker.local_directory) if worker is not None else tempfile.gettempdir()
+
+
+def _worker() -> Any:
+    """The Dask worker running this task; None outside one."""
     try:
         from distributed import get_worker
 
-        return str(get_worker().local_directory)
+        return get_worker()
     except (ImportError, ValueError):
-        return tempfile.gettempdir()
+        return None
