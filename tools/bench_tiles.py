@@ -8,7 +8,9 @@ both wrote the same bytes.
 
 With `--repeat N` the two budgets run in N interleaved rounds, the order swapped every round
 (tiled first, then large first, ...), every run reported. Before each run the previous output is
-removed, the file system synced and the input read once, as tools/bench.py does.
+removed, the file system synced and the input read once, as tools/bench.py does. With
+`--fresh-fs SIZE` (root) each run writes to an empty ext4 file system made for it, so that no
+run pays for the deletion of another's output (measuring.fresh_filesystem).
 
 The sections are tools/make_sections.py's (6572 x 5711 uint8 PNG, RIA, as tools/bench.py's
 stack row; made once in --workdir). Peak memory is sampled every 50 ms as the sum over the
@@ -21,6 +23,7 @@ the peaks do not depend on it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import resource
@@ -33,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from make_sections import make_sections
-from measuring import _cpu, _tree, settle
+from measuring import _cpu, _tree, fresh_filesystem, settle
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
@@ -121,6 +124,8 @@ def main() -> None:
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds")
+    parser.add_argument("--fresh-fs", metavar="SIZE", help="each run's output on an empty ext4 file system "
+                        "of SIZE made for it (measuring.fresh_filesystem; root)")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more streamconv options")
     args = parser.parse_args()
     work = Path(args.workdir)
@@ -141,11 +146,12 @@ def main() -> None:
                    "--input-orientation", "RIA", "--memory", budget, "--workers", str(args.workers), *args.extra]
             plan = subprocess.run(cmd + ["--dry-run"], capture_output=True, text=True, check=True).stdout
             tiles = next((line for line in plan.splitlines() if line.startswith("slabs:")), "")
-            settle(sorted(stack.iterdir()))
-            seconds, cpu, peak, summary = run(cmd)
+            with fresh_filesystem(out, args.fresh_fs) if args.fresh_fs else contextlib.nullcontext(out):
+                settle(sorted(stack.iterdir()))
+                seconds, cpu, peak, summary = run(cmd)
+                if budget not in digests:
+                    digests[budget] = digest(out)
             times.setdefault(budget, []).append(seconds)
-            if budget not in digests:
-                digests[budget] = digest(out)
             print(f"round {round_ + 1} --memory {budget}: {seconds:.1f} s, {cpu:.1f} CPU-s, peak "
                   f"{peak / 2**20:.0f} MiB of the tree ({'within' if peak <= _bytes(budget) else 'OVER'} "
                   f"the budget); {tiles}\n  {summary}", flush=True)
