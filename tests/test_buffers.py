@@ -67,6 +67,15 @@ def test_an_idle_process_keeps_nothing():
     assert spare.kept() == 0
 
 
+def test_a_buffer_larger_than_the_room_is_not_kept():
+    spare = SpareBuffers(keep=60)
+    spare.limit(MiB)
+    a = spare.zeros((2, MiB), np.uint8)
+    assert not a.any()
+    del a
+    assert spare.kept() == 0
+
+
 def test_an_empty_buffer_is_not_kept():
     spare = SpareBuffers(keep=60)
     a = spare.zeros((0, 16, 16), np.uint32)

@@ -122,7 +122,7 @@ class SpareBuffers:
 
     def zeros(self, shape: tuple[int, ...], dtype: np.dtype | str) -> np.ndarray:
         nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-        if nbytes == 0:
+        if nbytes == 0 or nbytes > self._limit:  # never kept: numpy's, whose huge pages fault once per 2 MiB
             return np.zeros(shape, dtype)
         with self._lock:
             if self._timer is not None:
