@@ -65,17 +65,15 @@ class PrivateSlab:
     data: np.ndarray
 
     @classmethod
-    def zeros(cls, shape: tuple[int, int, int, int], dtype: np.dtype | str,
-              order: MemoryOrder = MemoryOrder()) -> PrivateSlab:
-        return cls(arranged(private_zeros(stored_shape(shape, order), dtype), order))
+    def new(cls, shape: tuple[int, int, int, int], dtype: np.dtype | str, order: MemoryOrder = MemoryOrder(),
+            zeroed: bool = True) -> PrivateSlab:
+        """A slab in a buffer of this process's own (`SPARE`): zeros, or unless `zeroed` what
+        the buffer held (a slab whose fill covers it whole, as the local engine reuses its
+        shared slabs)."""
+        return cls(arranged(SPARE.take(stored_shape(shape, order), dtype, zeroed), order))
 
     def array(self) -> np.ndarray:
         return self.data
-
-
-def private_zeros(shape: tuple[int, ...], dtype: np.dtype | str) -> np.ndarray:
-    """Zeros in a buffer of this process's own (`SPARE`)."""
-    return SPARE.zeros(shape, dtype)
 
 
 @dataclass(frozen=True)
@@ -111,7 +109,7 @@ class SpareBuffers:
         self._keep = keep
         self._limit = 0
         self._free: dict[int, list[mmap.mmap]] = {}  # by size, the oldest first
-        self._lock = threading.RLock()  # an array's finalizer may run inside `zeros`, on this thread
+        self._lock = threading.RLock()  # an array's finalizer may run inside `take`, on this thread
         self._timer: threading.Timer | None = None
 
     def limit(self, nbytes: int) -> None:
@@ -120,7 +118,8 @@ class SpareBuffers:
             self._limit = nbytes
             self._fit(0, -1)
 
-    def zeros(self, shape: tuple[int, ...], dtype: np.dtype | str) -> np.ndarray:
+    def take(self, shape: tuple[int, ...], dtype: np.dtype | str, zeroed: bool = True) -> np.ndarray:
+        """A buffer of `shape`: zeros, or unless `zeroed` what a kept one held."""
         nbytes = math.prod(shape) * np.dtype(dtype).itemsize
         if nbytes == 0 or nbytes > self._limit:  # never kept: numpy's, whose huge pages fault once per 2 MiB
             return np.zeros(shape, dtype)
@@ -135,7 +134,8 @@ class SpareBuffers:
             populate(a, write=True)
         else:
             a = np.ndarray(shape, dtype, buffer=mm)
-            a.fill(0)
+            if zeroed:
+                a.fill(0)
         weakref.finalize(a, self._give_back, a.base)
         return a
 

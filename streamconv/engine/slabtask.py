@@ -88,7 +88,8 @@ def run_slab(task: SlabTask, store: Store, *after: object) -> SlabDone:
 def _write_slab(task: SlabTask, store: Store) -> SlabDone:
     worker = _worker()
     SPARE.limit(task.spare.bytes(worker.state.nthreads if worker is not None else 1))
-    slab = PrivateSlab.zeros(task.shape, task.dtype, task.order)
+    # read from the source, the slab is covered whole; filled otherwise, perhaps in part
+    slab = PrivateSlab.new(task.shape, task.dtype, task.order, zeroed=task.source is None)
     if task.scratch is not None:
         fill_from_scratch(*task.scratch, task.p0, task.p1, slab, task.origin)
     elif task.source is not None:
@@ -104,7 +105,7 @@ def _write_slab(task: SlabTask, store: Store) -> SlabDone:
     if task.replay is not None:
         for region in task.bands:
             fill_from_store(task.replay, task.level, region, slab, task.origin)
-    out = PrivateSlab.zeros(task.down.shape, task.dtype) if task.down else None
+    out = PrivateSlab.new(task.down.shape, task.dtype) if task.down else None
     down = Downsample(out, task.down.origin, task.down.factor, task.method, task.outside) if task.down and out else None
     totals = np.zeros(3, np.int64)
     stats = []
