@@ -85,8 +85,9 @@ class SpareRoom:
     need: int = 0
 
     def bytes(self, threads: int) -> int:
-        """For a worker of `threads` threads, each of which may run a task of `need` at once
-        (its room is at least `budget`: a stock worker's is a thread's share of it each)."""
+        """For a worker of `threads` threads: its room is at least `budget` (a stock worker's is
+        `budget` for each thread, `rooms.py`), its threads' tasks take up to `need` each at
+        once, and what is kept must fit in what they leave."""
         return max(0, self.budget - threads * self.need)
 
 
