@@ -167,6 +167,7 @@ class DaskRun:
             self.totals.stats.resume(store, state_key(job.step), self.done)
         self.memory = [task_memory(job.plan, job.scales, k, source.num_channels * source.dtype.itemsize)
                        for k in range(len(job.scales))]
+        self.spare = SpareRoom(job.plan.budget, max(self.memory))  # what a worker may keep between tasks
         #: slabs written, journalled once their host synced them (a store that needs no sync: at once)
         self.syncs = HostSyncs(client, store) if store.can.sync else None
 
@@ -289,7 +290,7 @@ class DaskRun:
                                            for f in feeders),
             replay=self.volume if replay else None, down=down, method=job.method, outside=job.outside_value,
             stats=sampling(scale) if job.collect_stats and not replay else None,
-            spare=SpareRoom(job.plan.budget, max(self.memory)))
+            spare=self.spare)
 
     def _raise(self, future: Future, what: str = "a shard's assembly") -> None:
         error = future.exception()
@@ -302,7 +303,7 @@ class DaskRun:
 
     def _finished(self, future: Future, submitted: _Submitted) -> None:
         (level, index), (_, last) = submitted.blocks[0], submitted.blocks[-1]
-        tiles = self.grid.tiles(level)
+        tiles = self.grid.tiles_per_slab(level)
         self._raise(future, f"the task of {self.grid.describe(level, index)} of scale {level}" if index == last
                     else f"the task of slab {index // tiles}, tiles {index % tiles + 1} to {last % tiles + 1} "
                          f"of {tiles}, of scale {level}")

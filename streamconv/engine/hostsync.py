@@ -33,14 +33,20 @@ log = logging.getLogger("streamconv")
 SYNC_SECONDS = 1.0
 
 
-def where() -> str:
-    """The address of the Dask worker running this task ("" outside one)."""
+def current_worker() -> Any:
+    """The Dask worker running this task; None outside one."""
     try:
         from distributed import get_worker
 
-        return str(get_worker().address)
+        return get_worker()
     except (ImportError, ValueError):
-        return ""
+        return None
+
+
+def where() -> str:
+    """The address of the Dask worker running this task ("" outside one)."""
+    worker = current_worker()
+    return str(worker.address) if worker is not None else ""
 
 
 def host(address: str) -> str:

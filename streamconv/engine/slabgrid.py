@@ -52,14 +52,14 @@ class SlabGrid:
         return ceil_div(self.scales[level].size[self.axis], self.plan.slab_planes[level])
 
     def tiles_per_slab(self, level: int) -> int:
-        """Blocks per slab of a scale: the slab's block `index` is `slab * tiles_per_slab + tile`."""
+        """Blocks per slab of a scale (1 where slabs span whole planes): the slab's block `index`
+        is `slab * tiles_per_slab + tile`."""
         nb, nr = self._tiles(level)
         return nb * nr
 
     def count(self, level: int) -> int:
         """Blocks (slabs, times their tiles) of a scale."""
-        nb, nr = self._tiles(level)
-        return self.slabs(level) * nb * nr
+        return self.slabs(level) * self.tiles_per_slab(level)
 
     def planes(self, level: int, index: int) -> tuple[int, int]:
         """Planes [p0, p1) of block `index`: the last slab of a scale may be thinner."""
@@ -85,16 +85,11 @@ class SlabGrid:
         slab = voxel[self.axis] // self.plan.slab_planes[level]
         return (slab * nb + voxel[b_ax] // ext[b_ax]) * nr + voxel[r_ax] // ext[r_ax]
 
-    def tiles(self, level: int) -> int:
-        """Blocks per slab of a scale: 1 where slabs span whole planes."""
-        nb, nr = self._tiles(level)
-        return nb * nr
-
     def describe(self, level: int, index: int) -> str:
         """Block `index` of a scale as a message names it: `slab 3` where slabs span whole planes
         (the journal's index is then the slab's), else the slab, which of its tiles, and the
         block's voxels, e.g. `slab 3, tile 2 of 42 (planes 96 to 127, y 32 to 63, x 0 to 31)`."""
-        tiles = self.tiles(level)
+        tiles = self.tiles_per_slab(level)
         slab, tile = divmod(index, tiles)
         if tiles == 1:
             return f"slab {slab}"

@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
@@ -27,7 +26,7 @@ from ..sources.base import MemoryOrder
 from ..stores.base import Store
 from ..units import format_size
 from .buffers import SPARE, PrivateSlab, SpareRoom
-from .hostsync import where
+from .hostsync import current_worker, where
 from .scratch import ScratchSlab, decode_into, fill_from_scratch
 from .tasks import Band, Downsample, fill, fill_from_store, process_band
 
@@ -72,6 +71,12 @@ class SlabTask:
     #: what its worker may keep of its buffers for the next task (`buffers.SpareBuffers`)
     spare: SpareRoom = SpareRoom()
 
+    @property
+    def box(self) -> Box:
+        """The block's voxels (x, y, z) in its scale."""
+        _, nz, ny, nx = self.shape
+        return Box(self.origin, triple(a + n for a, n in zip(self.origin, (nx, ny, nz))))
+
 
 #: what a block's task did: chunks visited, written, bytes, value statistics, and the worker
 #: that wrote them (the client has that worker's host sync them before it journals the block,
@@ -86,16 +91,14 @@ def run_slab(task: SlabTask, store: Store, *after: object) -> SlabDone:
 
 
 def _write_slab(task: SlabTask, store: Store) -> SlabDone:
-    worker = _worker()
+    worker = current_worker()
     SPARE.limit(task.spare.bytes(worker.state.nthreads if worker is not None else 1))
     # read from the source, the slab is covered whole; filled otherwise, perhaps in part
     slab = PrivateSlab.new(task.shape, task.dtype, task.order, zeroed=task.source is None)
     if task.scratch is not None:
         fill_from_scratch(*task.scratch, task.p0, task.p1, slab, task.origin)
     elif task.source is not None:
-        _, nz, ny, nx = task.shape
-        region = Box(task.origin, triple(a + n for a, n in zip(task.origin, (nx, ny, nz))))
-        fill(task.source, region, slab, task.origin)
+        fill(task.source, task.box, slab, task.origin)
     for key, box in task.pieces:
         piece = store.read(key)
         if piece is None:
@@ -140,7 +143,7 @@ def run_decoded(slab: DecodedSlab, store: Store, *after: object) -> list[SlabDon
     there). Its bytes count against that disk; the memory is a decoded section, then one tile's
     task, one after the other (`budget.task_memory`)."""
     first = slab.tiles[0]
-    boxes = tuple(Box(t.origin, triple(a + n for a, n in zip(t.origin, t.shape[:0:-1]))) for t in slab.tiles)
+    boxes = tuple(t.box for t in slab.tiles)
     item = first.shape[0] * np.dtype(first.dtype).itemsize
     with tempfile.TemporaryDirectory(prefix="streamconv-scratch-", dir=_local_directory()) as directory:
         scratch = ScratchSlab(os.path.join(directory, "slab.raw"), slab.axis, boxes, item, first.order)
@@ -163,15 +166,6 @@ def _local_directory() -> str:
     """The Dask worker's local directory (`dask worker --local-directory`, Dask's
     `temporary-directory`: local disk, meant for such files); outside a worker, the system's
     temporary directory."""
-    worker = _worker()
+    worker = current_worker()
     return str(worker.local_directory) if worker is not None else tempfile.gettempdir()
 
-
-def _worker() -> Any:
-    """The Dask worker running this task; None outside one."""
-    try:
-        from distributed import get_worker
-
-        return get_worker()
-    except (ImportError, ValueError):
-        return None
