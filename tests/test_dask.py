@@ -322,6 +322,44 @@ def test_a_worker_killed_mid_run_changes_nothing(cluster, tmp_path):
     assert chunk_files(remote) == chunk_files(local)
 
 
+CUT_SHORT = """
+import sys
+from pathlib import Path
+
+import streamconv
+from streamconv.errors import DataError
+
+path, out, scheduler = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+whole = path.stat().st_size
+
+
+def cut_after_the_first_slab(scales):
+    def progress(scale, chunks, nbytes):
+        with open(path, "r+b") as f:
+            f.truncate(whole // 2)
+    return progress
+
+
+try:
+    streamconv.convert(path, out, chunk_size=16, memory="1GiB", scheduler=scheduler, progress=cut_after_the_first_slab)
+except DataError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+def test_an_input_cut_short_under_the_tasks_mapping_is_a_data_error(cluster, tmp_path):
+    """Slab tasks map an uncompressed NIfTI, as the local engine's do: a file cut short during
+    the run ends it with a DataError that says so (a task that maps it afterwards cannot; one
+    that touched it while mapped died of SIGBUS, which the client then explains)."""
+    path = tmp_path / "v.nii"
+    nib.save(nib.Nifti1Image(np.arange(64 * 64 * 256, dtype=np.uint32).reshape(64, 64, 256) % 7, np.eye(4)), path)
+    run = subprocess.run([sys.executable, "-c", CUT_SHORT, str(path), str(tmp_path / "out"), cluster.address],
+                         capture_output=True, timeout=120)
+    assert run.returncode == 3, run.stderr.decode()[-2000:]
+    assert b"cut short during the conversion" in run.stdout
+
+
 @pytest.fixture(scope="module")
 def region_volume(tmp_path_factory) -> str:
     """An uncompressed NIfTI: read by region, so that a tiled run reads each tile for its size."""

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 from distributed import Client, Future, LocalCluster, wait
 from distributed.scheduler import KilledWorker
 
-from ..errors import Interrupted, UsageError, WorkerDied
+from ..errors import DataError, Interrupted, UsageError, WorkerDied
 from ..kernels.stats import sampling
 from ..layout.dataset import Dataset
 from ..layout.sink import Finish, run_finish
@@ -168,6 +168,8 @@ class DaskRun:
         self.memory = [task_memory(job.plan, job.scales, k, source.num_channels * source.dtype.itemsize)
                        for k in range(len(job.scales))]
         self.spare = SpareRoom(job.plan.budget, max(self.memory))  # what a worker may keep between tasks
+        #: the input file as the slab tasks map it, if they do (`_check_input`)
+        self.mapped = source.mapped(0, source.shape[source.stream_axis])
         #: slabs written, journalled once their host synced them (a store that needs no sync: at once)
         self.syncs = HostSyncs(client, store) if store.can.sync else None
 
@@ -180,13 +182,19 @@ class DaskRun:
             pending = set(futures)
             while pending or self._finishing or (self.syncs and self.syncs.busy):
                 self._check_stop()
-                for slab in self.syncs.synced(last=not pending) if self.syncs else ():
+                try:
+                    synced = self.syncs.synced(last=not pending) if self.syncs else []
+                except WorkerDied:
+                    self._check_input()
+                    raise
+                for slab in synced:
                     self._journal(*slab)
                 if not (pending or self._finishing):
                     continue
                 try:
                     finished = wait(pending | self._finishing, timeout=0.25, return_when="FIRST_COMPLETED").done
-                except TimeoutError:  # nothing finished yet: look at the stop flag again
+                except TimeoutError:  # nothing finished yet: look at the stop flag and the input again
+                    self._check_input()
                     continue
                 for future in finished:
                     if future in self._finishing:
@@ -297,6 +305,7 @@ class DaskRun:
         if error is not None:
             self._check_stop()
             if isinstance(error, KilledWorker):
+                self._check_input()
                 raise WorkerDied(f"{what} killed the workers that ran it "
                                  "(out of memory?); lower --memory if it happens again") from None
             raise error
@@ -307,7 +316,13 @@ class DaskRun:
         self._raise(future, f"the task of {self.grid.describe(level, index)} of scale {level}" if index == last
                     else f"the task of slab {index // tiles}, tiles {index % tiles + 1} to {last % tiles + 1} "
                          f"of {tiles}, of scale {level}")
-        results = future.result()
+        while True:  # a result lost with its worker is computed again, perhaps only once one joins
+            try:
+                results = future.result(timeout=0.25)
+                break
+            except TimeoutError:
+                self._check_stop()
+                self._check_input()
         for (level, index), done in zip(submitted.blocks, results if submitted.many else [results]):
             self._block_done(level, index, done)
 
@@ -351,6 +366,13 @@ class DaskRun:
                    if self.rooms.declared else "give workers a larger --memory-limit, or lower --memory")
             raise UsageError(f"no worker of {info.get('address', 'the cluster')} has room for the "
                              f"{format_size(need)} the largest task needs ({self.rooms.describe()}): {how}")
+
+    def _check_input(self) -> None:
+        """An input file that tasks map (`slabtask._mapped`) and that was cut short meanwhile: a
+        task touching the lost part died of SIGBUS, and its worker with it (Dask retries the task
+        elsewhere, or waits for a worker if none is left): that is the run's error."""
+        if self.mapped is not None and (why := self.mapped.missing()):
+            raise DataError(why)
 
     def _check_stop(self) -> None:
         if self.hooks.should_stop():

@@ -22,13 +22,13 @@ from ..kernels.stats import ChannelStats, Sampling, merge
 from ..layout.dataset import Dataset
 from ..layout.sink import ChunkSink
 from ..sources import Source
-from ..sources.base import MemoryOrder
+from ..sources.base import MappedSlab, MemoryOrder, spans_planes
 from ..stores.base import Store
 from ..units import format_size
 from .buffers import SPARE, PrivateSlab, SpareRoom
 from .hostsync import current_worker, where
 from .scratch import ScratchSlab, decode_into, fill_from_scratch
-from .tasks import Band, Downsample, fill, fill_from_store, process_band
+from .tasks import Band, Downsample, Slab, fill, fill_from_store, process_band
 
 
 @dataclass(frozen=True)
@@ -93,17 +93,19 @@ def run_slab(task: SlabTask, store: Store, *after: object) -> SlabDone:
 def _write_slab(task: SlabTask, store: Store) -> SlabDone:
     worker = current_worker()
     SPARE.limit(task.spare.bytes(worker.state.nthreads if worker is not None else 1))
-    # read from the source, the slab is covered whole; filled otherwise, perhaps in part
-    slab = PrivateSlab.new(task.shape, task.dtype, task.order, zeroed=task.source is None)
-    if task.scratch is not None:
-        fill_from_scratch(*task.scratch, task.p0, task.p1, slab, task.origin)
-    elif task.source is not None:
-        fill(task.source, task.box, slab, task.origin)
+    slab: Slab | None = _mapped(task)
+    if slab is None:
+        # read from the source, the slab is covered whole; filled otherwise, perhaps in part
+        slab = PrivateSlab.new(task.shape, task.dtype, task.order, zeroed=task.source is None)
+        if task.scratch is not None:
+            fill_from_scratch(*task.scratch, task.p0, task.p1, slab, task.origin)
+        elif task.source is not None:
+            fill(task.source, task.box, slab, task.origin)
     for key, box in task.pieces:
         piece = store.read(key)
         if piece is None:
             raise FileNotFoundError(f"{store.url}: {key} is missing (its slab is journalled complete)")
-        target = slab.data[box.index(task.origin)]
+        target = slab.array()[box.index(task.origin)]
         target[...] = np.frombuffer(piece, task.dtype).reshape(target.shape)  # raw, (c, z, y, x) in C order
     if task.replay is not None:
         for region in task.bands:
@@ -122,6 +124,18 @@ def _write_slab(task: SlabTask, store: Store) -> SlabDone:
         store.write(task.down.key, np.ascontiguousarray(out.data).data.cast("B"))
     return (int(totals[0]), int(totals[1]), int(totals[2]), merge(stats, np.dtype(task.dtype)) if stats else None,
             where())
+
+
+def _mapped(task: SlabTask) -> MappedSlab | None:
+    """The block's planes of the input file mapped, as the local engine's tasks map them
+    (`Source.mapped`: an uncompressed local volume stored as it is output), for a block of whole
+    planes read from the source: no read, no copy (the 1 GiB volume's reads were a tenth of
+    the worker's time, docs/benchmarks.md). A file cut short meanwhile is found by
+    `MappedSlab.array` on the next task, and by the client after a worker died of it."""
+    source = task.source
+    if source is None or task.scratch is not None or not spans_planes(task.box, source.shape, source.stream_axis):
+        return None
+    return source.mapped(task.p0, task.p1)
 
 
 @dataclass(frozen=True)
