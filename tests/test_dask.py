@@ -358,6 +358,7 @@ def test_an_input_cut_short_under_the_tasks_mapping_is_a_data_error(cluster, tmp
                          capture_output=True, timeout=120)
     assert run.returncode == 3, run.stderr.decode()[-2000:]
     assert b"cut short during the conversion" in run.stdout
+    assert b"Traceback" not in run.stderr, run.stderr.decode()[-2000:]
 
 
 @pytest.fixture(scope="module")

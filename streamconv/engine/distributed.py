@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future as LocalFuture
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from distributed import Client, Future, LocalCluster, wait
 from distributed.scheduler import KilledWorker
@@ -58,6 +58,7 @@ from .slabtask import DecodedSlab, Piece, SlabDone, SlabTask, run_decoded, run_s
 from .tasks import downsampled
 
 log = logging.getLogger("streamconv")
+T = TypeVar("T")
 
 
 @contextmanager
@@ -301,7 +302,7 @@ class DaskRun:
             spare=self.spare)
 
     def _raise(self, future: Future, what: str = "a shard's assembly") -> None:
-        error = future.exception()
+        error = self._await(future.exception)
         if error is not None:
             self._check_stop()
             if isinstance(error, KilledWorker):
@@ -316,13 +317,8 @@ class DaskRun:
         self._raise(future, f"the task of {self.grid.describe(level, index)} of scale {level}" if index == last
                     else f"the task of slab {index // tiles}, tiles {index % tiles + 1} to {last % tiles + 1} "
                          f"of {tiles}, of scale {level}")
-        while True:  # a result lost with its worker is computed again, perhaps only once one joins
-            try:
-                results = future.result(timeout=0.25)
-                break
-            except TimeoutError:
-                self._check_stop()
-                self._check_input()
+        self._check_input()  # before fetching a result from a worker that may have died of it
+        results = self._await(future.result)
         for (level, index), done in zip(submitted.blocks, results if submitted.many else [results]):
             self._block_done(level, index, done)
 
@@ -366,6 +362,17 @@ class DaskRun:
                    if self.rooms.declared else "give workers a larger --memory-limit, or lower --memory")
             raise UsageError(f"no worker of {info.get('address', 'the cluster')} has room for the "
                              f"{format_size(need)} the largest task needs ({self.rooms.describe()}): {how}")
+
+    def _await(self, call: Callable[[float], T]) -> T:
+        """`call(timeout)` of a finished future (its error, its result), looking at the stop flag
+        and the input meanwhile: a result lost with its worker is computed again, perhaps only
+        once a worker joins (with none left, Dask waits for one)."""
+        while True:
+            try:
+                return call(0.25)
+            except TimeoutError:
+                self._check_stop()
+                self._check_input()
 
     def _check_input(self) -> None:
         """An input file that tasks map (`slabtask._mapped`) and that was cut short meanwhile: a

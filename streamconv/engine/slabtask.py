@@ -129,8 +129,9 @@ def _write_slab(task: SlabTask, store: Store) -> SlabDone:
 def _mapped(task: SlabTask) -> MappedSlab | None:
     """The block's planes of the input file mapped, as the local engine's tasks map them
     (`Source.mapped`: an uncompressed local volume stored as it is output), for a block of whole
-    planes read from the source: no read, no copy (the 1 GiB volume's reads were a tenth of
-    the worker's time, docs/benchmarks.md). A file cut short meanwhile is found by
+    planes read from the source: no read and no slab of the task's own (the read was a tenth of
+    the worker's time on the 1 GiB volume; mapping costs about two thirds of it, and the
+    worker's peak fell by the slab: docs/benchmarks.md). A file cut short meanwhile is found by
     `MappedSlab.array` on the next task, and by the client after a worker died of it."""
     source = task.source
     if source is None or task.scratch is not None or not spans_planes(task.box, source.shape, source.stream_axis):
