@@ -134,7 +134,7 @@ def _mapped(task: SlabTask) -> MappedSlab | None:
     worker's peak fell by the slab: docs/benchmarks.md). A file cut short meanwhile is found by
     `MappedSlab.array` on the next task, and by the client after a worker died of it."""
     source = task.source
-    if source is None or task.scratch is not None or not spans_planes(task.box, source.shape, source.stream_axis):
+    if source is None or not spans_planes(task.box, source.shape, source.stream_axis):  # a scratch tile has none
         return None
     return source.mapped(task.p0, task.p1)
 
