@@ -16,6 +16,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import psutil
@@ -35,6 +36,8 @@ def _shm_dir() -> Path:
 @dataclass(frozen=True)
 class SlabRef:
     """A picklable handle on a buffer: what a task needs to map it."""
+
+    resident: ClassVar[bool] = False  # mapped anew by each task that uses it
 
     path: str
     shape: tuple[int, int, int, int]  # (c, z, y, x)
@@ -61,6 +64,8 @@ class SlabRef:
 class PrivateSlab:
     """A slab in the task's own memory (a Dask task on another host shares nothing): it offers
     the same `array()` as a `SlabRef`, so the task functions serve both."""
+
+    resident: ClassVar[bool] = True  # mapped already, or in huge pages (`SpareBuffers.take`)
 
     data: np.ndarray
 

@@ -31,9 +31,9 @@ from ..format.geometry import Box, Vec3
 from ..sources import Source
 from ..sources.base import MemoryOrder
 from ..stores import Location
-from .buffers import arranged, populate, stored_shape
+from .buffers import arranged, stored_shape
 from .slabgrid import SlabGrid, along
-from .tasks import Slab
+from .tasks import Slab, prepare
 from .worklog import take
 
 
@@ -153,7 +153,7 @@ def fill_from_scratch(scratch: ScratchSlab, t: int, p0: int, p1: int, ref: Slab,
         for p in range(p0, p1):
             box = scratch.plane(t, p)
             target = slab[box.index(origin)]
-            populate(target, write=True)
+            prepare(ref, target, write=True)
             stored = _stored(target, scratch.order)
             mark = marks[(p - p0) * record:(p - p0 + 1) * record]
             if mark[:1] == b"\x01":  # one value throughout: it is not in the scratch file

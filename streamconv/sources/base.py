@@ -21,7 +21,7 @@ from __future__ import annotations
 import mmap
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
@@ -48,6 +48,8 @@ class MappedSlab:
     uses it (the same `array()` as a shared buffer's `SlabRef`): `offset` is the byte of its
     first voxel, `strides` those of its four axes (negative along an axis stored back to
     front: a volume reoriented to RAS)."""
+
+    resident: ClassVar[bool] = False  # mapped anew by each task that uses it
 
     path: str
     offset: int
