@@ -10,8 +10,12 @@ whole, a 5.6 GiB task; docs/benchmarks.md, issue 26's second pass.)
 For each N, a cluster (`tools/dask_cluster.py`: `dask scheduler` and N x `dask worker --nthreads
 1 --no-nanny --resources MEMORY=<--memory>` on 127.0.0.1) is started, then every round runs the
 local engine with `--workers N` and the cluster run, one after the other (interleaved: a change
-in the machine's load hits both). The cluster run's CPU-seconds are the client's process tree,
-the workers' and the scheduler's (psutil, before and after); each worker's peak RSS is sampled.
+in the machine's load hits both). A first job on each, as bench.py's other rows have, is timed
+apart and printed, not in the ratio: on the fresh cluster it is the one whose workers first
+import and run streamconv, 0.1-0.25 s more than the jobs that follow on the same workers, as on
+a long-lived cluster (docs/benchmarks.md, stop 34). The cluster run's CPU-seconds are the
+client's process tree, the workers' and the scheduler's (psutil, before and after); each
+worker's peak RSS is sampled.
 
 The figure of issue 26: per-worker throughput on the cluster against the local engine's with
 as many workers, i.e. local seconds / cluster seconds for the same N (same volume, same number
@@ -46,6 +50,11 @@ def dask_bench(work: Path, inputs: list[Path], streamconv_cmd: Callable[[Path, i
     for n in args.dask_workers:
         cluster = DaskCluster(work, n, parse_size(args.memory))
         try:
+            first = []
+            for out, extra in ((local, []), (remote, ["--scheduler", cluster.address])):
+                settle(inputs, local, remote)
+                first.append(measure("first job", [streamconv_cmd(out, n) + extra]).seconds)
+            print(f"first job, x{n}: local {first[0]:.2f} s, on the fresh cluster {first[1]:.2f} s (not in the ratio)")
             for _ in range(args.repeat):
                 settle(inputs, local, remote)
                 m = measure(f"streamconv local x{n}", [streamconv_cmd(local, n)], args.durable)
