@@ -53,7 +53,7 @@ def dask_bench(work: Path, inputs: list[Path], streamconv_cmd: Callable[[Path, i
             first = []
             for out, extra in ((local, []), (remote, ["--scheduler", cluster.address])):
                 settle(inputs, local, remote)
-                first.append(measure("first job", [streamconv_cmd(out, n) + extra]).seconds)
+                first.append(measure("first job", [streamconv_cmd(out, n) + extra], args.durable).seconds)
             print(f"first job, x{n}: local {first[0]:.2f} s, on the fresh cluster {first[1]:.2f} s (not in the ratio)")
             for _ in range(args.repeat):
                 settle(inputs, local, remote)
