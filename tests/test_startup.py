@@ -65,6 +65,35 @@ def test_ctrl_c_during_start_up_is_one_line(volume, tmp_path, command):
         assert len(lines) == 1 and "interrupted" in lines[0], (delay, stderr)
 
 
+# Sends Ctrl-C from a trace function as the worker pool's first submit starts the thread that
+# manages the pool: a moment the delays above hit only rarely (it failed `.ci/run` once).
+AT_THE_POOLS_THREAD = """
+import os, signal, sys
+from streamconv.cli import main
+
+def tracer(frame, event, arg):
+    if event == "call" and frame.f_code.co_name == "start" \\
+            and type(frame.f_locals.get("self")).__name__ == "_ExecutorManagerThread":
+        sys.settrace(None)
+        os.kill(os.getpid(), signal.SIGINT)
+
+sys.argv = ["streamconv", *sys.argv[1:]]
+sys.settrace(tracer)
+main()
+"""
+
+
+def test_ctrl_c_while_the_worker_pool_starts_is_one_line(volume, tmp_path):
+    """Ctrl-C inside `Thread.start` of the pool's manager thread leaves that thread never
+    started, and the pool's shutdown then failed to join it: "internal error", exit 1."""
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-c", AT_THE_POOLS_THREAD, "convert", "-q", str(volume), str(out),
+                             "--workers", "2"], capture_output=True, text=True, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 130, result.stderr
+    assert len(lines) == 1 and "interrupted" in lines[0], result.stderr
+    assert not (out / "info").exists()
+
 def test_the_commands_that_start_the_fork_server_early_are_those_that_run_workers():
     """starting.POOL_COMMANDS is read before the command line is imported, so it cannot ask
     the commands; it must name exactly those with a --workers option (scale-stats only reports

@@ -47,6 +47,18 @@ def _click_exceptions() -> Any:
 
 
 _MULTIPROCESSING = f"{os.sep}multiprocessing{os.sep}"
+#: (file, functions) where a KeyboardInterrupt leaves a pool with a thread created but never
+#: started, which its shutdown then joins: RuntimeError ("internal error"), or a wait for ever
+_STARTING_THREADS = ((f"{os.sep}threading.py", {"start"}),
+                     (f"{os.sep}concurrent{os.sep}futures{os.sep}process.py",
+                      {"submit", "_start_executor_manager_thread"}),
+                     (f"{os.sep}concurrent{os.sep}futures{os.sep}thread.py", {"submit", "_adjust_thread_count"}))
+
+
+def _deferred(code: Any) -> bool:
+    """Whether Ctrl-C must wait until `code` has returned (see `_ctrl_c`)."""
+    return _MULTIPROCESSING in code.co_filename or any(
+        code.co_filename.endswith(file) and code.co_name in names for file, names in _STARTING_THREADS)
 
 
 def _ctrl_c(signum: int, frame: FrameType | None) -> None:
@@ -54,7 +66,10 @@ def _ctrl_c(signum: int, frame: FrameType | None) -> None:
     finalizer (run by the garbage collector anywhere) interrupted between unlinking the
     semaphore and telling the resource tracker leaves a traceback ("Exception ignored in:
     <Finalize object, dead>"), loses the Ctrl-C, and has the tracker warn about the semaphore
-    at exit. There, the signal is sent again 10 ms later, when the finalizer is done.
+    at exit. Nor while a thread is being started (`Thread.start`, and the worker pool's
+    first `submit`, which starts the thread that manages it): interrupted there, the thread is
+    left created but never started, and the pool's shutdown fails to join it. There, the
+    signal is sent again 10 ms later, when that code is done (each waits only briefly).
 
     From Ctrl-C on, an object that a finalizer cannot tear down is not reported: Ctrl-C
     during an import leaves objects half built (nibabel's OrderedSet without its `map`), and
@@ -62,7 +77,7 @@ def _ctrl_c(signum: int, frame: FrameType | None) -> None:
     for _ in range(4):  # the finalizer's frames are the innermost
         if frame is None:
             break
-        if _MULTIPROCESSING in frame.f_code.co_filename:
+        if _deferred(frame.f_code):
             again = threading.Timer(0.01, os.kill, (os.getpid(), signum))
             again.daemon = True
             again.start()
