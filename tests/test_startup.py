@@ -94,6 +94,7 @@ def test_ctrl_c_while_the_worker_pool_starts_is_one_line(volume, tmp_path):
     assert len(lines) == 1 and "interrupted" in lines[0], result.stderr
     assert not (out / "info").exists()
 
+
 def test_the_commands_that_start_the_fork_server_early_are_those_that_run_workers():
     """starting.POOL_COMMANDS is read before the command line is imported, so it cannot ask
     the commands; it must name exactly those with a --workers option (scale-stats only reports

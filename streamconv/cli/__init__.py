@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import threading
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any, NoReturn
 
 import typer
@@ -55,7 +55,7 @@ _STARTING_THREADS = ((f"{os.sep}threading.py", {"start"}),
                      (f"{os.sep}concurrent{os.sep}futures{os.sep}thread.py", {"submit", "_adjust_thread_count"}))
 
 
-def _deferred(code: Any) -> bool:
+def _deferred(code: CodeType) -> bool:
     """Whether Ctrl-C must wait until `code` has returned (see `_ctrl_c`)."""
     return _MULTIPROCESSING in code.co_filename or any(
         code.co_filename.endswith(file) and code.co_name in names for file, names in _STARTING_THREADS)
