@@ -46,19 +46,19 @@ def _click_exceptions() -> Any:
         return importlib.import_module("click.exceptions")
 
 
-_MULTIPROCESSING = f"{os.sep}multiprocessing{os.sep}"
-#: (file, functions) where a KeyboardInterrupt leaves a pool with a thread created but never
-#: started, which its shutdown then joins: RuntimeError ("internal error"), or a wait for ever
-_STARTING_THREADS = ((f"{os.sep}threading.py", {"start"}),
-                     (f"{os.sep}concurrent{os.sep}futures{os.sep}process.py",
-                      {"submit", "_start_executor_manager_thread"}),
-                     (f"{os.sep}concurrent{os.sep}futures{os.sep}thread.py", {"submit", "_adjust_thread_count"}))
+#: where Ctrl-C waits (see `_ctrl_c`): a part of the code's file name, and its functions (None:
+#: all). multiprocessing's finalizers; and a thread's start, where a KeyboardInterrupt leaves a
+#: pool with a thread created but never started, which its shutdown then joins: RuntimeError
+#: ("internal error"), or a wait for ever.
+_DEFERRED = ((f"{os.sep}multiprocessing{os.sep}", None),
+             (f"{os.sep}threading.py", {"start"}),
+             (f"{os.sep}concurrent{os.sep}futures{os.sep}process.py", {"submit", "_start_executor_manager_thread"}),
+             (f"{os.sep}concurrent{os.sep}futures{os.sep}thread.py", {"submit", "_adjust_thread_count"}))
 
 
 def _deferred(code: CodeType) -> bool:
     """Whether Ctrl-C must wait until `code` has returned (see `_ctrl_c`)."""
-    return _MULTIPROCESSING in code.co_filename or any(
-        code.co_filename.endswith(file) and code.co_name in names for file, names in _STARTING_THREADS)
+    return any(part in code.co_filename and (names is None or code.co_name in names) for part, names in _DEFERRED)
 
 
 def _ctrl_c(signum: int, frame: FrameType | None) -> None:
@@ -74,7 +74,7 @@ def _ctrl_c(signum: int, frame: FrameType | None) -> None:
     From Ctrl-C on, an object that a finalizer cannot tear down is not reported: Ctrl-C
     during an import leaves objects half built (nibabel's OrderedSet without its `map`), and
     their `__del__` would print a traceback after our one line."""
-    for _ in range(4):  # the finalizer's frames are the innermost
+    for _ in range(4):  # the finalizer's or the thread start's frames are the innermost
         if frame is None:
             break
         if _deferred(frame.f_code):
